@@ -1,0 +1,45 @@
+//! `framerec check-config [FILE]`: validate a configuration without recording.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (default: $CONFIGURATION_DIRECTORY/framerec.toml, else
+    /// /etc/framerec/framerec.toml).
+    file: Option<PathBuf>,
+}
+
+/// The configuration file used when none is named.
+pub fn default_config_path() -> PathBuf {
+    std::env::var_os("CONFIGURATION_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("framerec.toml"))
+        .unwrap_or_else(|| PathBuf::from("/etc/framerec/framerec.toml"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let path = match args.file {
+        Some(p) => p,
+        None => {
+            let p = default_config_path();
+            if !p.exists() {
+                println!(
+                    "no configuration file at {}; the built-in defaults apply and are valid",
+                    p.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            p
+        }
+    };
+    match framerec::config::load(&path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `framerec info PATH`: what a recording or segment holds.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Recording directory or segment file.
+    path: PathBuf,
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report = super::verify::verify_path(&args.path)?;
+    let mut total_bytes = 0;
+    for s in &report.segments {
+        total_bytes += s.bytes;
+        let c = &s.contents;
+        println!("{}", s.name);
+        println!(
+            "  {} bytes, {}, {} chunks",
+            s.bytes,
+            if s.finalized {
+                "finalized"
+            } else {
+                "unfinished (no summary)"
+            },
+            s.chunks
+        );
+        if let Some(id) = c.metadata.get("recording_id") {
+            println!(
+                "  recording {id}, segment {}",
+                c.metadata.get("segment_id").map_or("?", |s| s.as_str())
+            );
+        }
+        for (id, (topic, enc)) in &c.channels {
+            let n = c.messages.iter().filter(|m| m.channel == *id).count()
+                + if *id == framerec::segment::DROP_CHANNEL_ID {
+                    c.drops.len()
+                } else {
+                    0
+                };
+            println!("  channel {id}: {topic} ({enc}), {n} messages");
+        }
+        if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
+            println!(
+                "  time {:.3} .. {:.3} ({:.3} s)",
+                secs(a),
+                secs(b),
+                secs(b - a)
+            );
+        }
+        for (reason, n) in &s.dropped {
+            println!("  dropped {n} frames: {reason}");
+        }
+    }
+    let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
+    let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();
+    println!(
+        "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped, {:.3} s, {}",
+        report.segments.len(),
+        total_bytes,
+        report.frames,
+        report.first_seq.map_or("-".into(), |s| s.to_string()),
+        report.last_seq.map_or("-".into(), |s| s.to_string()),
+        report.dropped.values().sum::<u64>(),
+        match (start, end) {
+            (Some(a), Some(b)) => secs(b - a),
+            _ => 0.0,
+        },
+        if report.ok {
+            "intact"
+        } else {
+            "has problems (run `framerec verify`)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! The command line: one file per subcommand. Exit codes: 0 success, 1 the work found or hit a
+//! problem (a failed recording, a damaged file, an invalid config), 2 a usage or setup error.
+
+mod check_config;
+mod info;
+mod record;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "framerec",
+    version,
+    about = "Record high-rate sensor frames to MCAP without losing one silently"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Record frames until a limit, SIGINT/SIGTERM, or the end of the source.
+    Record(Box<record::Args>),
+    /// Check recordings; exits 0 only if every one is intact.
+    Verify(verify::Args),
+    /// Describe a recording or segment: streams, frames, time range, drops, size.
+    Info(info::Args),
+    /// Validate a configuration file without recording.
+    CheckConfig(check_config::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Record(a) => record::run(*a),
+        Command::Verify(a) => verify::run(a),
+        Command::Info(a) => info::run(a),
+        Command::CheckConfig(a) => check_config::run(a),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` sets the filter (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// The segment files of a recording directory, or the file itself, in recording order.
+pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    if path.is_dir() {
+        let segments = framerec::writer::existing_segments(path)?;
+        anyhow::ensure!(
+            !segments.is_empty(),
+            "{} holds no segments (*.mcap named by segment id)",
+            path.display()
+        );
+        Ok(segments.into_iter().map(|(_, p)| p).collect())
+    } else {
+        anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+        Ok(vec![path.to_path_buf()])
+    }
+}

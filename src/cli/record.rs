@@ -1,0 +1,251 @@
+//! `framerec record`: record until a limit, SIGINT/SIGTERM or the end of the source, then drain,
+//! fsync, finalize and print a summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use framerec::config::{Config, SourceConfig};
+use framerec::observe::{Percentiles, fmt_ns};
+use framerec::queue::OverflowPolicy;
+use framerec::receiver::Limits;
+use framerec::recorder::RunReport;
+use framerec::writer::BackendChoice;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (TOML); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Frame source: `synthetic`.
+    #[arg(long)]
+    source: Option<String>,
+    /// Recording directory (created; must not already hold a recording).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Stop after this long, e.g. `20s`, `45m`, `1h30m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Frames per second of the synthetic source; 0 = unpaced.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    fps: Option<u32>,
+    /// Concurrent writes in flight.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    writers: Option<u32>,
+    /// Width of synthetic frames, pixels.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    width: Option<u32>,
+    /// Height of synthetic frames, pixels.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=8192))]
+    height: Option<u32>,
+    /// Seed of the synthetic content.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write with O_DIRECT (falls back to buffered where the filesystem refuses it).
+    #[arg(long)]
+    direct_io: bool,
+    /// I/O backend: auto, io-uring, pwrite.
+    #[arg(long, value_parser = ["auto", "io-uring", "pwrite"])]
+    backend: Option<String>,
+    /// Close a segment once it reaches this many bytes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    segment_bytes: Option<u64>,
+    /// Queue budget in bytes (frames queued or being written).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    queue_bytes: Option<u64>,
+    /// Queue length in frames.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    queue_frames: Option<u64>,
+    /// What to do when the queue is full: drop-newest, drop-oldest, block.
+    #[arg(long, value_parser = ["drop-newest", "drop-oldest", "block"])]
+    overflow: Option<String>,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
+    if let Some(src) = &args.source {
+        anyhow::ensure!(
+            src == "synthetic",
+            "unknown source {src:?}: expected `synthetic`"
+        );
+    }
+    let SourceConfig::Synthetic(s) = &mut cfg.source;
+    if let Some(v) = args.fps {
+        s.fps = v;
+    }
+    if let Some(v) = args.width {
+        s.width = v;
+    }
+    if let Some(v) = args.height {
+        s.height = v;
+    }
+    if let Some(v) = args.seed {
+        s.seed = v;
+    }
+    if let Some(v) = &args.out {
+        cfg.output_dir = v.clone();
+    }
+    if let Some(v) = args.writers {
+        cfg.writer.writers = v as usize;
+    }
+    if args.direct_io {
+        cfg.writer.direct_io = true;
+    }
+    if let Some(v) = &args.backend {
+        cfg.writer.backend = match v.as_str() {
+            "io-uring" => BackendChoice::IoUring,
+            "pwrite" => BackendChoice::Pwrite,
+            _ => BackendChoice::Auto,
+        };
+    }
+    if let Some(v) = args.segment_bytes {
+        cfg.segment.max_bytes = v;
+    }
+    if let Some(v) = args.queue_bytes {
+        cfg.queue.max_bytes = v;
+    }
+    if let Some(v) = args.queue_frames {
+        cfg.queue.max_frames = v as usize;
+    }
+    if let Some(v) = &args.overflow {
+        cfg.queue.overflow = match v.as_str() {
+            "drop-oldest" => OverflowPolicy::DropOldest,
+            "block" => OverflowPolicy::Block,
+            _ => OverflowPolicy::DropNewest,
+        };
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM: the first stops intake and drains; a second exits at once (status 130),
+/// leaving segments that `framerec recover` repairs.
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn line(name: &str, p: Percentiles) -> String {
+    format!(
+        "{name:<20} p50 {:>8}  p99 {:>8}  p99.9 {:>8}  max {:>8}  ({} samples)",
+        fmt_ns(p.p50),
+        fmt_ns(p.p99),
+        fmt_ns(p.p999),
+        fmt_ns(p.max),
+        p.count
+    )
+}
+
+fn print_summary(r: &RunReport) {
+    let t = &r.totals;
+    let h = &r.histograms;
+    eprintln!(
+        "recorded {} frames into {} in {:.1} s: {:.1} MB, {:.1} MB/s",
+        t.written_frames,
+        r.dir.display(),
+        r.elapsed.as_secs_f64(),
+        t.written_bytes as f64 / 1e6,
+        r.mb_per_s()
+    );
+    let drops: Vec<String> = t.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    eprintln!(
+        "  frames: received {}, written {}, dropped {} ({})",
+        t.received_frames,
+        t.written_frames,
+        t.dropped_total(),
+        drops.join(", ")
+    );
+    eprintln!("  {}", line("write latency", r.write_latency()));
+    eprintln!(
+        "  {}",
+        line(
+            "capture to written",
+            Percentiles::of(&h.capture_to_written_ns)
+        )
+    );
+    eprintln!(
+        "  {}",
+        line("queue wait", Percentiles::of(&h.queue_wait_ns))
+    );
+    eprintln!(
+        "  {}",
+        line("fsync latency", Percentiles::of(&h.fsync_latency_ns))
+    );
+    let fpw = Percentiles::of(&h.frames_per_write);
+    eprintln!(
+        "  writes {} ({:.1} frames/write, max {}), fsyncs {}, queue high-water {} frames",
+        t.writes,
+        h.frames_per_write.mean(),
+        fpw.max,
+        t.fsyncs,
+        t.queue_high_water
+    );
+    eprintln!(
+        "  backend {} ({}), {} segment(s), durable through frame {}",
+        r.backend.as_str(),
+        if r.direct_io { "O_DIRECT" } else { "buffered" },
+        r.segments.len(),
+        t.durable_seq.map_or("none".into(), |s| s.to_string())
+    );
+}
+
+fn json_summary(r: &RunReport) -> serde_json::Value {
+    let h = &r.histograms;
+    serde_json::json!({
+        "dir": r.dir,
+        "elapsed_s": r.elapsed.as_secs_f64(),
+        "mb_per_s": r.mb_per_s(),
+        "totals": r.totals,
+        "backend": r.backend,
+        "direct_io": r.direct_io,
+        "segments": r.segments,
+        "write_latency_ns": r.write_latency(),
+        "capture_to_written_ns": Percentiles::of(&h.capture_to_written_ns),
+        "queue_wait_ns": Percentiles::of(&h.queue_wait_ns),
+        "fsync_latency_ns": Percentiles::of(&h.fsync_latency_ns),
+        "frames_per_write": Percentiles::of(&h.frames_per_write),
+        "failure": r.failure.as_ref().map(|f| f.to_string()),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &args.config {
+        Some(path) => match framerec::config::load(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => Config::default(),
+    };
+    apply(&args, &mut cfg)?;
+    let stop = stop_on_signals().context("cannot install signal handlers")?;
+    let limits = Limits {
+        frames: args.frames,
+        duration: args.duration,
+    };
+    let report = framerec::recorder::record(&cfg, limits, stop)?;
+    print_summary(&report);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_summary(&report))?);
+    }
+    match &report.failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some(f) => {
+            eprintln!("framerec: recording failed: {f}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

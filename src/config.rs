@@ -1,0 +1,561 @@
+//! The configuration file: TOML, parsed and validated once into each component's own typed
+//! config. Every error is reported at once, each with `file:line:col` and the reason.
+//!
+//! `config/framerec.toml` documents every key; keep it in step with the structs below.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::queue::{OverflowPolicy, QueueConfig};
+use crate::source::SyntheticConfig;
+use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
+
+/// An integer key restricted to `MIN..=MAX`; out-of-range values are rejected with their span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Int<const MIN: i64, const MAX: i64>(pub i64);
+
+impl<const MIN: i64, const MAX: i64> TryFrom<i64> for Int<MIN, MAX> {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&v) {
+            Ok(Int(v))
+        } else {
+            Err(format!("{v} is out of range: expected {MIN} to {MAX}"))
+        }
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> Int<MIN, MAX> {
+    fn u64(self) -> u64 {
+        self.0 as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    #[default]
+    Synthetic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Overflow {
+    DropNewest,
+    DropOldest,
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum BackendName {
+    Auto,
+    IoUring,
+    Pwrite,
+}
+
+const MIB: i64 = 1 << 20;
+
+/// `[output]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct OutputSection {
+    /// Recording directory. Default `./rec`.
+    dir: PathBuf,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection {
+            dir: PathBuf::from("rec"),
+        }
+    }
+}
+
+/// `[source]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct SourceSection {
+    /// Default `synthetic`.
+    kind: SourceKind,
+    /// Pixels. Default 640, range 1-8192.
+    width: Int<1, 8192>,
+    /// Pixels. Default 480, range 1-8192.
+    height: Int<1, 8192>,
+    /// Frames per second; 0 = unpaced. Default 30, range 0-100000.
+    fps: Int<0, 100_000>,
+    /// Seed of the synthetic content. Default 1.
+    seed: Int<0, { i64::MAX }>,
+    /// MCAP topic of the depth stream. Default `/camera/depth`.
+    topic: String,
+    /// `frame_id` of each image. Default `camera_depth`.
+    frame_id: String,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        let d = SyntheticConfig::default();
+        SourceSection {
+            kind: SourceKind::Synthetic,
+            width: Int(d.width as i64),
+            height: Int(d.height as i64),
+            fps: Int(d.fps as i64),
+            seed: Int(d.seed as i64),
+            topic: d.topic,
+            frame_id: d.frame_id,
+        }
+    }
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct QueueSection {
+    /// Frames. Default 256, range 1-65536.
+    max_frames: Int<1, 65_536>,
+    /// Bytes of frame buffers queued or being written. Default 256 MiB, range 1 MiB-64 GiB.
+    max_bytes: Int<MIB, { 64 * 1024 * MIB }>,
+    /// `drop-newest` (default), `drop-oldest` or `block`.
+    overflow: Overflow,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        let d = QueueConfig::default();
+        QueueSection {
+            max_frames: Int(d.max_frames as i64),
+            max_bytes: Int(d.max_bytes as i64),
+            overflow: Overflow::DropNewest,
+        }
+    }
+}
+
+/// `[writer]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct WriterSection {
+    /// `auto` (default), `io-uring` or `pwrite`.
+    backend: BackendName,
+    /// Concurrent writes. Default 2, range 1-64.
+    writers: Int<1, 64>,
+    /// `O_DIRECT`. Default false.
+    direct_io: bool,
+    /// Bytes per write. Default 4 MiB, range 4 KiB-256 MiB.
+    max_write_bytes: Int<4096, { 256 * MIB }>,
+    /// Microseconds to wait for more frames. Default 0, range 0-1000000.
+    linger_us: Int<0, 1_000_000>,
+}
+
+impl Default for WriterSection {
+    fn default() -> Self {
+        let d = WriterConfig::default();
+        WriterSection {
+            backend: BackendName::Auto,
+            writers: Int(d.writers as i64),
+            direct_io: d.direct_io,
+            max_write_bytes: Int(d.max_write_bytes as i64),
+            linger_us: Int(0),
+        }
+    }
+}
+
+/// `[segment]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct SegmentSection {
+    /// Bytes. Default 1 GiB, range 1 MiB-1 TiB.
+    max_bytes: Int<MIB, { 1024 * 1024 * MIB }>,
+    /// Seconds; 0 = no limit. Default 600, range 0-604800.
+    max_duration_s: Int<0, 604_800>,
+}
+
+impl Default for SegmentSection {
+    fn default() -> Self {
+        SegmentSection {
+            max_bytes: Int(1 << 30),
+            max_duration_s: Int(600),
+        }
+    }
+}
+
+/// `[durability]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct DurabilitySection {
+    /// Milliseconds between fsyncs; 0 = only when a segment closes. Default 1000, range 0-3600000.
+    fsync_interval_ms: Int<0, 3_600_000>,
+    /// Also fsync every this many frames; 0 = off. Default 0.
+    fsync_every_frames: Int<0, { i64::MAX }>,
+    /// Drop durable data from the page cache. Default true.
+    release_page_cache: bool,
+}
+
+impl Default for DurabilitySection {
+    fn default() -> Self {
+        DurabilitySection {
+            fsync_interval_ms: Int(1000),
+            fsync_every_frames: Int(0),
+            release_page_cache: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct FileConfig {
+    output: OutputSection,
+    source: SourceSection,
+    queue: QueueSection,
+    writer: WriterSection,
+    segment: SegmentSection,
+    durability: DurabilitySection,
+}
+
+/// Where a source's frames come from, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceConfig {
+    Synthetic(SyntheticConfig),
+}
+
+/// The validated configuration: one typed config per component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub output_dir: PathBuf,
+    pub source: SourceConfig,
+    pub queue: QueueConfig,
+    pub writer: WriterConfig,
+    pub segment: SegmentConfig,
+    pub durability: DurabilityConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        FileConfig::default().into_config()
+    }
+}
+
+impl FileConfig {
+    fn into_config(self) -> Config {
+        let s = self.source;
+        Config {
+            output_dir: self.output.dir,
+            source: match s.kind {
+                SourceKind::Synthetic => SourceConfig::Synthetic(SyntheticConfig {
+                    width: s.width.0 as u32,
+                    height: s.height.0 as u32,
+                    fps: s.fps.0 as u32,
+                    seed: s.seed.u64(),
+                    topic: s.topic,
+                    frame_id: s.frame_id,
+                }),
+            },
+            queue: QueueConfig {
+                max_frames: self.queue.max_frames.0 as usize,
+                max_bytes: self.queue.max_bytes.u64(),
+                overflow: match self.queue.overflow {
+                    Overflow::DropNewest => OverflowPolicy::DropNewest,
+                    Overflow::DropOldest => OverflowPolicy::DropOldest,
+                    Overflow::Block => OverflowPolicy::Block,
+                },
+            },
+            writer: WriterConfig {
+                backend: match self.writer.backend {
+                    BackendName::Auto => BackendChoice::Auto,
+                    BackendName::IoUring => BackendChoice::IoUring,
+                    BackendName::Pwrite => BackendChoice::Pwrite,
+                },
+                writers: self.writer.writers.0 as usize,
+                direct_io: self.writer.direct_io,
+                max_write_bytes: self.writer.max_write_bytes.0 as usize,
+                linger: Duration::from_micros(self.writer.linger_us.u64()),
+            },
+            segment: SegmentConfig {
+                max_bytes: self.segment.max_bytes.u64(),
+                max_duration: match self.segment.max_duration_s.u64() {
+                    0 => None,
+                    s => Some(Duration::from_secs(s)),
+                },
+            },
+            durability: DurabilityConfig {
+                fsync_interval: match self.durability.fsync_interval_ms.u64() {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
+                fsync_every_frames: match self.durability.fsync_every_frames.u64() {
+                    0 => None,
+                    n => Some(n),
+                },
+                release_page_cache: self.durability.release_page_cache,
+            },
+        }
+    }
+}
+
+/// One configuration error at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// Every error found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, col)
+}
+
+/// Blanks the key/value entry that contains `at` (keeping newlines, so every other offset and
+/// line stays put). Returns false when no entry contains it.
+fn blank_entry(text: &mut String, at: usize) -> bool {
+    use toml::de::{DeTable, DeValue};
+    let Ok(doc) = DeTable::parse(text) else {
+        return false;
+    };
+    fn find(table: &DeTable<'_>, at: usize) -> Option<Range<usize>> {
+        for (k, v) in table.iter() {
+            let (ks, vs) = (k.span(), v.span());
+            let whole = ks.start.min(vs.start)..ks.end.max(vs.end);
+            if let DeValue::Table(t) = v.get_ref() {
+                if let Some(r) = find(t, at) {
+                    return Some(r);
+                }
+                if ks.contains(&at) || whole.contains(&at) {
+                    return Some(whole);
+                }
+            } else if whole.contains(&at) || ks.start == at {
+                return Some(whole);
+            }
+        }
+        None
+    }
+    let Some(range) = find(doc.get_ref(), at) else {
+        return false;
+    };
+    drop(doc);
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    // Keep a blanked table header parseable: `[name]` becomes blank, children stay valid keys.
+    text.replace_range(range, &blanked);
+    true
+}
+
+/// Parses and validates configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let at = |offset: usize, message: String| {
+        let (line, col) = line_col(text, offset);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        }
+    };
+    // Syntax first: all syntax errors the parser can recover from.
+    let (_, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        return Err(ConfigErrors(
+            syntax
+                .iter()
+                .map(|e| at(e.span().map_or(0, |s| s.start), e.message().to_string()))
+                .collect(),
+        ));
+    }
+    // Then types, ranges and unknown keys: report one, blank its entry, parse again.
+    let mut work = text.to_string();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..256 {
+        match toml::from_str::<FileConfig>(&work) {
+            Ok(cfg) => {
+                if errors.is_empty() {
+                    return validate(cfg, text, file);
+                }
+                break;
+            }
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                if !seen.insert((offset, e.message().to_string())) {
+                    break;
+                }
+                errors.push(at(offset, e.message().trim().to_string()));
+                if !blank_entry(&mut work, offset) {
+                    break;
+                }
+            }
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.col));
+    Err(ConfigErrors(errors))
+}
+
+/// Checks that span several keys.
+fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let config = cfg.into_config();
+    let mut errors = Vec::new();
+    let SourceConfig::Synthetic(s) = &config.source;
+    let frame = s.width as u64 * s.height as u64 * 2;
+    let need = 2 * (crate::frame::round_up(frame as usize, crate::frame::ALIGN) as u64 + 8192);
+    if config.queue.max_bytes < need {
+        let (line, col) = key_position(text, "queue", "max-bytes");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: format!(
+                "queue.max-bytes = {} holds fewer than two {}x{} frames; use at least {need}",
+                config.queue.max_bytes, s.width, s.height
+            ),
+        });
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Line and column of `section.key` in `text`, or of the file start when absent.
+fn key_position(text: &str, section: &str, key: &str) -> (usize, usize) {
+    if let Ok(doc) = toml::de::DeTable::parse(text)
+        && let Some(toml::de::DeValue::Table(t)) = doc.get_ref().get(section).map(|v| v.get_ref())
+        && let Some((k, _)) = t.get_key_value(key)
+    {
+        return line_col(text, k.span().start);
+    }
+    (1, 1)
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &name),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file: name,
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("", "f.toml").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.writer.writers, 2);
+        assert_eq!(c.queue.overflow, OverflowPolicy::DropNewest);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse(
+            "[writer]\nwriters = 8\ndirect-io = true\n[queue]\noverflow = \"block\"\n[segment]\nmax-duration-s = 0\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(c.writer.writers, 8);
+        assert!(c.writer.direct_io);
+        assert_eq!(c.queue.overflow, OverflowPolicy::Block);
+        assert_eq!(c.segment.max_duration, None);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_place() {
+        let text = "[writer]\nwriters = 0\nbogus = 1\n\n[queue]\nmax-frames = \"many\"\noverflow = \"sometimes\"\n";
+        let errs = parse(text, "f.toml").unwrap_err().0;
+        let places: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(places, vec![(2, 11), (3, 1), (6, 14), (7, 12)], "{errs:#?}");
+        assert!(
+            errs[0].message.contains("out of range"),
+            "{}",
+            errs[0].message
+        );
+        assert!(
+            errs[1].message.contains("unknown field `bogus`"),
+            "{}",
+            errs[1].message
+        );
+        assert!(
+            errs[2].message.contains("invalid type"),
+            "{}",
+            errs[2].message
+        );
+        assert!(
+            errs[3].message.contains("unknown variant `sometimes`"),
+            "{}",
+            errs[3].message
+        );
+        assert!(errs[0].to_string().starts_with("f.toml:2:11: "));
+    }
+
+    #[test]
+    fn unknown_section_is_reported() {
+        let errs = parse("[wrtier]\nwriters = 3\n", "f.toml").unwrap_err().0;
+        assert_eq!((errs[0].line, errs[0].col), (1, 2), "{errs:#?}");
+        assert!(errs[0].message.contains("unknown field `wrtier`"));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let errs = parse("[writer]\nwriters = = 3\n", "f.toml").unwrap_err().0;
+        assert_eq!(errs[0].line, 2, "{errs:#?}");
+    }
+
+    #[test]
+    fn queue_too_small_for_two_frames_is_rejected() {
+        let errs = parse("[queue]\nmax-bytes = 1048576\n", "f.toml")
+            .unwrap_err()
+            .0;
+        assert_eq!((errs[0].line, errs[0].col), (2, 1));
+        assert!(errs[0].message.contains("fewer than two"));
+    }
+
+    #[test]
+    fn shipped_config_file_is_valid_and_matches_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/framerec.toml");
+        let c = load(Path::new(path)).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

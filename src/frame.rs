@@ -1,0 +1,334 @@
+//! Frames and the buffers that carry them: the bottom layer every other module builds on.
+//!
+//! A [`FrameBuf`] is one allocation laid out so that a frame can be written to disk with no copy
+//! of its payload, in buffered or `O_DIRECT` mode:
+//!
+//! ```text
+//! FrameBuf {
+//!     headroom: [u8; HEADROOM],   // aligned start; record headers are written at its end
+//!     payload:  [u8; capacity],   // starts ALIGN-aligned; the source fills it
+//!     tailroom: [u8; TAILROOM],   // message index and alignment padding after the payload
+//! }
+//! ```
+//!
+//! Buffers are recycled through a [`BufferPool`]: in steady state no frame allocates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+
+/// Alignment of buffer starts, payload starts and `O_DIRECT` file offsets.
+pub const ALIGN: usize = 4096;
+/// Bytes reserved in front of the payload for record headers and padding.
+pub const HEADROOM: usize = ALIGN;
+/// Bytes reserved after the (ALIGN-rounded) payload for trailers and padding.
+pub const TAILROOM: usize = ALIGN;
+
+/// Sequence number the receiver gives each frame it takes from its source, from 0, gap-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FrameSeq(pub u64);
+
+impl std::fmt::Display for FrameSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why a frame the receiver accepted was not written. Every drop is counted under one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The queue was full (frames or bytes) and the policy is `drop-newest`.
+    QueueFull,
+    /// Evicted from a full queue to make room for a newer frame (`drop-oldest`).
+    QueueEvicted,
+    /// The write that carried the frame failed.
+    IoError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::QueueEvicted,
+        DropReason::IoError,
+    ];
+
+    /// The name used in files, statistics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::QueueEvicted => "queue_evicted",
+            DropReason::IoError => "io_error",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DropReason> {
+        DropReason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Pixel layout of a stream's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// 16-bit little-endian depth samples, one channel (`16UC1`).
+    Depth16,
+}
+
+impl PixelFormat {
+    pub fn bytes_per_pixel(self) -> usize {
+        match self {
+            PixelFormat::Depth16 => 2,
+        }
+    }
+
+    /// The `foxglove.RawImage` encoding name.
+    pub fn encoding(self) -> &'static str {
+        match self {
+            PixelFormat::Depth16 => "16UC1",
+        }
+    }
+}
+
+/// What every frame of one stream looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// MCAP topic, e.g. `/camera/depth`.
+    pub topic: String,
+    /// `frame_id` written into each `foxglove.RawImage`.
+    pub frame_id: String,
+    pub width: u32,
+    pub height: u32,
+    pub format: PixelFormat,
+}
+
+impl StreamInfo {
+    pub fn frame_bytes(&self) -> usize {
+        self.width as usize * self.height as usize * self.format.bytes_per_pixel()
+    }
+
+    pub fn step_bytes(&self) -> u32 {
+        self.width * self.format.bytes_per_pixel() as u32
+    }
+}
+
+/// The stamps the receiver puts on a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameMeta {
+    pub seq: FrameSeq,
+    /// Device clock, nanoseconds, unwrapped to 64 bits by the source.
+    pub device_ns: u64,
+    /// Host `CLOCK_MONOTONIC` at capture, nanoseconds.
+    pub host_mono_ns: u64,
+    /// Host `CLOCK_REALTIME` at capture, nanoseconds since the Unix epoch.
+    pub host_real_ns: u64,
+}
+
+/// One aligned, reusable allocation holding a frame's payload plus room around it.
+pub struct FrameBuf {
+    storage: Box<[u8]>,
+    /// Offset of the ALIGN-aligned start inside `storage`.
+    base: usize,
+    capacity: usize,
+    payload_len: usize,
+}
+
+impl FrameBuf {
+    /// A buffer whose payload can hold up to `capacity` bytes.
+    pub fn new(capacity: usize) -> FrameBuf {
+        let rounded = round_up(capacity.max(1), ALIGN);
+        let total = HEADROOM + rounded + TAILROOM;
+        let storage = vec![0u8; total + ALIGN].into_boxed_slice();
+        let base = storage.as_ptr().align_offset(ALIGN);
+        debug_assert!(base < ALIGN);
+        FrameBuf {
+            storage,
+            base,
+            capacity: rounded,
+            payload_len: 0,
+        }
+    }
+
+    /// Bytes the payload may hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Sets the payload length and returns the payload for filling.
+    ///
+    /// Fails when `len` exceeds the capacity, returning the capacity.
+    pub fn fill(&mut self, len: usize) -> Result<&mut [u8], usize> {
+        if len > self.capacity {
+            return Err(self.capacity);
+        }
+        self.payload_len = len;
+        let start = self.base + HEADROOM;
+        Ok(&mut self.storage[start..start + len])
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        let start = self.base + HEADROOM;
+        &self.storage[start..start + self.payload_len]
+    }
+
+    /// The whole aligned region: headroom, payload capacity and tailroom. Offsets into it are
+    /// what [`FrameBuf::span`] takes; the payload starts at [`HEADROOM`].
+    pub fn region(&self) -> &[u8] {
+        &self.storage[self.base..self.base + HEADROOM + self.capacity + TAILROOM]
+    }
+
+    pub fn region_mut(&mut self) -> &mut [u8] {
+        let end = self.base + HEADROOM + self.capacity + TAILROOM;
+        &mut self.storage[self.base..end]
+    }
+}
+
+impl std::fmt::Debug for FrameBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameBuf")
+            .field("capacity", &self.capacity)
+            .field("payload_len", &self.payload_len)
+            .finish()
+    }
+}
+
+/// A frame in flight between the receiver and the disk.
+#[derive(Debug)]
+pub struct Frame {
+    pub meta: FrameMeta,
+    pub buf: FrameBuf,
+    /// Bytes of `buf`'s region, starting at `span.0`, that go to disk (set by the encoder).
+    pub span: (usize, usize),
+}
+
+impl Frame {
+    pub fn payload_len(&self) -> usize {
+        self.buf.payload_len()
+    }
+}
+
+/// Host monotonic clock: nanoseconds since this process first read it.
+pub fn host_mono_ns() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// Host realtime clock: nanoseconds since the Unix epoch.
+pub fn host_real_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
+}
+
+/// Rounds `n` up to a multiple of `align` (a power of two).
+pub const fn round_up(n: usize, align: usize) -> usize {
+    (n + align - 1) & !(align - 1)
+}
+
+/// A bounded free list of equally sized frame buffers.
+///
+/// `get` hands out a recycled buffer, or allocates while fewer than `max_buffers` exist;
+/// `put` returns one. Any thread may call either; neither blocks.
+#[derive(Debug)]
+pub struct BufferPool {
+    free: ArrayQueue<FrameBuf>,
+    allocated: AtomicUsize,
+    max_buffers: usize,
+    buffer_capacity: usize,
+}
+
+impl BufferPool {
+    pub fn new(max_buffers: usize, buffer_capacity: usize) -> Arc<BufferPool> {
+        Arc::new(BufferPool {
+            free: ArrayQueue::new(max_buffers.max(1)),
+            allocated: AtomicUsize::new(0),
+            max_buffers: max_buffers.max(1),
+            buffer_capacity,
+        })
+    }
+
+    pub fn buffer_capacity(&self) -> usize {
+        self.buffer_capacity
+    }
+
+    /// A buffer, or `None` when all `max_buffers` are out.
+    pub fn get(&self) -> Option<FrameBuf> {
+        if let Some(buf) = self.free.pop() {
+            return Some(buf);
+        }
+        let mut n = self.allocated.load(Ordering::Relaxed);
+        loop {
+            if n >= self.max_buffers {
+                return None;
+            }
+            match self.allocated.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(FrameBuf::new(self.buffer_capacity)),
+                Err(seen) => n = seen,
+            }
+        }
+    }
+
+    /// Returns a buffer for reuse. A buffer of another size is freed instead.
+    pub fn put(&self, buf: FrameBuf) {
+        if buf.capacity() != round_up(self.buffer_capacity.max(1), ALIGN) {
+            self.allocated.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if self.free.push(buf).is_err() {
+            self.allocated.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Buffers currently allocated (free or in use).
+    pub fn allocated(&self) -> usize {
+        self.allocated.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_aligned_and_sized() {
+        let mut b = FrameBuf::new(614_400);
+        assert_eq!(b.region().as_ptr() as usize % ALIGN, 0);
+        assert_eq!(b.capacity(), round_up(614_400, ALIGN));
+        assert_eq!(b.region().len(), HEADROOM + b.capacity() + TAILROOM);
+        b.fill(10).unwrap().copy_from_slice(&[7; 10]);
+        assert_eq!(b.payload(), &[7; 10]);
+        assert_eq!((b.payload().as_ptr() as usize) % ALIGN, 0);
+        assert!(b.fill(b.capacity() + 1).is_err());
+    }
+
+    #[test]
+    fn pool_bounds_allocation_and_recycles() {
+        let pool = BufferPool::new(2, 100);
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        assert!(pool.get().is_none());
+        let ptr = a.region().as_ptr();
+        pool.put(a);
+        let c = pool.get().unwrap();
+        assert_eq!(c.region().as_ptr(), ptr, "the freed buffer is reused");
+        pool.put(b);
+        pool.put(c);
+        assert_eq!(pool.allocated(), 2);
+    }
+}

@@ -1,0 +1,18 @@
+//! framerec: records high-rate sensor frames to disk through a pool of io_uring writers, and
+//! never loses a frame without saying so.
+//!
+//! Data flows one way:
+//! [`source`] -> [`receiver`] -> [`queue`] -> [`writer`] -> [`segment`] (the MCAP format),
+//! with [`observe`] beside them and [`config`] and [`recorder`] at the edge. [`frame`] is the
+//! bottom layer they all share.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod frame;
+pub mod observe;
+pub mod queue;
+pub mod receiver;
+pub mod recorder;
+pub mod segment;
+pub mod source;
+pub mod writer;

@@ -1,0 +1,191 @@
+//! Observation, beside the data path: counters and gauges as atomics, latency histograms owned
+//! by whoever records into them, and the snapshot that merges them off the hot path.
+//!
+//! The hot path touches only [`Counters`] (relaxed atomics) and a [`WriterHistograms`] owned by
+//! one writer task. Everything else (merging, formatting, serving) happens elsewhere.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::frame::DropReason;
+
+/// No durable frame yet.
+const NONE: u64 = u64::MAX;
+
+/// Counters and gauges shared by the receiver and the writers.
+#[derive(Debug)]
+pub struct Counters {
+    pub received_frames: AtomicU64,
+    pub received_bytes: AtomicU64,
+    pub written_frames: AtomicU64,
+    pub written_bytes: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    pub writes: AtomicU64,
+    pub writes_in_flight: AtomicU64,
+    pub queue_high_water: AtomicU64,
+    pub segments_opened: AtomicU64,
+    pub fsyncs: AtomicU64,
+    durable_seq: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            received_frames: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            written_frames: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
+            dropped: Default::default(),
+            writes: AtomicU64::new(0),
+            writes_in_flight: AtomicU64::new(0),
+            queue_high_water: AtomicU64::new(0),
+            segments_opened: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            durable_seq: AtomicU64::new(NONE),
+        }
+    }
+}
+
+impl Counters {
+    pub fn add_dropped(&self, reason: DropReason, frames: u64) {
+        self.dropped[reason.index()].fetch_add(frames, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+
+    pub fn note_queue_depth(&self, depth: u64) {
+        self.queue_high_water.fetch_max(depth, Ordering::Relaxed);
+    }
+
+    /// Highest sequence number at or below which every written frame is known durable.
+    pub fn durable_seq(&self) -> Option<u64> {
+        match self.durable_seq.load(Ordering::Acquire) {
+            NONE => None,
+            s => Some(s),
+        }
+    }
+
+    pub fn set_durable_seq(&self, seq: u64) {
+        self.durable_seq.store(seq, Ordering::Release);
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns to 1 hour at 3 significant figures; values above are clamped.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Histograms one writer task records into; merged with the others off the hot path.
+#[derive(Debug, Clone)]
+pub struct WriterHistograms {
+    /// Submit to completion of one vectored write, nanoseconds.
+    pub write_latency_ns: Histogram<u64>,
+    /// Frames carried by one write.
+    pub frames_per_write: Histogram<u64>,
+    /// Host capture stamp to write completion, nanoseconds.
+    pub capture_to_written_ns: Histogram<u64>,
+    /// Host capture stamp to the moment a writer took the frame from the queue, nanoseconds.
+    pub queue_wait_ns: Histogram<u64>,
+    /// One fsync (fdatasync) of a segment, nanoseconds.
+    pub fsync_latency_ns: Histogram<u64>,
+}
+
+impl Default for WriterHistograms {
+    fn default() -> Self {
+        WriterHistograms {
+            write_latency_ns: histogram(),
+            frames_per_write: histogram(),
+            capture_to_written_ns: histogram(),
+            queue_wait_ns: histogram(),
+            fsync_latency_ns: histogram(),
+        }
+    }
+}
+
+impl WriterHistograms {
+    pub fn merge(&mut self, other: &WriterHistograms) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.write_latency_ns.add(&other.write_latency_ns);
+        let _ = self.frames_per_write.add(&other.frames_per_write);
+        let _ = self.capture_to_written_ns.add(&other.capture_to_written_ns);
+        let _ = self.queue_wait_ns.add(&other.queue_wait_ns);
+        let _ = self.fsync_latency_ns.add(&other.fsync_latency_ns);
+    }
+}
+
+/// Records `value` clamped into the histogram's range.
+pub fn record(h: &mut Histogram<u64>, value: u64) {
+    h.saturating_record(value.max(1));
+}
+
+/// Percentiles of one histogram, in its unit.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// A format for nanoseconds a person reads: `850µs`, `12.3ms`, `1.20s`.
+pub fn fmt_ns(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.0}µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2}s", ns as f64 / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_seq_starts_unset() {
+        let c = Counters::default();
+        assert_eq!(c.durable_seq(), None);
+        c.set_durable_seq(0);
+        assert_eq!(c.durable_seq(), Some(0));
+    }
+
+    #[test]
+    fn percentiles_of_known_values() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            record(&mut h, v * 1000);
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert!((499_000..=501_000).contains(&p.p50), "{p:?}");
+        assert!(p.max >= 999_000, "{p:?}");
+        assert_eq!(fmt_ns(1_500_000), "1.5ms");
+    }
+}

@@ -1,0 +1,238 @@
+//! The bounded lock-free queue between the receiver and the writers, and the log of drops.
+//!
+//! The queue is bounded in frames (its `ArrayQueue` capacity) and in bytes: every accepted frame
+//! holds a buffer of the [`BufferPool`](crate::frame::BufferPool) until its write completes, and
+//! the pool holds at most `max_bytes` of buffers. So memory is bounded by `max_bytes` plus one
+//! spare buffer, whatever the disk does.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::Notify;
+
+use crate::frame::{DropReason, Frame, FrameSeq};
+use crate::segment::DropRange;
+
+/// What the receiver does with a frame when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Drop the frame that just arrived (live sources: the past is already queued).
+    DropNewest,
+    /// Drop the oldest queued frame to make room.
+    DropOldest,
+    /// Wait for room (replay sources, which can wait without losing anything).
+    Block,
+}
+
+impl OverflowPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowPolicy::DropNewest => "drop-newest",
+            OverflowPolicy::DropOldest => "drop-oldest",
+            OverflowPolicy::Block => "block",
+        }
+    }
+}
+
+/// Settings of the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Frames the queue holds at most.
+    pub max_frames: usize,
+    /// Bytes of frame buffers (queued or being written) at most.
+    pub max_bytes: u64,
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_frames: 256,
+            max_bytes: 256 << 20,
+            overflow: OverflowPolicy::DropNewest,
+        }
+    }
+}
+
+/// Frames on their way to the writers.
+///
+/// # Threading
+/// The receiver pushes (and, under `drop-oldest`, pops the oldest); writers pop. No call blocks.
+#[derive(Debug)]
+pub struct FrameQueue {
+    frames: ArrayQueue<Frame>,
+    ready: Notify,
+    closed: AtomicBool,
+}
+
+impl FrameQueue {
+    pub fn new(max_frames: usize) -> FrameQueue {
+        FrameQueue {
+            frames: ArrayQueue::new(max_frames.max(1)),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues `frame` and wakes a writer; gives the frame back when the queue is full.
+    pub fn push(&self, frame: Frame) -> Result<(), Frame> {
+        self.frames.push(frame)?;
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues `frame`, evicting and returning the oldest frame if the queue is full.
+    pub fn force_push(&self, frame: Frame) -> Option<Frame> {
+        let evicted = self.frames.force_push(frame);
+        self.ready.notify_one();
+        evicted
+    }
+
+    pub fn pop(&self) -> Option<Frame> {
+        self.frames.pop()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// No more frames will come: writers drain what is queued, then stop.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until a frame may be available or the queue closes. Spurious wake-ups happen.
+    pub async fn ready(&self) {
+        let notified = self.ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.frames.is_empty() || self.is_closed() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Wakes one waiting writer (used when a writer leaves work it could not take).
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+}
+
+/// Drops not yet written into the recording as drop notices.
+///
+/// # Threading
+/// The receiver and writers add; a writer takes everything before each write. Adding merges a
+/// drop into the previous range when it continues it, so overload produces few notices.
+#[derive(Debug, Default)]
+pub struct DropLog {
+    pending: Mutex<Vec<DropRange>>,
+}
+
+impl DropLog {
+    pub fn add(&self, first: FrameSeq, last: FrameSeq, reason: DropReason, time_ns: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(prev) = pending.iter_mut().rev().find(|r| r.reason == reason)
+            && prev.last.0 + 1 == first.0
+        {
+            prev.last = last;
+            return;
+        }
+        pending.push(DropRange {
+            first,
+            last,
+            reason,
+            time_ns,
+        });
+    }
+
+    /// Everything pending, oldest first.
+    pub fn take(&self) -> Vec<DropRange> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *pending)
+    }
+
+    /// Puts back ranges a failed write could not record.
+    pub fn restore(&self, ranges: Vec<DropRange>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = std::mem::replace(&mut *pending, ranges);
+        pending.extend(newer);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameBuf, FrameMeta};
+
+    fn frame(seq: u64) -> Frame {
+        Frame {
+            meta: FrameMeta {
+                seq: FrameSeq(seq),
+                ..Default::default()
+            },
+            buf: FrameBuf::new(16),
+            span: (0, 0),
+        }
+    }
+
+    #[test]
+    fn full_queue_gives_the_frame_back_and_force_push_evicts_oldest() {
+        let q = FrameQueue::new(2);
+        q.push(frame(0)).unwrap();
+        q.push(frame(1)).unwrap();
+        let back = q.push(frame(2)).unwrap_err();
+        assert_eq!(back.meta.seq, FrameSeq(2));
+        let evicted = q.force_push(back).unwrap();
+        assert_eq!(evicted.meta.seq, FrameSeq(0));
+        assert_eq!(q.pop().unwrap().meta.seq, FrameSeq(1));
+        assert_eq!(q.pop().unwrap().meta.seq, FrameSeq(2));
+    }
+
+    #[test]
+    fn drop_log_merges_consecutive_runs_per_reason() {
+        let log = DropLog::default();
+        for s in 3..6 {
+            log.add(FrameSeq(s), FrameSeq(s), DropReason::QueueFull, 0);
+        }
+        log.add(FrameSeq(9), FrameSeq(9), DropReason::QueueFull, 0);
+        log.add(FrameSeq(6), FrameSeq(6), DropReason::QueueEvicted, 0);
+        let ranges = log.take();
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(
+            (ranges[0].first, ranges[0].last),
+            (FrameSeq(3), FrameSeq(5))
+        );
+        assert_eq!(ranges[1].first, FrameSeq(9));
+        assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn ready_returns_after_close() {
+        let q = FrameQueue::new(1);
+        q.close();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(q.ready());
+    }
+}

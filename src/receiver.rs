@@ -1,0 +1,159 @@
+//! The receiver thread: owns the source, stamps frames, and pushes them into the queue without
+//! ever waiting on the disk. When the queue is full it applies the overflow policy and counts
+//! each drop under its reason.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::frame::{
+    BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, host_mono_ns, host_real_ns,
+};
+use crate::observe::Counters;
+use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
+use crate::source::{Source, SourceError};
+
+/// When the receiver stops taking frames (besides the stop flag and the end of the source).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub frames: Option<u64>,
+    pub duration: Option<Duration>,
+}
+
+/// Why the receiver stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    FrameLimit,
+    DurationLimit,
+    EndOfSource,
+}
+
+/// The parts of the pipeline the receiver talks to.
+pub struct ReceiverParts {
+    pub queue: Arc<FrameQueue>,
+    pub pool: Arc<BufferPool>,
+    pub drops: Arc<DropLog>,
+    pub counters: Arc<Counters>,
+    pub policy: OverflowPolicy,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs the receive loop until a limit, the stop flag or the end of the source; then closes the
+/// queue. Called on the receiver thread.
+pub fn run(
+    mut source: Box<dyn Source>,
+    parts: ReceiverParts,
+    limits: Limits,
+) -> Result<StopReason, SourceError> {
+    let result = receive(source.as_mut(), &parts, limits);
+    parts.queue.close();
+    result
+}
+
+fn receive(
+    source: &mut dyn Source,
+    p: &ReceiverParts,
+    limits: Limits,
+) -> Result<StopReason, SourceError> {
+    let started = Instant::now();
+    // A buffer in hand, and one to receive into when the budget is spent (the frame is then
+    // received, counted and dropped, so the source never stalls).
+    let mut spare: Option<FrameBuf> = None;
+    let mut discard: Option<FrameBuf> = None;
+    let mut seq = 0u64;
+    loop {
+        if p.stop.load(Ordering::Relaxed) {
+            return Ok(StopReason::Signal);
+        }
+        if limits.frames.is_some_and(|n| seq >= n) {
+            return Ok(StopReason::FrameLimit);
+        }
+        if limits.duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(StopReason::DurationLimit);
+        }
+
+        let mut buf = match spare.take().or_else(|| p.pool.get()) {
+            Some(b) => Some(b),
+            None => match p.policy {
+                OverflowPolicy::DropOldest => p.queue.pop().map(|old| {
+                    drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+                    old.buf
+                }),
+                OverflowPolicy::Block => Some(wait_for_buffer(p)?),
+                OverflowPolicy::DropNewest => None,
+            },
+        };
+        let into = match buf.as_mut() {
+            Some(b) => b,
+            None => discard.get_or_insert_with(|| FrameBuf::new(p.pool.buffer_capacity())),
+        };
+        let Some(capture) = source.next_frame(into, &p.stop)? else {
+            if let Some(b) = buf {
+                p.pool.put(b);
+            }
+            return Ok(if p.stop.load(Ordering::Relaxed) {
+                StopReason::Signal
+            } else {
+                StopReason::EndOfSource
+            });
+        };
+        let meta = FrameMeta {
+            seq: FrameSeq(seq),
+            device_ns: capture.device_ns,
+            host_mono_ns: host_mono_ns(),
+            host_real_ns: host_real_ns(),
+        };
+        seq += 1;
+        let len = into.payload_len() as u64;
+        p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+        p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
+
+        let Some(buf) = buf else {
+            drop_frame(p, meta.seq, DropReason::QueueFull);
+            continue;
+        };
+        let frame = Frame {
+            meta,
+            buf,
+            span: (0, 0),
+        };
+        match p.policy {
+            OverflowPolicy::DropNewest => {
+                if let Err(back) = p.queue.push(frame) {
+                    drop_frame(p, back.meta.seq, DropReason::QueueFull);
+                    spare = Some(back.buf);
+                }
+            }
+            OverflowPolicy::DropOldest => {
+                if let Some(old) = p.queue.force_push(frame) {
+                    drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+                    spare = Some(old.buf);
+                }
+            }
+            OverflowPolicy::Block => {
+                let mut frame = frame;
+                while let Err(back) = p.queue.push(frame) {
+                    frame = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+        p.counters.note_queue_depth(p.queue.len() as u64);
+    }
+}
+
+fn drop_frame(p: &ReceiverParts, seq: FrameSeq, reason: DropReason) {
+    p.counters.add_dropped(reason, 1);
+    p.drops.add(seq, seq, reason, host_real_ns());
+}
+
+/// Under `block`, waits for a buffer to come back from the writers.
+fn wait_for_buffer(p: &ReceiverParts) -> Result<FrameBuf, SourceError> {
+    loop {
+        if let Some(b) = p.pool.get() {
+            return Ok(b);
+        }
+        std::thread::park_timeout(Duration::from_micros(500));
+    }
+}

@@ -1,0 +1,564 @@
+//! Decoding: a scan of a segment's bytes into its messages, drop notices, chunks and summary,
+//! noting every damage it meets with its offset. Never panics, never allocates more than the
+//! input justifies.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::frame::{DropReason, FrameSeq};
+
+use super::*;
+
+/// What is wrong at a place in a segment file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("file does not start with the MCAP magic")]
+    BadMagic,
+    #[error(
+        "record at offset {offset} (opcode {opcode:#04x}) needs {needed} bytes, file has {available}"
+    )]
+    Truncated {
+        offset: u64,
+        opcode: u8,
+        needed: u64,
+        available: u64,
+    },
+    #[error("chunk at offset {offset}: CRC saved {saved:#010x}, calculated {calculated:#010x}")]
+    BadChunkCrc {
+        offset: u64,
+        saved: u32,
+        calculated: u32,
+    },
+    #[error("record at offset {offset} (opcode {opcode:#04x}) is malformed: {what}")]
+    Malformed {
+        offset: u64,
+        opcode: u8,
+        what: &'static str,
+    },
+    #[error(
+        "chunk at offset {offset} uses compression {compression:?}, which framerec does not write"
+    )]
+    UnsupportedCompression { offset: u64, compression: String },
+    #[error("message at offset {offset} is on channel {channel}, which no channel record defines")]
+    UnknownChannel { offset: u64, channel: u16 },
+    #[error("no footer: the segment is unfinished (recorder crashed or still writing)")]
+    Unfinished,
+    #[error(
+        "footer at offset {offset}: summary CRC saved {saved:#010x}, calculated {calculated:#010x}"
+    )]
+    BadSummaryCrc {
+        offset: u64,
+        saved: u32,
+        calculated: u32,
+    },
+}
+
+/// A message found in a chunk. Offsets are into the segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub channel: u16,
+    /// MCAP `sequence`: the low 32 bits of the frame sequence number.
+    pub sequence: u32,
+    pub log_time: u64,
+    pub publish_time: u64,
+    pub data: Range<usize>,
+    pub chunk_offset: u64,
+}
+
+/// A drop notice read from the drop channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropNotice {
+    pub first: FrameSeq,
+    pub last: FrameSeq,
+    pub reason: String,
+    pub log_time: u64,
+}
+
+impl DropNotice {
+    pub fn reason(&self) -> Option<DropReason> {
+        DropReason::from_name(&self.reason)
+    }
+}
+
+/// A chunk found in the data section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub offset: u64,
+    pub length: u64,
+    pub start_time: u64,
+    pub end_time: u64,
+    pub crc_ok: bool,
+    pub messages: usize,
+}
+
+/// The parts of the summary section verify compares against the data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SummaryInfo {
+    /// (chunk_start_offset, chunk_length, start_time, end_time) of each chunk index record.
+    pub chunk_indexes: Vec<(u64, u64, u64, u64)>,
+    pub message_count: Option<u64>,
+    pub chunk_count: Option<u32>,
+    pub channel_message_counts: BTreeMap<u16, u64>,
+}
+
+/// Everything a scan of one segment found.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentContents {
+    pub messages: Vec<MessageRef>,
+    pub drops: Vec<DropNotice>,
+    pub chunks: Vec<ChunkInfo>,
+    /// channel id -> (topic, message encoding)
+    pub channels: BTreeMap<u16, (String, String)>,
+    pub metadata: BTreeMap<String, String>,
+    pub summary: Option<SummaryInfo>,
+    /// Offset one past the last intact record of the data section.
+    pub data_end: u64,
+    /// Footer and trailing magic are present and consistent.
+    pub finalized: bool,
+    pub damage: Vec<DecodeError>,
+}
+
+/// A bounds-checked little-endian reader over one record's body.
+struct Cur<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+type R<T> = Result<T, &'static str>;
+
+impl<'a> Cur<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cur { buf, pos: 0 }
+    }
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or("length overflows")?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or("field runs past the record")?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> R<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> R<u16> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or([0; 2]),
+        ))
+    }
+    fn u32(&mut self) -> R<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or([0; 4]),
+        ))
+    }
+    fn u64(&mut self) -> R<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or([0; 8]),
+        ))
+    }
+    fn bytes32(&mut self) -> R<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> R<&'a str> {
+        std::str::from_utf8(self.bytes32()?).map_err(|_| "string is not UTF-8")
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos.min(self.buf.len())..];
+        self.pos = self.buf.len();
+        s
+    }
+    fn varint(&mut self) -> R<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+}
+
+/// One record: opcode, body, and the offset of its opcode byte.
+struct Rec<'a> {
+    opcode: u8,
+    offset: u64,
+    body: &'a [u8],
+}
+
+/// Reads the record at `at`; `Err` when its length runs past the end.
+fn read_record(bytes: &[u8], at: usize) -> Result<Rec<'_>, DecodeError> {
+    let available = (bytes.len() - at) as u64;
+    let opcode = bytes[at];
+    if available < RECORD_PREFIX as u64 {
+        return Err(DecodeError::Truncated {
+            offset: at as u64,
+            opcode,
+            needed: RECORD_PREFIX as u64,
+            available,
+        });
+    }
+    let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap_or([0; 8]));
+    let needed = len.saturating_add(RECORD_PREFIX as u64);
+    if needed > available {
+        return Err(DecodeError::Truncated {
+            offset: at as u64,
+            opcode,
+            needed,
+            available,
+        });
+    }
+    let start = at + RECORD_PREFIX;
+    Ok(Rec {
+        opcode,
+        offset: at as u64,
+        body: &bytes[start..start + len as usize],
+    })
+}
+
+/// The fields of a `foxglove.RawImage` that verify and export need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawImageRef<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub step: u32,
+    pub encoding: &'a str,
+    pub frame_id: &'a str,
+    pub timestamp_ns: u64,
+    pub data: &'a [u8],
+}
+
+/// Decodes a `foxglove.RawImage` protobuf message (any field order, unknown fields skipped).
+pub fn decode_raw_image(msg: &[u8]) -> Result<RawImageRef<'_>, &'static str> {
+    let mut c = Cur::new(msg);
+    let mut img = RawImageRef {
+        width: 0,
+        height: 0,
+        step: 0,
+        encoding: "",
+        frame_id: "",
+        timestamp_ns: 0,
+        data: &[],
+    };
+    while c.pos < msg.len() {
+        let key = c.varint()?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                c.varint()?;
+            }
+            1 => {
+                c.take(8)?;
+            }
+            5 => {
+                let v = c.u32()?;
+                match field {
+                    2 => img.width = v,
+                    3 => img.height = v,
+                    5 => img.step = v,
+                    _ => {}
+                }
+            }
+            2 => {
+                let n = usize::try_from(c.varint()?).map_err(|_| "length too large")?;
+                let v = c.take(n)?;
+                match field {
+                    1 => {
+                        let mut t = Cur::new(v);
+                        let (mut secs, mut nanos) = (0u64, 0u64);
+                        while t.pos < v.len() {
+                            let k = t.varint()?;
+                            match (k >> 3, k & 7) {
+                                (1, 0) => secs = t.varint()?,
+                                (2, 0) => nanos = t.varint()?,
+                                (_, 0) => {
+                                    t.varint()?;
+                                }
+                                _ => return Err("unexpected wire type in timestamp"),
+                            }
+                        }
+                        img.timestamp_ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+                    }
+                    4 => img.encoding = std::str::from_utf8(v).map_err(|_| "encoding not UTF-8")?,
+                    7 => img.frame_id = std::str::from_utf8(v).map_err(|_| "frame_id not UTF-8")?,
+                    6 => img.data = v,
+                    _ => {}
+                }
+            }
+            _ => return Err("unsupported protobuf wire type"),
+        }
+    }
+    Ok(img)
+}
+
+fn parse_drop(json: &[u8]) -> Option<DropNotice> {
+    #[derive(serde::Deserialize)]
+    struct Drop {
+        reason: String,
+        first_seq: u64,
+        last_seq: u64,
+    }
+    let d: Drop = serde_json::from_slice(json).ok()?;
+    if d.last_seq < d.first_seq {
+        return None;
+    }
+    Some(DropNotice {
+        first: FrameSeq(d.first_seq),
+        last: FrameSeq(d.last_seq),
+        reason: d.reason,
+        log_time: 0,
+    })
+}
+
+fn string_map(c: &mut Cur<'_>) -> R<BTreeMap<String, String>> {
+    let body = c.bytes32()?;
+    let mut m = Cur::new(body);
+    let mut out = BTreeMap::new();
+    while m.pos < body.len() {
+        let k = m.str()?;
+        let v = m.str()?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn channel(body: &[u8]) -> R<(u16, String, String)> {
+    let mut c = Cur::new(body);
+    let id = c.u16()?;
+    let _schema = c.u16()?;
+    let topic = c.str()?.to_string();
+    let encoding = c.str()?.to_string();
+    string_map(&mut c)?;
+    Ok((id, topic, encoding))
+}
+
+/// Scans a whole segment file.
+pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
+    let mut out = SegmentContents::default();
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        out.damage.push(DecodeError::BadMagic);
+        return out;
+    }
+    let mut at = MAGIC.len();
+    let mut in_summary = false;
+    let mut summary = SummaryInfo::default();
+    out.data_end = at as u64;
+    loop {
+        if at >= bytes.len() {
+            out.damage.push(DecodeError::Unfinished);
+            break;
+        }
+        let rec = match read_record(bytes, at) {
+            Ok(r) => r,
+            Err(e) => {
+                out.damage.push(e);
+                if !in_summary {
+                    out.damage.push(DecodeError::Unfinished);
+                }
+                break;
+            }
+        };
+        let next = at + RECORD_PREFIX + rec.body.len();
+        let malformed = |what| DecodeError::Malformed {
+            offset: rec.offset,
+            opcode: rec.opcode,
+            what,
+        };
+        match rec.opcode {
+            OP_CHANNEL if !in_summary => match channel(rec.body) {
+                Ok((id, topic, enc)) => {
+                    out.channels.insert(id, (topic, enc));
+                }
+                Err(w) => out.damage.push(malformed(w)),
+            },
+            OP_METADATA if !in_summary => {
+                let mut c = Cur::new(rec.body);
+                match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
+                    Ok((METADATA_NAME, map)) => out.metadata = map,
+                    Ok(_) => {}
+                    Err(w) => out.damage.push(malformed(w)),
+                }
+            }
+            OP_CHUNK => {
+                if let Err(e) = scan_chunk(&rec, &mut out) {
+                    out.damage.push(e);
+                }
+            }
+            OP_DATA_END => {
+                in_summary = true;
+            }
+            OP_CHUNK_INDEX => {
+                let mut c = Cur::new(rec.body);
+                let r = (|| -> R<(u64, u64, u64, u64)> {
+                    let start = c.u64()?;
+                    let end = c.u64()?;
+                    Ok((c.u64()?, c.u64()?, start, end))
+                })();
+                match r {
+                    Ok(v) => summary.chunk_indexes.push(v),
+                    Err(w) => out.damage.push(malformed(w)),
+                }
+            }
+            OP_STATISTICS => {
+                let mut c = Cur::new(rec.body);
+                let r = (|| -> R<()> {
+                    summary.message_count = Some(c.u64()?);
+                    c.u16()?;
+                    c.u32()?;
+                    c.u32()?;
+                    c.u32()?;
+                    summary.chunk_count = Some(c.u32()?);
+                    c.u64()?;
+                    c.u64()?;
+                    let map = c.bytes32()?;
+                    let mut m = Cur::new(map);
+                    while m.pos < map.len() {
+                        let id = m.u16()?;
+                        summary.channel_message_counts.insert(id, m.u64()?);
+                    }
+                    Ok(())
+                })();
+                if let Err(w) = r {
+                    out.damage.push(malformed(w));
+                }
+            }
+            OP_FOOTER => {
+                let mut c = Cur::new(rec.body);
+                let r = (|| -> R<(u64, u32)> {
+                    let summary_start = c.u64()?;
+                    c.u64()?;
+                    Ok((summary_start, c.u32()?))
+                })();
+                match r {
+                    Ok((summary_start, saved)) => {
+                        let tail_ok = bytes.len() == next + MAGIC.len() && bytes[next..] == MAGIC;
+                        if !tail_ok {
+                            out.damage.push(malformed(
+                                "footer is not followed by the magic at end of file",
+                            ));
+                        } else if summary_start != 0 && saved != 0 {
+                            let from = summary_start as usize;
+                            let to = rec.offset as usize + RECORD_PREFIX + 16;
+                            if from <= to {
+                                let calculated = crc32fast::hash(&bytes[from..to]);
+                                if calculated != saved {
+                                    out.damage.push(DecodeError::BadSummaryCrc {
+                                        offset: rec.offset,
+                                        saved,
+                                        calculated,
+                                    });
+                                }
+                            } else {
+                                out.damage
+                                    .push(malformed("summary_start is past the footer"));
+                            }
+                        }
+                        out.finalized = tail_ok;
+                    }
+                    Err(w) => out.damage.push(malformed(w)),
+                }
+                break;
+            }
+            _ => {} // header, schemas, indexes, padding, unknown: skipped
+        }
+        at = next;
+        if !in_summary {
+            out.data_end = at as u64;
+        }
+    }
+    if in_summary {
+        out.summary = Some(summary);
+    }
+    out
+}
+
+fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeError> {
+    let malformed = |what| DecodeError::Malformed {
+        offset: rec.offset,
+        opcode: OP_CHUNK,
+        what,
+    };
+    let mut c = Cur::new(rec.body);
+    let start_time = c.u64().map_err(malformed)?;
+    let end_time = c.u64().map_err(malformed)?;
+    let _uncompressed_size = c.u64().map_err(malformed)?;
+    let saved = c.u32().map_err(malformed)?;
+    let compression = c.str().map_err(malformed)?;
+    if !compression.is_empty() {
+        return Err(DecodeError::UnsupportedCompression {
+            offset: rec.offset,
+            compression: compression.to_string(),
+        });
+    }
+    let records_len = c.u64().map_err(malformed)?;
+    let records_at = RECORD_PREFIX + c.pos;
+    let records = c.rest();
+    if records.len() as u64 != records_len {
+        return Err(malformed("records length disagrees with the record length"));
+    }
+    let calculated = crc32fast::hash(records);
+    let crc_ok = saved == 0 || saved == calculated;
+    let mut info = ChunkInfo {
+        offset: rec.offset,
+        length: (RECORD_PREFIX + rec.body.len()) as u64,
+        start_time,
+        end_time,
+        crc_ok,
+        messages: 0,
+    };
+    if !crc_ok {
+        out.chunks.push(info);
+        return Err(DecodeError::BadChunkCrc {
+            offset: rec.offset,
+            saved,
+            calculated,
+        });
+    }
+    let base = rec.offset as usize + records_at;
+    let mut at = 0;
+    while at < records.len() {
+        let inner = read_record(records, at)
+            .map_err(|_| malformed("a record inside runs past the chunk"))?;
+        let next = at + RECORD_PREFIX + inner.body.len();
+        if inner.opcode == OP_MESSAGE {
+            let mut m = Cur::new(inner.body);
+            let channel = m.u16().map_err(malformed)?;
+            let sequence = m.u32().map_err(malformed)?;
+            let log_time = m.u64().map_err(malformed)?;
+            let publish_time = m.u64().map_err(malformed)?;
+            let data_at = base + at + RECORD_PREFIX + m.pos;
+            let data = m.rest();
+            match channel {
+                DROP_CHANNEL_ID => {
+                    if let Some(mut d) = parse_drop(data) {
+                        d.log_time = log_time;
+                        out.drops.push(d);
+                    } else {
+                        return Err(malformed("drop notice is not valid JSON"));
+                    }
+                }
+                _ if !out.channels.contains_key(&channel) => {
+                    return Err(DecodeError::UnknownChannel {
+                        offset: (base + at) as u64,
+                        channel,
+                    });
+                }
+                _ => out.messages.push(MessageRef {
+                    channel,
+                    sequence,
+                    log_time,
+                    publish_time,
+                    data: data_at..data_at + data.len(),
+                    chunk_offset: rec.offset,
+                }),
+            }
+            info.messages += 1;
+        }
+        at = next;
+    }
+    out.chunks.push(info);
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The recording format: MCAP segment files, encoded and decoded as pure code on byte slices.
+//!
+//! Nothing here does I/O: the writer hands this module frame buffers and file offsets and gets
+//! back the byte spans to write; `verify`, `info` and tests hand it a file's bytes.
+//!
+//! # On-disk layout of one segment (`{segment_id:016}.mcap`)
+//!
+//! ```text
+//! Segment {
+//!     magic:      b"\x89MCAP0\r\n",
+//!     header:     Header { profile: "", library: "framerec <version>" },
+//!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema) },
+//!     channels:   Channel { 1: depth topic (protobuf), 2: "/framerec/drops" (json) },
+//!     metadata:   Metadata { "framerec": recording and segment ids, stream geometry },
+//!     [Padding]                                  // O_DIRECT only: pads to ALIGN
+//!     data: [
+//!         [Padding] Chunk { Message* } MessageIndex* [Padding]   // one per write (or frame)
+//!     ]*,
+//!     [Padding]                                  // O_DIRECT only: makes the tail ALIGN-sized
+//!     data_end:   DataEnd { data_section_crc: 0 },
+//!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex,
+//!     offsets:    SummaryOffset*,
+//!     footer:     Footer { summary_start, summary_offset_start, summary_crc },
+//!     magic:      b"\x89MCAP0\r\n",
+//! }
+//! ```
+//!
+//! # Invariants
+//! - Chunks are uncompressed and carry the CRC-32 of their records; a chunk holds either depth
+//!   frames in sequence order or drop notices, never both.
+//! - A depth message's MCAP `sequence` is the frame's [`FrameSeq`](crate::frame::FrameSeq)
+//!   (low 32 bits), `log_time` its host realtime capture stamp, `publish_time` its device time.
+//! - Its data is a `foxglove.RawImage` whose last field is the payload, so the payload is written
+//!   straight from the frame buffer.
+//! - Every frame the receiver accepted and did not write is named, by sequence range and reason,
+//!   in a message on the drop channel of some segment of the recording.
+//! - Padding is a private record (opcode [`OP_PADDING`]) that other readers skip.
+//! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
+//!   still writing it).
+
+mod decode;
+mod encode;
+mod schema;
+mod verify;
+
+pub use decode::{
+    ChunkInfo, DecodeError, DropNotice, MessageRef, RawImageRef, SegmentContents, SummaryInfo,
+    decode_raw_image, parse_segment,
+};
+pub use encode::{
+    BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,
+    encode_drop_chunk, encode_frame_batch, encode_segment_head, encode_segment_tail,
+};
+pub use schema::raw_image_descriptor_set;
+pub use verify::{Problem, RecordingReport, SegmentReport, verify_recording, verify_segment};
+
+/// Leading and trailing magic of an MCAP file (major version `0`).
+pub const MAGIC: [u8; 8] = [0x89, b'M', b'C', b'A', b'P', 0x30, b'\r', b'\n'];
+
+pub const OP_HEADER: u8 = 0x01;
+pub const OP_FOOTER: u8 = 0x02;
+pub const OP_SCHEMA: u8 = 0x03;
+pub const OP_CHANNEL: u8 = 0x04;
+pub const OP_MESSAGE: u8 = 0x05;
+pub const OP_CHUNK: u8 = 0x06;
+pub const OP_MESSAGE_INDEX: u8 = 0x07;
+pub const OP_CHUNK_INDEX: u8 = 0x08;
+pub const OP_STATISTICS: u8 = 0x0B;
+pub const OP_METADATA: u8 = 0x0C;
+pub const OP_METADATA_INDEX: u8 = 0x0D;
+pub const OP_SUMMARY_OFFSET: u8 = 0x0E;
+pub const OP_DATA_END: u8 = 0x0F;
+/// framerec's private padding record: content is zero bytes and means nothing.
+pub const OP_PADDING: u8 = 0x80;
+
+/// Bytes of a record's opcode and length prefix.
+pub const RECORD_PREFIX: usize = 9;
+
+pub const DEPTH_SCHEMA_ID: u16 = 1;
+pub const DROP_SCHEMA_ID: u16 = 2;
+pub const DEPTH_CHANNEL_ID: u16 = 1;
+pub const DROP_CHANNEL_ID: u16 = 2;
+pub const DEPTH_SCHEMA_NAME: &str = "foxglove.RawImage";
+pub const DROP_SCHEMA_NAME: &str = "framerec.Drop";
+pub const DROP_TOPIC: &str = "/framerec/drops";
+/// Name of the metadata record framerec writes at the start of every segment.
+pub const METADATA_NAME: &str = "framerec";
+
+/// File name of segment `id` inside a recording directory; names sort in recording order.
+pub fn segment_file_name(id: u64) -> String {
+    format!("{id:016}.mcap")
+}
+
+/// The segment id of a file name made by [`segment_file_name`], if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".mcap")?;
+    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}

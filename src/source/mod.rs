@@ -1,0 +1,44 @@
+//! Frame sources: where frames come from. A source fills buffers; it never sees the queue.
+
+pub mod synthetic;
+
+use std::sync::atomic::AtomicBool;
+
+use crate::frame::{FrameBuf, StreamInfo};
+
+pub use synthetic::{SyntheticConfig, SyntheticSource};
+
+/// Errors a source reports. A source error ends the recording; frames already taken stay valid.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("frame of {len} bytes does not fit the {capacity}-byte buffer")]
+    FrameTooLarge { len: usize, capacity: usize },
+    #[error("source I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// When and how a frame was captured, as the source knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    /// Device clock in nanoseconds (unwrapped to 64 bits by the source).
+    pub device_ns: u64,
+}
+
+/// A producer of frames.
+///
+/// # Threading
+/// Created on any thread, then moved to the receiver thread, which alone calls `next_frame`.
+pub trait Source: Send {
+    /// What every frame of this source looks like; fixed for the source's life.
+    fn stream(&self) -> &StreamInfo;
+
+    /// Blocks until the next frame is available and writes its payload into `buf`.
+    ///
+    /// Returns `Ok(None)` at the end of the source or once `stop` is set (checked at least every
+    /// 50 ms while waiting). An error ends the recording.
+    fn next_frame(
+        &mut self,
+        buf: &mut FrameBuf,
+        stop: &AtomicBool,
+    ) -> Result<Option<Capture>, SourceError>;
+}

@@ -1,0 +1,966 @@
+//! The writer pool: takes frames from the queue and writes them into MCAP segments with a
+//! bounded number of vectored writes in flight, rotates segments without stalling, fsyncs per
+//! policy and keeps the durable watermark.
+//!
+//! # Design
+//! One thread runs a single-threaded runtime (tokio-uring, or plain tokio for the `pwrite`
+//! fallback) with `writers` writer tasks, a syncer task, and short-lived open/finalize tasks.
+//! A writer task, holding the intake lock, takes every queued frame up to `max-write-bytes`,
+//! picks the segment, assigns the file offset and encodes the chunk in place; then it releases
+//! the lock and awaits its write. So sequence order equals file order, and up to `writers`
+//! writes are in flight at once. Payload bytes are never copied.
+//!
+//! The durable watermark of a segment advances only over the contiguous prefix of completed
+//! writes, and only after an fsync that started after they completed succeeded. A failed write
+//! or fsync poisons the segment: it is never fsynced again as if that proved anything.
+
+mod file;
+mod uring;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify};
+use tokio::task::{JoinHandle, spawn_local};
+
+use crate::frame::{BufferPool, DropReason, Frame, FrameSeq, StreamInfo, host_mono_ns};
+use crate::observe::{Counters, WriterHistograms, record};
+use crate::queue::{DropLog, FrameQueue};
+use crate::segment::{
+    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
+};
+
+pub use file::{Backend, IoSpan};
+use file::{SegFile, sync_dir};
+
+/// Which I/O backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// io_uring when the kernel allows it, else `pwrite` with a warning.
+    Auto,
+    /// io_uring or fail.
+    IoUring,
+    /// Blocking `pwrite` on a thread pool.
+    Pwrite,
+}
+
+/// Settings of the writer pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterConfig {
+    pub backend: BackendChoice,
+    /// Writes in flight at most (writer tasks).
+    pub writers: usize,
+    /// Open segments with `O_DIRECT` (falls back to buffered where the filesystem refuses).
+    pub direct_io: bool,
+    /// Bytes one write carries at most (at least one frame).
+    pub max_write_bytes: usize,
+    /// How long a writer waits for more frames before writing a small batch.
+    pub linger: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            backend: BackendChoice::Auto,
+            writers: 2,
+            direct_io: false,
+            max_write_bytes: 4 << 20,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// When a segment is closed and the next one started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentConfig {
+    pub max_bytes: u64,
+    pub max_duration: Option<Duration>,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        SegmentConfig {
+            max_bytes: 1 << 30,
+            max_duration: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// When written data is made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurabilityConfig {
+    /// fsync open segments this often (None: only when a segment closes).
+    pub fsync_interval: Option<Duration>,
+    /// Also fsync after this many frames were written.
+    pub fsync_every_frames: Option<u64>,
+    /// Drop durable data from the page cache (buffered I/O) so long runs do not fill memory.
+    pub release_page_cache: bool,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        DurabilityConfig {
+            fsync_interval: Some(Duration::from_millis(1000)),
+            fsync_every_frames: None,
+            release_page_cache: true,
+        }
+    }
+}
+
+/// Where and what the writers record.
+#[derive(Debug, Clone)]
+pub struct RecordingTarget {
+    pub dir: PathBuf,
+    pub recording_id: String,
+    pub stream: StreamInfo,
+    pub first_segment_id: u64,
+}
+
+/// The shared parts of the pipeline the writers use.
+pub struct WriterParts {
+    pub queue: Arc<FrameQueue>,
+    pub pool: Arc<BufferPool>,
+    pub drops: Arc<DropLog>,
+    pub counters: Arc<Counters>,
+    /// Set by the writers when they fail, so the receiver stops.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Errors that end a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error(
+        "io_uring is unavailable ({0}) and the configuration demands it (writer.backend = \"io-uring\")"
+    )]
+    IoUringUnavailable(io::Error),
+    #[error("cannot start the writer runtime: {0}")]
+    Runtime(io::Error),
+    #[error("cannot create segment {path}: {source}")]
+    CreateSegment { path: PathBuf, source: io::Error },
+    #[error("write of {len} bytes at offset {offset} of {segment} failed: {source}")]
+    Write {
+        segment: PathBuf,
+        offset: u64,
+        len: u64,
+        source: io::Error,
+    },
+    #[error(
+        "fsync of {segment} failed: {source} (data written since the last good fsync may be lost)"
+    )]
+    Fsync { segment: PathBuf, source: io::Error },
+    #[error("cannot finalize segment {segment}: {source}")]
+    Finalize { segment: PathBuf, source: io::Error },
+}
+
+/// What the writers report when they are done.
+#[derive(Debug)]
+pub struct WriterReport {
+    pub backend: Backend,
+    pub direct_io: bool,
+    pub histograms: WriterHistograms,
+    /// Segments written, in order.
+    pub segments: Vec<PathBuf>,
+    /// The first error, if the recording ended because of it.
+    pub error: Option<WriterError>,
+}
+
+/// Runs the writer pool on the calling thread until the queue is closed and drained and every
+/// segment is finalized.
+pub fn run(
+    cfg: WriterConfig,
+    seg: SegmentConfig,
+    dur: DurabilityConfig,
+    target: RecordingTarget,
+    parts: WriterParts,
+) -> WriterReport {
+    let entries = (cfg.writers as u32 * 4).next_power_of_two().max(8);
+    let (backend, result) = match cfg.backend {
+        BackendChoice::Pwrite => (Backend::Pwrite, None),
+        choice => match uring::runtime(entries) {
+            Ok(rt) => {
+                let ctx = Ctx::new(
+                    cfg.clone(),
+                    seg.clone(),
+                    dur.clone(),
+                    target.clone(),
+                    &parts,
+                    Backend::IoUring,
+                );
+                (Backend::IoUring, Some(rt.block_on(run_pool(ctx))))
+            }
+            Err(e) if choice == BackendChoice::IoUring => {
+                parts.stop.store(true, Ordering::Relaxed);
+                discard_queue(&parts);
+                return WriterReport {
+                    backend: Backend::IoUring,
+                    direct_io: cfg.direct_io,
+                    histograms: WriterHistograms::default(),
+                    segments: Vec::new(),
+                    error: Some(WriterError::IoUringUnavailable(e)),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring is unavailable; falling back to blocking pwrite");
+                (Backend::Pwrite, None)
+            }
+        },
+    };
+    if let Some(report) = result {
+        return report;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            parts.stop.store(true, Ordering::Relaxed);
+            discard_queue(&parts);
+            return WriterReport {
+                backend,
+                direct_io: cfg.direct_io,
+                histograms: WriterHistograms::default(),
+                segments: Vec::new(),
+                error: Some(WriterError::Runtime(e)),
+            };
+        }
+    };
+    let ctx = Ctx::new(cfg, seg, dur, target, &parts, backend);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run_pool(ctx))
+}
+
+/// Without writers, every queued frame is counted as dropped (the receiver stops soon).
+fn discard_queue(parts: &WriterParts) {
+    loop {
+        while let Some(f) = parts.queue.pop() {
+            drop_frames(
+                &parts.counters,
+                &parts.drops,
+                &[f.meta.seq],
+                DropReason::IoError,
+            );
+            parts.pool.put(f.buf);
+        }
+        if parts.queue.is_closed() && parts.queue.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn drop_frames(counters: &Counters, drops: &DropLog, seqs: &[FrameSeq], reason: DropReason) {
+    counters.add_dropped(reason, seqs.len() as u64);
+    let now = crate::frame::host_real_ns();
+    for s in seqs {
+        drops.add(*s, *s, reason, now);
+    }
+}
+
+/// A write that was issued to a segment, in file order.
+struct PendingWrite {
+    end: u64,
+    last_seq: Option<u64>,
+    done: bool,
+}
+
+struct SegState {
+    next_offset: u64,
+    opened_at: Instant,
+    has_data: bool,
+    chunks: Vec<ChunkIndexEntry>,
+    pending: VecDeque<PendingWrite>,
+    /// End of the contiguous prefix of completed writes, and the last frame in it.
+    written_end: u64,
+    written_seq: Option<u64>,
+    durable_end: u64,
+    durable_seq: Option<u64>,
+    in_flight: usize,
+    sealed: bool,
+    poisoned: bool,
+    head: TailStats,
+}
+
+struct Segment {
+    path: PathBuf,
+    file: SegFile,
+    direct: bool,
+    st: RefCell<SegState>,
+    /// Notified when the last in-flight write of a sealed segment completes.
+    idle: Notify,
+}
+
+impl Segment {
+    fn mark_done(&self, end: u64) {
+        let mut st = self.st.borrow_mut();
+        if let Some(w) = st.pending.iter_mut().find(|w| w.end == end) {
+            w.done = true;
+        }
+        while st.pending.front().is_some_and(|w| w.done) {
+            let w = st.pending.pop_front().expect("front exists");
+            st.written_end = w.end;
+            if w.last_seq.is_some() {
+                st.written_seq = w.last_seq;
+            }
+        }
+    }
+}
+
+struct PoolState {
+    /// Open segments (not yet finalized), oldest first; the last one takes new writes.
+    segments: VecDeque<Rc<Segment>>,
+    next: Option<JoinHandle<Result<Rc<Segment>, WriterError>>>,
+    next_id: u64,
+    finalizers: Vec<JoinHandle<()>>,
+    written: Vec<PathBuf>,
+    /// Last frame of the segments already finalized.
+    finalized_seq: Option<u64>,
+    error: Option<WriterError>,
+    frames_since_sync: u64,
+    fsync_histogram: WriterHistograms,
+}
+
+struct Ctx {
+    cfg: WriterConfig,
+    seg_cfg: SegmentConfig,
+    dur: DurabilityConfig,
+    target: RecordingTarget,
+    queue: Arc<FrameQueue>,
+    pool: Arc<BufferPool>,
+    drops: Arc<DropLog>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    backend: Backend,
+    direct: Cell<bool>,
+    intake: Mutex<()>,
+    sync_wake: Notify,
+    stopping: Cell<bool>,
+    st: RefCell<PoolState>,
+}
+
+impl Ctx {
+    fn new(
+        cfg: WriterConfig,
+        seg_cfg: SegmentConfig,
+        dur: DurabilityConfig,
+        target: RecordingTarget,
+        parts: &WriterParts,
+        backend: Backend,
+    ) -> Rc<Ctx> {
+        Rc::new(Ctx {
+            direct: Cell::new(cfg.direct_io),
+            cfg,
+            seg_cfg,
+            dur,
+            st: RefCell::new(PoolState {
+                segments: VecDeque::new(),
+                next: None,
+                next_id: target.first_segment_id,
+                finalizers: Vec::new(),
+                written: Vec::new(),
+                finalized_seq: None,
+                error: None,
+                frames_since_sync: 0,
+                fsync_histogram: WriterHistograms::default(),
+            }),
+            target,
+            queue: parts.queue.clone(),
+            pool: parts.pool.clone(),
+            drops: parts.drops.clone(),
+            counters: parts.counters.clone(),
+            stop: parts.stop.clone(),
+            backend,
+            intake: Mutex::new(()),
+            sync_wake: Notify::new(),
+            stopping: Cell::new(false),
+        })
+    }
+
+    fn failed(&self) -> bool {
+        self.st.borrow().error.is_some()
+    }
+
+    /// Records the first fatal error and asks the receiver to stop.
+    fn fail(&self, e: WriterError) {
+        tracing::error!(error = %e, "recording failed");
+        let mut st = self.st.borrow_mut();
+        if st.error.is_none() {
+            st.error = Some(e);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn current(&self) -> Option<Rc<Segment>> {
+        self.st.borrow().segments.back().cloned()
+    }
+
+    /// Updates the recording's durable watermark: everything in finalized segments, plus the
+    /// durable prefix of the oldest open segment.
+    fn update_durable(&self) {
+        let st = self.st.borrow();
+        let oldest = st.segments.front().and_then(|s| s.st.borrow().durable_seq);
+        if let Some(seq) = oldest.max(st.finalized_seq) {
+            self.counters.set_durable_seq(seq);
+        }
+    }
+}
+
+/// Creates segment `id`: file, head, directory entry made durable.
+async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError> {
+    let path = ctx.target.dir.join(segment::segment_file_name(id));
+    let create_err = |source| WriterError::CreateSegment {
+        path: path.clone(),
+        source,
+    };
+    let mut direct = ctx.direct.get();
+    let file = match SegFile::create(&path, direct, ctx.backend) {
+        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::warn!(path = %path.display(), "the filesystem refuses O_DIRECT; using buffered I/O");
+            ctx.direct.set(false);
+            direct = false;
+            SegFile::create(&path, false, ctx.backend)
+        }
+        r => r,
+    }
+    .map_err(create_err)?;
+    let meta = SegmentMeta {
+        recording_id: ctx.target.recording_id.clone(),
+        segment_id: id,
+        stream: ctx.target.stream.clone(),
+    };
+    let (head, head_stats) = segment::encode_segment_head(&meta, direct);
+    let mut buf = crate::frame::FrameBuf::new(head.len());
+    buf.region_mut()[..head.len()].copy_from_slice(&head);
+    let (res, _) = file
+        .write_all_at(vec![IoSpan::new(buf, (0, head.len()), false)], 0)
+        .await;
+    res.map_err(create_err)?;
+    let dir = ctx.target.dir.clone();
+    file::blocking(move || sync_dir(&dir))
+        .await
+        .map_err(create_err)?;
+    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+    Ok(Rc::new(Segment {
+        path,
+        file,
+        direct,
+        st: RefCell::new(SegState {
+            next_offset: head.len() as u64,
+            opened_at: Instant::now(),
+            has_data: false,
+            chunks: Vec::new(),
+            pending: VecDeque::new(),
+            written_end: head.len() as u64,
+            written_seq: None,
+            durable_end: 0,
+            durable_seq: None,
+            in_flight: 0,
+            sealed: false,
+            poisoned: false,
+            head: head_stats,
+        }),
+        idle: Notify::new(),
+    }))
+}
+
+fn open_next_ahead(ctx: &Rc<Ctx>) {
+    let mut st = ctx.st.borrow_mut();
+    let id = st.next_id;
+    st.next_id += 1;
+    st.next = Some(spawn_local(open_segment(ctx.clone(), id)));
+}
+
+/// The segment a write of about `len` bytes goes to, rotating first if the current one is full
+/// or old. Called with the intake lock held.
+async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, WriterError> {
+    let current = ctx.current().expect("a segment is open while writers run");
+    let rotate = {
+        let st = current.st.borrow();
+        st.sealed
+            || st.poisoned
+            || (st.has_data
+                && (st.next_offset + len > ctx.seg_cfg.max_bytes
+                    || ctx
+                        .seg_cfg
+                        .max_duration
+                        .is_some_and(|d| st.opened_at.elapsed() >= d)))
+    };
+    if !rotate {
+        return Ok(current);
+    }
+    seal(ctx, &current);
+    let next = ctx
+        .st
+        .borrow_mut()
+        .next
+        .take()
+        .expect("the next segment is always being opened");
+    let next = match next.await {
+        Ok(r) => r?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    tracing::info!(segment = %next.path.display(), "segment opened");
+    ctx.st.borrow_mut().segments.push_back(next.clone());
+    open_next_ahead(ctx);
+    Ok(next)
+}
+
+/// Closes `seg` to new writes and finalizes it once its writes complete.
+fn seal(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+    if std::mem::replace(&mut seg.st.borrow_mut().sealed, true) {
+        return;
+    }
+    let handle = spawn_local(finalize(ctx.clone(), seg.clone()));
+    ctx.st.borrow_mut().finalizers.push(handle);
+}
+
+async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
+    loop {
+        if seg.st.borrow().in_flight == 0 {
+            break;
+        }
+        seg.idle.notified().await;
+    }
+    let (tail, at) = {
+        let st = seg.st.borrow();
+        if st.poisoned {
+            tracing::error!(segment = %seg.path.display(), "segment left unfinished after a failure; run `framerec recover`");
+            ctx.st
+                .borrow_mut()
+                .segments
+                .retain(|s| !Rc::ptr_eq(s, &seg));
+            return;
+        }
+        let tail = segment::encode_segment_tail(
+            st.next_offset,
+            &st.chunks,
+            &ctx.target.stream,
+            &st.head,
+            seg.direct,
+        );
+        (tail, st.next_offset)
+    };
+    let mut buf = crate::frame::FrameBuf::new(tail.len());
+    buf.region_mut()[..tail.len()].copy_from_slice(&tail);
+    let err = |source| WriterError::Finalize {
+        segment: seg.path.clone(),
+        source,
+    };
+    let (res, _) = seg
+        .file
+        .write_all_at(vec![IoSpan::new(buf, (0, tail.len()), false)], at)
+        .await;
+    let res = match res {
+        Ok(()) => {
+            let t = Instant::now();
+            let r = seg.file.sync_data().await;
+            let mut st = ctx.st.borrow_mut();
+            record(
+                &mut st.fsync_histogram.fsync_latency_ns,
+                t.elapsed().as_nanos() as u64,
+            );
+            r
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = res {
+        seg.st.borrow_mut().poisoned = true;
+        ctx.st
+            .borrow_mut()
+            .segments
+            .retain(|s| !Rc::ptr_eq(s, &seg));
+        ctx.fail(err(e));
+        return;
+    }
+    ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    let end = at + tail.len() as u64;
+    if !seg.direct && ctx.dur.release_page_cache {
+        seg.file.release_cache(end);
+    }
+    let last = seg.st.borrow().written_seq;
+    {
+        let mut st = ctx.st.borrow_mut();
+        st.segments.retain(|s| !Rc::ptr_eq(s, &seg));
+        st.written.push(seg.path.clone());
+        if last.is_some() {
+            st.finalized_seq = last.max(st.finalized_seq);
+        }
+    }
+    ctx.update_durable();
+    tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
+    // The finalized segment may still be referenced by the syncer's snapshot; close via drop.
+    if let Ok(seg) = Rc::try_unwrap(seg)
+        && let Err(e) = seg.file.close().await
+    {
+        tracing::warn!(error = %e, "closing a finalized segment failed");
+    }
+}
+
+async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
+    let first_id = ctx.st.borrow().next_id;
+    ctx.st.borrow_mut().next_id += 1;
+    match open_segment(ctx.clone(), first_id).await {
+        Ok(seg) => {
+            tracing::info!(segment = %seg.path.display(), backend = ctx.backend.as_str(), "recording");
+            ctx.st.borrow_mut().segments.push_back(seg);
+            open_next_ahead(&ctx);
+        }
+        Err(e) => {
+            ctx.fail(e);
+        }
+    }
+    let syncer = spawn_local(syncer(ctx.clone()));
+    let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
+        .map(|_| spawn_local(writer_task(ctx.clone())))
+        .collect();
+    let mut histograms = WriterHistograms::default();
+    for w in writers {
+        match w.await {
+            Ok(h) => histograms.merge(&h),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    // Drop notices that no later write carried.
+    if !ctx.failed() && !ctx.drops.is_empty() {
+        write_batch(&ctx, Vec::new(), &mut histograms).await;
+    }
+    ctx.stopping.set(true);
+    ctx.sync_wake.notify_one();
+    let _ = syncer.await;
+    if let Some(current) = ctx.current() {
+        seal(&ctx, &current);
+    }
+    let finalizers = std::mem::take(&mut ctx.st.borrow_mut().finalizers);
+    for f in finalizers {
+        let _ = f.await;
+    }
+    // The segment opened ahead holds no data: remove it.
+    let next = ctx.st.borrow_mut().next.take();
+    if let Some(next) = next
+        && let Ok(Ok(seg)) = next.await
+    {
+        let _ = std::fs::remove_file(&seg.path);
+        let _ = sync_dir(&ctx.target.dir);
+        ctx.counters.segments_opened.fetch_sub(1, Ordering::Relaxed);
+    }
+    let mut st = ctx.st.borrow_mut();
+    histograms.merge(&st.fsync_histogram);
+    WriterReport {
+        backend: ctx.backend,
+        direct_io: ctx.direct.get(),
+        histograms,
+        segments: std::mem::take(&mut st.written),
+        error: st.error.take(),
+    }
+}
+
+/// Takes every queued frame up to the byte cap; waits (without spinning) when there is none.
+/// Returns false once the queue is closed and empty.
+async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
+    let max_frames = if ctx.direct.get() {
+        64
+    } else {
+        segment::MAX_FRAMES_PER_CHUNK
+    };
+    let mut bytes = 0usize;
+    let mut lingered = ctx.cfg.linger.is_zero();
+    loop {
+        while batch.len() < max_frames && (batch.is_empty() || bytes < ctx.cfg.max_write_bytes) {
+            let Some(f) = ctx.queue.pop() else { break };
+            bytes += f.payload_len();
+            batch.push(f);
+        }
+        if !batch.is_empty() {
+            let full = bytes >= ctx.cfg.max_write_bytes || batch.len() >= max_frames;
+            if lingered || full || ctx.queue.is_closed() {
+                return true;
+            }
+            lingered = true;
+            let _ = tokio::time::timeout(ctx.cfg.linger, ctx.queue.ready()).await;
+            continue;
+        }
+        if ctx.queue.is_closed() && ctx.queue.is_empty() {
+            return false;
+        }
+        ctx.queue.ready().await;
+    }
+}
+
+async fn writer_task(ctx: Rc<Ctx>) -> WriterHistograms {
+    let mut h = WriterHistograms::default();
+    let mut batch: Vec<Frame> = Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK);
+    loop {
+        let guard = ctx.intake.lock().await;
+        if !take_batch(&ctx, &mut batch).await {
+            return h;
+        }
+        let now = host_mono_ns();
+        for f in &batch {
+            record(
+                &mut h.queue_wait_ns,
+                now.saturating_sub(f.meta.host_mono_ns),
+            );
+        }
+        if ctx.failed() {
+            let seqs: Vec<FrameSeq> = batch.iter().map(|f| f.meta.seq).collect();
+            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            for f in batch.drain(..) {
+                ctx.pool.put(f.buf);
+            }
+            continue;
+        }
+        let frames = std::mem::take(&mut batch);
+        let write = prepare(&ctx, frames).await;
+        drop(guard);
+        if let Some(w) = write {
+            batch = complete(&ctx, w, &mut h).await;
+        }
+    }
+}
+
+/// A write that has been laid out and is ready to submit.
+struct PreparedWrite {
+    seg: Rc<Segment>,
+    offset: u64,
+    end: u64,
+    spans: Vec<IoSpan>,
+    metas: Vec<crate::frame::FrameMeta>,
+    chunks: Vec<ChunkIndexEntry>,
+    drops: Vec<segment::DropRange>,
+}
+
+/// Picks the segment, assigns the offset and encodes drop notices and frames in place. Called
+/// with the intake lock held.
+async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite> {
+    let drops = ctx.drops.take();
+    let estimate: u64 = frames
+        .iter()
+        .map(|f| f.buf.region().len() as u64)
+        .sum::<u64>()
+        + 4096 * (1 + drops.len() as u64 / 16);
+    let seg = match segment_for(ctx, estimate).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.drops.restore(drops);
+            let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
+            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            for f in frames {
+                ctx.pool.put(f.buf);
+            }
+            ctx.fail(e);
+            return None;
+        }
+    };
+    let direct = seg.direct;
+    let mut st = seg.st.borrow_mut();
+    let offset = st.next_offset;
+    let mut at = offset;
+    let mut spans = Vec::with_capacity(frames.len() + 1);
+    let mut chunks = Vec::new();
+    if !drops.is_empty() {
+        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.target.stream.topic, at, direct);
+        at += (span.1 - span.0) as u64;
+        spans.push(IoSpan::new(buf, span, false));
+        chunks.push(entry);
+    }
+    let layout = encode_frame_batch(&mut frames, at, &ctx.target.stream, direct);
+    at += layout.len;
+    chunks.extend(layout.chunks);
+    let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
+    spans.extend(frames.into_iter().map(|f| IoSpan::new(f.buf, f.span, true)));
+    st.next_offset = at;
+    st.in_flight += 1;
+    st.has_data = true;
+    st.pending.push_back(PendingWrite {
+        end: at,
+        last_seq: metas.last().map(|m| m.seq.0),
+        done: false,
+    });
+    drop(st);
+    Some(PreparedWrite {
+        seg,
+        offset,
+        end: at,
+        spans,
+        metas,
+        chunks,
+        drops,
+    })
+}
+
+/// Submits a prepared write, awaits it, and accounts for every frame in it. Returns an empty
+/// frame vector for reuse.
+async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> Vec<Frame> {
+    ctx.counters
+        .writes_in_flight
+        .fetch_add(1, Ordering::Relaxed);
+    let len = w.end - w.offset;
+    let started = Instant::now();
+    let (res, spans) = w.seg.file.write_all_at(w.spans, w.offset).await;
+    let elapsed = started.elapsed().as_nanos() as u64;
+    ctx.counters
+        .writes_in_flight
+        .fetch_sub(1, Ordering::Relaxed);
+    match res {
+        Ok(()) => {
+            record(&mut h.write_latency_ns, elapsed);
+            record(&mut h.frames_per_write, w.metas.len() as u64);
+            let now = host_mono_ns();
+            let mut bytes = 0u64;
+            for m in &w.metas {
+                record(
+                    &mut h.capture_to_written_ns,
+                    now.saturating_sub(m.host_mono_ns),
+                );
+            }
+            for s in spans {
+                if s.pooled {
+                    bytes += s.buf.payload_len() as u64;
+                    ctx.pool.put(s.buf);
+                }
+            }
+            ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
+            ctx.counters
+                .written_frames
+                .fetch_add(w.metas.len() as u64, Ordering::Relaxed);
+            ctx.counters
+                .written_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
+            w.seg.st.borrow_mut().chunks.extend(w.chunks);
+            w.seg.mark_done(w.end);
+            let mut st = ctx.st.borrow_mut();
+            st.frames_since_sync += w.metas.len() as u64;
+            if ctx
+                .dur
+                .fsync_every_frames
+                .is_some_and(|n| st.frames_since_sync >= n)
+            {
+                ctx.sync_wake.notify_one();
+            }
+        }
+        Err(e) => {
+            for s in spans {
+                if s.pooled {
+                    ctx.pool.put(s.buf);
+                }
+            }
+            ctx.drops.restore(w.drops);
+            let seqs: Vec<FrameSeq> = w.metas.iter().map(|m| m.seq).collect();
+            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            w.seg.st.borrow_mut().poisoned = true;
+            ctx.fail(WriterError::Write {
+                segment: w.seg.path.clone(),
+                offset: w.offset,
+                len,
+                source: e,
+            });
+        }
+    }
+    let idle = {
+        let mut st = w.seg.st.borrow_mut();
+        st.in_flight -= 1;
+        st.in_flight == 0
+    };
+    if idle {
+        w.seg.idle.notify_one();
+    }
+    Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK)
+}
+
+/// Writes a batch (possibly only pending drop notices) outside the writer tasks.
+async fn write_batch(ctx: &Rc<Ctx>, frames: Vec<Frame>, h: &mut WriterHistograms) {
+    let guard = ctx.intake.lock().await;
+    let w = prepare(ctx, frames).await;
+    drop(guard);
+    if let Some(w) = w {
+        complete(ctx, w, h).await;
+    }
+}
+
+/// fsyncs open segments per the durability policy and advances the durable watermark.
+async fn syncer(ctx: Rc<Ctx>) {
+    loop {
+        match ctx.dur.fsync_interval {
+            Some(every) => {
+                let _ = tokio::time::timeout(every, ctx.sync_wake.notified()).await;
+            }
+            None => ctx.sync_wake.notified().await,
+        }
+        if ctx.stopping.get() {
+            return;
+        }
+        ctx.st.borrow_mut().frames_since_sync = 0;
+        let open: Vec<Rc<Segment>> = ctx.st.borrow().segments.iter().cloned().collect();
+        for seg in open {
+            sync_segment(&ctx, &seg).await;
+        }
+        ctx.update_durable();
+    }
+}
+
+async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+    let (end, seq) = {
+        let st = seg.st.borrow();
+        if st.poisoned || st.written_end <= st.durable_end {
+            return;
+        }
+        (st.written_end, st.written_seq)
+    };
+    let t = Instant::now();
+    let res = seg.file.sync_data().await;
+    record(
+        &mut ctx.st.borrow_mut().fsync_histogram.fsync_latency_ns,
+        t.elapsed().as_nanos() as u64,
+    );
+    match res {
+        Ok(()) => {
+            ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let mut st = seg.st.borrow_mut();
+            st.durable_end = st.durable_end.max(end);
+            if seq.is_some() {
+                st.durable_seq = seq.max(st.durable_seq);
+            }
+            drop(st);
+            if !seg.direct && ctx.dur.release_page_cache {
+                seg.file.release_cache(end);
+            }
+        }
+        Err(e) => {
+            // Linux may have dropped the dirty pages: a later fsync proves nothing. Poison.
+            seg.st.borrow_mut().poisoned = true;
+            ctx.fail(WriterError::Fsync {
+                segment: seg.path.clone(),
+                source: e,
+            });
+        }
+    }
+}
+
+/// Ids of the segments in `dir`, sorted, and whether each one looks finished.
+pub fn existing_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                if let Some(id) = e
+                    .file_name()
+                    .to_str()
+                    .and_then(segment::parse_segment_file_name)
+                {
+                    out.push((id, e.path()));
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort();
+    Ok(out)
+}
