@@ -273,6 +273,7 @@ impl FileConfig {
                 direct_io: self.writer.direct_io,
                 max_write_bytes: self.writer.max_write_bytes.0 as usize,
                 linger: Duration::from_micros(self.writer.linger_us.u64()),
+                write_delay: Duration::ZERO,
             },
             segment: SegmentConfig {
                 max_bytes: self.segment.max_bytes.u64(),

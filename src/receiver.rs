@@ -80,7 +80,10 @@ fn receive(
                     drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
                     old.buf
                 }),
-                OverflowPolicy::Block => Some(wait_for_buffer(p)?),
+                OverflowPolicy::Block => match wait_for_buffer(p) {
+                    Some(b) => Some(b),
+                    None => return Ok(StopReason::Signal),
+                },
                 OverflowPolicy::DropNewest => None,
             },
         };
@@ -134,6 +137,12 @@ fn receive(
             OverflowPolicy::Block => {
                 let mut frame = frame;
                 while let Err(back) = p.queue.push(frame) {
+                    if p.stop.load(Ordering::Relaxed) {
+                        // Stopping (or the writers failed): nothing will make room.
+                        drop_frame(p, back.meta.seq, DropReason::QueueFull);
+                        p.pool.put(back.buf);
+                        break;
+                    }
                     frame = back;
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -148,12 +157,15 @@ fn drop_frame(p: &ReceiverParts, seq: FrameSeq, reason: DropReason) {
     p.drops.add(seq, seq, reason, host_real_ns());
 }
 
-/// Under `block`, waits for a buffer to come back from the writers.
-fn wait_for_buffer(p: &ReceiverParts) -> Result<FrameBuf, SourceError> {
+/// Under `block`, waits for a buffer to come back from the writers; `None` once stopping.
+fn wait_for_buffer(p: &ReceiverParts) -> Option<FrameBuf> {
     loop {
         if let Some(b) = p.pool.get() {
-            return Ok(b);
+            return Some(b);
         }
-        std::thread::park_timeout(Duration::from_micros(500));
+        if p.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(200));
     }
 }

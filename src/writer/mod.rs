@@ -62,6 +62,9 @@ pub struct WriterConfig {
     pub max_write_bytes: usize,
     /// How long a writer waits for more frames before writing a small batch.
     pub linger: Duration,
+    /// Fault injection for tests and benchmarks: each write waits this long before it is
+    /// submitted (a slow disk). Not settable from the configuration file.
+    pub write_delay: Duration,
 }
 
 impl Default for WriterConfig {
@@ -72,6 +75,7 @@ impl Default for WriterConfig {
             direct_io: false,
             max_write_bytes: 4 << 20,
             linger: Duration::ZERO,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -801,6 +805,9 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> 
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
     let len = w.end - w.offset;
+    if !ctx.cfg.write_delay.is_zero() {
+        tokio::time::sleep(ctx.cfg.write_delay).await;
+    }
     let started = Instant::now();
     let (res, spans) = w.seg.file.write_all_at(w.spans, w.offset).await;
     let elapsed = started.elapsed().as_nanos() as u64;

@@ -1,0 +1,123 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use framerec::config::{Config, SourceConfig};
+use framerec::receiver::Limits;
+use framerec::recorder::{RunReport, record};
+use framerec::segment::{RecordingReport, verify_recording, verify_segment};
+use framerec::source::SyntheticConfig;
+use framerec::writer::existing_segments;
+
+/// `foxglove.RawImage`, decoded independently of framerec's own decoder.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawImage {
+    #[prost(message, optional, tag = "1")]
+    pub timestamp: Option<prost_types::Timestamp>,
+    #[prost(string, tag = "7")]
+    pub frame_id: String,
+    #[prost(fixed32, tag = "2")]
+    pub width: u32,
+    #[prost(fixed32, tag = "3")]
+    pub height: u32,
+    #[prost(string, tag = "4")]
+    pub encoding: String,
+    #[prost(fixed32, tag = "5")]
+    pub step: u32,
+    #[prost(bytes = "vec", tag = "6")]
+    pub data: Vec<u8>,
+}
+
+/// A config recording `width`x`height` unpaced synthetic frames into `dir`.
+pub fn config(dir: &Path, width: u32, height: u32) -> Config {
+    let mut cfg = Config {
+        output_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    cfg.source = SourceConfig::Synthetic(SyntheticConfig {
+        width,
+        height,
+        fps: 0,
+        seed: 7,
+        ..SyntheticConfig::default()
+    });
+    cfg
+}
+
+pub fn synthetic(cfg: &Config) -> &SyntheticConfig {
+    let SourceConfig::Synthetic(s) = &cfg.source;
+    s
+}
+
+pub fn run(cfg: &Config, frames: u64) -> RunReport {
+    let report = record(
+        cfg,
+        Limits {
+            frames: Some(frames),
+            duration: None,
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .expect("recording starts");
+    assert!(
+        report.failure.is_none(),
+        "recording failed: {:?}",
+        report.failure
+    );
+    report
+}
+
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    existing_segments(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// framerec's own verification of a recording directory.
+pub fn verify_dir(dir: &Path) -> RecordingReport {
+    let reports = segments(dir)
+        .iter()
+        .map(|p| verify_segment(&p.display().to_string(), &std::fs::read(p).unwrap()))
+        .collect();
+    verify_recording(reports, true)
+}
+
+/// Every depth message in the recording, read with the `mcap` crate:
+/// (sequence, log_time, publish_time, decoded image), in file order.
+pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, RawImage)> {
+    use prost::Message as _;
+    let mut out = Vec::new();
+    for path in segments(dir) {
+        let bytes = std::fs::read(&path).unwrap();
+        let summary = mcap::Summary::read(&bytes)
+            .unwrap()
+            .expect("segment has a summary");
+        let stats = summary.stats.expect("summary has statistics");
+        let mut count = 0;
+        for msg in mcap::MessageStream::new(&bytes).unwrap() {
+            let msg = msg.unwrap();
+            if msg.channel.topic != "/camera/depth" {
+                continue;
+            }
+            assert_eq!(
+                msg.channel.schema.as_ref().unwrap().name,
+                "foxglove.RawImage"
+            );
+            let img = RawImage::decode(&msg.data[..]).unwrap();
+            out.push((msg.sequence, msg.log_time, msg.publish_time, img));
+            count += 1;
+        }
+        assert_eq!(
+            stats.channel_message_counts.get(&1).copied().unwrap_or(0),
+            count,
+            "{}",
+            path.display()
+        );
+    }
+    out
+}

@@ -1,0 +1,254 @@
+//! End-to-end tests of the recording pipeline through the library's `record`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use framerec::frame::DropReason;
+use framerec::queue::OverflowPolicy;
+use framerec::source::synthetic::expected_frame;
+use framerec::writer::{Backend, BackendChoice};
+
+/// Records `frames` frames and checks, with the `mcap` crate and an independent protobuf
+/// decoder, that every frame is present once, in order, byte-identical to its definition.
+fn assert_all_frames_exact(dir: &std::path::Path, cfg: &framerec::config::Config, frames: u64) {
+    let s = synthetic(cfg);
+    let msgs = read_with_mcap_crate(dir);
+    assert_eq!(msgs.len() as u64, frames);
+    let mut last_time = 0;
+    for (i, (seq, log_time, _publish, img)) in msgs.iter().enumerate() {
+        assert_eq!(*seq as usize, i, "frames in sequence order, none missing");
+        assert!(*log_time >= last_time, "log_time is monotonic");
+        last_time = *log_time;
+        assert_eq!(
+            (img.width, img.height, img.step),
+            (s.width, s.height, s.width * 2)
+        );
+        assert_eq!(img.encoding, "16UC1");
+        assert_eq!(img.frame_id, s.frame_id);
+        let ts = img.timestamp.unwrap();
+        assert_eq!(
+            ts.seconds as u64 * 1_000_000_000 + ts.nanos as u64,
+            *log_time
+        );
+        assert!(
+            img.data == expected_frame(s.seed, *seq as u64, s.width, s.height),
+            "frame {seq} differs"
+        );
+    }
+}
+
+#[test]
+fn records_300_frames_that_the_mcap_crate_reads_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let cfg = config(&dir, 640, 480);
+    let report = run(&cfg, 300);
+    assert_eq!(report.totals.received_frames, 300);
+    assert_eq!(report.totals.written_frames, 300);
+    assert_eq!(report.totals.dropped_total(), 0);
+    assert_eq!(
+        report.totals.durable_seq,
+        Some(299),
+        "everything is durable after a clean stop"
+    );
+    let v = verify_dir(&dir);
+    assert!(v.ok, "{:#?}", v.problems);
+    assert_eq!(v.frames, 300);
+    assert_all_frames_exact(&dir, &cfg, 300);
+}
+
+#[test]
+fn direct_io_recording_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 640, 480);
+    cfg.writer.direct_io = true;
+    let report = run(&cfg, 120);
+    eprintln!("direct I/O in effect: {}", report.direct_io);
+    assert!(verify_dir(&dir).ok);
+    assert_all_frames_exact(&dir, &cfg, 120);
+    if report.direct_io {
+        // Every chunk of an O_DIRECT segment starts after page-aligned padding.
+        let bytes = std::fs::read(&segments(&dir)[0]).unwrap();
+        assert_eq!(bytes.len() % 4096, 0, "O_DIRECT segments are whole pages");
+    }
+}
+
+#[test]
+fn pwrite_backend_records_the_same_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 320, 240);
+    cfg.writer.backend = BackendChoice::Pwrite;
+    let report = run(&cfg, 200);
+    assert_eq!(report.backend, Backend::Pwrite);
+    assert!(verify_dir(&dir).ok);
+    assert_all_frames_exact(&dir, &cfg, 200);
+}
+
+#[test]
+fn small_segments_rotate_without_losing_or_duplicating_a_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 160, 120);
+    cfg.segment.max_bytes = 1 << 20;
+    cfg.writer.max_write_bytes = 128 << 10;
+    let report = run(&cfg, 400);
+    let files = segments(&dir);
+    assert!(
+        files.len() >= 8,
+        "400 x 38 KB frames in 1 MiB segments: got {} segments",
+        files.len()
+    );
+    assert_eq!(
+        report.segments.len(),
+        files.len(),
+        "no empty segment left behind"
+    );
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let s = framerec::segment::verify_segment(&f.display().to_string(), &bytes);
+        assert!(
+            s.ok() && s.finalized,
+            "{} alone: {:?}",
+            f.display(),
+            s.problems
+        );
+        assert!(s.frames > 0);
+    }
+    let v = verify_dir(&dir);
+    assert!(v.ok, "{:#?}", v.problems);
+    assert_all_frames_exact(&dir, &cfg, 400);
+}
+
+/// A tiny queue, an unpaced source and a slowed writer: frames must drop, and every drop must
+/// be counted once and named in the file.
+fn overflow_run(
+    policy: OverflowPolicy,
+) -> (
+    framerec::recorder::RunReport,
+    framerec::segment::RecordingReport,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 160, 120);
+    cfg.queue.max_frames = 4;
+    cfg.queue.max_bytes = 6 * (40 << 10);
+    cfg.queue.overflow = policy;
+    cfg.writer.writers = 1;
+    cfg.writer.max_write_bytes = 80 << 10;
+    cfg.writer.write_delay = Duration::from_millis(5);
+    let report = run(&cfg, 600);
+    let v = verify_dir(&dir);
+    drop(tmp);
+    (report, v)
+}
+
+fn assert_exact_accounting(
+    report: &framerec::recorder::RunReport,
+    v: &framerec::segment::RecordingReport,
+) {
+    let t = &report.totals;
+    assert_eq!(t.received_frames, 600);
+    assert_eq!(
+        t.received_frames,
+        t.written_frames + t.dropped_total(),
+        "{t:?}"
+    );
+    assert!(v.ok, "verify: {:#?}", v.problems);
+    assert_eq!(v.frames, t.written_frames, "frames in the file");
+    let in_file: u64 = v.dropped.values().sum();
+    assert_eq!(
+        in_file,
+        t.dropped_total(),
+        "every drop is named in the file exactly once"
+    );
+    for (reason, n) in &t.dropped {
+        assert_eq!(
+            v.dropped.get(*reason).copied().unwrap_or(0),
+            *n,
+            "reason {reason}"
+        );
+    }
+    assert_eq!(v.first_seq, Some(0));
+    assert_eq!(
+        v.last_seq,
+        Some(599),
+        "the file accounts for every sequence number"
+    );
+}
+
+#[test]
+fn overflow_drop_newest_counts_and_records_every_drop() {
+    let (report, v) = overflow_run(OverflowPolicy::DropNewest);
+    assert!(
+        report.totals.dropped["queue_full"] > 100,
+        "{:?}",
+        report.totals
+    );
+    assert_exact_accounting(&report, &v);
+}
+
+#[test]
+fn overflow_drop_oldest_counts_and_records_every_drop() {
+    let (report, v) = overflow_run(OverflowPolicy::DropOldest);
+    assert!(
+        report.totals.dropped[DropReason::QueueEvicted.as_str()] > 100,
+        "{:?}",
+        report.totals
+    );
+    assert_exact_accounting(&report, &v);
+}
+
+#[test]
+fn overflow_block_waits_and_loses_nothing() {
+    let (report, v) = overflow_run(OverflowPolicy::Block);
+    assert_eq!(report.totals.dropped_total(), 0);
+    assert_eq!(report.totals.written_frames, 600);
+    assert_exact_accounting(&report, &v);
+}
+
+#[test]
+fn paced_source_keeps_its_rate_with_no_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 640, 480);
+    if let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source {
+        s.fps = 30;
+    }
+    let report = run(&cfg, 45);
+    assert_eq!(report.totals.dropped_total(), 0);
+    // 45 frames at 30 fps: the last is due at 1.467 s.
+    assert!(
+        report.elapsed >= Duration::from_millis(1450),
+        "{:?}",
+        report.elapsed
+    );
+    let msgs = read_with_mcap_crate(&dir);
+    let span_ns = msgs.last().unwrap().2 - msgs.first().unwrap().2;
+    assert_eq!(
+        span_ns,
+        44 * 1_000_000_000 / 30,
+        "device times follow the absolute schedule"
+    );
+}
+
+#[test]
+fn a_directory_with_a_recording_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let cfg = config(&dir, 64, 48);
+    run(&cfg, 3);
+    let err = framerec::recorder::record(
+        &cfg,
+        framerec::receiver::Limits::default(),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("already holds a recording"),
+        "{err}"
+    );
+}
