@@ -215,9 +215,8 @@ fn paced_source_keeps_its_rate_with_no_drops() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let mut cfg = config(&dir, 640, 480);
-    if let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source {
-        s.fps = 30;
-    }
+    let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source;
+    s.fps = 30;
     let report = run(&cfg, 45);
     assert_eq!(report.totals.dropped_total(), 0);
     // 45 frames at 30 fps: the last is due at 1.467 s.
