@@ -1,0 +1,186 @@
+//! Tests that drive the real `framerec` binary as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn framerec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("framerec runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn record(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["record", "--out", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    framerec(&args)
+}
+
+#[test]
+fn record_verify_info_with_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = record(&dir, &["--frames", "30", "--fps", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = text(&out);
+    assert!(
+        summary.contains("received 30, written 30, dropped 0"),
+        "{summary}"
+    );
+    assert!(summary.contains("write latency"), "{summary}");
+
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("OK: 30 frames written"), "{}", text(&v));
+
+    let v = framerec(&["verify", "--json", dir.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(json[0]["report"]["ok"], true);
+    assert_eq!(json[0]["report"]["frames"], 30);
+
+    let i = framerec(&["info", dir.to_str().unwrap()]);
+    assert!(i.status.success());
+    let info = text(&i);
+    assert!(
+        info.contains("/camera/depth (protobuf), 30 messages"),
+        "{info}"
+    );
+    assert!(info.contains("finalized"), "{info}");
+}
+
+#[test]
+fn the_python_mcap_reader_reads_every_frame_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = record(&dir, &["--frames", "300", "--fps", "0", "--seed", "5"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/read_recording.py"
+    );
+    let py = Command::new("python3")
+        .args([script, dir.to_str().unwrap(), "5", "640", "480"])
+        .output()
+        .expect("python3 runs (install tests/python/requirements.txt)");
+    assert!(py.status.success(), "python reader: {}", text(&py));
+    let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(r["frames"], 300);
+    let seqs: Vec<u64> = r["seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..300).collect::<Vec<_>>());
+}
+
+#[test]
+fn invalid_config_is_rejected_with_every_location() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[writer]\nwriters = 0\nturbo = true\n[queue]\noverflow = 3\n",
+    )
+    .unwrap();
+    let c = framerec(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(c.status.code(), Some(1));
+    let err = text(&c);
+    let name = cfg.display().to_string();
+    for at in ["2:11", "3:1", "5:12"] {
+        assert!(
+            err.contains(&format!("{name}:{at}: ")),
+            "missing {at} in:\n{err}"
+        );
+    }
+    let r = framerec(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r).contains(&format!("{name}:2:11")));
+    assert!(
+        !tmp.path().join("r").exists(),
+        "nothing recorded with a bad config"
+    );
+
+    let good = framerec(&[
+        "check-config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/framerec.toml"),
+    ]);
+    assert!(good.status.success(), "{}", text(&good));
+}
+
+#[test]
+fn verify_reports_a_flipped_bit_and_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    assert!(
+        record(
+            &dir,
+            &[
+                "--frames", "20", "--fps", "0", "--width", "64", "--height", "48"
+            ]
+        )
+        .status
+        .success()
+    );
+    let seg = dir.join("0000000000000000.mcap");
+    let good = std::fs::read(&seg).unwrap();
+
+    let mut flipped = good.clone();
+    let at = good.len() / 2;
+    flipped[at] ^= 0x10;
+    let f = tmp.path().join("flipped.mcap");
+    std::fs::write(&f, &flipped).unwrap();
+    let v = framerec(&["verify", f.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(text(&v).contains("CRC saved"), "{}", text(&v));
+
+    let torn = tmp.path().join("torn.mcap");
+    std::fs::write(&torn, &good[..good.len() - 100]).unwrap();
+    let v = framerec(&["verify", torn.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(text(&v).contains("unfinished"), "{}", text(&v));
+
+    let v = framerec(&["verify", dir.to_str().unwrap(), torn.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1), "any bad path fails the whole run");
+}
+
+#[test]
+fn sigint_drains_and_leaves_a_valid_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--out", dir.to_str().unwrap(), "--fps", "30"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+    let summary = text(&out);
+    assert!(summary.contains("dropped 0"), "{summary}");
+}
