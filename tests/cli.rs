@@ -164,7 +164,7 @@ fn verify_reports_a_flipped_bit_and_a_torn_tail() {
 fn sigint_drains_and_leaves_a_valid_recording() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
         .args(["record", "--out", dir.to_str().unwrap(), "--fps", "30"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
