@@ -46,6 +46,7 @@ pub enum SourceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Overflow {
+    Auto,
     DropNewest,
     DropOldest,
     Block,
@@ -120,7 +121,8 @@ struct QueueSection {
     max_frames: Int<1, 65_536>,
     /// Bytes of frame buffers queued or being written. Default 256 MiB, range 1 MiB-64 GiB.
     max_bytes: Int<MIB, { 64 * 1024 * MIB }>,
-    /// `drop-newest` (default), `drop-oldest` or `block`.
+    /// `auto` (default: `block` for sources that can wait, else `drop-newest`), `drop-newest`,
+    /// `drop-oldest` or `block`.
     overflow: Overflow,
 }
 
@@ -130,7 +132,7 @@ impl Default for QueueSection {
         QueueSection {
             max_frames: Int(d.max_frames as i64),
             max_bytes: Int(d.max_bytes as i64),
-            overflow: Overflow::DropNewest,
+            overflow: Overflow::Auto,
         }
     }
 }
@@ -258,9 +260,10 @@ impl FileConfig {
                 max_frames: self.queue.max_frames.0 as usize,
                 max_bytes: self.queue.max_bytes.u64(),
                 overflow: match self.queue.overflow {
-                    Overflow::DropNewest => OverflowPolicy::DropNewest,
-                    Overflow::DropOldest => OverflowPolicy::DropOldest,
-                    Overflow::Block => OverflowPolicy::Block,
+                    Overflow::Auto => None,
+                    Overflow::DropNewest => Some(OverflowPolicy::DropNewest),
+                    Overflow::DropOldest => Some(OverflowPolicy::DropOldest),
+                    Overflow::Block => Some(OverflowPolicy::Block),
                 },
             },
             writer: WriterConfig {
@@ -486,7 +489,7 @@ mod tests {
         let c = parse("", "f.toml").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.writer.writers, 2);
-        assert_eq!(c.queue.overflow, OverflowPolicy::DropNewest);
+        assert_eq!(c.queue.overflow, None, "auto");
     }
 
     #[test]
@@ -498,7 +501,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.writer.writers, 8);
         assert!(c.writer.direct_io);
-        assert_eq!(c.queue.overflow, OverflowPolicy::Block);
+        assert_eq!(c.queue.overflow, Some(OverflowPolicy::Block));
         assert_eq!(c.segment.max_duration, None);
     }
 

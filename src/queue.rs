@@ -42,7 +42,8 @@ pub struct QueueConfig {
     pub max_frames: usize,
     /// Bytes of frame buffers (queued or being written) at most.
     pub max_bytes: u64,
-    pub overflow: OverflowPolicy,
+    /// `None` (auto): `block` for sources that can wait, `drop-newest` for live ones.
+    pub overflow: Option<OverflowPolicy>,
 }
 
 impl Default for QueueConfig {
@@ -50,7 +51,7 @@ impl Default for QueueConfig {
         QueueConfig {
             max_frames: 256,
             max_bytes: 256 << 20,
-            overflow: OverflowPolicy::DropNewest,
+            overflow: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::{Config, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::observe::{Counters, Percentiles, WriterHistograms};
-use crate::queue::{DropLog, FrameQueue};
+use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::source::{Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
@@ -87,6 +87,7 @@ pub struct RunReport {
     pub totals: Totals,
     pub backend: Backend,
     pub direct_io: bool,
+    pub overflow: OverflowPolicy,
     pub segments: Vec<PathBuf>,
     pub histograms: WriterHistograms,
     pub failure: Option<RunFailure>,
@@ -131,6 +132,11 @@ pub fn record(
 
     let source = build_source(&cfg.source);
     let stream = source.stream().clone();
+    let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
+        OverflowPolicy::Block
+    } else {
+        OverflowPolicy::DropNewest
+    });
     let frame_bytes = stream.frame_bytes();
     let buffer_bytes = (round_up(frame_bytes, ALIGN) + 2 * ALIGN) as u64;
     let max_buffers = (cfg.queue.max_bytes / buffer_bytes).max(2) as usize;
@@ -168,7 +174,7 @@ pub fn record(
         pool,
         drops,
         counters: counters.clone(),
-        policy: cfg.queue.overflow,
+        policy,
         stop,
     };
     let receiver = std::thread::Builder::new()
@@ -206,6 +212,7 @@ pub fn record(
         totals: Totals::of(&counters),
         backend: report.backend,
         direct_io: report.direct_io,
+        overflow: policy,
         segments: report.segments,
         histograms: report.histograms,
         failure,

@@ -53,6 +53,11 @@ fn records_300_frames_that_the_mcap_crate_reads_byte_exact() {
         Some(299),
         "everything is durable after a clean stop"
     );
+    assert_eq!(
+        report.overflow,
+        OverflowPolicy::Block,
+        "auto: an unpaced source can wait"
+    );
     let v = verify_dir(&dir);
     assert!(v.ok, "{:#?}", v.problems);
     assert_eq!(v.frames, 300);
@@ -136,7 +141,7 @@ fn overflow_run(
     let mut cfg = config(&dir, 160, 120);
     cfg.queue.max_frames = 4;
     cfg.queue.max_bytes = 6 * (40 << 10);
-    cfg.queue.overflow = policy;
+    cfg.queue.overflow = Some(policy);
     cfg.writer.writers = 1;
     cfg.writer.max_write_bytes = 80 << 10;
     cfg.writer.write_delay = Duration::from_millis(5);
@@ -219,6 +224,11 @@ fn paced_source_keeps_its_rate_with_no_drops() {
     s.fps = 30;
     let report = run(&cfg, 45);
     assert_eq!(report.totals.dropped_total(), 0);
+    assert_eq!(
+        report.overflow,
+        OverflowPolicy::DropNewest,
+        "auto: a paced source is live"
+    );
     // 45 frames at 30 fps: the last is due at 1.467 s.
     assert!(
         report.elapsed >= Duration::from_millis(1450),

@@ -62,8 +62,9 @@ pub struct Args {
     /// Queue length in frames.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     queue_frames: Option<u64>,
-    /// What to do when the queue is full: drop-newest, drop-oldest, block.
-    #[arg(long, value_parser = ["drop-newest", "drop-oldest", "block"])]
+    /// What to do when the queue is full: auto (block for sources that can wait, e.g. an
+    /// unpaced synthetic source; drop-newest for live ones), drop-newest, drop-oldest, block.
+    #[arg(long, value_parser = ["auto", "drop-newest", "drop-oldest", "block"])]
     overflow: Option<String>,
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
@@ -117,9 +118,10 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = &args.overflow {
         cfg.queue.overflow = match v.as_str() {
-            "drop-oldest" => OverflowPolicy::DropOldest,
-            "block" => OverflowPolicy::Block,
-            _ => OverflowPolicy::DropNewest,
+            "drop-newest" => Some(OverflowPolicy::DropNewest),
+            "drop-oldest" => Some(OverflowPolicy::DropOldest),
+            "block" => Some(OverflowPolicy::Block),
+            _ => None,
         };
     }
     Ok(())
@@ -192,9 +194,10 @@ fn print_summary(r: &RunReport) {
         t.queue_high_water
     );
     eprintln!(
-        "  backend {} ({}), {} segment(s), durable through frame {}",
+        "  backend {} ({}), overflow {}, {} segment(s), durable through frame {}",
         r.backend.as_str(),
         if r.direct_io { "O_DIRECT" } else { "buffered" },
+        r.overflow.as_str(),
         r.segments.len(),
         t.durable_seq.map_or("none".into(), |s| s.to_string())
     );
@@ -209,6 +212,7 @@ fn json_summary(r: &RunReport) -> serde_json::Value {
         "totals": r.totals,
         "backend": r.backend,
         "direct_io": r.direct_io,
+        "overflow": r.overflow.as_str(),
         "segments": r.segments,
         "write_latency_ns": r.write_latency(),
         "capture_to_written_ns": Percentiles::of(&h.capture_to_written_ns),

@@ -32,6 +32,10 @@ pub trait Source: Send {
     /// What every frame of this source looks like; fixed for the source's life.
     fn stream(&self) -> &StreamInfo;
 
+    /// True when the source makes frames on demand (a replay, an unpaced generator), so the
+    /// receiver may wait for queue room without losing anything; false for live devices.
+    fn can_wait(&self) -> bool;
+
     /// Blocks until the next frame is available and writes its payload into `buf`.
     ///
     /// Returns `Ok(None)` at the end of the source or once `stop` is set (checked at least every

@@ -121,6 +121,11 @@ impl Source for SyntheticSource {
         &self.stream
     }
 
+    /// Unpaced, frames are made on demand; paced, the source stands in for a live device.
+    fn can_wait(&self) -> bool {
+        self.cfg.fps == 0
+    }
+
     fn next_frame(
         &mut self,
         buf: &mut FrameBuf,
