@@ -41,6 +41,8 @@
 mod decode;
 mod encode;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 pub use decode::{

@@ -151,7 +151,7 @@ pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
 
     let mut dropped = BTreeMap::new();
     for d in &contents.drops {
-        *dropped.entry(d.reason.clone()).or_insert(0) += d.last.0 - d.first.0 + 1;
+        *dropped.entry(d.reason.clone()).or_insert(0) += (d.last.0 - d.first.0).saturating_add(1);
     }
     SegmentReport {
         name: name.to_string(),
@@ -226,7 +226,7 @@ pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> R
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
     let mut intervals: Vec<(u64, u64)> = Vec::new(); // covered [first, last]
     for (first, last, reason) in &drops {
-        *dropped.entry(reason.clone()).or_insert(0) += last - first + 1;
+        *dropped.entry(reason.clone()).or_insert(0) += (last - first).saturating_add(1);
         let lo = written.partition_point(|w| w.0 < *first);
         if let Some(w) = written.get(lo).filter(|w| w.0 <= *last) {
             problems.push(Problem::WrittenAndDropped {
@@ -261,7 +261,8 @@ pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> R
                 }
             }
         }
-        next = Some(next.map_or(b + 1, |n| n.max(b + 1)));
+        let after = b.saturating_add(1);
+        next = Some(next.map_or(after, |n| n.max(after)));
     }
 
     let frames = written.len() as u64;
