@@ -135,14 +135,10 @@ fn receive(
                 }
             }
             OverflowPolicy::Block => {
+                // The frame is accepted: wait for room even when stopping. Writers pop until
+                // the queue closes (after a failure they count frames as io_error), so room comes.
                 let mut frame = frame;
                 while let Err(back) = p.queue.push(frame) {
-                    if p.stop.load(Ordering::Relaxed) {
-                        // Stopping (or the writers failed): nothing will make room.
-                        drop_frame(p, back.meta.seq, DropReason::QueueFull);
-                        p.pool.put(back.buf);
-                        break;
-                    }
                     frame = back;
                     std::thread::sleep(Duration::from_micros(200));
                 }

@@ -184,3 +184,36 @@ fn sigint_drains_and_leaves_a_valid_recording() {
     let summary = text(&out);
     assert!(summary.contains("dropped 0"), "{summary}");
 }
+
+#[test]
+fn sigint_while_the_queue_is_full_loses_no_accepted_frame() {
+    // Unpaced (overflow auto = block): the queue is full when the signal lands.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--out",
+            dir.to_str().unwrap(),
+            "--fps",
+            "0",
+            "--queue-frames",
+            "4",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("dropped 0"), "{}", text(&out));
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+}
