@@ -30,6 +30,8 @@ pub enum RecordError {
     NotEmpty { dir: PathBuf, first: PathBuf },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Backend(WriterError),
 }
 
 /// Why a recording that started ended badly.
@@ -117,6 +119,7 @@ pub fn record(
     limits: Limits,
     stop: Arc<AtomicBool>,
 ) -> Result<RunReport, RecordError> {
+    writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
     let dir = cfg.output_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| RecordError::OutputDir {
         path: dir.clone(),

@@ -240,6 +240,18 @@ pub fn run(
     local.block_on(&rt, run_pool(ctx))
 }
 
+/// Checks that the configured backend can run here before anything is recorded: `Err` when
+/// io_uring is demanded and the kernel refuses it. (`run` probes again on its own thread.)
+pub fn probe(choice: BackendChoice) -> Result<Backend, WriterError> {
+    match choice {
+        BackendChoice::Pwrite => Ok(Backend::Pwrite),
+        BackendChoice::Auto => Ok(uring::runtime(8).map_or(Backend::Pwrite, |_| Backend::IoUring)),
+        BackendChoice::IoUring => uring::runtime(8)
+            .map(|_| Backend::IoUring)
+            .map_err(WriterError::IoUringUnavailable),
+    }
+}
+
 /// Without writers, every queued frame is counted as dropped (the receiver stops soon).
 fn discard_queue(parts: &WriterParts) {
     loop {
