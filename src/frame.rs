@@ -44,13 +44,17 @@ pub enum DropReason {
     QueueEvicted,
     /// The write that carried the frame failed.
     IoError,
+    /// Found missing when a crashed recording was recovered: its write never completed, or
+    /// its chunk was damaged, or the drop notice naming it was never written.
+    Lost,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::QueueEvicted,
         DropReason::IoError,
+        DropReason::Lost,
     ];
 
     /// The name used in files, statistics and logs.
@@ -59,6 +63,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::QueueEvicted => "queue_evicted",
             DropReason::IoError => "io_error",
+            DropReason::Lost => "lost",
         }
     }
 

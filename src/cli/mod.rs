@@ -4,6 +4,7 @@
 mod check_config;
 mod info;
 mod record;
+mod recover;
 mod verify;
 
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Command {
     Verify(verify::Args),
     /// Describe a recording or segment: streams, frames, time range, drops, size.
     Info(info::Args),
+    /// Repair crashed or damaged segments: keep every intact chunk, name what was lost.
+    Recover(recover::Args),
     /// Validate a configuration file without recording.
     CheckConfig(check_config::Args),
 }
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(a) => record::run(*a),
         Command::Verify(a) => verify::run(a),
         Command::Info(a) => info::run(a),
+        Command::Recover(a) => recover::run(a),
         Command::CheckConfig(a) => check_config::run(a),
     }
 }

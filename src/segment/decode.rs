@@ -89,6 +89,9 @@ pub struct ChunkInfo {
     pub end_time: u64,
     pub crc_ok: bool,
     pub messages: usize,
+    /// Sequence numbers of the depth messages the chunk holds (read even when its CRC fails,
+    /// so a report can name what the damage took).
+    pub sequences: Vec<u32>,
 }
 
 /// The parts of the summary section verify compares against the data.
@@ -109,7 +112,15 @@ pub struct SegmentContents {
     pub chunks: Vec<ChunkInfo>,
     /// channel id -> (topic, message encoding)
     pub channels: BTreeMap<u16, (String, String)>,
+    /// channel id -> the channel's metadata (framerec: width, height, encoding).
+    pub channel_metadata: BTreeMap<u16, BTreeMap<String, String>>,
     pub metadata: BTreeMap<String, String>,
+    /// Offset and length of framerec's metadata record in the head.
+    pub metadata_record: Option<(u64, u64)>,
+    /// Offset of the first record after the head (header, schemas, channels, metadata).
+    pub head_end: u64,
+    /// Byte ranges skipped as damaged while resyncing to the next intact chunk.
+    pub skipped: Vec<Range<u64>>,
     pub summary: Option<SummaryInfo>,
     /// Offset one past the last intact record of the data section.
     pub data_end: u64,
@@ -325,17 +336,56 @@ fn string_map(c: &mut Cur<'_>) -> R<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn channel(body: &[u8]) -> R<(u16, String, String)> {
+type ChannelRecord = (u16, String, String, BTreeMap<String, String>);
+
+fn channel(body: &[u8]) -> R<ChannelRecord> {
     let mut c = Cur::new(body);
     let id = c.u16()?;
     let _schema = c.u16()?;
     let topic = c.str()?.to_string();
     let encoding = c.str()?.to_string();
-    string_map(&mut c)?;
-    Ok((id, topic, encoding))
+    let metadata = string_map(&mut c)?;
+    Ok((id, topic, encoding, metadata))
 }
 
-/// Scans a whole segment file.
+/// Bytes of a chunk record before its records: prefix, times, sizes, CRC, compression, length.
+const CHUNK_FIXED: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
+
+/// True when a chunk record that checks out (framing, no compression, CRC) starts at `at`.
+fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
+    if bytes.get(at) != Some(&OP_CHUNK) || bytes.len() - at < CHUNK_FIXED {
+        return false;
+    }
+    let Ok(rec) = read_record(bytes, at) else {
+        return false;
+    };
+    let b = rec.body;
+    let le64 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+    let crc = u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4]));
+    let compression_len = u32::from_le_bytes(b[28..32].try_into().unwrap_or([0; 4]));
+    let records = &b[CHUNK_FIXED - RECORD_PREFIX..];
+    compression_len == 0
+        && le64(32) == records.len() as u64
+        && le64(16) == records.len() as u64
+        && crc != 0
+        && crc32fast::hash(records) == crc
+}
+
+/// The offset of the next intact chunk at or after `from`, if any.
+fn resync(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at < bytes.len() {
+        let next = at + bytes[at..].iter().position(|b| *b == OP_CHUNK)?;
+        if intact_chunk_at(bytes, next) {
+            return Some(next);
+        }
+        at = next + 1;
+    }
+    None
+}
+
+/// Scans a whole segment file. Damage in the data section (a torn or zeroed record, a chunk
+/// whose CRC fails) is noted and skipped: the scan resyncs at the next intact chunk.
 pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
     let mut out = SegmentContents::default();
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
@@ -343,22 +393,45 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
         return out;
     }
     let mut at = MAGIC.len();
+    let mut in_head = true;
     let mut in_summary = false;
     let mut summary = SummaryInfo::default();
     out.data_end = at as u64;
+    out.head_end = at as u64;
     loop {
         if at >= bytes.len() {
             out.damage.push(DecodeError::Unfinished);
             break;
         }
         let rec = match read_record(bytes, at) {
-            Ok(r) => r,
+            Ok(r) if in_summary || !is_garbage(r.opcode) => r,
+            Ok(r) => {
+                // Zeroed or foreign bytes where a record should start.
+                out.damage.push(DecodeError::Malformed {
+                    offset: at as u64,
+                    opcode: r.opcode,
+                    what: "not a record framerec writes in the data section",
+                });
+                match skip_damage(bytes, at, &mut out) {
+                    Some(next) => {
+                        at = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
             Err(e) => {
                 out.damage.push(e);
-                if !in_summary {
-                    out.damage.push(DecodeError::Unfinished);
+                if in_summary {
+                    break;
                 }
-                break;
+                match skip_damage(bytes, at, &mut out) {
+                    Some(next) => {
+                        at = next;
+                        continue;
+                    }
+                    None => break,
+                }
             }
         };
         let next = at + RECORD_PREFIX + rec.body.len();
@@ -367,24 +440,45 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
             opcode: rec.opcode,
             what,
         };
+        if in_head
+            && !matches!(
+                rec.opcode,
+                OP_HEADER | OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_PADDING
+            )
+        {
+            in_head = false;
+            out.head_end = at as u64;
+        }
         match rec.opcode {
             OP_CHANNEL if !in_summary => match channel(rec.body) {
-                Ok((id, topic, enc)) => {
+                Ok((id, topic, enc, meta)) => {
                     out.channels.insert(id, (topic, enc));
+                    out.channel_metadata.insert(id, meta);
                 }
                 Err(w) => out.damage.push(malformed(w)),
             },
             OP_METADATA if !in_summary => {
                 let mut c = Cur::new(rec.body);
                 match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
-                    Ok((METADATA_NAME, map)) => out.metadata = map,
+                    Ok((METADATA_NAME, map)) => {
+                        out.metadata = map;
+                        out.metadata_record = Some((rec.offset, (next - at) as u64));
+                    }
                     Ok(_) => {}
                     Err(w) => out.damage.push(malformed(w)),
                 }
             }
             OP_CHUNK => {
                 if let Err(e) = scan_chunk(&rec, &mut out) {
+                    // Its length field may be damaged too: resync rather than trust it.
                     out.damage.push(e);
+                    match skip_damage(bytes, at, &mut out) {
+                        Some(next) => {
+                            at = next;
+                            continue;
+                        }
+                        None => break,
+                    }
                 }
             }
             OP_DATA_END => {
@@ -462,7 +556,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 }
                 break;
             }
-            _ => {} // header, schemas, indexes, padding, unknown: skipped
+            _ => {} // header, schemas, indexes, padding: skipped
         }
         at = next;
         if !in_summary {
@@ -473,6 +567,42 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
         out.summary = Some(summary);
     }
     out
+}
+
+/// Opcodes framerec never writes at the top level of a data section (0x00 is zeroed space).
+fn is_garbage(opcode: u8) -> bool {
+    !matches!(
+        opcode,
+        OP_HEADER
+            | OP_SCHEMA
+            | OP_CHANNEL
+            | OP_METADATA
+            | OP_CHUNK
+            | OP_MESSAGE_INDEX
+            | OP_DATA_END
+            | OP_PADDING
+            | OP_FOOTER
+            | OP_CHUNK_INDEX
+            | OP_STATISTICS
+            | OP_METADATA_INDEX
+            | OP_SUMMARY_OFFSET
+    )
+}
+
+/// Skips damage at `at`: notes the skipped range and returns where the next intact chunk
+/// starts, or `None` (the rest of the file is unreadable; the segment is unfinished).
+fn skip_damage(bytes: &[u8], at: usize, out: &mut SegmentContents) -> Option<usize> {
+    match resync(bytes, at + 1) {
+        Some(next) => {
+            out.skipped.push(at as u64..next as u64);
+            Some(next)
+        }
+        None => {
+            out.skipped.push(at as u64..bytes.len() as u64);
+            out.damage.push(DecodeError::Unfinished);
+            None
+        }
+    }
 }
 
 fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeError> {
@@ -508,8 +638,10 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
         end_time,
         crc_ok,
         messages: 0,
+        sequences: Vec::new(),
     };
     if !crc_ok {
+        info.sequences = claimed_sequences(records);
         out.chunks.push(info);
         return Err(DecodeError::BadChunkCrc {
             offset: rec.offset,
@@ -546,14 +678,17 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
                         channel,
                     });
                 }
-                _ => out.messages.push(MessageRef {
-                    channel,
-                    sequence,
-                    log_time,
-                    publish_time,
-                    data: data_at..data_at + data.len(),
-                    chunk_offset: rec.offset,
-                }),
+                _ => {
+                    info.sequences.push(sequence);
+                    out.messages.push(MessageRef {
+                        channel,
+                        sequence,
+                        log_time,
+                        publish_time,
+                        data: data_at..data_at + data.len(),
+                        chunk_offset: rec.offset,
+                    })
+                }
             }
             info.messages += 1;
         }
@@ -561,4 +696,25 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
     }
     out.chunks.push(info);
     Ok(())
+}
+
+/// The depth sequence numbers a damaged chunk's records claim, read without trusting them.
+fn claimed_sequences(records: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let Ok(inner) = read_record(records, at) else {
+            break;
+        };
+        if inner.opcode == OP_MESSAGE && inner.body.len() >= 6 {
+            let channel = u16::from_le_bytes([inner.body[0], inner.body[1]]);
+            if channel == DEPTH_CHANNEL_ID {
+                out.push(u32::from_le_bytes(
+                    inner.body[2..6].try_into().unwrap_or([0; 4]),
+                ));
+            }
+        }
+        at += RECORD_PREFIX + inner.body.len();
+    }
+    out
 }

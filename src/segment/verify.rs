@@ -21,6 +21,8 @@ pub enum Problem {
     Missing { first: u64, last: u64 },
     #[error("frame {seq} is both written and named in a drop notice ({reason})")]
     WrittenAndDropped { seq: u64, reason: String },
+    #[error("drop notices name frames {first}..={last} more than once")]
+    DroppedTwice { first: u64, last: u64 },
     #[error("frame {seq}: log_time {log_time} is before frame {prev_seq}'s {prev_log_time}")]
     TimeGoesBack {
         seq: u64,
@@ -30,6 +32,15 @@ pub enum Problem {
     },
     #[error("frame {seq}: bad image: {what}")]
     BadImage { seq: u64, what: String },
+    #[error("damaged chunk at offset {offset} held {count} frames (seq {first}..={last})")]
+    DamagedFrames {
+        offset: u64,
+        first: u64,
+        last: u64,
+        count: usize,
+    },
+    #[error("bytes {start}..{end} are damaged and were skipped")]
+    Skipped { start: u64, end: u64 },
 }
 
 impl Serialize for Problem {
@@ -84,6 +95,22 @@ pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
         .cloned()
         .map(Problem::Damage)
         .collect();
+    for c in contents
+        .chunks
+        .iter()
+        .filter(|c| !c.crc_ok && !c.sequences.is_empty())
+    {
+        problems.push(Problem::DamagedFrames {
+            offset: c.offset,
+            first: c.sequences.iter().min().copied().unwrap_or(0) as u64,
+            last: c.sequences.iter().max().copied().unwrap_or(0) as u64,
+            count: c.sequences.len(),
+        });
+    }
+    problems.extend(contents.skipped.iter().map(|r| Problem::Skipped {
+        start: r.start,
+        end: r.end,
+    }));
 
     if let Some(summary) = &contents.summary {
         let mut found: Vec<(u64, u64)> = contents
@@ -236,30 +263,32 @@ pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> R
         }
         intervals.push((*first, *last));
     }
+    // Drop notices must not overlap: a frame is dropped once. (`drops` is sorted by first.)
+    let mut reach: Option<u64> = None;
+    for (first, last, _) in &drops {
+        if let Some(r) = reach
+            && *first <= r
+        {
+            problems.push(Problem::DroppedTwice {
+                first: *first,
+                last: (*last).min(r),
+            });
+        }
+        reach = Some(reach.map_or(*last, |r| r.max(*last)));
+    }
     intervals.extend(written.iter().map(|w| (w.0, w.0)));
     intervals.sort_unstable();
     let first_seq = intervals.first().map(|i| i.0);
     let last_seq = intervals.iter().map(|i| i.1).max();
     let mut next = if starts_at_zero { Some(0) } else { first_seq };
     for (a, b) in &intervals {
-        if let Some(n) = next {
-            if *a > n {
-                problems.push(Problem::Missing {
-                    first: n,
-                    last: a - 1,
-                });
-            } else if *a < n {
-                // Overlapping drop ranges count frames twice.
-                if let Some((first, last, reason)) = drops.iter().find(|d| d.0 == *a && d.1 == *b)
-                    && n > *first
-                    && *a != *b
-                {
-                    problems.push(Problem::WrittenAndDropped {
-                        seq: *first,
-                        reason: format!("{reason}, overlapping another drop notice up to {last}"),
-                    });
-                }
-            }
+        if let Some(n) = next
+            && *a > n
+        {
+            problems.push(Problem::Missing {
+                first: n,
+                last: a - 1,
+            });
         }
         let after = b.saturating_add(1);
         next = Some(next.map_or(after, |n| n.max(after)));

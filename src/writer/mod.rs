@@ -421,8 +421,11 @@ impl Ctx {
     fn update_durable(&self) {
         let st = self.st.borrow();
         let oldest = st.segments.front().and_then(|s| s.st.borrow().durable_seq);
-        if let Some(seq) = oldest.max(st.finalized_seq) {
+        if let Some(seq) = oldest.max(st.finalized_seq)
+            && self.counters.durable_seq() != Some(seq)
+        {
             self.counters.set_durable_seq(seq);
+            tracing::debug!(durable_seq = seq, "durable");
         }
     }
 }

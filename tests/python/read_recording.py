@@ -29,16 +29,21 @@ def main():
     table = np.array([splitmix64(seed ^ j) % 2048 for j in range(TABLE_LEN)], dtype="<u2")
     idx = np.arange(width * height, dtype=np.int64)
     seqs, drops, problems = [], [], []
+    factory = DecoderFactory()
     for path in sorted(root.glob("*.mcap")):
         with open(path, "rb") as f:
-            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            reader = make_reader(f)
             summary = reader.get_summary()
             if summary is None:
                 problems.append(f"{path.name}: no summary")
-            for schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=False):
+            decoders = {}
+            for schema, channel, message in reader.iter_messages(log_time_order=False):
                 if channel.topic == "/framerec/drops":
                     drops.append(json.loads(message.data))
                     continue
+                if channel.id not in decoders:
+                    decoders[channel.id] = factory.decoder_for(channel.message_encoding, schema)
+                decoded = decoders[channel.id](message.data)
                 seq = message.sequence
                 expected = table[(idx + seq * SHIFT) % TABLE_LEN].tobytes()
                 if (decoded.width, decoded.height, decoded.encoding) != (width, height, "16UC1"):
