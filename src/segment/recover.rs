@@ -216,7 +216,12 @@ mod tests {
     fn merge_and_runs() {
         assert_eq!(
             merge(vec![(5, 6), (1, 2), (3, 3), (9, 9)]),
-            vec![(1, 6), (9, 9)]
+            vec![(1, 3), (5, 6), (9, 9)]
+        );
+        assert_eq!(
+            merge(vec![(4, 4), (1, 3)]),
+            vec![(1, 4)],
+            "adjacent ranges join"
         );
         assert_eq!(runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 2), (5, 5), (7, 8)]);
     }
