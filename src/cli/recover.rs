@@ -122,8 +122,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let rec = match recover_segment(&bytes, &also_lost) {
             Ok(r) => r,
+            Err(e) if !segment::has_intact_chunk(&bytes) => {
+                // Typically the segment opened ahead of a rotation, killed before its head was
+                // written: there is nothing in it to keep.
+                let what = if args.discard_damaged {
+                    fs::remove_file(path)?;
+                    "deleted".to_string()
+                } else {
+                    let aside = aside_name(path);
+                    fs::rename(path, &aside)?;
+                    format!("moved aside as {}", aside.display())
+                };
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    sync_dir(dir)?;
+                }
+                println!("{}: holds no intact chunk ({e}); {what}", path.display());
+                continue;
+            }
             Err(e) => {
-                eprintln!("{}: cannot recover: {e}", path.display());
+                eprintln!("{}: cannot recover: {e}; left as it is", path.display());
                 failed = true;
                 continue;
             }

@@ -371,6 +371,11 @@ fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
         && crc32fast::hash(records) == crc
 }
 
+/// True when any intact chunk is left anywhere in `bytes`.
+pub fn has_intact_chunk(bytes: &[u8]) -> bool {
+    resync(bytes, 0).is_some()
+}
+
 /// The offset of the next intact chunk at or after `from`, if any.
 fn resync(bytes: &[u8], from: usize) -> Option<usize> {
     let mut at = from;

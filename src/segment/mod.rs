@@ -48,7 +48,7 @@ mod verify;
 
 pub use decode::{
     ChunkInfo, DecodeError, DropNotice, MessageRef, RawImageRef, SegmentContents, SummaryInfo,
-    decode_raw_image, parse_segment,
+    decode_raw_image, has_intact_chunk, parse_segment,
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,
