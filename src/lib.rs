@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod export;
 pub mod frame;
 pub mod observe;
 pub mod queue;

@@ -217,3 +217,56 @@ fn sigint_while_the_queue_is_full_loses_no_accepted_frame() {
     let v = framerec(&["verify", dir.to_str().unwrap()]);
     assert!(v.status.success(), "{}", text(&v));
 }
+
+#[test]
+fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = record(
+        &dir,
+        &[
+            "--frames", "12", "--fps", "0", "--width", "160", "--height", "120", "--seed", "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let png = tmp.path().join("png");
+    let e = framerec(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "png",
+        "--out",
+        png.to_str().unwrap(),
+        "--from-seq",
+        "2",
+        "--to-seq",
+        "9",
+    ]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert!(text(&e).contains("exported 8 frames"), "{}", text(&e));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_png.py");
+    let py = Command::new("python3")
+        .args([script, png.to_str().unwrap(), "3", "160", "120"])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "8");
+
+    let pgm = tmp.path().join("pgm");
+    let e = framerec(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "pgm",
+        "--out",
+        pgm.to_str().unwrap(),
+    ]);
+    assert!(e.status.success(), "{}", text(&e));
+    let first = std::fs::read(pgm.join("0000000000.pgm")).unwrap();
+    let header = b"P5\n160 120\n65535\n";
+    assert_eq!(&first[..header.len()], header);
+    assert_eq!(first.len(), header.len() + 160 * 120 * 2);
+    let expected = framerec::source::synthetic::expected_frame(3, 0, 160, 120);
+    let be: Vec<u8> = expected.chunks(2).flat_map(|s| [s[1], s[0]]).collect();
+    assert_eq!(&first[header.len()..], &be[..]);
+}

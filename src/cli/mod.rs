@@ -2,6 +2,7 @@
 //! problem (a failed recording, a damaged file, an invalid config), 2 a usage or setup error.
 
 mod check_config;
+mod export;
 mod info;
 mod record;
 mod recover;
@@ -32,6 +33,8 @@ enum Command {
     Info(info::Args),
     /// Repair crashed or damaged segments: keep every intact chunk, name what was lost.
     Recover(recover::Args),
+    /// Write frames as 16-bit PGM or PNG files.
+    Export(export::Args),
     /// Validate a configuration file without recording.
     CheckConfig(check_config::Args),
 }
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Recover(a) => recover::run(a),
         Command::CheckConfig(a) => check_config::run(a),
+        Command::Export(a) => export::run(a),
     }
 }
 

@@ -1,0 +1,62 @@
+//! Image files for export: 16-bit PGM and PNG, written to their specs (big-endian samples).
+//! Pure code: samples in, file bytes out.
+
+/// Little-endian `u16` samples (as recorded) to big-endian bytes (as PGM and PNG store them).
+fn big_endian(samples_le: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples_le.len());
+    for s in samples_le.chunks_exact(2) {
+        out.extend_from_slice(&[s[1], s[0]]);
+    }
+    out
+}
+
+/// A binary 16-bit PGM (`P5`, maxval 65535).
+pub fn pgm16(width: u32, height: u32, samples_le: &[u8]) -> Vec<u8> {
+    let mut out = format!("P5\n{width} {height}\n65535\n").into_bytes();
+    out.extend_from_slice(&big_endian(samples_le));
+    out
+}
+
+/// A 16-bit grayscale PNG.
+pub fn png16(width: u32, height: u32, samples_le: &[u8]) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Sixteen);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header()?;
+    w.write_image_data(&big_endian(samples_le))?;
+    w.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgm_header_and_big_endian_samples() {
+        let f = pgm16(2, 1, &[0x01, 0x02, 0xff, 0x07]);
+        assert_eq!(&f[..], b"P5\n2 1\n65535\n\x02\x01\x07\xff");
+    }
+
+    #[test]
+    fn png_decodes_back_to_the_samples() {
+        let samples: Vec<u8> = (0..24u16).flat_map(|v| (v * 1000).to_le_bytes()).collect();
+        let file = png16(6, 4, &samples).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(file))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(
+            (info.width, info.height, info.bit_depth),
+            (6, 4, png::BitDepth::Sixteen)
+        );
+        let back: Vec<u8> = buf[..info.buffer_size()]
+            .chunks(2)
+            .flat_map(|b| [b[1], b[0]])
+            .collect();
+        assert_eq!(back, samples);
+    }
+}
