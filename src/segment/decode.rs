@@ -360,6 +360,9 @@ fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
         return false;
     };
     let b = rec.body;
+    if b.len() < CHUNK_FIXED - RECORD_PREFIX {
+        return false;
+    }
     let le64 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
     let crc = u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4]));
     let compression_len = u32::from_le_bytes(b[28..32].try_into().unwrap_or([0; 4]));
@@ -369,6 +372,29 @@ fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
         && le64(16) == records.len() as u64
         && crc != 0
         && crc32fast::hash(records) == crc
+}
+
+/// True when the chunk record `record` parses cleanly on its own in a segment that defines
+/// only framerec's depth and drop channels (what a rebuilt head defines).
+pub(super) fn chunk_is_clean(record: &[u8]) -> bool {
+    let Ok(rec) = read_record(record, 0) else {
+        return false;
+    };
+    if rec.opcode != OP_CHUNK || RECORD_PREFIX + rec.body.len() != record.len() {
+        return false;
+    }
+    let mut scratch = SegmentContents::default();
+    scratch
+        .channels
+        .insert(DEPTH_CHANNEL_ID, (String::new(), String::new()));
+    scratch
+        .channels
+        .insert(DROP_CHANNEL_ID, (String::new(), String::new()));
+    scan_chunk(&rec, &mut scratch).is_ok()
+        && scratch
+            .messages
+            .iter()
+            .all(|m| m.channel == DEPTH_CHANNEL_ID)
 }
 
 /// True when any intact chunk is left anywhere in `bytes`.

@@ -426,14 +426,14 @@ pub fn encode_drop_chunk(
     let mut index_entries = Vec::new();
     let (mut start_time, mut end_time) = (u64::MAX, 0u64);
     for (i, d) in drops.iter().enumerate() {
-        let json = format!(
-            r#"{{"stream":"{}","reason":"{}","first_seq":{},"last_seq":{},"count":{}}}"#,
-            topic.replace('\\', "\\\\").replace('"', "\\\""),
-            d.reason.as_str(),
-            d.first.0,
-            d.last.0,
-            d.last.0 - d.first.0 + 1
-        );
+        let json = serde_json::json!({
+            "stream": topic,
+            "reason": d.reason.as_str(),
+            "first_seq": d.first.0,
+            "last_seq": d.last.0,
+            "count": (d.last.0 - d.first.0).saturating_add(1),
+        })
+        .to_string();
         index_entries.push((d.time_ns, records.len() as u64));
         let mut body = Vec::new();
         body.u16(DROP_CHANNEL_ID);

@@ -1,22 +1,23 @@
 //! Recovery: a valid, finalized segment rebuilt from the intact chunks of a damaged or
 //! unfinished one. Pure code: bytes in, bytes and an exact report out.
 //!
-//! The rebuilt segment is the original head, every chunk whose CRC checks (in file order) with
+//! The rebuilt segment is a fresh head (the same stream, recording and segment ids), every chunk whose CRC checks (in file order) with
 //! a regenerated message index, a drop notice with reason `lost` naming every frame the segment
 //! is missing (gaps among its own frames, plus ranges the caller knows are missing from the
 //! recording), and a new summary and footer.
 
 use crate::frame::{DropReason, FrameSeq, PixelFormat, StreamInfo};
 
-use super::decode::{DecodeError, decode_raw_image, parse_segment};
+use super::decode::{DecodeError, chunk_is_clean, decode_raw_image, parse_segment};
 use super::encode::{
-    ChunkIndexEntry, DropRange, TailStats, encode_drop_chunk, encode_segment_tail,
+    ChunkIndexEntry, DropRange, SegmentMeta, encode_drop_chunk, encode_segment_head,
+    encode_segment_tail,
 };
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverError {
-    #[error("the segment head (magic, header, channels, metadata) is damaged: {0}")]
+    #[error("the segment head (magic, depth channel) is damaged: {0}")]
     HeadDamaged(String),
 }
 
@@ -89,9 +90,6 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         .channels
         .get(&DEPTH_CHANNEL_ID)
         .ok_or_else(|| RecoverError::HeadDamaged("no depth channel record".into()))?;
-    let (metadata_offset, metadata_length) = c
-        .metadata_record
-        .ok_or_else(|| RecoverError::HeadDamaged("no framerec metadata record".into()))?;
     let meta = c
         .channel_metadata
         .get(&DEPTH_CHANNEL_ID)
@@ -112,10 +110,29 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         format: PixelFormat::Depth16,
     };
 
-    let mut out = bytes[..c.head_end as usize].to_vec();
+    // A fresh head, not the original bytes: any record of the old head may be damaged.
+    let meta = SegmentMeta {
+        recording_id: c
+            .metadata
+            .get("recording_id")
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
+        segment_id: c
+            .metadata
+            .get("segment_id")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        stream: stream.clone(),
+    };
+    let (mut out, head) = encode_segment_head(&meta, false);
     let mut entries: Vec<ChunkIndexEntry> = Vec::new();
+    let mut kept_chunks = 0;
     for chunk in c.chunks.iter().filter(|ch| ch.crc_ok) {
         let record = &bytes[chunk.offset as usize..(chunk.offset + chunk.length) as usize];
+        if !chunk_is_clean(record) {
+            continue;
+        }
+        kept_chunks += 1;
         let start = out.len() as u64;
         out.extend_from_slice(record);
         let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
@@ -147,11 +164,13 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
     }
 
     // Frames this segment holds, frames its notices name, and what is missing between them.
-    let mut seqs: Vec<u64> = c.messages.iter().map(|m| m.sequence as u64).collect();
+    // What the kept chunks hold: read back from the rebuilt bytes so far.
+    let partial = parse_segment(&out);
+    let mut seqs: Vec<u64> = partial.messages.iter().map(|m| m.sequence as u64).collect();
     seqs.sort_unstable();
     seqs.dedup();
     let mut covered: Vec<(u64, u64)> = seqs.iter().map(|s| (*s, *s)).collect();
-    covered.extend(c.drops.iter().map(|d| (d.first.0, d.last.0)));
+    covered.extend(partial.drops.iter().map(|d| (d.first.0, d.last.0)));
     let covered = merge(covered);
     let mut lost: Vec<(u64, u64)> = covered
         .windows(2)
@@ -172,7 +191,12 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
     }
     let lost = merge(lost);
     if !lost.is_empty() {
-        let time_ns = c.messages.iter().map(|m| m.log_time).max().unwrap_or(0);
+        let time_ns = partial
+            .messages
+            .iter()
+            .map(|m| m.log_time)
+            .max()
+            .unwrap_or(0);
         let ranges: Vec<DropRange> = lost
             .iter()
             .map(|&(a, b)| DropRange {
@@ -190,10 +214,6 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         entry.message_index_offset = at + entry.chunk_length;
         entries.push(entry);
     }
-    let head = TailStats {
-        metadata_offset,
-        metadata_length,
-    };
     let tail = encode_segment_tail(out.len() as u64, &entries, &stream, &head, false);
     out.extend_from_slice(&tail);
     Ok(Recovered {
@@ -201,7 +221,7 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         kept_frames: seqs.len() as u64,
         kept_ranges: runs(&seqs),
         lost_ranges: lost,
-        kept_chunks: c.chunks.iter().filter(|ch| ch.crc_ok).count(),
+        kept_chunks,
         damaged_chunks: c.chunks.iter().filter(|ch| !ch.crc_ok).count(),
         skipped_bytes: c.skipped.iter().map(|r| r.end - r.start).sum(),
         damage: c.damage,
