@@ -13,11 +13,10 @@ use std::time::Duration;
 const SEED: u64 = 13;
 
 fn sh(cmd: &str, args: &[&str]) -> Output {
-    let out = Command::new(cmd)
+    Command::new(cmd)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    out
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }
 
 fn ok(cmd: &str, args: &[&str]) {
