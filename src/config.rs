@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::queue::{OverflowPolicy, QueueConfig};
+use crate::repair::AtStart;
 use crate::source::SyntheticConfig;
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
@@ -207,6 +208,30 @@ impl Default for DurabilitySection {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum AtStartName {
+    Recover,
+    Refuse,
+    Leave,
+}
+
+/// `[recovery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct RecoverySection {
+    /// Unfinished segments in the output directory at start: `recover` (default), `refuse`, `leave`.
+    at_start: AtStartName,
+}
+
+impl Default for RecoverySection {
+    fn default() -> Self {
+        RecoverySection {
+            at_start: AtStartName::Recover,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct FileConfig {
@@ -216,6 +241,7 @@ struct FileConfig {
     writer: WriterSection,
     segment: SegmentSection,
     durability: DurabilitySection,
+    recovery: RecoverySection,
 }
 
 /// Where a source's frames come from, typed.
@@ -233,6 +259,7 @@ pub struct Config {
     pub writer: WriterConfig,
     pub segment: SegmentConfig,
     pub durability: DurabilityConfig,
+    pub recovery: AtStart,
 }
 
 impl Default for Config {
@@ -295,6 +322,11 @@ impl FileConfig {
                     n => Some(n),
                 },
                 release_page_cache: self.durability.release_page_cache,
+            },
+            recovery: match self.recovery.at_start {
+                AtStartName::Recover => AtStart::Recover,
+                AtStartName::Refuse => AtStart::Refuse,
+                AtStartName::Leave => AtStart::Leave,
             },
         }
     }

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod queue;
 pub mod receiver;
 pub mod recorder;
+pub mod repair;
 pub mod segment;
 pub mod source;
 pub mod writer;

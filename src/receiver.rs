@@ -37,6 +37,8 @@ pub struct ReceiverParts {
     pub counters: Arc<Counters>,
     pub policy: OverflowPolicy,
     pub stop: Arc<AtomicBool>,
+    /// Sequence number of the first frame (a resumed recording continues its numbering).
+    pub first_seq: u64,
 }
 
 /// Runs the receive loop until a limit, the stop flag or the end of the source; then closes the
@@ -61,12 +63,12 @@ fn receive(
     // received, counted and dropped, so the source never stalls).
     let mut spare: Option<FrameBuf> = None;
     let mut discard: Option<FrameBuf> = None;
-    let mut seq = 0u64;
+    let mut seq = p.first_seq;
     loop {
         if p.stop.load(Ordering::Relaxed) {
             return Ok(StopReason::Signal);
         }
-        if limits.frames.is_some_and(|n| seq >= n) {
+        if limits.frames.is_some_and(|n| seq - p.first_seq >= n) {
             return Ok(StopReason::FrameLimit);
         }
         if limits.duration.is_some_and(|d| started.elapsed() >= d) {

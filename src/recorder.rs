@@ -15,6 +15,7 @@ use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::observe::{Counters, Percentiles, WriterHistograms};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
+use crate::repair::{self, AtStart};
 use crate::source::{Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
 
@@ -26,8 +27,12 @@ pub enum RecordError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{dir} already holds a recording ({first}); record into a new directory")]
-    NotEmpty { dir: PathBuf, first: PathBuf },
+    #[error(
+        "{dir} holds an unfinished segment ({first}) from a crashed run; run `framerec recover {dir}` or set recovery.at-start = \"recover\""
+    )]
+    Unfinished { dir: PathBuf, first: PathBuf },
+    #[error("cannot repair the unfinished segments of {dir}: {why}")]
+    Repair { dir: PathBuf, why: String },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("{0}")]
@@ -91,6 +96,8 @@ pub struct RunReport {
     pub direct_io: bool,
     pub overflow: OverflowPolicy,
     pub segments: Vec<PathBuf>,
+    /// Segments repaired at start (left unfinished by a crashed run).
+    pub repaired: Vec<repair::Outcome>,
     pub histograms: WriterHistograms,
     pub failure: Option<RunFailure>,
 }
@@ -106,9 +113,11 @@ impl RunReport {
     }
 }
 
-fn build_source(cfg: &SourceConfig) -> Box<dyn Source> {
+/// The source, continuing at frame `first_seq` where the source can (synthetic content is a
+/// function of the sequence number).
+fn build_source(cfg: &SourceConfig, first_seq: u64) -> Box<dyn Source> {
     match cfg {
-        SourceConfig::Synthetic(s) => Box::new(SyntheticSource::new(s.clone())),
+        SourceConfig::Synthetic(s) => Box::new(SyntheticSource::starting_at(s.clone(), first_seq)),
     }
 }
 
@@ -125,15 +134,59 @@ pub fn record(
         path: dir.clone(),
         source,
     })?;
-    let existing = writer::existing_segments(&dir).map_err(|source| RecordError::OutputDir {
+    let io_err = |source| RecordError::OutputDir {
         path: dir.clone(),
         source,
-    })?;
-    if let Some((_, first)) = existing.into_iter().next() {
-        return Err(RecordError::NotEmpty { dir, first });
+    };
+    // A directory is one recording: a new run repairs what a crash left, then continues it.
+    let existing = writer::existing_segments(&dir).map_err(io_err)?;
+    let unfinished = repair::unfinished_tail(&existing).map_err(io_err)?;
+    let mut repaired = Vec::new();
+    if !unfinished.is_empty() {
+        match cfg.recovery {
+            AtStart::Refuse => {
+                let first = unfinished
+                    .iter()
+                    .find(|p| !repair::looks_finished(p).unwrap_or(false));
+                return Err(RecordError::Unfinished {
+                    dir,
+                    first: first.unwrap_or(&unfinished[0]).clone(),
+                });
+            }
+            AtStart::Recover => {
+                let starts_at_zero = existing.first().is_some_and(|(id, _)| *id == 0)
+                    && existing.len() == unfinished.len();
+                repaired = repair::repair(&unfinished, starts_at_zero, false).map_err(io_err)?;
+                if let Some(repair::Outcome::Failed { path, why }) = repaired
+                    .iter()
+                    .find(|o| matches!(o, repair::Outcome::Failed { .. }))
+                {
+                    return Err(RecordError::Repair {
+                        dir,
+                        why: format!("{}: {why}", path.display()),
+                    });
+                }
+                for o in &repaired {
+                    if let repair::Outcome::Recovered {
+                        path, recovered, ..
+                    } = o
+                    {
+                        tracing::warn!(segment = %path.display(), kept = recovered.kept_frames, lost = ?recovered.lost_ranges, "recovered a segment left unfinished by a crash");
+                    }
+                }
+            }
+            AtStart::Leave => {
+                tracing::warn!(dir = %dir.display(), "leaving unfinished segments as they are (recovery.at-start = \"leave\")");
+            }
+        }
+    }
+    let resume = repair::resume_point(&dir).map_err(io_err)?;
+    if let Some(r) = &resume {
+        tracing::info!(recording = %r.recording_id, next_seq = r.next_seq, next_segment = r.next_segment_id, "continuing the recording");
     }
 
-    let source = build_source(&cfg.source);
+    let first_seq = resume.as_ref().map_or(0, |r| r.next_seq);
+    let source = build_source(&cfg.source, first_seq);
     let stream = source.stream().clone();
     let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
         OverflowPolicy::Block
@@ -150,9 +203,12 @@ pub fn record(
 
     let target = RecordingTarget {
         dir: dir.clone(),
-        recording_id: format!("{:x}-{}", host_real_ns(), std::process::id()),
+        recording_id: resume.as_ref().map_or_else(
+            || format!("{:x}-{}", host_real_ns(), std::process::id()),
+            |r| r.recording_id.clone(),
+        ),
         stream,
-        first_segment_id: 0,
+        first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
     let parts = WriterParts {
         queue: queue.clone(),
@@ -179,6 +235,7 @@ pub fn record(
         counters: counters.clone(),
         policy,
         stop,
+        first_seq,
     };
     let receiver = std::thread::Builder::new()
         .name("framerec-receiver".into())
@@ -217,6 +274,7 @@ pub fn record(
         direct_io: report.direct_io,
         overflow: policy,
         segments: report.segments,
+        repaired,
         histograms: report.histograms,
         failure,
     })

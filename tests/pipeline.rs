@@ -245,19 +245,28 @@ fn paced_source_keeps_its_rate_with_no_drops() {
 }
 
 #[test]
-fn a_directory_with_a_recording_is_refused() {
+fn a_second_run_continues_the_recording_in_the_same_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let cfg = config(&dir, 64, 48);
-    run(&cfg, 3);
-    let err = framerec::recorder::record(
-        &cfg,
-        framerec::receiver::Limits::default(),
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("already holds a recording"),
-        "{err}"
+    let first = run(&cfg, 30);
+    let second = run(&cfg, 20);
+    assert_eq!(second.totals.received_frames, 20);
+    assert_eq!(second.segments.len(), 1);
+    assert_ne!(
+        first.segments[0], second.segments[0],
+        "a new segment, nothing overwritten"
     );
+    let v = verify_dir(&dir);
+    assert!(v.ok, "{:#?}", v.problems);
+    assert_eq!((v.frames, v.first_seq, v.last_seq), (50, Some(0), Some(49)));
+    assert_all_frames_exact(&dir, &cfg, 50);
+    let ids: std::collections::BTreeSet<String> = segments(&dir)
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            framerec::segment::parse_segment(&bytes).metadata["recording_id"].clone()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one recording id across runs");
 }

@@ -5,7 +5,7 @@ mod check_config;
 mod export;
 mod info;
 mod record;
-mod recover;
+pub mod recover;
 mod verify;
 
 use std::process::ExitCode;

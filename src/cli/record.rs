@@ -241,6 +241,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         duration: args.duration,
     };
     let report = framerec::recorder::record(&cfg, limits, stop)?;
+    if !report.repaired.is_empty() {
+        eprintln!("repaired at start (left unfinished by a crashed run):");
+        super::recover::print(&report.repaired);
+    }
     print_summary(&report);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json_summary(&report))?);

@@ -88,12 +88,19 @@ pub struct SyntheticSource {
     stream: StreamInfo,
     cfg: SyntheticConfig,
     table: Vec<u8>,
+    /// Sequence number of the next frame, and of the first (a resumed recording continues).
     seq: u64,
+    first_seq: u64,
     start: Option<Instant>,
 }
 
 impl SyntheticSource {
     pub fn new(cfg: SyntheticConfig) -> SyntheticSource {
+        SyntheticSource::starting_at(cfg, 0)
+    }
+
+    /// A source whose first frame is frame `first_seq` of the definition.
+    pub fn starting_at(cfg: SyntheticConfig, first_seq: u64) -> SyntheticSource {
         SyntheticSource {
             stream: StreamInfo {
                 topic: cfg.topic.clone(),
@@ -104,7 +111,8 @@ impl SyntheticSource {
             },
             table: table_bytes(cfg.seed),
             cfg,
-            seq: 0,
+            seq: first_seq,
+            first_seq,
             start: None,
         }
     }
@@ -133,7 +141,7 @@ impl Source for SyntheticSource {
     ) -> Result<Option<Capture>, SourceError> {
         let start = *self.start.get_or_insert_with(Instant::now);
         let device_ns = if self.cfg.fps > 0 {
-            let due = self.due(self.seq);
+            let due = self.due(self.seq - self.first_seq);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);
