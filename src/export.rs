@@ -17,6 +17,21 @@ pub fn pgm16(width: u32, height: u32, samples_le: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A depth frame as libfreenect's `fakenect-record` dumps it: a one-line `P5` header, then the
+/// samples exactly as the device delivered them (little-endian, *not* PGM's byte order).
+pub fn fakenect_depth(width: u32, height: u32, samples_le: &[u8]) -> Vec<u8> {
+    let mut out = format!("P5 {width} {height} 65535\n").into_bytes();
+    out.extend_from_slice(samples_le);
+    out
+}
+
+/// The file name fakenect gives a depth frame: `d-<host time, s>-<device timestamp>.pgm`, the
+/// device timestamp in the Kinect's 60 MHz ticks (32 bits, wrapping).
+pub fn fakenect_depth_name(host_real_ns: u64, device_ns: u64) -> String {
+    let ticks = ((device_ns as u128 * 60 / 1000) % (1u128 << 32)) as u32;
+    format!("d-{:.6}-{ticks}.pgm", host_real_ns as f64 / 1e9)
+}
+
 /// A 16-bit grayscale PNG.
 pub fn png16(width: u32, height: u32, samples_le: &[u8]) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
@@ -38,6 +53,19 @@ mod tests {
     fn pgm_header_and_big_endian_samples() {
         let f = pgm16(2, 1, &[0x01, 0x02, 0xff, 0x07]);
         assert_eq!(&f[..], b"P5\n2 1\n65535\n\x02\x01\x07\xff");
+    }
+
+    #[test]
+    fn fakenect_files_match_fakenect_record() {
+        assert_eq!(
+            fakenect_depth(2, 1, &[1, 2, 3, 4]),
+            b"P5 2 1 65535\n\x01\x02\x03\x04"
+        );
+        // 1 s of device time is 60,000,000 ticks.
+        assert_eq!(
+            fakenect_depth_name(1_700_000_000_250_000_000, 1_000_000_000),
+            "d-1700000000.250000-60000000.pgm"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `framerec export PATH --format pgm|png --out DIR`: one image file per frame, with frame and
+//! `framerec export PATH --format pgm|png|fakenect --out DIR`: one image file per frame, with frame and
 //! time selection, and a progress bar when stderr is a terminal.
 
 use std::path::PathBuf;
@@ -12,6 +12,8 @@ use framerec::segment::{decode_raw_image, verify_segment};
 enum Format {
     Pgm,
     Png,
+    /// A libfreenect fakenect dump (INDEX.txt + d-*.pgm), replayable with `fakenect`.
+    Fakenect,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut written = 0u64;
+    let mut index = String::new();
     for (bytes, report) in &segments {
         for m in report
             .contents
@@ -94,7 +97,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     format!("{:010}.png", m.sequence),
                     framerec::export::png16(img.width, img.height, img.data)?,
                 ),
+                Format::Fakenect => (
+                    framerec::export::fakenect_depth_name(m.log_time, m.publish_time),
+                    framerec::export::fakenect_depth(img.width, img.height, img.data),
+                ),
             };
+            if args.format == Format::Fakenect {
+                index.push_str(&name);
+                index.push('\n');
+            }
             std::fs::write(args.out.join(&name), file)
                 .with_context(|| format!("cannot write {name}"))?;
             written += 1;
@@ -102,6 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    if args.format == Format::Fakenect {
+        std::fs::write(args.out.join("INDEX.txt"), index).context("cannot write INDEX.txt")?;
+    }
     println!("exported {written} frames to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
