@@ -8,7 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::segment::{
-    self, Problem, RecoverError, Recovered, recover_segment, verify_recording, verify_segment,
+    self, Problem, RecoverError, Recovered, recover_segment, subtract, verify_recording,
+    verify_segment,
 };
 
 /// What happened to one segment.
@@ -59,30 +60,6 @@ fn put_aside(path: &Path, discard: bool) -> io::Result<Option<PathBuf>> {
     let aside = aside_name(path);
     fs::rename(path, &aside)?;
     Ok(Some(aside))
-}
-
-/// The parts of the inclusive ranges `from` that no range in `minus` covers.
-fn subtract(from: &[(u64, u64)], minus: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    for &(a, b) in from {
-        let mut next = a;
-        let mut cuts: Vec<(u64, u64)> = minus
-            .iter()
-            .copied()
-            .filter(|(c, d)| *d >= a && *c <= b)
-            .collect();
-        cuts.sort_unstable();
-        for (c, d) in cuts {
-            if c > next {
-                out.push((next, c - 1));
-            }
-            next = next.max(d.saturating_add(1));
-        }
-        if next <= b {
-            out.push((next, b));
-        }
-    }
-    out
 }
 
 /// Repairs every segment of `files` (a recording, in order) that does not verify. Frames the
@@ -245,19 +222,4 @@ pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
         next_segment_id: last_id + 1,
         next_seq,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subtract_ranges() {
-        assert_eq!(
-            subtract(&[(0, 10)], &[(2, 3), (5, 5)]),
-            vec![(0, 1), (4, 4), (6, 10)]
-        );
-        assert_eq!(subtract(&[(4, 6)], &[(0, 9)]), vec![]);
-        assert_eq!(subtract(&[(4, 6)], &[]), vec![(4, 6)]);
-    }
 }

@@ -1,24 +1,12 @@
 //! Tests that drive the real `framerec` binary as a user would.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn framerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("framerec runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{framerec, python_frames, text};
 
 fn record(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["record", "--out", dir.to_str().unwrap()];
@@ -64,23 +52,7 @@ fn the_python_mcap_reader_reads_every_frame_byte_exact() {
     let dir = tmp.path().join("rec");
     let out = record(&dir, &["--frames", "300", "--fps", "0", "--seed", "5"]);
     assert!(out.status.success(), "{}", text(&out));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/read_recording.py"
-    );
-    let py = Command::new("python3")
-        .args([script, dir.to_str().unwrap(), "5", "640", "480"])
-        .output()
-        .expect("python3 runs (install tests/python/requirements.txt)");
-    assert!(py.status.success(), "python reader: {}", text(&py));
-    let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    assert_eq!(r["frames"], 300);
-    let seqs: Vec<u64> = r["seqs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let seqs = python_frames(&dir, 5, 640, 480);
     assert_eq!(seqs, (0..300).collect::<Vec<_>>());
 }
 

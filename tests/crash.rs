@@ -3,61 +3,16 @@
 //! reported before the kill is present and byte-exact. `FRAMEREC_CRASH_RUNS` sets the number of
 //! runs (default 20).
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::{framerec, last_durable, text};
 
 const SEED: u64 = 11;
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 240;
-
-fn framerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("framerec runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The last durable watermark the recorder logged.
-fn last_durable(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| l.split("durable_seq=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-        .next_back()
-}
-
-fn python_frames(dir: &Path) -> Vec<u64> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/read_recording.py"
-    );
-    let (w, h, seed) = (WIDTH.to_string(), HEIGHT.to_string(), SEED.to_string());
-    let py = Command::new("python3")
-        .args([script, dir.to_str().unwrap(), &seed, &w, &h])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        py.status.success(),
-        "python reader after recover: {}",
-        text(&py)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    r["seqs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect()
-}
 
 fn crash_once(run: u64, kill_after: Duration) {
     let tmp = tempfile::tempdir().unwrap();
@@ -107,7 +62,7 @@ fn crash_once(run: u64, kill_after: Duration) {
         text(&again)
     );
 
-    let frames = python_frames(&dir);
+    let frames = common::python_frames(&dir, SEED, WIDTH, HEIGHT);
     if let Some(d) = durable {
         let have: std::collections::HashSet<u64> = frames.iter().copied().collect();
         let missing: Vec<u64> = (0..=d).filter(|s| !have.contains(s)).take(5).collect();
@@ -198,7 +153,7 @@ fn a_run_after_a_crash_recovers_the_directory_and_continues_the_recording() {
     );
     let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
     let last = report[0]["report"]["last_seq"].as_u64().unwrap();
-    let frames = python_frames(&dir);
+    let frames = common::python_frames(&dir, SEED, WIDTH, HEIGHT);
     // The second run's 40 frames are the last 40 sequence numbers, byte-exact (checked by
     // the Python reader against the definition).
     for s in last - 39..=last {

@@ -7,8 +7,12 @@
 //! is available; CI runs it.
 
 use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+
+use common::{framerec, last_durable, python_frames, text};
 
 const SEED: u64 = 13;
 
@@ -46,22 +50,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = sh("umount", &[self.0.to_str().unwrap()]);
     }
-}
-
-fn framerec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -118,18 +106,7 @@ fn power_cut_keeps_every_durable_frame() {
     ok("kill", &["-STOP", &child.id().to_string()]);
     std::thread::sleep(Duration::from_millis(100));
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let durable: u64 = log
-        .lines()
-        .filter_map(|l| {
-            l.split("durable_seq=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .next_back()
-        .expect("some frames were durable before the cut");
+    let durable = last_durable(&log).expect("some frames were durable before the cut");
     // The instant of the cut: whatever the loop device has received.
     let copy = tmp.path().join("cut.img");
     std::fs::copy(&image, &copy).unwrap();
@@ -155,28 +132,8 @@ fn power_cut_keeps_every_durable_frame() {
         text(&r)
     );
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/read_recording.py"
-    );
-    let py = Command::new("python3")
-        .args([
-            script,
-            dir.to_str().unwrap(),
-            &SEED.to_string(),
-            "320",
-            "240",
-        ])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "python reader: {}", text(&py));
-    let read: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    let have: std::collections::HashSet<u64> = read["seqs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let have: std::collections::HashSet<u64> =
+        python_frames(&dir, SEED, 320, 240).into_iter().collect();
     let missing: Vec<u64> = (0..=durable)
         .filter(|s| !have.contains(s))
         .take(5)

@@ -54,7 +54,7 @@ pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,
     encode_drop_chunk, encode_frame_batch, encode_segment_head, encode_segment_tail,
 };
-pub use recover::{RecoverError, Recovered, recover_segment};
+pub use recover::{RecoverError, Recovered, recover_segment, subtract};
 pub use schema::raw_image_descriptor_set;
 pub use verify::{Problem, RecordingReport, SegmentReport, verify_recording, verify_segment};
 

@@ -50,6 +50,30 @@ fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     out
 }
 
+/// The parts of the inclusive ranges `from` that no range in `minus` covers.
+pub fn subtract(from: &[(u64, u64)], minus: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(a, b) in from {
+        let mut next = a;
+        let mut cuts: Vec<(u64, u64)> = minus
+            .iter()
+            .copied()
+            .filter(|(c, d)| *d >= a && *c <= b)
+            .collect();
+        cuts.sort_unstable();
+        for (c, d) in cuts {
+            if c > next {
+                out.push((next, c - 1));
+            }
+            next = next.max(d.saturating_add(1));
+        }
+        if next <= b {
+            out.push((next, b));
+        }
+    }
+    out
+}
+
 /// Runs of consecutive values in a sorted, deduplicated list.
 fn runs(seqs: &[u64]) -> Vec<(u64, u64)> {
     merge(seqs.iter().map(|s| (*s, *s)).collect())
@@ -176,19 +200,8 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         .windows(2)
         .map(|w| (w[0].1 + 1, w[1].0 - 1))
         .collect();
-    for &(a, b) in also_lost {
-        // Only the parts no notice or frame of this segment already covers.
-        let mut next = a;
-        for &(ca, cb) in covered.iter().filter(|(ca, cb)| *cb >= a && *ca <= b) {
-            if ca > next {
-                lost.push((next, ca - 1));
-            }
-            next = next.max(cb.saturating_add(1));
-        }
-        if next <= b {
-            lost.push((next, b));
-        }
-    }
+    // Only the parts of `also_lost` no frame or notice of this segment already covers.
+    lost.extend(subtract(also_lost, &covered));
     let lost = merge(lost);
     if !lost.is_empty() {
         let time_ns = partial
@@ -244,5 +257,11 @@ mod tests {
             "adjacent ranges join"
         );
         assert_eq!(runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 2), (5, 5), (7, 8)]);
+        assert_eq!(
+            subtract(&[(0, 10)], &[(2, 3), (5, 5)]),
+            vec![(0, 1), (4, 4), (6, 10)]
+        );
+        assert_eq!(subtract(&[(4, 6)], &[(0, 9)]), vec![]);
+        assert_eq!(subtract(&[(4, 6)], &[]), vec![(4, 6)]);
     }
 }

@@ -121,3 +121,51 @@ pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, RawImage)> {
     }
     out
 }
+
+/// Runs the `framerec` binary with `RUST_LOG=warn`.
+pub fn framerec(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("framerec runs")
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The last durable watermark a recorder logged (`RUST_LOG=framerec=debug`).
+pub fn last_durable(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| l.split("durable_seq=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .next_back()
+}
+
+/// Sequence numbers of the frames the official Python reader reads from `dir`, after it
+/// checked each one byte-exact against the synthetic definition for `seed`.
+pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/read_recording.py"
+    );
+    let py = std::process::Command::new("python3")
+        .args([script, dir.to_str().unwrap()])
+        .args([seed.to_string(), width.to_string(), height.to_string()])
+        .output()
+        .expect("python3 runs (tests/run installs tests/python/requirements.txt)");
+    assert!(py.status.success(), "python reader: {}", text(&py));
+    let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    r["seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
