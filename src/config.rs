@@ -232,6 +232,26 @@ impl Default for RecoverySection {
     }
 }
 
+/// `[stats]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct StatsSection {
+    /// Unix socket for `framerec stats`. Default "" = `$RUNTIME_DIRECTORY/framerec.sock` when
+    /// that is set, else `framerec.sock` in the output directory; "off" disables it.
+    socket: String,
+    /// Seconds between summary log lines; 0 = off. Default 10, range 0-86400.
+    log_interval_s: Int<0, 86_400>,
+}
+
+impl Default for StatsSection {
+    fn default() -> Self {
+        StatsSection {
+            socket: String::new(),
+            log_interval_s: Int(10),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct FileConfig {
@@ -242,6 +262,7 @@ struct FileConfig {
     segment: SegmentSection,
     durability: DurabilitySection,
     recovery: RecoverySection,
+    stats: StatsSection,
 }
 
 /// Where a source's frames come from, typed.
@@ -260,6 +281,37 @@ pub struct Config {
     pub segment: SegmentConfig,
     pub durability: DurabilityConfig,
     pub recovery: AtStart,
+    pub stats: StatsConfig,
+}
+
+/// Where and how often the recorder reports statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsConfig {
+    pub socket: StatsSocket,
+    pub log_interval: Option<Duration>,
+}
+
+/// Where the statistics socket goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsSocket {
+    /// `$RUNTIME_DIRECTORY/framerec.sock` under systemd, else `framerec.sock` in the output
+    /// directory.
+    Default,
+    Off,
+    At(PathBuf),
+}
+
+impl StatsSocket {
+    pub fn resolve(&self, output_dir: &Path) -> Option<PathBuf> {
+        match self {
+            StatsSocket::Off => None,
+            StatsSocket::At(p) => Some(p.clone()),
+            StatsSocket::Default => Some(match std::env::var_os("RUNTIME_DIRECTORY") {
+                Some(d) => PathBuf::from(d).join("framerec.sock"),
+                None => output_dir.join("framerec.sock"),
+            }),
+        }
+    }
 }
 
 impl Default for Config {
@@ -322,6 +374,17 @@ impl FileConfig {
                     n => Some(n),
                 },
                 release_page_cache: self.durability.release_page_cache,
+            },
+            stats: StatsConfig {
+                socket: match self.stats.socket.as_str() {
+                    "off" => StatsSocket::Off,
+                    "" => StatsSocket::Default,
+                    path => StatsSocket::At(PathBuf::from(path)),
+                },
+                log_interval: match self.stats.log_interval_s.u64() {
+                    0 => None,
+                    s => Some(Duration::from_secs(s)),
+                },
             },
             recovery: match self.recovery.at_start {
                 AtStartName::Recover => AtStart::Recover,

@@ -16,5 +16,6 @@ pub mod receiver;
 pub mod recorder;
 pub mod repair;
 pub mod segment;
+pub mod serve;
 pub mod source;
 pub mod writer;

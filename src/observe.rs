@@ -24,10 +24,14 @@ pub struct Counters {
     dropped: [AtomicU64; DropReason::ALL.len()],
     pub writes: AtomicU64,
     pub writes_in_flight: AtomicU64,
+    /// Frames a writer took from the queue and has not yet written or dropped.
+    pub frames_in_writers: AtomicU64,
     pub queue_high_water: AtomicU64,
     pub segments_opened: AtomicU64,
     pub fsyncs: AtomicU64,
     durable_seq: AtomicU64,
+    /// The I/O backend in use, once the writers started.
+    pub backend: std::sync::OnceLock<&'static str>,
 }
 
 impl Default for Counters {
@@ -40,10 +44,12 @@ impl Default for Counters {
             dropped: Default::default(),
             writes: AtomicU64::new(0),
             writes_in_flight: AtomicU64::new(0),
+            frames_in_writers: AtomicU64::new(0),
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             durable_seq: AtomicU64::new(NONE),
+            backend: std::sync::OnceLock::new(),
         }
     }
 }
@@ -127,7 +133,7 @@ pub fn record(h: &mut Histogram<u64>, value: u64) {
 }
 
 /// Percentiles of one histogram, in its unit.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, Default, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: u64,
@@ -148,6 +154,128 @@ impl Percentiles {
             p999: h.value_at_quantile(0.999),
             max: h.max(),
         }
+    }
+}
+
+/// Everything a person or a scraper reads about a running recorder, at one instant.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub backend: String,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub written_frames: u64,
+    pub written_bytes: u64,
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Frames queued for the writers.
+    pub queue_depth: u64,
+    pub queue_high_water: u64,
+    /// Frames taken by writers and not yet written or dropped.
+    pub frames_in_writers: u64,
+    pub writes_in_flight: u64,
+    pub writes: u64,
+    pub fsyncs: u64,
+    pub segments: u64,
+    pub durable_seq: Option<u64>,
+    /// Free bytes on the output filesystem (for unprivileged users).
+    pub free_bytes: Option<u64>,
+    /// Nanoseconds; `frames_per_write` in frames.
+    pub write_latency_ns: Percentiles,
+    pub fsync_latency_ns: Percentiles,
+    pub capture_to_written_ns: Percentiles,
+    pub queue_wait_ns: Percentiles,
+    pub frames_per_write: Percentiles,
+}
+
+impl Snapshot {
+    /// Takes a snapshot whose counters are consistent: received = written + dropped +
+    /// queue_depth + frames_in_writers (read until two reads in a row agree).
+    pub fn take(
+        counters: &Counters,
+        histograms: &WriterHistograms,
+        queue_depth: impl Fn() -> u64,
+        uptime_s: f64,
+        free_bytes: Option<u64>,
+    ) -> Snapshot {
+        let read = || {
+            (
+                counters.written_frames.load(Ordering::Acquire),
+                counters.dropped_total(),
+                counters.frames_in_writers.load(Ordering::Acquire),
+                queue_depth(),
+                counters.received_frames.load(Ordering::Acquire),
+            )
+        };
+        let mut now = read();
+        for _ in 0..100 {
+            let again = read();
+            if again == now && now.0 + now.1 + now.2 + now.3 == now.4 {
+                break;
+            }
+            now = again;
+        }
+        let (written_frames, _, frames_in_writers, queue_depth, received_frames) = now;
+        Snapshot {
+            uptime_s,
+            backend: counters
+                .backend
+                .get()
+                .copied()
+                .unwrap_or("starting")
+                .to_string(),
+            received_frames,
+            received_bytes: counters.received_bytes.load(Ordering::Relaxed),
+            written_frames,
+            written_bytes: counters.written_bytes.load(Ordering::Relaxed),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), counters.dropped(*r)))
+                .collect(),
+            queue_depth,
+            queue_high_water: counters.queue_high_water.load(Ordering::Relaxed),
+            frames_in_writers,
+            writes_in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+            writes: counters.writes.load(Ordering::Relaxed),
+            fsyncs: counters.fsyncs.load(Ordering::Relaxed),
+            segments: counters.segments_opened.load(Ordering::Relaxed),
+            durable_seq: counters.durable_seq(),
+            free_bytes,
+            write_latency_ns: Percentiles::of(&histograms.write_latency_ns),
+            fsync_latency_ns: Percentiles::of(&histograms.fsync_latency_ns),
+            capture_to_written_ns: Percentiles::of(&histograms.capture_to_written_ns),
+            queue_wait_ns: Percentiles::of(&histograms.queue_wait_ns),
+            frames_per_write: Percentiles::of(&histograms.frames_per_write),
+        }
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    /// The one-line summary the recorder logs periodically.
+    pub fn log_line(&self, prev: Option<&Snapshot>) -> String {
+        let (frames, bytes, secs) = match prev {
+            Some(p) => (
+                self.written_frames - p.written_frames,
+                self.written_bytes - p.written_bytes,
+                (self.uptime_s - p.uptime_s).max(1e-9),
+            ),
+            None => (
+                self.written_frames,
+                self.written_bytes,
+                self.uptime_s.max(1e-9),
+            ),
+        };
+        format!(
+            "{:.1} fps, {:.1} MB/s, queue {} (high {}), write p99 {}, dropped {}, durable through {}",
+            frames as f64 / secs,
+            bytes as f64 / 1e6 / secs,
+            self.queue_depth,
+            self.queue_high_water,
+            fmt_ns(self.write_latency_ns.p99),
+            self.dropped_total(),
+            self.durable_seq.map_or("none".into(), |s| s.to_string())
+        )
     }
 }
 

@@ -4,18 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::{Config, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
-use crate::observe::{Counters, Percentiles, WriterHistograms};
+use crate::observe::{Counters, Percentiles, Snapshot, WriterHistograms};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
+use crate::serve::{SnapshotFn, StatsServer};
 use crate::source::{Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
 
@@ -121,6 +122,36 @@ fn build_source(cfg: &SourceConfig, first_seq: u64) -> Box<dyn Source> {
     }
 }
 
+/// Logs a summary line every `interval` and a full snapshot on SIGUSR1 until `done`.
+fn report_while_running(
+    snapshot: &SnapshotFn,
+    interval: Option<Duration>,
+    done: impl Fn() -> bool,
+) {
+    let usr1 = Arc::new(AtomicBool::new(false));
+    let handler = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).ok();
+    let mut last = Instant::now();
+    let mut prev: Option<Snapshot> = None;
+    while !done() {
+        std::thread::sleep(Duration::from_millis(50));
+        if usr1.swap(false, Ordering::Relaxed) {
+            let s = snapshot();
+            tracing::info!(snapshot = %serde_json::to_string(&s).unwrap_or_default(), "SIGUSR1");
+        }
+        if let Some(every) = interval
+            && last.elapsed() >= every
+        {
+            let s = snapshot();
+            tracing::info!("{}", s.log_line(prev.as_ref()));
+            prev = Some(s);
+            last = Instant::now();
+        }
+    }
+    if let Some(id) = handler {
+        signal_hook::low_level::unregister(id);
+    }
+}
+
 /// Records per `cfg` until `limits`, `stop`, or the end of the source, then drains and
 /// finalizes. Setting `stop` is a graceful stop: everything accepted is still written.
 pub fn record(
@@ -210,12 +241,14 @@ pub fn record(
         stream,
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
+    let histograms = Arc::new(Mutex::new(WriterHistograms::default()));
     let parts = WriterParts {
         queue: queue.clone(),
         pool: pool.clone(),
         drops: drops.clone(),
         counters: counters.clone(),
         stop: stop.clone(),
+        histograms: histograms.clone(),
     };
     let (wcfg, scfg, dcfg) = (
         cfg.writer.clone(),
@@ -248,6 +281,35 @@ pub fn record(
             return Err(RecordError::Thread(e));
         }
     };
+    let snapshot: SnapshotFn = {
+        let (counters, queue, dir) = (counters.clone(), queue.clone(), dir.clone());
+        Arc::new(move || {
+            let h = histograms.lock().map(|h| h.clone()).unwrap_or_default();
+            let free = nix::sys::statvfs::statvfs(&dir)
+                .ok()
+                .map(|s| s.blocks_available() * s.fragment_size());
+            Snapshot::take(
+                &counters,
+                &h,
+                || queue.len() as u64,
+                started.elapsed().as_secs_f64(),
+                free,
+            )
+        })
+    };
+    let server = cfg.stats.socket.resolve(&dir).and_then(|path| match StatsServer::start(&path, snapshot.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
+            None
+        }
+    });
+    if let Some(s) = &server {
+        tracing::info!(socket = %s.path().display(), "serving statistics");
+    }
+    report_while_running(&snapshot, cfg.stats.log_interval, || {
+        receiver.is_finished() && writer.is_finished()
+    });
     let received = match receiver.join() {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
@@ -256,6 +318,7 @@ pub fn record(
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
     };
+    drop(server);
     let (stop_reason, source_failure) = match received {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),

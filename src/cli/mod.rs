@@ -6,6 +6,7 @@ mod export;
 mod info;
 mod record;
 pub mod recover;
+mod stats;
 mod verify;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Info(info::Args),
     /// Repair crashed or damaged segments: keep every intact chunk, name what was lost.
     Recover(recover::Args),
+    /// Live statistics from a running recorder.
+    Stats(stats::Args),
     /// Write frames as 16-bit PGM or PNG files.
     Export(export::Args),
     /// Validate a configuration file without recording.
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recover(a) => recover::run(a),
         Command::CheckConfig(a) => check_config::run(a),
         Command::Export(a) => export::run(a),
+        Command::Stats(a) => stats::run(a),
     }
 }
 

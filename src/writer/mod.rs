@@ -134,6 +134,8 @@ pub struct WriterParts {
     pub counters: Arc<Counters>,
     /// Set by the writers when they fail, so the receiver stops.
     pub stop: Arc<AtomicBool>,
+    /// Where the writers publish their merged histograms for the statistics surfaces.
+    pub histograms: Arc<std::sync::Mutex<WriterHistograms>>,
 }
 
 /// Errors that end a recording.
@@ -340,6 +342,8 @@ struct PoolState {
     error: Option<WriterError>,
     frames_since_sync: u64,
     fsync_histogram: WriterHistograms,
+    /// Each writer task's own histograms (only that task records into them).
+    task_histograms: Vec<Rc<RefCell<WriterHistograms>>>,
 }
 
 struct Ctx {
@@ -352,6 +356,7 @@ struct Ctx {
     drops: Arc<DropLog>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    shared_histograms: Arc<std::sync::Mutex<WriterHistograms>>,
     backend: Backend,
     direct: Cell<bool>,
     intake: Mutex<()>,
@@ -384,6 +389,7 @@ impl Ctx {
                 error: None,
                 frames_since_sync: 0,
                 fsync_histogram: WriterHistograms::default(),
+                task_histograms: Vec::new(),
             }),
             target,
             queue: parts.queue.clone(),
@@ -391,6 +397,7 @@ impl Ctx {
             drops: parts.drops.clone(),
             counters: parts.counters.clone(),
             stop: parts.stop.clone(),
+            shared_histograms: parts.histograms.clone(),
             backend,
             intake: Mutex::new(()),
             sync_wake: Notify::new(),
@@ -464,7 +471,6 @@ async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError>
     file::blocking(move || sync_dir(&dir))
         .await
         .map_err(create_err)?;
-    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
     Ok(Rc::new(Segment {
         path,
         file,
@@ -525,6 +531,7 @@ async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, WriterError
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
     tracing::info!(segment = %next.path.display(), "segment opened");
+    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
     ctx.st.borrow_mut().segments.push_back(next.clone());
     open_next_ahead(ctx);
     Ok(next)
@@ -622,11 +629,13 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
 }
 
 async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
+    let _ = ctx.counters.backend.set(ctx.backend.as_str());
     let first_id = ctx.st.borrow().next_id;
     ctx.st.borrow_mut().next_id += 1;
     match open_segment(ctx.clone(), first_id).await {
         Ok(seg) => {
             tracing::info!(segment = %seg.path.display(), backend = ctx.backend.as_str(), "recording");
+            ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
             ctx.st.borrow_mut().segments.push_back(seg);
             open_next_ahead(&ctx);
         }
@@ -635,19 +644,20 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
         }
     }
     let syncer = spawn_local(syncer(ctx.clone()));
+    spawn_local(publisher(ctx.clone()));
     let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
         .map(|_| spawn_local(writer_task(ctx.clone())))
         .collect();
-    let mut histograms = WriterHistograms::default();
     for w in writers {
-        match w.await {
-            Ok(h) => histograms.merge(&h),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        if let Err(e) = w.await {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
     // Drop notices that no later write carried.
     if !ctx.failed() && !ctx.drops.is_empty() {
-        write_batch(&ctx, Vec::new(), &mut histograms).await;
+        let h = Rc::new(RefCell::new(WriterHistograms::default()));
+        ctx.st.borrow_mut().task_histograms.push(h.clone());
+        write_batch(&ctx, Vec::new(), &h).await;
     }
     ctx.stopping.set(true);
     ctx.sync_wake.notify_one();
@@ -666,10 +676,9 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     {
         let _ = std::fs::remove_file(&seg.path);
         let _ = sync_dir(&ctx.target.dir);
-        ctx.counters.segments_opened.fetch_sub(1, Ordering::Relaxed);
     }
+    let histograms = publish(&ctx);
     let mut st = ctx.st.borrow_mut();
-    histograms.merge(&st.fsync_histogram);
     WriterReport {
         backend: ctx.backend,
         direct_io: ctx.direct.get(),
@@ -692,6 +701,9 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
     loop {
         while batch.len() < max_frames && (batch.is_empty() || bytes < ctx.cfg.max_write_bytes) {
             let Some(f) = ctx.queue.pop() else { break };
+            ctx.counters
+                .frames_in_writers
+                .fetch_add(1, Ordering::AcqRel);
             bytes += f.payload_len();
             batch.push(f);
         }
@@ -711,24 +723,37 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
     }
 }
 
-async fn writer_task(ctx: Rc<Ctx>) -> WriterHistograms {
-    let mut h = WriterHistograms::default();
+/// The writer no longer holds `n` frames (they were written or counted as dropped).
+fn release_frames(ctx: &Ctx, n: usize) {
+    ctx.counters
+        .frames_in_writers
+        .fetch_sub(n as u64, Ordering::AcqRel);
+}
+
+async fn writer_task(ctx: Rc<Ctx>) {
+    // Owned by this task; the publisher reads it between writes (same thread, no lock).
+    let h = Rc::new(RefCell::new(WriterHistograms::default()));
+    ctx.st.borrow_mut().task_histograms.push(h.clone());
     let mut batch: Vec<Frame> = Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK);
     loop {
         let guard = ctx.intake.lock().await;
         if !take_batch(&ctx, &mut batch).await {
-            return h;
+            return;
         }
         let now = host_mono_ns();
-        for f in &batch {
-            record(
-                &mut h.queue_wait_ns,
-                now.saturating_sub(f.meta.host_mono_ns),
-            );
+        {
+            let mut h = h.borrow_mut();
+            for f in &batch {
+                record(
+                    &mut h.queue_wait_ns,
+                    now.saturating_sub(f.meta.host_mono_ns),
+                );
+            }
         }
         if ctx.failed() {
             let seqs: Vec<FrameSeq> = batch.iter().map(|f| f.meta.seq).collect();
             drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            release_frames(&ctx, seqs.len());
             for f in batch.drain(..) {
                 ctx.pool.put(f.buf);
             }
@@ -738,7 +763,7 @@ async fn writer_task(ctx: Rc<Ctx>) -> WriterHistograms {
         let write = prepare(&ctx, frames).await;
         drop(guard);
         if let Some(w) = write {
-            batch = complete(&ctx, w, &mut h).await;
+            batch = complete(&ctx, w, &h).await;
         }
     }
 }
@@ -769,6 +794,7 @@ async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite>
             ctx.drops.restore(drops);
             let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
             drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            release_frames(ctx, seqs.len());
             for f in frames {
                 ctx.pool.put(f.buf);
             }
@@ -815,7 +841,7 @@ async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite>
 
 /// Submits a prepared write, awaits it, and accounts for every frame in it. Returns an empty
 /// frame vector for reuse.
-async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> Vec<Frame> {
+async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>) -> Vec<Frame> {
     ctx.counters
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
@@ -831,6 +857,7 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> 
         .fetch_sub(1, Ordering::Relaxed);
     match res {
         Ok(()) => {
+            let mut h = h.borrow_mut();
             record(&mut h.write_latency_ns, elapsed);
             record(&mut h.frames_per_write, w.metas.len() as u64);
             let now = host_mono_ns();
@@ -850,7 +877,8 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> 
             ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
             ctx.counters
                 .written_frames
-                .fetch_add(w.metas.len() as u64, Ordering::Relaxed);
+                .fetch_add(w.metas.len() as u64, Ordering::AcqRel);
+            release_frames(ctx, w.metas.len());
             ctx.counters
                 .written_bytes
                 .fetch_add(bytes, Ordering::Relaxed);
@@ -875,6 +903,7 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> 
             ctx.drops.restore(w.drops);
             let seqs: Vec<FrameSeq> = w.metas.iter().map(|m| m.seq).collect();
             drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+            release_frames(ctx, seqs.len());
             w.seg.st.borrow_mut().poisoned = true;
             ctx.fail(WriterError::Write {
                 segment: w.seg.path.clone(),
@@ -896,12 +925,35 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &mut WriterHistograms) -> 
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
-async fn write_batch(ctx: &Rc<Ctx>, frames: Vec<Frame>, h: &mut WriterHistograms) {
+async fn write_batch(ctx: &Rc<Ctx>, frames: Vec<Frame>, h: &RefCell<WriterHistograms>) {
     let guard = ctx.intake.lock().await;
     let w = prepare(ctx, frames).await;
     drop(guard);
     if let Some(w) = w {
         complete(ctx, w, h).await;
+    }
+}
+
+/// Merges every writer's histograms (and the fsync histogram) into the shared copy the
+/// statistics surfaces read, and returns the merge.
+fn publish(ctx: &Ctx) -> WriterHistograms {
+    let mut merged = WriterHistograms::default();
+    let st = ctx.st.borrow();
+    for h in &st.task_histograms {
+        merged.merge(&h.borrow());
+    }
+    merged.merge(&st.fsync_histogram);
+    if let Ok(mut shared) = ctx.shared_histograms.lock() {
+        shared.clone_from(&merged);
+    }
+    merged
+}
+
+/// Publishes the histograms twice a second, off the writers' path.
+async fn publisher(ctx: Rc<Ctx>) {
+    while !ctx.stopping.get() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        publish(&ctx);
     }
 }
 

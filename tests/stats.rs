@@ -1,0 +1,104 @@
+//! Live statistics from a running recorder: the JSON snapshot on the stats socket, the table,
+//! the periodic log line and the SIGUSR1 dump.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{framerec, text};
+
+#[test]
+fn a_running_recorder_serves_statistics_that_add_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let socket = tmp.path().join("stats.sock");
+    let cfg = tmp.path().join("stats.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[stats]\nsocket = {:?}\nlog-interval-s = 1\n",
+            socket.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log_path = tmp.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--fps",
+            "30",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let out = framerec(&["stats", "--json", "--socket", socket.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s: framerec::observe::Snapshot = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        ["io-uring", "pwrite"].contains(&s.backend.as_str()),
+        "{}",
+        s.backend
+    );
+    assert!(s.received_frames >= 30, "{s:?}");
+    assert_eq!(
+        s.received_frames,
+        s.written_frames + s.dropped_total() + s.queue_depth + s.frames_in_writers,
+        "received = written + dropped + queued + in writers: {s:?}"
+    );
+    assert!(
+        s.write_latency_ns.count > 0 && s.write_latency_ns.p99 > 0,
+        "{s:?}"
+    );
+    assert!(
+        s.capture_to_written_ns.count > 0 && s.capture_to_written_ns.p50 > 0,
+        "{s:?}"
+    );
+    assert!(s.durable_seq.is_some(), "fsync ran within 2.5 s: {s:?}");
+    assert_eq!(s.segments, 1);
+    assert!(s.free_bytes.is_some_and(|f| f > 0));
+
+    let table = framerec(&["stats", "--socket", socket.to_str().unwrap()]);
+    assert!(
+        text(&table).contains("capture to written"),
+        "{}",
+        text(&table)
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-USR1", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("SIGUSR1") && log.contains("\"write_latency_ns\""),
+        "{log}"
+    );
+    assert!(
+        log.contains(" fps, ") && log.contains("MB/s, queue"),
+        "periodic line: {log}"
+    );
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
