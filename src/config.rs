@@ -241,6 +241,9 @@ struct StatsSection {
     socket: String,
     /// Seconds between summary log lines; 0 = off. Default 10, range 0-86400.
     log_interval_s: Int<0, 86_400>,
+    /// Prometheus exposition: "" (off, default), a TCP address (`127.0.0.1:9477`) or
+    /// `unix:/path`.
+    metrics_addr: String,
 }
 
 impl Default for StatsSection {
@@ -248,6 +251,7 @@ impl Default for StatsSection {
         StatsSection {
             socket: String::new(),
             log_interval_s: Int(10),
+            metrics_addr: String::new(),
         }
     }
 }
@@ -289,6 +293,8 @@ pub struct Config {
 pub struct StatsConfig {
     pub socket: StatsSocket,
     pub log_interval: Option<Duration>,
+    /// Prometheus exposition address; `None` when off.
+    pub metrics_addr: Option<String>,
 }
 
 /// Where the statistics socket goes.
@@ -385,6 +391,7 @@ impl FileConfig {
                     0 => None,
                     s => Some(Duration::from_secs(s)),
                 },
+                metrics_addr: Some(self.stats.metrics_addr).filter(|a| !a.is_empty()),
             },
             recovery: match self.recovery.at_start {
                 AtStartName::Recover => AtStart::Recover,

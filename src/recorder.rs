@@ -12,11 +12,11 @@ use serde::Serialize;
 
 use crate::config::{Config, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
-use crate::observe::{Counters, Percentiles, Snapshot, WriterHistograms};
+use crate::observe::{Counters, Percentiles, Snapshot, WriterHistograms, prometheus_text};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
-use crate::serve::{SnapshotFn, StatsServer};
+use crate::serve::{MetricsServer, RenderFn, SnapshotFn, StatsServer};
 use crate::source::{Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
 
@@ -242,6 +242,7 @@ pub fn record(
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
     let histograms = Arc::new(Mutex::new(WriterHistograms::default()));
+    let shared_histograms = histograms.clone();
     let parts = WriterParts {
         queue: queue.clone(),
         pool: pool.clone(),
@@ -282,7 +283,12 @@ pub fn record(
         }
     };
     let snapshot: SnapshotFn = {
-        let (counters, queue, dir) = (counters.clone(), queue.clone(), dir.clone());
+        let (counters, queue, dir, histograms) = (
+            counters.clone(),
+            queue.clone(),
+            dir.clone(),
+            histograms.clone(),
+        );
         Arc::new(move || {
             let h = histograms.lock().map(|h| h.clone()).unwrap_or_default();
             let free = nix::sys::statvfs::statvfs(&dir)
@@ -307,6 +313,24 @@ pub fn record(
     if let Some(s) = &server {
         tracing::info!(socket = %s.path().display(), "serving statistics");
     }
+    let render: RenderFn = {
+        let (snapshot, histograms) = (snapshot.clone(), shared_histograms.clone());
+        Arc::new(move || {
+            let s = snapshot();
+            let h = histograms.lock().map(|h| h.clone()).unwrap_or_default();
+            prometheus_text(&s, &h)
+        })
+    };
+    let metrics = cfg.stats.metrics_addr.as_deref().and_then(|addr| match MetricsServer::start(addr, render) {
+        Ok(m) => {
+            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
+            Some(m)
+        }
+        Err(e) => {
+            tracing::warn!(addr, error = %e, "Prometheus endpoint unavailable; recording without it");
+            None
+        }
+    });
     report_while_running(&snapshot, cfg.stats.log_interval, || {
         receiver.is_finished() && writer.is_finished()
     });
@@ -319,6 +343,7 @@ pub fn record(
         Err(p) => std::panic::resume_unwind(p),
     };
     drop(server);
+    drop(metrics);
     let (stop_reason, source_failure) = match received {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),

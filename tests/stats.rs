@@ -102,3 +102,87 @@ fn a_running_recorder_serves_statistics_that_add_up() {
     );
     assert!(!socket.exists(), "the socket is removed on exit");
 }
+
+#[test]
+fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let socket = tmp.path().join("stats.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = tmp.path().join("prom.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[stats]\nsocket = {:?}\nmetrics-addr = \"127.0.0.1:{port}\"\n",
+            socket.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--fps",
+            "30",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let snapshot = || -> framerec::observe::Snapshot {
+        let out = framerec(&["stats", "--json", "--socket", socket.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = snapshot();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/scrape_prometheus.py"
+    );
+    let py = Command::new("python3")
+        .args([script, &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    let after = snapshot();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        py.status.success(),
+        "prometheus_client parser: {}",
+        text(&py)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(r["families"]["framerec_frames_written"], "counter", "{r}");
+    assert_eq!(r["families"]["framerec_queue_depth_frames"], "gauge", "{r}");
+    for name in [
+        "framerec_write_latency_seconds",
+        "framerec_capture_to_written_seconds",
+        "framerec_queue_wait_seconds",
+        "framerec_fsync_latency_seconds",
+        "framerec_frames_per_write",
+    ] {
+        let h = &r["histograms"][name];
+        assert_eq!(h["cumulative"], true, "{name}: {r}");
+        assert_eq!(h["inf"], h["count"], "{name}: {r}");
+    }
+    // Counts only grow: the scrape lies between the two snapshots around it.
+    let scraped = r["histograms"]["framerec_write_latency_seconds"]["count"]
+        .as_f64()
+        .unwrap() as u64;
+    assert!(
+        before.write_latency_ns.count <= scraped && scraped <= after.write_latency_ns.count,
+        "{} <= {scraped} <= {}",
+        before.write_latency_ns.count,
+        after.write_latency_ns.count
+    );
+    assert!(scraped > 0);
+}
