@@ -657,7 +657,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     if !ctx.failed() && !ctx.drops.is_empty() {
         let h = Rc::new(RefCell::new(WriterHistograms::default()));
         ctx.st.borrow_mut().task_histograms.push(h.clone());
-        write_batch(&ctx, Vec::new(), &h).await;
+        write_batch(&ctx, &mut Vec::new(), &h).await;
     }
     ctx.stopping.set(true);
     ctx.sync_wake.notify_one();
@@ -751,19 +751,13 @@ async fn writer_task(ctx: Rc<Ctx>) {
             }
         }
         if ctx.failed() {
-            let seqs: Vec<FrameSeq> = batch.iter().map(|f| f.meta.seq).collect();
-            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
-            release_frames(&ctx, seqs.len());
-            for f in batch.drain(..) {
-                ctx.pool.put(f.buf);
-            }
+            discard_frames(&ctx, &mut batch);
             continue;
         }
-        let frames = std::mem::take(&mut batch);
-        let write = prepare(&ctx, frames).await;
+        let write = prepare(&ctx, &mut batch).await;
         drop(guard);
         if let Some(w) = write {
-            batch = complete(&ctx, w, &h).await;
+            complete(&ctx, w, &h).await;
         }
     }
 }
@@ -779,9 +773,21 @@ struct PreparedWrite {
     drops: Vec<segment::DropRange>,
 }
 
-/// Picks the segment, assigns the offset and encodes drop notices and frames in place. Called
-/// with the intake lock held.
-async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite> {
+/// Counts `frames` as dropped for an I/O error (the recording has failed) and recycles their
+/// buffers, leaving `frames` empty.
+fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>) {
+    let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
+    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+    release_frames(ctx, seqs.len());
+    for f in frames.drain(..) {
+        ctx.pool.put(f.buf);
+    }
+}
+
+/// Picks the segment, assigns the offset and encodes drop notices and frames in place, moving
+/// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
+/// intake lock held.
+async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
     let drops = ctx.drops.take();
     let estimate: u64 = frames
         .iter()
@@ -792,12 +798,7 @@ async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite>
         Ok(s) => s,
         Err(e) => {
             ctx.drops.restore(drops);
-            let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
-            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
-            release_frames(ctx, seqs.len());
-            for f in frames {
-                ctx.pool.put(f.buf);
-            }
+            discard_frames(ctx, frames);
             ctx.fail(e);
             return None;
         }
@@ -814,11 +815,11 @@ async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite>
         spans.push(IoSpan::new(buf, span, false));
         chunks.push(entry);
     }
-    let layout = encode_frame_batch(&mut frames, at, &ctx.target.stream, direct);
+    let layout = encode_frame_batch(frames, at, &ctx.target.stream, direct);
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
-    spans.extend(frames.into_iter().map(|f| IoSpan::new(f.buf, f.span, true)));
+    spans.extend(frames.drain(..).map(|f| IoSpan::new(f.buf, f.span, true)));
     st.next_offset = at;
     st.in_flight += 1;
     st.has_data = true;
@@ -839,9 +840,8 @@ async fn prepare(ctx: &Rc<Ctx>, mut frames: Vec<Frame>) -> Option<PreparedWrite>
     })
 }
 
-/// Submits a prepared write, awaits it, and accounts for every frame in it. Returns an empty
-/// frame vector for reuse.
-async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>) -> Vec<Frame> {
+/// Submits a prepared write, awaits it, and accounts for every frame in it.
+async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>) {
     ctx.counters
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
@@ -921,11 +921,10 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>
     if idle {
         w.seg.idle.notify_one();
     }
-    Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK)
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
-async fn write_batch(ctx: &Rc<Ctx>, frames: Vec<Frame>, h: &RefCell<WriterHistograms>) {
+async fn write_batch(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>, h: &RefCell<WriterHistograms>) {
     let guard = ctx.intake.lock().await;
     let w = prepare(ctx, frames).await;
     drop(guard);
