@@ -16,7 +16,7 @@ use crate::observe::{Counters, Percentiles, Snapshot, WriterHistograms, promethe
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
-use crate::serve::{MetricsServer, RenderFn, SnapshotFn, StatsServer};
+use crate::serve::{RenderFn, Server, SnapshotFn};
 use crate::source::{Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
 
@@ -303,7 +303,7 @@ pub fn record(
             )
         })
     };
-    let server = cfg.stats.socket.resolve(&dir).and_then(|path| match StatsServer::start(&path, snapshot.clone()) {
+    let server = cfg.stats.socket.resolve(&dir).and_then(|path| match Server::stats(&path, snapshot.clone()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
@@ -311,7 +311,7 @@ pub fn record(
         }
     });
     if let Some(s) = &server {
-        tracing::info!(socket = %s.path().display(), "serving statistics");
+        tracing::info!(socket = %s.addr, "serving statistics");
     }
     let render: RenderFn = {
         let (snapshot, histograms) = (snapshot.clone(), shared_histograms.clone());
@@ -321,7 +321,7 @@ pub fn record(
             prometheus_text(&s, &h)
         })
     };
-    let metrics = cfg.stats.metrics_addr.as_deref().and_then(|addr| match MetricsServer::start(addr, render) {
+    let metrics = cfg.stats.metrics_addr.as_deref().and_then(|addr| match Server::metrics(addr, render) {
         Ok(m) => {
             tracing::info!(addr = %m.addr, "serving Prometheus metrics");
             Some(m)
