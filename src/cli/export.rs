@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let files = super::segment_paths(&args.path)?;
+    let files = super::segment_paths(&args.path)?.paths;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     // First pass: which frames are selected (messages only; payloads are read per segment).

@@ -66,8 +66,14 @@ pub fn init_logging() {
         .init();
 }
 
-/// The segment files of a recording directory, or the file itself, in recording order.
-pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+/// The segment files of a recording directory (or the one file given), in recording order.
+pub struct Segments {
+    pub paths: Vec<std::path::PathBuf>,
+    /// A directory whose first segment is segment 0: frame 0 must be accounted for.
+    pub starts_at_zero: bool,
+}
+
+pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {
     if path.is_dir() {
         let segments = framerec::writer::existing_segments(path)?;
         anyhow::ensure!(
@@ -75,9 +81,15 @@ pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path::Pa
             "{} holds no segments (*.mcap named by segment id)",
             path.display()
         );
-        Ok(segments.into_iter().map(|(_, p)| p).collect())
+        Ok(Segments {
+            starts_at_zero: segments[0].0 == 0,
+            paths: segments.into_iter().map(|(_, p)| p).collect(),
+        })
     } else {
         anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-        Ok(vec![path.to_path_buf()])
+        Ok(Segments {
+            paths: vec![path.to_path_buf()],
+            starts_at_zero: false,
+        })
     }
 }

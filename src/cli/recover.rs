@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use framerec::repair::{Outcome, repair};
-use framerec::segment;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -84,14 +83,12 @@ pub fn print(outcomes: &[Outcome]) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let files = super::segment_paths(&args.path)?;
-    let starts_at_zero = args.path.is_dir()
-        && files.first().and_then(|f| {
-            f.file_name()?
-                .to_str()
-                .and_then(segment::parse_segment_file_name)
-        }) == Some(0);
-    let outcomes = repair(&files, starts_at_zero, args.discard_damaged)?;
+    let segments = super::segment_paths(&args.path)?;
+    let outcomes = repair(
+        &segments.paths,
+        segments.starts_at_zero,
+        args.discard_damaged,
+    )?;
     if outcomes.is_empty() {
         println!(
             "{}: nothing to recover: every segment is intact",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use framerec::segment::{self, RecordingReport, verify_recording, verify_segment};
+use framerec::segment::{RecordingReport, verify_recording, verify_segment};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,20 +17,15 @@ pub struct Args {
 
 /// Verifies one recording directory, or one segment file on its own.
 pub fn verify_path(path: &std::path::Path) -> anyhow::Result<RecordingReport> {
-    let files = super::segment_paths(path)?;
-    let starts_at_zero = path.is_dir()
-        && files.first().and_then(|f| {
-            f.file_name()?
-                .to_str()
-                .and_then(segment::parse_segment_file_name)
-        }) == Some(0);
+    let segments = super::segment_paths(path)?;
+    let files = &segments.paths;
     let mut reports = Vec::with_capacity(files.len());
-    for f in &files {
+    for f in files {
         let bytes =
             std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
         reports.push(verify_segment(&f.display().to_string(), &bytes));
     }
-    Ok(verify_recording(reports, starts_at_zero))
+    Ok(verify_recording(reports, segments.starts_at_zero))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
