@@ -92,6 +92,9 @@ pub struct ChunkInfo {
     /// Sequence numbers of the depth messages the chunk holds (read even when its CRC fails,
     /// so a report can name what the damage took).
     pub sequences: Vec<u32>,
+    /// (channel, log_time, offset in the chunk's records) of every message, when intact: what
+    /// a message index record holds.
+    pub index: Vec<(u16, u64, u64)>,
 }
 
 /// The parts of the summary section verify compares against the data.
@@ -670,6 +673,7 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
         crc_ok,
         messages: 0,
         sequences: Vec::new(),
+        index: Vec::new(),
     };
     if !crc_ok {
         info.sequences = claimed_sequences(records);
@@ -722,6 +726,7 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
                 }
             }
             info.messages += 1;
+            info.index.push((channel, log_time, at as u64));
         }
         at = next;
     }

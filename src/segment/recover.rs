@@ -79,29 +79,6 @@ fn runs(seqs: &[u64]) -> Vec<(u64, u64)> {
     merge(seqs.iter().map(|s| (*s, *s)).collect())
 }
 
-/// Per channel, (log_time, offset in records) of each message in a chunk record.
-fn message_index(chunk: &[u8]) -> Vec<(u16, Vec<(u64, u64)>)> {
-    let fixed = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
-    let records = &chunk[fixed.min(chunk.len())..];
-    let mut by_channel: Vec<(u16, Vec<(u64, u64)>)> = Vec::new();
-    let mut at = 0usize;
-    while at + RECORD_PREFIX <= records.len() {
-        let len = u64::from_le_bytes(records[at + 1..at + 9].try_into().unwrap_or([0; 8])) as usize;
-        let body = &records
-            [at + RECORD_PREFIX..(at + RECORD_PREFIX).saturating_add(len).min(records.len())];
-        if records[at] == OP_MESSAGE && body.len() >= 14 {
-            let channel = u16::from_le_bytes([body[0], body[1]]);
-            let log_time = u64::from_le_bytes(body[6..14].try_into().unwrap_or([0; 8]));
-            match by_channel.iter_mut().find(|(c, _)| *c == channel) {
-                Some((_, v)) => v.push((log_time, at as u64)),
-                None => by_channel.push((channel, vec![(log_time, at as u64)])),
-            }
-        }
-        at += RECORD_PREFIX + len;
-    }
-    by_channel
-}
-
 /// Rebuilds `bytes` into a finalized segment. `also_lost` are ranges the caller knows the
 /// recording is missing (e.g. between this segment and the next); they are named as lost here
 /// unless this segment holds them.
@@ -160,11 +137,14 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
         let start = out.len() as u64;
         out.extend_from_slice(record);
         let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
-        let index = message_index(record);
-        let (channel_id, times) = index
-            .first()
-            .cloned()
-            .unwrap_or((DEPTH_CHANNEL_ID, Vec::new()));
+        // framerec chunks hold one channel: index that channel's messages.
+        let channel_id = chunk.index.first().map_or(DEPTH_CHANNEL_ID, |m| m.0);
+        let times: Vec<(u64, u64)> = chunk
+            .index
+            .iter()
+            .filter(|m| m.0 == channel_id)
+            .map(|m| (m.1, m.2))
+            .collect();
         let index_at = out.len() as u64;
         out.push(OP_MESSAGE_INDEX);
         out.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
@@ -180,7 +160,7 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
             chunk_start_offset: start,
             chunk_length: chunk.length,
             channel_id,
-            message_count: index.iter().map(|(_, v)| v.len() as u64).sum(),
+            message_count: chunk.index.len() as u64,
             message_index_offset: index_at,
             message_index_length: out.len() as u64 - index_at,
             uncompressed_size: records_len,
