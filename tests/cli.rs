@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{framerec, python_frames, text};
+use common::{framerec, python_frames, spawn_framerec, text};
 
 fn record(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["record", "--out", dir.to_str().unwrap()];
@@ -136,13 +136,12 @@ fn verify_reports_a_flipped_bit_and_a_torn_tail() {
 fn sigint_drains_and_leaves_a_valid_recording() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args(["record", "--out", dir.to_str().unwrap(), "--fps", "30"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_framerec(
+        &[&["record", "--out", dir.to_str().unwrap(), "--fps", "30"][..]],
+        "warn",
+        Stdio::piped(),
+        Stdio::piped(),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -162,8 +161,8 @@ fn sigint_while_the_queue_is_full_loses_no_accepted_frame() {
     // Unpaced (overflow auto = block): the queue is full when the signal lands.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args([
+    let child = spawn_framerec(
+        &[&[
             "record",
             "--out",
             dir.to_str().unwrap(),
@@ -171,12 +170,11 @@ fn sigint_while_the_queue_is_full_loses_no_accepted_frame() {
             "0",
             "--queue-frames",
             "4",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ][..]],
+        "warn",
+        Stdio::piped(),
+        Stdio::piped(),
+    );
     std::thread::sleep(Duration::from_millis(800));
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{framerec, last_durable, text};
+use common::{framerec, last_durable, spawn_framerec, text};
 
 const SEED: u64 = 11;
 const WIDTH: u32 = 320;
@@ -27,20 +27,21 @@ fn crash_once(run: u64, kill_after: Duration) {
     let log_path = tmp.path().join("stderr.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let (w, h, seed) = (WIDTH.to_string(), HEIGHT.to_string(), SEED.to_string());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args([
-            "record",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .args(["--fps", "0", "--width", &w, "--height", &h, "--seed", &seed])
-        .env("RUST_LOG", "framerec=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_framerec(
+        &[
+            &[
+                "record",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+            ][..],
+            &["--fps", "0", "--width", &w, "--height", &h, "--seed", &seed][..],
+        ],
+        "framerec=debug",
+        Stdio::null(),
+        log,
+    );
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -102,14 +103,12 @@ fn a_run_after_a_crash_recovers_the_directory_and_continues_the_recording() {
     let dir = tmp.path().join("rec");
     let (w, h, seed) = (WIDTH.to_string(), HEIGHT.to_string(), SEED.to_string());
     let base = ["--fps", "0", "--width", &w, "--height", &h, "--seed", &seed];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args(["record", "--out", dir.to_str().unwrap()])
-        .args(base)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_framerec(
+        &[&["record", "--out", dir.to_str().unwrap()][..], &base[..]],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    );
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -12,7 +12,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{framerec, last_durable, python_frames, text};
+use common::{framerec, last_durable, python_frames, spawn_framerec, text};
 
 const SEED: u64 = 13;
 
@@ -78,30 +78,31 @@ fn power_cut_keeps_every_durable_frame() {
     )
     .unwrap();
     let log_path = tmp.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args([
-            "record",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .args([
-            "--fps",
-            "0",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--seed",
-            &SEED.to_string(),
-        ])
-        .args(["--frames", "20000"])
-        .env("RUST_LOG", "framerec=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_framerec(
+        &[
+            &[
+                "record",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                dir.to_str().unwrap(),
+            ][..],
+            &[
+                "--fps",
+                "0",
+                "--width",
+                "320",
+                "--height",
+                "240",
+                "--seed",
+                &SEED.to_string(),
+            ][..],
+            &["--frames", "20000"][..],
+        ],
+        "framerec=debug",
+        Stdio::null(),
+        std::fs::File::create(&log_path).unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(1200));
     ok("kill", &["-STOP", &child.id().to_string()]);
     std::thread::sleep(Duration::from_millis(100));

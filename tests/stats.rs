@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{framerec, text};
+use common::{framerec, spawn_framerec, text};
 
 #[test]
 fn a_running_recorder_serves_statistics_that_add_up() {
@@ -23,8 +23,8 @@ fn a_running_recorder_serves_statistics_that_add_up() {
     )
     .unwrap();
     let log_path = tmp.path().join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args([
+    let child = spawn_framerec(
+        &[&[
             "record",
             "--config",
             cfg.to_str().unwrap(),
@@ -32,12 +32,11 @@ fn a_running_recorder_serves_statistics_that_add_up() {
             dir.to_str().unwrap(),
             "--fps",
             "30",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+        ][..]],
+        "info",
+        Stdio::null(),
+        std::fs::File::create(&log_path).unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(2500));
 
     let out = framerec(&["stats", "--json", "--socket", socket.to_str().unwrap()]);
@@ -122,8 +121,8 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
-        .args([
+    let mut child = spawn_framerec(
+        &[&[
             "record",
             "--config",
             cfg.to_str().unwrap(),
@@ -131,12 +130,11 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
             dir.to_str().unwrap(),
             "--fps",
             "30",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ][..]],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    );
     std::thread::sleep(Duration::from_millis(2000));
     let snapshot = || -> framerec::observe::Snapshot {
         let out = framerec(&["stats", "--json", "--socket", socket.to_str().unwrap()]);

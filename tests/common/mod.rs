@@ -169,3 +169,20 @@ pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64>
         .map(|v| v.as_u64().unwrap())
         .collect()
 }
+
+/// Starts the `framerec` binary with `args` (given as groups, concatenated), `RUST_LOG` set to
+/// `rust_log`, and the given stdout and stderr.
+pub fn spawn_framerec(
+    args: &[&[&str]],
+    rust_log: &str,
+    stdout: impl Into<std::process::Stdio>,
+    stderr: impl Into<std::process::Stdio>,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(args.concat())
+        .env("RUST_LOG", rust_log)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("framerec starts")
+}
