@@ -244,6 +244,13 @@ struct StatsSection {
     /// Prometheus exposition: "" (off, default), a TCP address (`127.0.0.1:9477`) or
     /// `unix:/path`.
     metrics_addr: String,
+    /// Record latency histograms (false: counters only). Default true.
+    histograms: bool,
+    /// Seconds per interval of the HdrHistogram interval log; 0 = no log. Default 10.
+    interval_log_s: Int<0, 86_400>,
+    /// Directory of the interval logs: "" = `$LOGS_DIRECTORY` under systemd, else the output
+    /// directory.
+    interval_log_dir: String,
 }
 
 impl Default for StatsSection {
@@ -252,6 +259,9 @@ impl Default for StatsSection {
             socket: String::new(),
             log_interval_s: Int(10),
             metrics_addr: String::new(),
+            histograms: true,
+            interval_log_s: Int(10),
+            interval_log_dir: String::new(),
         }
     }
 }
@@ -295,6 +305,23 @@ pub struct StatsConfig {
     pub log_interval: Option<Duration>,
     /// Prometheus exposition address; `None` when off.
     pub metrics_addr: Option<String>,
+    /// False: counters only, no histograms (and so no interval log).
+    pub histograms: bool,
+    /// Interval of the HdrHistogram interval log; `None` when off.
+    pub interval_log: Option<Duration>,
+    /// Where the interval log goes; `None` = `$LOGS_DIRECTORY`, else the output directory.
+    pub interval_log_dir: Option<PathBuf>,
+}
+
+impl StatsConfig {
+    /// The directory the interval log of a recording in `output_dir` goes to.
+    pub fn interval_log_dir(&self, output_dir: &Path) -> PathBuf {
+        match (&self.interval_log_dir, std::env::var_os("LOGS_DIRECTORY")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => PathBuf::from(d),
+            (None, None) => output_dir.to_path_buf(),
+        }
+    }
 }
 
 /// Where the statistics socket goes.
@@ -392,6 +419,13 @@ impl FileConfig {
                     s => Some(Duration::from_secs(s)),
                 },
                 metrics_addr: Some(self.stats.metrics_addr).filter(|a| !a.is_empty()),
+                histograms: self.stats.histograms,
+                interval_log: match self.stats.interval_log_s.u64() {
+                    0 => None,
+                    s => Some(Duration::from_secs(s)),
+                },
+                interval_log_dir: Some(PathBuf::from(self.stats.interval_log_dir))
+                    .filter(|d| !d.as_os_str().is_empty()),
             },
             recovery: match self.recovery.at_start {
                 AtStartName::Recover => AtStart::Recover,

@@ -3,14 +3,16 @@
 //!
 //! Data flows one way:
 //! [`source`] -> [`receiver`] -> [`queue`] -> [`writer`] -> [`segment`] (the MCAP format),
-//! with [`observe`] beside them and [`config`] and [`recorder`] at the edge. [`frame`] is the
+//! with [`observe`] (and its interval logs, [`hlog`]) beside them and [`config`] and [`recorder`] at the edge. [`frame`] is the
 //! bottom layer they all share.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod export;
 pub mod frame;
+pub mod hlog;
 pub mod observe;
+pub mod plot;
 pub mod queue;
 pub mod receiver;
 pub mod recorder;

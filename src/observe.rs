@@ -1,7 +1,7 @@
 //! Observation, beside the data path: counters and gauges as atomics, latency histograms owned
 //! by whoever records into them, and the snapshot that merges them off the hot path.
 //!
-//! The hot path touches only [`Counters`] (relaxed atomics) and a [`WriterHistograms`] owned by
+//! The hot path touches only [`Counters`] (relaxed atomics) and a [`Histograms`] owned by
 //! one writer task. Everything else (merging, formatting, serving) happens elsewhere.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,43 +89,122 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
 }
 
-/// Histograms one writer task records into; merged with the others off the hot path.
+/// Every latency histogram the recorder keeps. Each recording thread or task owns one and
+/// records into it without locks; [`Published`] merges them off the hot path.
+///
+/// Latencies are nanoseconds. The frame latencies (capture to written, capture to durable,
+/// queue wait) are measured from the frame's *capture* stamp, which a paced source sets to the
+/// moment the frame was due: a receiver held up by a full queue cannot hide the wait from them
+/// (coordinated omission). No synthetic samples are added (`record_correct` would count the
+/// frames the queue absorbed twice); frames that never reach the disk are counted as drops.
 #[derive(Debug, Clone)]
-pub struct WriterHistograms {
-    /// Submit to completion of one vectored write, nanoseconds.
+pub struct Histograms {
+    /// Submit to completion of one vectored write (the disk's service time).
     pub write_latency_ns: Histogram<u64>,
     /// Frames carried by one write.
     pub frames_per_write: Histogram<u64>,
-    /// Host capture stamp to write completion, nanoseconds.
+    /// Capture to write completion.
     pub capture_to_written_ns: Histogram<u64>,
-    /// Host capture stamp to the moment a writer took the frame from the queue, nanoseconds.
+    /// Capture to the fsync that made the frame durable.
+    pub capture_to_durable_ns: Histogram<u64>,
+    /// Capture to the moment a writer took the frame from the queue.
     pub queue_wait_ns: Histogram<u64>,
-    /// One fsync (fdatasync) of a segment, nanoseconds.
+    /// One fsync (fdatasync) of a segment.
     pub fsync_latency_ns: Histogram<u64>,
+    /// Between consecutive frames' capture stamps, as the receiver saw them.
+    pub inter_arrival_ns: Histogram<u64>,
 }
 
-impl Default for WriterHistograms {
+impl Default for Histograms {
     fn default() -> Self {
-        WriterHistograms {
+        Histograms {
             write_latency_ns: histogram(),
             frames_per_write: histogram(),
             capture_to_written_ns: histogram(),
+            capture_to_durable_ns: histogram(),
             queue_wait_ns: histogram(),
             fsync_latency_ns: histogram(),
+            inter_arrival_ns: histogram(),
         }
     }
 }
 
-impl WriterHistograms {
-    pub fn merge(&mut self, other: &WriterHistograms) {
-        // Same bounds on both sides, so `add` cannot fail.
-        let _ = self.write_latency_ns.add(&other.write_latency_ns);
-        let _ = self.frames_per_write.add(&other.frames_per_write);
-        let _ = self.capture_to_written_ns.add(&other.capture_to_written_ns);
-        let _ = self.queue_wait_ns.add(&other.queue_wait_ns);
-        let _ = self.fsync_latency_ns.add(&other.fsync_latency_ns);
+impl Histograms {
+    /// Every histogram with its interval-log tag and unit.
+    pub fn tagged(&self) -> [(&'static str, &Histogram<u64>); 7] {
+        [
+            ("write", &self.write_latency_ns),
+            ("fsync", &self.fsync_latency_ns),
+            ("capture-to-written", &self.capture_to_written_ns),
+            ("capture-to-durable", &self.capture_to_durable_ns),
+            ("queue-wait", &self.queue_wait_ns),
+            ("inter-arrival", &self.inter_arrival_ns),
+            ("frames-per-write", &self.frames_per_write),
+        ]
+    }
+
+    fn each_mut(&mut self) -> [&mut Histogram<u64>; 7] {
+        [
+            &mut self.write_latency_ns,
+            &mut self.fsync_latency_ns,
+            &mut self.capture_to_written_ns,
+            &mut self.capture_to_durable_ns,
+            &mut self.queue_wait_ns,
+            &mut self.inter_arrival_ns,
+            &mut self.frames_per_write,
+        ]
+    }
+
+    /// The histogram with interval-log tag `tag`.
+    pub fn by_tag_mut(&mut self, tag: &str) -> Option<&mut Histogram<u64>> {
+        let i = self.tagged().iter().position(|(t, _)| *t == tag)?;
+        self.each_mut().into_iter().nth(i)
+    }
+
+    pub fn merge(&mut self, other: &Histograms) {
+        for (mine, (_, theirs)) in self.each_mut().into_iter().zip(other.tagged()) {
+            if !theirs.is_empty() {
+                // Same bounds on both sides, so `add` cannot fail.
+                let _ = mine.add(theirs);
+            }
+        }
+    }
+
+    /// Adds everything in `other` to `self` and empties `other`.
+    pub fn drain_from(&mut self, other: &mut Histograms) {
+        for (mine, theirs) in self.each_mut().into_iter().zip(other.each_mut()) {
+            if !theirs.is_empty() {
+                let _ = mine.add(&*theirs);
+                theirs.reset();
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        for h in self.each_mut() {
+            h.reset();
+        }
     }
 }
+
+/// The histograms as the statistics surfaces read them: everything since the start, and what
+/// arrived since the interval log last took it.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub total: Histograms,
+    pub interval: Histograms,
+}
+
+impl Published {
+    /// Adds a recorder's unpublished values to both views and empties `fresh`.
+    pub fn absorb(&mut self, fresh: &mut Histograms) {
+        self.total.merge(fresh);
+        self.interval.drain_from(fresh);
+    }
+}
+
+/// The published histograms, shared between the recording threads and the readers.
+pub type SharedHistograms = std::sync::Arc<std::sync::Mutex<Published>>;
 
 /// Records `value` clamped into the histogram's range.
 pub fn record(h: &mut Histogram<u64>, value: u64) {
@@ -183,7 +262,9 @@ pub struct Snapshot {
     pub write_latency_ns: Percentiles,
     pub fsync_latency_ns: Percentiles,
     pub capture_to_written_ns: Percentiles,
+    pub capture_to_durable_ns: Percentiles,
     pub queue_wait_ns: Percentiles,
+    pub inter_arrival_ns: Percentiles,
     pub frames_per_write: Percentiles,
 }
 
@@ -192,7 +273,7 @@ impl Snapshot {
     /// queue_depth + frames_in_writers (read until two reads in a row agree).
     pub fn take(
         counters: &Counters,
-        histograms: &WriterHistograms,
+        histograms: &Histograms,
         queue_depth: impl Fn() -> u64,
         uptime_s: f64,
         free_bytes: Option<u64>,
@@ -243,7 +324,9 @@ impl Snapshot {
             write_latency_ns: Percentiles::of(&histograms.write_latency_ns),
             fsync_latency_ns: Percentiles::of(&histograms.fsync_latency_ns),
             capture_to_written_ns: Percentiles::of(&histograms.capture_to_written_ns),
+            capture_to_durable_ns: Percentiles::of(&histograms.capture_to_durable_ns),
             queue_wait_ns: Percentiles::of(&histograms.queue_wait_ns),
+            inter_arrival_ns: Percentiles::of(&histograms.inter_arrival_ns),
             frames_per_write: Percentiles::of(&histograms.frames_per_write),
         }
     }
@@ -358,7 +441,7 @@ fn prom_histogram(
 }
 
 /// The Prometheus text exposition (format 0.0.4) of a snapshot and its histograms.
-pub fn prometheus_text(s: &Snapshot, h: &WriterHistograms) -> String {
+pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -500,6 +583,22 @@ pub fn prometheus_text(s: &Snapshot, h: &WriterHistograms) -> String {
     );
     prom_histogram(
         &mut out,
+        "framerec_capture_to_durable_seconds",
+        "Host capture stamp to the fsync that made the frame durable, per frame.",
+        &h.capture_to_durable_ns,
+        &LATENCY_BUCKETS_S,
+        1e9,
+    );
+    prom_histogram(
+        &mut out,
+        "framerec_inter_arrival_seconds",
+        "Between consecutive frames' capture stamps.",
+        &h.inter_arrival_ns,
+        &LATENCY_BUCKETS_S,
+        1e9,
+    );
+    prom_histogram(
+        &mut out,
         "framerec_queue_wait_seconds",
         "Host capture stamp to a writer taking the frame.",
         &h.queue_wait_ns,
@@ -523,7 +622,7 @@ mod prometheus_tests {
 
     #[test]
     fn buckets_are_cumulative_and_end_with_the_count() {
-        let mut h = WriterHistograms::default();
+        let mut h = Histograms::default();
         for ms in [0.1, 0.3, 2.0, 40.0, 3000.0] {
             record(&mut h.write_latency_ns, (ms * 1e6) as u64);
         }

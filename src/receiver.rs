@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use crate::frame::{
     BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, host_mono_ns, host_real_ns,
 };
-use crate::observe::Counters;
+use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::source::{Source, SourceError};
+use crate::writer::PUBLISH_EVERY;
 
 /// When the receiver stops taking frames (besides the stop flag and the end of the source).
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +30,17 @@ pub enum StopReason {
     EndOfSource,
 }
 
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Signal => "signal",
+            StopReason::FrameLimit => "frame-limit",
+            StopReason::DurationLimit => "duration-limit",
+            StopReason::EndOfSource => "end-of-source",
+        }
+    }
+}
+
 /// The parts of the pipeline the receiver talks to.
 pub struct ReceiverParts {
     pub queue: Arc<FrameQueue>,
@@ -39,6 +51,8 @@ pub struct ReceiverParts {
     pub stop: Arc<AtomicBool>,
     /// Sequence number of the first frame (a resumed recording continues its numbering).
     pub first_seq: u64,
+    /// Where the inter-arrival histogram is published; `None` when statistics are off.
+    pub histograms: Option<SharedHistograms>,
 }
 
 /// Runs the receive loop until a limit, the stop flag or the end of the source; then closes the
@@ -48,8 +62,12 @@ pub fn run(
     parts: ReceiverParts,
     limits: Limits,
 ) -> Result<StopReason, SourceError> {
-    let result = receive(source.as_mut(), &parts, limits);
+    let mut stats = ReceiverStats::default();
+    let result = receive(source.as_mut(), &parts, limits, &mut stats);
     parts.queue.close();
+    if let Some(shared) = &parts.histograms {
+        stats.publish(shared);
+    }
     result
 }
 
@@ -57,6 +75,7 @@ fn receive(
     source: &mut dyn Source,
     p: &ReceiverParts,
     limits: Limits,
+    stats: &mut ReceiverStats,
 ) -> Result<StopReason, SourceError> {
     let started = Instant::now();
     // A buffer in hand, and one to receive into when the budget is spent (the frame is then
@@ -106,9 +125,12 @@ fn receive(
         let meta = FrameMeta {
             seq: FrameSeq(seq),
             device_ns: capture.device_ns,
-            host_mono_ns: host_mono_ns(),
+            host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
             host_real_ns: host_real_ns(),
         };
+        if let Some(shared) = &p.histograms {
+            stats.frame(meta.host_mono_ns, shared);
+        }
         seq += 1;
         let len = into.payload_len() as u64;
         p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +169,33 @@ fn receive(
             }
         }
         p.counters.note_queue_depth(p.queue.len() as u64);
+    }
+}
+
+/// The receiver's own histograms, published every [`PUBLISH_EVERY`].
+#[derive(Default)]
+struct ReceiverStats {
+    h: Histograms,
+    last_capture: Option<u64>,
+    last_publish: u64,
+}
+
+impl ReceiverStats {
+    fn frame(&mut self, captured: u64, shared: &SharedHistograms) {
+        if let Some(last) = self.last_capture {
+            record(&mut self.h.inter_arrival_ns, captured.saturating_sub(last));
+        }
+        self.last_capture = Some(captured);
+        if captured.saturating_sub(self.last_publish) >= PUBLISH_EVERY.as_nanos() as u64 {
+            self.publish(shared);
+            self.last_publish = captured;
+        }
+    }
+
+    fn publish(&mut self, shared: &SharedHistograms) {
+        if let Ok(mut s) = shared.lock() {
+            s.absorb(&mut self.h);
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use serde::Serialize;
 
 use crate::config::{Config, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
-use crate::observe::{Counters, Percentiles, Snapshot, WriterHistograms, prometheus_text};
+use crate::hlog::IntervalLogWriter;
+use crate::observe::{
+    Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, prometheus_text,
+};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
@@ -99,7 +102,7 @@ pub struct RunReport {
     pub segments: Vec<PathBuf>,
     /// Segments repaired at start (left unfinished by a crashed run).
     pub repaired: Vec<repair::Outcome>,
-    pub histograms: WriterHistograms,
+    pub histograms: Histograms,
     pub failure: Option<RunFailure>,
 }
 
@@ -122,16 +125,74 @@ fn build_source(cfg: &SourceConfig, first_seq: u64) -> Box<dyn Source> {
     }
 }
 
-/// Logs a summary line every `interval` and a full snapshot on SIGUSR1 until `done`.
+/// The run's interval log, if it has one, and how often it takes an interval.
+struct IntervalLog {
+    writer: IntervalLogWriter,
+    every: Duration,
+    histograms: SharedHistograms,
+    /// Swapped with the shared interval histograms, so no interval allocates.
+    spare: Histograms,
+}
+
+impl IntervalLog {
+    fn open(cfg: &Config, target: &RecordingTarget, histograms: &SharedHistograms) -> Option<Self> {
+        let every = cfg.stats.interval_log.filter(|_| cfg.stats.histograms)?;
+        let dir = cfg.stats.interval_log_dir(&cfg.output_dir);
+        match IntervalLogWriter::create(&dir, target.first_segment_id, &target.recording_id) {
+            Ok(writer) => {
+                tracing::info!(log = %writer.path().display(), every = ?every, "writing the latency interval log");
+                Some(IntervalLog {
+                    writer,
+                    every,
+                    histograms: histograms.clone(),
+                    spare: Histograms::default(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the latency interval log; recording without it");
+                None
+            }
+        }
+    }
+
+    /// The histograms recorded since the last call.
+    fn take(&mut self) -> &Histograms {
+        self.spare.reset();
+        if let Ok(mut shared) = self.histograms.lock() {
+            std::mem::swap(&mut shared.interval, &mut self.spare);
+        }
+        &self.spare
+    }
+
+    fn write(&mut self, s: &Snapshot) {
+        let h = self.take().clone();
+        if let Err(e) = self.writer.write_interval(&h, s) {
+            tracing::warn!(log = %self.writer.path().display(), error = %e, "writing the latency interval log failed");
+        }
+    }
+
+    fn finish(mut self, s: &Snapshot, reason: &str) {
+        let h = self.take().clone();
+        let path = self.writer.path().to_path_buf();
+        if let Err(e) = self.writer.finish(&h, s, reason) {
+            tracing::warn!(log = %path.display(), error = %e, "finishing the latency interval log failed");
+        }
+    }
+}
+
+/// Logs a summary line every `interval`, writes the interval log, and logs a full snapshot on
+/// SIGUSR1, until `done`.
 fn report_while_running(
     snapshot: &SnapshotFn,
     interval: Option<Duration>,
+    mut hlog: Option<&mut IntervalLog>,
     done: impl Fn() -> bool,
 ) {
     let usr1 = Arc::new(AtomicBool::new(false));
     let handler = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).ok();
     let mut last = Instant::now();
     let mut prev: Option<Snapshot> = None;
+    let mut last_interval = Instant::now();
     while !done() {
         std::thread::sleep(Duration::from_millis(50));
         if usr1.swap(false, Ordering::Relaxed) {
@@ -145,6 +206,12 @@ fn report_while_running(
             tracing::info!("{}", s.log_line(prev.as_ref()));
             prev = Some(s);
             last = Instant::now();
+        }
+        if let Some(log) = hlog.as_deref_mut()
+            && last_interval.elapsed() >= log.every
+        {
+            last_interval += log.every;
+            log.write(&snapshot());
         }
     }
     if let Some(id) = handler {
@@ -241,8 +308,8 @@ pub fn record(
         stream,
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
-    let histograms = Arc::new(Mutex::new(WriterHistograms::default()));
-    let shared_histograms = histograms.clone();
+    let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
+    let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let parts = WriterParts {
         queue: queue.clone(),
         pool: pool.clone(),
@@ -250,6 +317,7 @@ pub fn record(
         counters: counters.clone(),
         stop: stop.clone(),
         histograms: histograms.clone(),
+        record_histograms: cfg.stats.histograms,
     };
     let (wcfg, scfg, dcfg) = (
         cfg.writer.clone(),
@@ -270,6 +338,7 @@ pub fn record(
         policy,
         stop,
         first_seq,
+        histograms: cfg.stats.histograms.then(|| histograms.clone()),
     };
     let receiver = std::thread::Builder::new()
         .name("framerec-receiver".into())
@@ -290,7 +359,10 @@ pub fn record(
             histograms.clone(),
         );
         Arc::new(move || {
-            let h = histograms.lock().map(|h| h.clone()).unwrap_or_default();
+            let h = histograms
+                .lock()
+                .map(|h| h.total.clone())
+                .unwrap_or_default();
             let free = nix::sys::statvfs::statvfs(&dir)
                 .ok()
                 .map(|s| s.blocks_available() * s.fragment_size());
@@ -314,10 +386,13 @@ pub fn record(
         tracing::info!(socket = %s.addr, "serving statistics");
     }
     let render: RenderFn = {
-        let (snapshot, histograms) = (snapshot.clone(), shared_histograms.clone());
+        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
         Arc::new(move || {
             let s = snapshot();
-            let h = histograms.lock().map(|h| h.clone()).unwrap_or_default();
+            let h = histograms
+                .lock()
+                .map(|h| h.total.clone())
+                .unwrap_or_default();
             prometheus_text(&s, &h)
         })
     };
@@ -331,7 +406,7 @@ pub fn record(
             None
         }
     });
-    report_while_running(&snapshot, cfg.stats.log_interval, || {
+    report_while_running(&snapshot, cfg.stats.log_interval, hlog.as_mut(), || {
         receiver.is_finished() && writer.is_finished()
     });
     let received = match receiver.join() {
@@ -353,6 +428,18 @@ pub fn record(
         (None, Some(s)) => Some(RunFailure::Source(s)),
         (None, None) => None,
     };
+    if let Some(log) = hlog {
+        let reason = match (&failure, stop_reason) {
+            (Some(f), _) => format!("failed: {f}"),
+            (None, Some(s)) => s.as_str().to_string(),
+            (None, None) => "unknown".into(),
+        };
+        log.finish(&snapshot(), &reason);
+    }
+    let histograms = histograms
+        .lock()
+        .map(|h| h.total.clone())
+        .unwrap_or_default();
     Ok(RunReport {
         dir,
         stop: stop_reason,
@@ -363,7 +450,7 @@ pub fn record(
         overflow: policy,
         segments: report.segments,
         repaired,
-        histograms: report.histograms,
+        histograms,
         failure,
     })
 }

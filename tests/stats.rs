@@ -62,6 +62,8 @@ fn a_running_recorder_serves_statistics_that_add_up() {
         "{s:?}"
     );
     assert!(s.durable_seq.is_some(), "fsync ran within 2.5 s: {s:?}");
+    assert!(s.capture_to_durable_ns.count > 0, "{s:?}");
+    assert!(s.inter_arrival_ns.count > 0, "{s:?}");
     assert_eq!(s.segments, 1);
     assert!(s.free_bytes.is_some_and(|f| f > 0));
 
@@ -166,6 +168,8 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
         "framerec_capture_to_written_seconds",
         "framerec_queue_wait_seconds",
         "framerec_fsync_latency_seconds",
+        "framerec_capture_to_durable_seconds",
+        "framerec_inter_arrival_seconds",
         "framerec_frames_per_write",
     ] {
         let h = &r["histograms"][name];
@@ -183,4 +187,161 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
         after.write_latency_ns.count
     );
     assert!(scraped > 0);
+}
+
+/// `framerec stats DIR --json`, parsed.
+fn offline_report(dir: &std::path::Path) -> serde_json::Value {
+    let out = framerec(&["stats", dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = framerec(&[
+        "record",
+        "--out",
+        dir.to_str().unwrap(),
+        "--frames",
+        "150",
+        "--fps",
+        "30",
+        "--interval-log-s",
+        "1",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let ours = offline_report(&dir);
+    let runs = ours["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{ours}");
+    assert_eq!(runs[0]["ended"], "frame-limit", "{ours}");
+    let intervals = ours["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 4, "5 s at 1 s per interval: {ours}");
+    let sum = |k: &str| -> u64 { intervals.iter().map(|i| i[k].as_u64().unwrap()).sum() };
+    assert_eq!(sum("received"), 150, "{ours}");
+    assert_eq!(sum("written"), 150, "{ours}");
+    assert_eq!(sum("dropped"), 0, "{ours}");
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_hlog.py");
+    let py = Command::new("python3")
+        .args([script, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "hdrhistogram reader: {}", text(&py));
+    let theirs: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    for tag in [
+        "write",
+        "capture-to-written",
+        "capture-to-durable",
+        "queue-wait",
+        "inter-arrival",
+        "fsync",
+        "frames-per-write",
+    ] {
+        let (o, t) = (&ours["overall"][tag], &theirs[tag]);
+        for k in ["count", "p50", "p99", "max"] {
+            assert_eq!(o[k], t[k], "{tag} {k}: framerec {o}, python {t}");
+        }
+        assert_eq!(
+            t["intervals"].as_u64().unwrap(),
+            intervals.len() as u64,
+            "{tag}"
+        );
+    }
+    assert_eq!(ours["overall"]["capture-to-written"]["count"], 150);
+    assert_eq!(ours["overall"]["capture-to-durable"]["count"], 150);
+    // Paced at 30 fps: frames arrive a frame period apart (33.3 ms, within a bucket).
+    let p50 = ours["overall"]["inter-arrival"]["p50"].as_u64().unwrap();
+    assert!((33_000_000..33_700_000).contains(&p50), "{p50}");
+
+    let table = framerec(&["stats", dir.to_str().unwrap()]);
+    assert!(table.status.success(), "{}", text(&table));
+    assert!(
+        text(&table).contains("ended: frame-limit") && text(&table).contains("c->written99"),
+        "{}",
+        text(&table)
+    );
+
+    for name in ["plot.svg", "plot.png"] {
+        let plot = tmp.path().join(name);
+        let out = framerec(&[
+            "stats",
+            dir.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let bytes = std::fs::read(&plot).unwrap();
+        if name.ends_with(".svg") {
+            let svg = String::from_utf8(bytes).unwrap();
+            assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
+            assert!(svg.contains("latency by percentile"));
+            assert!(svg.contains("capture to written (n=150"), "legend");
+            assert!(
+                svg.matches("<polyline").count() >= 6,
+                "the series are drawn"
+            );
+        } else {
+            let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+            let reader = decoder.read_info().unwrap();
+            assert_eq!((reader.info().width, reader.info().height), (1100, 800));
+        }
+    }
+    let bad = framerec(&["stats", dir.to_str().unwrap(), "--plot", "/tmp/x.gif"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains(".svg or .png"), "{}", text(&bad));
+}
+
+#[test]
+fn a_killed_recording_keeps_its_finished_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut child = spawn_framerec(
+        &[&[
+            "record",
+            "--out",
+            dir.to_str().unwrap(),
+            "--fps",
+            "30",
+            "--interval-log-s",
+            "1",
+            "--stats-socket",
+            "off",
+        ][..]],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let report = offline_report(&dir);
+    assert_eq!(
+        report["runs"][0]["ended"],
+        serde_json::Value::Null,
+        "{report}"
+    );
+    let intervals = report["intervals"].as_array().unwrap();
+    assert!((2..=4).contains(&intervals.len()), "{report}");
+    assert!(
+        report["overall"]["write"]["count"].as_u64().unwrap() >= 45,
+        "{report}"
+    );
+    let table = framerec(&["stats", dir.to_str().unwrap()]);
+    assert!(
+        text(&table).contains("did not end cleanly"),
+        "{}",
+        text(&table)
+    );
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let none = framerec(&["stats", empty.to_str().unwrap()]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(text(&none).contains("no interval logs"), "{}", text(&none));
 }

@@ -34,7 +34,7 @@ enum Command {
     Info(info::Args),
     /// Repair crashed or damaged segments: keep every intact chunk, name what was lost.
     Recover(recover::Args),
-    /// Live statistics from a running recorder.
+    /// Statistics: live from a running recorder, or from a recording's interval logs.
     Stats(stats::Args),
     /// Write frames as 16-bit PGM or PNG files.
     Export(export::Args),

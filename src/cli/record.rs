@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use framerec::config::{Config, SourceConfig};
+use framerec::config::{Config, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
@@ -66,6 +66,18 @@ pub struct Args {
     /// unpaced synthetic source; drop-newest for live ones), drop-newest, drop-oldest, block.
     #[arg(long, value_parser = ["auto", "drop-newest", "drop-oldest", "block"])]
     overflow: Option<String>,
+    /// Statistics socket for `framerec stats`, or `off`.
+    #[arg(long)]
+    stats_socket: Option<PathBuf>,
+    /// Prometheus endpoint: a TCP address (`127.0.0.1:9477`) or `unix:/path`.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Seconds per interval of the latency interval log (`.hlog`); 0 = none.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    interval_log_s: Option<u64>,
+    /// Counters only: no latency histograms, no interval log (for overhead comparisons).
+    #[arg(long)]
+    no_histograms: bool,
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -115,6 +127,22 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = args.queue_frames {
         cfg.queue.max_frames = v as usize;
+    }
+    if let Some(v) = &args.stats_socket {
+        cfg.stats.socket = if v.as_os_str() == "off" {
+            StatsSocket::Off
+        } else {
+            StatsSocket::At(v.clone())
+        };
+    }
+    if let Some(v) = &args.metrics_addr {
+        cfg.stats.metrics_addr = Some(v.clone()).filter(|a| !a.is_empty());
+    }
+    if let Some(v) = args.interval_log_s {
+        cfg.stats.interval_log = (v > 0).then(|| Duration::from_secs(v));
+    }
+    if args.no_histograms {
+        cfg.stats.histograms = false;
     }
     if let Some(v) = &args.overflow {
         cfg.queue.overflow = match v.as_str() {
@@ -178,7 +206,18 @@ fn print_summary(r: &RunReport) {
     );
     eprintln!(
         "  {}",
+        line(
+            "capture to durable",
+            Percentiles::of(&h.capture_to_durable_ns)
+        )
+    );
+    eprintln!(
+        "  {}",
         line("queue wait", Percentiles::of(&h.queue_wait_ns))
+    );
+    eprintln!(
+        "  {}",
+        line("inter-arrival", Percentiles::of(&h.inter_arrival_ns))
     );
     eprintln!(
         "  {}",

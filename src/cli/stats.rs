@@ -1,4 +1,6 @@
 //! `framerec stats [--socket PATH] [--json] [--watch]`: live statistics from a running recorder.
+//! `framerec stats DIR|FILE [--json] [--plot OUT.svg|OUT.png]`: a recording's interval logs,
+//! after the fact (finished or crashed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,10 +8,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use framerec::config::StatsSocket;
+use framerec::hlog::Report;
 use framerec::observe::{Percentiles, Snapshot, fmt_ns};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// A recording directory (or log directory) or one `.hlog` file: report its interval logs
+    /// instead of asking a running recorder.
+    #[arg(conflicts_with_all = ["socket", "watch"])]
+    path: Option<PathBuf>,
+    /// With PATH: also draw the latency distribution and the latency over time into this file
+    /// (`.svg` or `.png`).
+    #[arg(long, requires = "path")]
+    plot: Option<PathBuf>,
     /// The recorder's statistics socket (default: $RUNTIME_DIRECTORY/framerec.sock under
     /// systemd, else rec/framerec.sock).
     #[arg(long)]
@@ -22,8 +33,17 @@ pub struct Args {
     watch: bool,
 }
 
+/// A latency for a table: `-` when nothing was recorded.
+fn cell(p: &Percentiles, v: u64) -> String {
+    if p.count == 0 { "-".into() } else { fmt_ns(v) }
+}
+
 fn row(name: &str, p: &Percentiles, ns: bool) -> String {
-    let f = |v: u64| if ns { fmt_ns(v) } else { v.to_string() };
+    let f = |v: u64| match (p.count, ns) {
+        (0, _) => "-".to_string(),
+        (_, true) => fmt_ns(v),
+        (_, false) => v.to_string(),
+    };
     format!(
         "  {name:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
         f(p.p50),
@@ -72,15 +92,105 @@ fn table(s: &Snapshot) -> String {
         row("write", &s.write_latency_ns, true),
         row("fsync", &s.fsync_latency_ns, true),
         row("capture to written", &s.capture_to_written_ns, true),
+        row("capture to durable", &s.capture_to_durable_ns, true),
         row("queue wait", &s.queue_wait_ns, true),
+        row("inter-arrival", &s.inter_arrival_ns, true),
         row("frames per write", &s.frames_per_write, false),
     ]
     .join("\n")
 }
 
+/// The offline report as text: runs, overall percentiles, then one row per interval.
+fn offline_table(r: &Report) -> String {
+    let mut out = Vec::new();
+    for run in &r.runs {
+        let started = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs_f64(run.start.max(0.0)),
+        );
+        out.push(format!(
+            "run of {} from {started}: {} interval(s), {}",
+            run.file.display(),
+            run.intervals,
+            match &run.ended {
+                Some(reason) => format!("ended: {reason}"),
+                None => "did not end cleanly (killed or crashed; the last interval is lost)".into(),
+            }
+        ));
+    }
+    for d in &r.damage {
+        out.push(format!("skipped an unreadable line at {d}"));
+    }
+    let total =
+        |f: fn(&framerec::hlog::IntervalSummary) -> u64| -> u64 { r.intervals.iter().map(f).sum() };
+    out.push(format!(
+        "frames   received {}, written {}, dropped {}",
+        total(|i| i.received),
+        total(|i| i.written),
+        total(|i| i.dropped)
+    ));
+    out.push(format!(
+        "  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "overall", "p50", "p99", "p99.9", "max", "count"
+    ));
+    let none = Percentiles::default();
+    for (tag, name) in [
+        ("write", "write"),
+        ("fsync", "fsync"),
+        ("capture-to-written", "capture to written"),
+        ("capture-to-durable", "capture to durable"),
+        ("queue-wait", "queue wait"),
+        ("inter-arrival", "inter-arrival"),
+    ] {
+        out.push(row(name, r.overall.get(tag).unwrap_or(&none), true));
+    }
+    out.push(row(
+        "frames per write",
+        r.overall.get("frames-per-write").unwrap_or(&none),
+        false,
+    ));
+    out.push(format!(
+        "  {:>8} {:>7} {:>7} {:>9} {:>9} {:>9} {:>12} {:>12}",
+        "t (s)", "frames", "dropped", "write p50", "p99", "max", "c->written99", "c->durable99"
+    ));
+    for i in &r.intervals {
+        let p = |t: &str| i.histograms.get(t).copied().unwrap_or_default();
+        out.push(format!(
+            "  {:>8.1} {:>7} {:>7} {:>9} {:>9} {:>9} {:>12} {:>12}",
+            i.start_s + i.length_s,
+            i.written,
+            i.dropped,
+            cell(&p("write"), p("write").p50),
+            cell(&p("write"), p("write").p99),
+            cell(&p("write"), p("write").max),
+            cell(&p("capture-to-written"), p("capture-to-written").p99),
+            cell(&p("capture-to-durable"), p("capture-to-durable").p99),
+        ));
+    }
+    out.join("\n")
+}
+
+fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let (report, intervals) = Report::read(path)
+        .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", offline_table(&report));
+    }
+    if let Some(out) = &args.plot {
+        framerec::plot::plot(&report, &intervals, out)?;
+        eprintln!("plot written to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.path {
+        return offline(path, &args);
+    }
     let path = args
         .socket
+        .clone()
         .or_else(|| StatsSocket::Default.resolve(std::path::Path::new("rec")))
         .context("no statistics socket")?;
     loop {

@@ -22,6 +22,11 @@ pub enum SourceError {
 pub struct Capture {
     /// Device clock in nanoseconds (unwrapped to 64 bits by the source).
     pub device_ns: u64,
+    /// When the frame was captured on the host's monotonic clock ([`crate::frame::host_mono_ns`]),
+    /// if the source knows: a paced generator knows when each frame was due. `None`: the
+    /// receiver stamps the frame's arrival. Latencies are measured from this stamp, so a source
+    /// that knows it keeps a stalled receiver from hiding latency (coordinated omission).
+    pub host_mono_ns: Option<u64>,
 }
 
 /// A producer of frames.

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo};
+use crate::frame::{FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
 
 use super::{Capture, Source, SourceError};
 
@@ -91,7 +91,8 @@ pub struct SyntheticSource {
     /// Sequence number of the next frame, and of the first (a resumed recording continues).
     seq: u64,
     first_seq: u64,
-    start: Option<Instant>,
+    /// When the first frame was taken: `Instant` and the same moment as `host_mono_ns`.
+    start: Option<(Instant, u64)>,
 }
 
 impl SyntheticSource {
@@ -139,7 +140,9 @@ impl Source for SyntheticSource {
         buf: &mut FrameBuf,
         stop: &AtomicBool,
     ) -> Result<Option<Capture>, SourceError> {
-        let start = *self.start.get_or_insert_with(Instant::now);
+        let (start, start_mono) = *self
+            .start
+            .get_or_insert_with(|| (Instant::now(), host_mono_ns()));
         let device_ns = if self.cfg.fps > 0 {
             let due = self.due(self.seq - self.first_seq);
             loop {
@@ -164,7 +167,11 @@ impl Source for SyntheticSource {
         debug_assert!(capacity >= len);
         fill(&self.table, self.seq, payload);
         self.seq += 1;
-        Ok(Some(Capture { device_ns }))
+        Ok(Some(Capture {
+            device_ns,
+            // Paced: the frame was due at its slot, however late the receiver asked for it.
+            host_mono_ns: (self.cfg.fps > 0).then(|| start_mono + device_ns),
+        }))
     }
 }
 

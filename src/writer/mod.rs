@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
 use crate::frame::{BufferPool, DropReason, Frame, FrameSeq, StreamInfo, host_mono_ns};
-use crate::observe::{Counters, WriterHistograms, record};
+use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{DropLog, FrameQueue};
 use crate::segment::{
     self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
@@ -117,6 +117,10 @@ impl Default for DurabilityConfig {
     }
 }
 
+/// How often the writers move their histograms to the shared copy (the interval logs are exact
+/// to about this much).
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
 /// Where and what the writers record.
 #[derive(Debug, Clone)]
 pub struct RecordingTarget {
@@ -134,8 +138,10 @@ pub struct WriterParts {
     pub counters: Arc<Counters>,
     /// Set by the writers when they fail, so the receiver stops.
     pub stop: Arc<AtomicBool>,
-    /// Where the writers publish their merged histograms for the statistics surfaces.
-    pub histograms: Arc<std::sync::Mutex<WriterHistograms>>,
+    /// Where the writers publish their histograms for the statistics surfaces.
+    pub histograms: SharedHistograms,
+    /// False to record counters only (statistics off).
+    pub record_histograms: bool,
 }
 
 /// Errors that end a recording.
@@ -169,7 +175,6 @@ pub enum WriterError {
 pub struct WriterReport {
     pub backend: Backend,
     pub direct_io: bool,
-    pub histograms: WriterHistograms,
     /// Segments written, in order.
     pub segments: Vec<PathBuf>,
     /// The first error, if the recording ended because of it.
@@ -206,7 +211,6 @@ pub fn run(
                 return WriterReport {
                     backend: Backend::IoUring,
                     direct_io: cfg.direct_io,
-                    histograms: WriterHistograms::default(),
                     segments: Vec::new(),
                     error: Some(WriterError::IoUringUnavailable(e)),
                 };
@@ -231,7 +235,6 @@ pub fn run(
             return WriterReport {
                 backend,
                 direct_io: cfg.direct_io,
-                histograms: WriterHistograms::default(),
                 segments: Vec::new(),
                 error: Some(WriterError::Runtime(e)),
             };
@@ -341,9 +344,13 @@ struct PoolState {
     finalized_seq: Option<u64>,
     error: Option<WriterError>,
     frames_since_sync: u64,
-    fsync_histogram: WriterHistograms,
+    /// fsync latency and capture to durable, recorded by the syncer and finalizers.
+    pool_histograms: Histograms,
     /// Each writer task's own histograms (only that task records into them).
-    task_histograms: Vec<Rc<RefCell<WriterHistograms>>>,
+    task_histograms: Vec<Rc<RefCell<Histograms>>>,
+    /// Sequence number and capture stamp of each frame written or being written and not yet
+    /// durable, in sequence order.
+    awaiting_durable: VecDeque<(u64, u64)>,
 }
 
 struct Ctx {
@@ -356,7 +363,8 @@ struct Ctx {
     drops: Arc<DropLog>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
-    shared_histograms: Arc<std::sync::Mutex<WriterHistograms>>,
+    shared_histograms: SharedHistograms,
+    record_histograms: bool,
     backend: Backend,
     direct: Cell<bool>,
     intake: Mutex<()>,
@@ -388,8 +396,9 @@ impl Ctx {
                 finalized_seq: None,
                 error: None,
                 frames_since_sync: 0,
-                fsync_histogram: WriterHistograms::default(),
+                pool_histograms: Histograms::default(),
                 task_histograms: Vec::new(),
+                awaiting_durable: VecDeque::new(),
             }),
             target,
             queue: parts.queue.clone(),
@@ -398,6 +407,7 @@ impl Ctx {
             counters: parts.counters.clone(),
             stop: parts.stop.clone(),
             shared_histograms: parts.histograms.clone(),
+            record_histograms: parts.record_histograms,
             backend,
             intake: Mutex::new(()),
             sync_wake: Notify::new(),
@@ -426,13 +436,24 @@ impl Ctx {
     /// Updates the recording's durable watermark: everything in finalized segments, plus the
     /// durable prefix of the oldest open segment.
     fn update_durable(&self) {
-        let st = self.st.borrow();
+        let mut st = self.st.borrow_mut();
         let oldest = st.segments.front().and_then(|s| s.st.borrow().durable_seq);
         if let Some(seq) = oldest.max(st.finalized_seq)
             && self.counters.durable_seq() != Some(seq)
         {
             self.counters.set_durable_seq(seq);
             tracing::debug!(durable_seq = seq, "durable");
+            let now = host_mono_ns();
+            let st = &mut *st;
+            while let Some(&(s, captured)) = st.awaiting_durable.front()
+                && s <= seq
+            {
+                st.awaiting_durable.pop_front();
+                record(
+                    &mut st.pool_histograms.capture_to_durable_ns,
+                    now.saturating_sub(captured),
+                );
+            }
         }
     }
 }
@@ -588,7 +609,7 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             let r = seg.file.sync_data().await;
             let mut st = ctx.st.borrow_mut();
             record(
-                &mut st.fsync_histogram.fsync_latency_ns,
+                &mut st.pool_histograms.fsync_latency_ns,
                 t.elapsed().as_nanos() as u64,
             );
             r
@@ -655,7 +676,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     }
     // Drop notices that no later write carried.
     if !ctx.failed() && !ctx.drops.is_empty() {
-        let h = Rc::new(RefCell::new(WriterHistograms::default()));
+        let h = Rc::new(RefCell::new(Histograms::default()));
         ctx.st.borrow_mut().task_histograms.push(h.clone());
         write_batch(&ctx, &mut Vec::new(), &h).await;
     }
@@ -677,12 +698,11 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
         let _ = std::fs::remove_file(&seg.path);
         let _ = sync_dir(&ctx.target.dir);
     }
-    let histograms = publish(&ctx);
+    publish(&ctx);
     let mut st = ctx.st.borrow_mut();
     WriterReport {
         backend: ctx.backend,
         direct_io: ctx.direct.get(),
-        histograms,
         segments: std::mem::take(&mut st.written),
         error: st.error.take(),
     }
@@ -732,7 +752,7 @@ fn release_frames(ctx: &Ctx, n: usize) {
 
 async fn writer_task(ctx: Rc<Ctx>) {
     // Owned by this task; the publisher reads it between writes (same thread, no lock).
-    let h = Rc::new(RefCell::new(WriterHistograms::default()));
+    let h = Rc::new(RefCell::new(Histograms::default()));
     ctx.st.borrow_mut().task_histograms.push(h.clone());
     let mut batch: Vec<Frame> = Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK);
     loop {
@@ -740,8 +760,8 @@ async fn writer_task(ctx: Rc<Ctx>) {
         if !take_batch(&ctx, &mut batch).await {
             return;
         }
-        let now = host_mono_ns();
-        {
+        if ctx.record_histograms {
+            let now = host_mono_ns();
             let mut h = h.borrow_mut();
             for f in &batch {
                 record(
@@ -819,6 +839,11 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
+    if ctx.record_histograms {
+        let mut pool = ctx.st.borrow_mut();
+        pool.awaiting_durable
+            .extend(metas.iter().map(|m| (m.seq.0, m.host_mono_ns)));
+    }
     spans.extend(frames.drain(..).map(|f| IoSpan::new(f.buf, f.span, true)));
     st.next_offset = at;
     st.in_flight += 1;
@@ -841,7 +866,7 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
 }
 
 /// Submits a prepared write, awaits it, and accounts for every frame in it.
-async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>) {
+async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     ctx.counters
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
@@ -857,17 +882,19 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>
         .fetch_sub(1, Ordering::Relaxed);
     match res {
         Ok(()) => {
-            let mut h = h.borrow_mut();
-            record(&mut h.write_latency_ns, elapsed);
-            record(&mut h.frames_per_write, w.metas.len() as u64);
-            let now = host_mono_ns();
-            let mut bytes = 0u64;
-            for m in &w.metas {
-                record(
-                    &mut h.capture_to_written_ns,
-                    now.saturating_sub(m.host_mono_ns),
-                );
+            if ctx.record_histograms {
+                let mut h = h.borrow_mut();
+                record(&mut h.write_latency_ns, elapsed);
+                record(&mut h.frames_per_write, w.metas.len() as u64);
+                let now = host_mono_ns();
+                for m in &w.metas {
+                    record(
+                        &mut h.capture_to_written_ns,
+                        now.saturating_sub(m.host_mono_ns),
+                    );
+                }
             }
+            let mut bytes = 0u64;
             for s in spans {
                 if s.pooled {
                     bytes += s.buf.payload_len() as u64;
@@ -924,7 +951,7 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<WriterHistograms>
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
-async fn write_batch(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>, h: &RefCell<WriterHistograms>) {
+async fn write_batch(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>, h: &RefCell<Histograms>) {
     let guard = ctx.intake.lock().await;
     let w = prepare(ctx, frames).await;
     drop(guard);
@@ -933,25 +960,28 @@ async fn write_batch(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>, h: &RefCell<WriterH
     }
 }
 
-/// Merges every writer's histograms (and the fsync histogram) into the shared copy the
-/// statistics surfaces read, and returns the merge.
-fn publish(ctx: &Ctx) -> WriterHistograms {
-    let mut merged = WriterHistograms::default();
-    let st = ctx.st.borrow();
+/// Moves what every writer task and the pool recorded since the last call into the shared
+/// histograms the statistics surfaces read.
+fn publish(ctx: &Ctx) {
+    if !ctx.record_histograms {
+        return;
+    }
+    let mut fresh = Histograms::default();
+    let mut st = ctx.st.borrow_mut();
     for h in &st.task_histograms {
-        merged.merge(&h.borrow());
+        fresh.drain_from(&mut h.borrow_mut());
     }
-    merged.merge(&st.fsync_histogram);
+    fresh.drain_from(&mut st.pool_histograms);
+    drop(st);
     if let Ok(mut shared) = ctx.shared_histograms.lock() {
-        shared.clone_from(&merged);
+        shared.absorb(&mut fresh);
     }
-    merged
 }
 
-/// Publishes the histograms twice a second, off the writers' path.
+/// Publishes the histograms five times a second, off the writers' path.
 async fn publisher(ctx: Rc<Ctx>) {
     while !ctx.stopping.get() {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(PUBLISH_EVERY).await;
         publish(&ctx);
     }
 }
@@ -988,7 +1018,7 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
     let t = Instant::now();
     let res = seg.file.sync_data().await;
     record(
-        &mut ctx.st.borrow_mut().fsync_histogram.fsync_latency_ns,
+        &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
         t.elapsed().as_nanos() as u64,
     );
     match res {
