@@ -67,14 +67,14 @@ const MIB: i64 = 1 << 20;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct OutputSection {
-    /// Recording directory. Default `./rec`.
+    /// Recording directory. Default "" = `$STATE_DIRECTORY` under systemd, else `./rec`.
     dir: PathBuf,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
-            dir: PathBuf::from("rec"),
+            dir: PathBuf::new(),
         }
     }
 }
@@ -357,7 +357,12 @@ impl FileConfig {
     fn into_config(self) -> Config {
         let s = self.source;
         Config {
-            output_dir: self.output.dir,
+            output_dir: if self.output.dir.as_os_str().is_empty() {
+                std::env::var_os("STATE_DIRECTORY")
+                    .map_or_else(|| PathBuf::from("rec"), PathBuf::from)
+            } else {
+                self.output.dir
+            },
             source: match s.kind {
                 SourceKind::Synthetic => SourceConfig::Synthetic(SyntheticConfig {
                     width: s.width.0 as u32,

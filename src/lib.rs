@@ -19,5 +19,6 @@ pub mod recorder;
 pub mod repair;
 pub mod segment;
 pub mod serve;
+pub mod service;
 pub mod source;
 pub mod writer;

@@ -24,6 +24,8 @@ pub struct Counters {
     dropped: [AtomicU64; DropReason::ALL.len()],
     pub writes: AtomicU64,
     pub writes_in_flight: AtomicU64,
+    /// Writer tasks running.
+    pub writers: AtomicU64,
     /// Frames a writer took from the queue and has not yet written or dropped.
     pub frames_in_writers: AtomicU64,
     pub queue_high_water: AtomicU64,
@@ -44,6 +46,7 @@ impl Default for Counters {
             dropped: Default::default(),
             writes: AtomicU64::new(0),
             writes_in_flight: AtomicU64::new(0),
+            writers: AtomicU64::new(0),
             frames_in_writers: AtomicU64::new(0),
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
@@ -252,6 +255,8 @@ pub struct Snapshot {
     /// Frames taken by writers and not yet written or dropped.
     pub frames_in_writers: u64,
     pub writes_in_flight: u64,
+    /// Writer tasks running (changes on reload).
+    pub writers: u64,
     pub writes: u64,
     pub fsyncs: u64,
     pub segments: u64,
@@ -316,6 +321,7 @@ impl Snapshot {
             queue_high_water: counters.queue_high_water.load(Ordering::Relaxed),
             frames_in_writers,
             writes_in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+            writers: counters.writers.load(Ordering::Relaxed),
             writes: counters.writes.load(Ordering::Relaxed),
             fsyncs: counters.fsyncs.load(Ordering::Relaxed),
             segments: counters.segments_opened.load(Ordering::Relaxed),
@@ -522,6 +528,12 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         "gauge",
         "Writes submitted and not completed.",
         &one(s.writes_in_flight),
+    );
+    metric(
+        "framerec_writers",
+        "gauge",
+        "Writer tasks running (the configured count, once a reload has applied).",
+        &one(s.writers),
     );
     metric(
         "framerec_segments",

@@ -20,8 +20,9 @@ use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, Server, SnapshotFn};
+use crate::service::{Notifier, Progress};
 use crate::source::{Source, SourceError, SyntheticSource};
-use crate::writer::{self, Backend, RecordingTarget, WriterError, WriterParts};
+use crate::writer::{self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts};
 
 /// Errors that keep a recording from starting.
 #[derive(Debug, thiserror::Error)]
@@ -180,42 +181,194 @@ impl IntervalLog {
     }
 }
 
-/// Logs a summary line every `interval`, writes the interval log, and logs a full snapshot on
-/// SIGUSR1, until `done`.
-fn report_while_running(
-    snapshot: &SnapshotFn,
-    interval: Option<Duration>,
-    mut hlog: Option<&mut IntervalLog>,
-    done: impl Fn() -> bool,
-) {
-    let usr1 = Arc::new(AtomicBool::new(false));
-    let handler = signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).ok();
-    let mut last = Instant::now();
-    let mut prev: Option<Snapshot> = None;
-    let mut last_interval = Instant::now();
-    while !done() {
-        std::thread::sleep(Duration::from_millis(50));
-        if usr1.swap(false, Ordering::Relaxed) {
-            let s = snapshot();
-            tracing::info!(snapshot = %serde_json::to_string(&s).unwrap_or_default(), "SIGUSR1");
+/// Re-reads the configuration (on SIGHUP): the new one, or every error in it.
+pub type ReloadFn = Box<dyn FnMut() -> Result<Config, String> + Send>;
+
+/// How a caller steers a running recording.
+pub struct Controls {
+    /// Set to stop gracefully (everything accepted is still written).
+    pub stop: Arc<AtomicBool>,
+    /// Handles SIGHUP by re-reading the configuration; `None` leaves SIGHUP alone.
+    pub reload: Option<ReloadFn>,
+}
+
+/// The settings a reload can change while recording; the rest need a restart.
+fn live_of(cfg: &Config) -> Live {
+    Live {
+        writers: cfg.writer.writers,
+        segment: cfg.segment.clone(),
+        durability: cfg.durability.clone(),
+    }
+}
+
+/// Applies what can change live from `new` to `current` and the writers; names what cannot.
+fn apply_reload(current: &mut Config, new: Config, live: &LiveSettings) {
+    let mut restart = Vec::new();
+    let mut needs = |name: &'static str, changed: bool| {
+        if changed {
+            restart.push(name);
         }
-        if let Some(every) = interval
-            && last.elapsed() >= every
-        {
-            let s = snapshot();
-            tracing::info!("{}", s.log_line(prev.as_ref()));
-            prev = Some(s);
-            last = Instant::now();
-        }
-        if let Some(log) = hlog.as_deref_mut()
-            && last_interval.elapsed() >= log.every
-        {
-            last_interval += log.every;
-            log.write(&snapshot());
+    };
+    needs("output.dir", new.output_dir != current.output_dir);
+    needs("source", new.source != current.source);
+    needs("queue", new.queue != current.queue);
+    needs(
+        "writer.backend",
+        new.writer.backend != current.writer.backend,
+    );
+    needs(
+        "writer.direct-io",
+        new.writer.direct_io != current.writer.direct_io,
+    );
+    needs(
+        "writer.max-write-bytes",
+        new.writer.max_write_bytes != current.writer.max_write_bytes,
+    );
+    needs(
+        "writer.linger-us",
+        new.writer.linger != current.writer.linger,
+    );
+    needs("recovery", new.recovery != current.recovery);
+    needs("stats.socket", new.stats.socket != current.stats.socket);
+    needs(
+        "stats.metrics-addr",
+        new.stats.metrics_addr != current.stats.metrics_addr,
+    );
+    needs(
+        "stats.histograms",
+        new.stats.histograms != current.stats.histograms,
+    );
+    needs(
+        "stats.interval-log-s",
+        new.stats.interval_log != current.stats.interval_log,
+    );
+    needs(
+        "stats.interval-log-dir",
+        new.stats.interval_log_dir != current.stats.interval_log_dir,
+    );
+    for name in &restart {
+        tracing::warn!(
+            setting = name,
+            "changed in the configuration, but takes a restart; keeping the running value"
+        );
+    }
+    let (old, new_live) = (live_of(current), live_of(&new));
+    if new_live != old {
+        tracing::info!(
+            writers = new_live.writers,
+            segment_max_bytes = new_live.segment.max_bytes,
+            segment_max_duration = ?new_live.segment.max_duration,
+            fsync_interval = ?new_live.durability.fsync_interval,
+            fsync_every_frames = ?new_live.durability.fsync_every_frames,
+            "applying the reloaded writer, segment and durability settings"
+        );
+        live.set(new_live.clone());
+        current.writer.writers = new.writer.writers;
+        current.segment = new.segment;
+        current.durability = new.durability;
+    }
+    if new.stats.log_interval != current.stats.log_interval {
+        tracing::info!(every = ?new.stats.log_interval, "new summary log interval");
+        current.stats.log_interval = new.stats.log_interval;
+    }
+    if restart.is_empty() && new_live == old {
+        tracing::info!("configuration reloaded: nothing changed");
+    }
+}
+
+/// What the supervision loop watches and drives while the recording runs.
+struct Supervision<'a> {
+    snapshot: &'a SnapshotFn,
+    counters: &'a Counters,
+    queue: &'a FrameQueue,
+    hlog: Option<&'a mut IntervalLog>,
+    notifier: Notifier,
+    reload: Option<ReloadFn>,
+    current: Config,
+    live: &'a LiveSettings,
+    stop: &'a AtomicBool,
+}
+
+impl Supervision<'_> {
+    fn progress(&self) -> Progress {
+        let c = self.counters;
+        Progress {
+            // Writes, not fsyncs: frames waiting behind a stuck write are what matters.
+            completed: c.writes.load(Ordering::Relaxed),
+            idle: self.queue.is_empty()
+                && c.frames_in_writers.load(Ordering::Relaxed) == 0
+                && c.writes_in_flight.load(Ordering::Relaxed) == 0,
         }
     }
-    if let Some(id) = handler {
-        signal_hook::low_level::unregister(id);
+
+    /// Logs a summary line every `log-interval-s`, writes the interval log, logs a full
+    /// snapshot on SIGUSR1, reloads on SIGHUP and speaks the notify protocol, until `done`.
+    fn run(&mut self, receiver_done: impl Fn() -> bool, done: impl Fn() -> bool) {
+        let usr1 = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        let mut handlers =
+            vec![signal_hook::flag::register(signal_hook::consts::SIGUSR1, usr1.clone()).ok()];
+        if self.reload.is_some() {
+            handlers
+                .push(signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).ok());
+        }
+        let mut last = Instant::now();
+        let mut prev: Option<Snapshot> = None;
+        let mut last_interval = Instant::now();
+        while !done() {
+            std::thread::sleep(Duration::from_millis(50));
+            if !self.notifier.is_ready()
+                && self.counters.segments_opened.load(Ordering::Relaxed) > 0
+                && self.counters.received_frames.load(Ordering::Relaxed) > 0
+            {
+                let s = (self.snapshot)();
+                self.notifier.ready(&s.log_line(None));
+            }
+            if self.stop.load(Ordering::Relaxed) || receiver_done() {
+                self.notifier
+                    .stopping("stopping: draining the queue and finalizing");
+            }
+            let progress = self.progress();
+            self.notifier.watchdog(progress);
+            let snapshot = self.snapshot;
+            let previous = prev.clone();
+            self.notifier
+                .status(|| snapshot().log_line(previous.as_ref()));
+            if usr1.swap(false, Ordering::Relaxed) {
+                let s = (self.snapshot)();
+                tracing::info!(snapshot = %serde_json::to_string(&s).unwrap_or_default(), "SIGUSR1");
+            }
+            if hup.swap(false, Ordering::Relaxed)
+                && let Some(reload) = self.reload.as_mut()
+            {
+                self.notifier.reloading();
+                match reload() {
+                    Ok(new) => apply_reload(&mut self.current, new, self.live),
+                    Err(errors) => {
+                        tracing::error!(%errors, "the reloaded configuration is invalid; still running on the previous one")
+                    }
+                }
+                let s = (self.snapshot)();
+                self.notifier.reloaded(&s.log_line(prev.as_ref()));
+            }
+            if let Some(every) = self.current.stats.log_interval
+                && last.elapsed() >= every
+            {
+                let s = (self.snapshot)();
+                tracing::info!("{}", s.log_line(prev.as_ref()));
+                prev = Some(s);
+                last = Instant::now();
+            }
+            if let Some(log) = self.hlog.as_deref_mut()
+                && last_interval.elapsed() >= log.every
+            {
+                last_interval += log.every;
+                log.write(&(self.snapshot)());
+            }
+        }
+        for id in handlers.into_iter().flatten() {
+            signal_hook::low_level::unregister(id);
+        }
     }
 }
 
@@ -226,6 +379,17 @@ pub fn record(
     limits: Limits,
     stop: Arc<AtomicBool>,
 ) -> Result<RunReport, RecordError> {
+    record_with(cfg, limits, Controls { stop, reload: None })
+}
+
+/// [`record`], steered by `controls`: a stop flag and, if given, reloads on SIGHUP. Speaks
+/// systemd's notify protocol when `$NOTIFY_SOCKET` is set.
+pub fn record_with(
+    cfg: &Config,
+    limits: Limits,
+    controls: Controls,
+) -> Result<RunReport, RecordError> {
+    let Controls { stop, reload } = controls;
     writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
     let dir = cfg.output_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| RecordError::OutputDir {
@@ -310,6 +474,7 @@ pub fn record(
     };
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
     let mut hlog = IntervalLog::open(cfg, &target, &histograms);
+    let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
         queue: queue.clone(),
         pool: pool.clone(),
@@ -318,6 +483,7 @@ pub fn record(
         stop: stop.clone(),
         histograms: histograms.clone(),
         record_histograms: cfg.stats.histograms,
+        live: live.clone(),
     };
     let (wcfg, scfg, dcfg) = (
         cfg.writer.clone(),
@@ -336,7 +502,7 @@ pub fn record(
         drops,
         counters: counters.clone(),
         policy,
-        stop,
+        stop: stop.clone(),
         first_seq,
         histograms: cfg.stats.histograms.then(|| histograms.clone()),
     };
@@ -406,9 +572,23 @@ pub fn record(
             None
         }
     });
-    report_while_running(&snapshot, cfg.stats.log_interval, hlog.as_mut(), || {
-        receiver.is_finished() && writer.is_finished()
-    });
+    let mut supervision = Supervision {
+        snapshot: &snapshot,
+        counters: &counters,
+        queue: &queue,
+        hlog: hlog.as_mut(),
+        notifier: Notifier::from_env(),
+        reload,
+        current: cfg.clone(),
+        live: &live,
+        stop: &stop,
+    };
+    supervision.run(
+        || receiver.is_finished(),
+        || receiver.is_finished() && writer.is_finished(),
+    );
+    let mut notifier = supervision.notifier;
+    notifier.stopping("stopping: finalizing");
     let received = match receiver.join() {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),

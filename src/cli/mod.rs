@@ -55,11 +55,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Logs to stderr; `RUST_LOG` sets the filter (default `info`).
+/// True when stderr is the journal stream systemd set up (`$JOURNAL_STREAM` is its
+/// `device:inode`), so logs can go to the journal with their fields.
+fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Logs to the journal (structured fields, levels as priorities) when stderr is the journal
+/// stream, else plain text on stderr. `RUST_LOG` sets the levels either way (default info).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    if stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(journald) => {
+                let journald = journald.with_syslog_identifier("framerec".into());
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(journald)
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("framerec: cannot log to the journal ({e}); logging to stderr"),
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)

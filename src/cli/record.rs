@@ -12,12 +12,14 @@ use framerec::config::{Config, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
-use framerec::recorder::RunReport;
+use framerec::recorder::{Controls, RunReport};
 use framerec::writer::BackendChoice;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Configuration file (TOML); flags below override it.
+    /// Configuration file (TOML); flags below override it. Default:
+    /// $CONFIGURATION_DIRECTORY/framerec.toml (under systemd), else /etc/framerec/framerec.toml,
+    /// if it exists. SIGHUP re-reads it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Frame source: `synthetic`.
@@ -262,24 +264,58 @@ fn json_summary(r: &RunReport) -> serde_json::Value {
     })
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut cfg = match &args.config {
-        Some(path) => match framerec::config::load(path) {
-            Ok(c) => c,
-            Err(errors) => {
-                eprintln!("{errors}");
-                return Ok(ExitCode::from(2));
-            }
-        },
+/// The configuration file in effect: `--config`, else the default path if it exists.
+fn config_path(args: &Args) -> Option<PathBuf> {
+    args.config.clone().or_else(|| {
+        let p = super::check_config::default_config_path();
+        p.exists().then_some(p)
+    })
+}
+
+/// The configuration: the file (if any) with the flags applied over it.
+fn configure(args: &Args) -> Result<Config, String> {
+    let mut cfg = match config_path(args) {
+        Some(path) => framerec::config::load(&path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    apply(&args, &mut cfg)?;
+    apply(args, &mut cfg).map_err(|e| e.to_string())?;
+    if let Some(ms) = std::env::var("FRAMEREC_TEST_WRITE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Fault injection for the test suite (a disk that takes this long per write).
+        cfg.writer.write_delay = Duration::from_millis(ms);
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = match configure(&args) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(path) = config_path(&args) {
+        tracing::info!(config = %path.display(), "configuration loaded");
+    }
     let stop = stop_on_signals().context("cannot install signal handlers")?;
     let limits = Limits {
         frames: args.frames,
         duration: args.duration,
     };
-    let report = framerec::recorder::record(&cfg, limits, stop)?;
+    let reload_args = args.clone();
+    let controls = Controls {
+        stop,
+        reload: Some(Box::new(move || {
+            if let Some(path) = config_path(&reload_args) {
+                tracing::info!(config = %path.display(), "SIGHUP: re-reading the configuration");
+            }
+            configure(&reload_args)
+        })),
+    };
+    let report = framerec::recorder::record_with(&cfg, limits, controls)?;
     if !report.repaired.is_empty() {
         eprintln!("repaired at start (left unfinished by a crashed run):");
         super::recover::print(&report.repaired);

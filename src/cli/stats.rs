@@ -74,8 +74,8 @@ fn table(s: &Snapshot) -> String {
             mb(s.written_bytes)
         ),
         format!(
-            "queue    depth {} (high-water {}), writes in flight {}, writes {}",
-            s.queue_depth, s.queue_high_water, s.writes_in_flight, s.writes
+            "queue    depth {} (high-water {}), writers {}, writes in flight {}, writes {}",
+            s.queue_depth, s.queue_high_water, s.writers, s.writes_in_flight, s.writes
         ),
         format!(
             "disk     durable through frame {}, {} segment(s), {} fsyncs, {} free",

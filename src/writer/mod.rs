@@ -117,6 +117,41 @@ impl Default for DurabilityConfig {
     }
 }
 
+/// Settings the writer pool takes while it runs (on SIGHUP): how many writers, when segments
+/// rotate, when data is made durable. The recorder stores new values; the pool applies them
+/// within [`APPLY_EVERY`], between writes, so no frame is lost or reordered.
+#[derive(Debug, Default)]
+pub struct LiveSettings {
+    pending: std::sync::Mutex<Option<Live>>,
+}
+
+/// The values of [`LiveSettings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    pub writers: usize,
+    pub segment: SegmentConfig,
+    pub durability: DurabilityConfig,
+}
+
+impl LiveSettings {
+    /// Asks the pool to apply `live`.
+    pub fn set(&self, live: Live) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(live);
+        }
+    }
+
+    fn take(&self) -> Option<Live> {
+        self.pending.lock().ok()?.take()
+    }
+}
+
+/// How often the pool looks for new live settings and finished writers.
+pub const APPLY_EVERY: Duration = Duration::from_millis(100);
+
+/// The most writers the pool runs (the io_uring is sized for them).
+pub const MAX_WRITERS: usize = 64;
+
 /// How often the writers move their histograms to the shared copy (the interval logs are exact
 /// to about this much).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
@@ -142,6 +177,8 @@ pub struct WriterParts {
     pub histograms: SharedHistograms,
     /// False to record counters only (statistics off).
     pub record_histograms: bool,
+    /// New settings to apply while running.
+    pub live: Arc<LiveSettings>,
 }
 
 /// Errors that end a recording.
@@ -190,7 +227,8 @@ pub fn run(
     target: RecordingTarget,
     parts: WriterParts,
 ) -> WriterReport {
-    let entries = (cfg.writers as u32 * 4).next_power_of_two().max(8);
+    // Sized for the most writers, so a reload can add writers without a new ring.
+    let entries = (MAX_WRITERS as u32 * 4).next_power_of_two();
     let (backend, result) = match cfg.backend {
         BackendChoice::Pwrite => (Backend::Pwrite, None),
         choice => match uring::runtime(entries) {
@@ -355,8 +393,11 @@ struct PoolState {
 
 struct Ctx {
     cfg: WriterConfig,
-    seg_cfg: SegmentConfig,
-    dur: DurabilityConfig,
+    /// Writers wanted now; writer tasks at or above this index finish.
+    writers: Cell<usize>,
+    seg_cfg: RefCell<SegmentConfig>,
+    dur: RefCell<DurabilityConfig>,
+    live: Arc<LiveSettings>,
     target: RecordingTarget,
     queue: Arc<FrameQueue>,
     pool: Arc<BufferPool>,
@@ -384,9 +425,11 @@ impl Ctx {
     ) -> Rc<Ctx> {
         Rc::new(Ctx {
             direct: Cell::new(cfg.direct_io),
+            writers: Cell::new(cfg.writers.clamp(1, MAX_WRITERS)),
             cfg,
-            seg_cfg,
-            dur,
+            seg_cfg: RefCell::new(seg_cfg),
+            dur: RefCell::new(dur),
+            live: parts.live.clone(),
             st: RefCell::new(PoolState {
                 segments: VecDeque::new(),
                 next: None,
@@ -528,12 +571,12 @@ async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, WriterError
     let current = ctx.current().expect("a segment is open while writers run");
     let rotate = {
         let st = current.st.borrow();
+        let limits = ctx.seg_cfg.borrow();
         st.sealed
             || st.poisoned
             || (st.has_data
-                && (st.next_offset + len > ctx.seg_cfg.max_bytes
-                    || ctx
-                        .seg_cfg
+                && (st.next_offset + len > limits.max_bytes
+                    || limits
                         .max_duration
                         .is_some_and(|d| st.opened_at.elapsed() >= d)))
     };
@@ -627,7 +670,7 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     }
     ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     let end = at + tail.len() as u64;
-    if !seg.direct && ctx.dur.release_page_cache {
+    if !seg.direct && ctx.dur.borrow().release_page_cache {
         seg.file.release_cache(end);
     }
     let last = seg.st.borrow().written_seq;
@@ -666,14 +709,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     }
     let syncer = spawn_local(syncer(ctx.clone()));
     spawn_local(publisher(ctx.clone()));
-    let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
-        .map(|_| spawn_local(writer_task(ctx.clone())))
-        .collect();
-    for w in writers {
-        if let Err(e) = w.await {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
+    supervise_writers(&ctx).await;
     // Drop notices that no later write carried.
     if !ctx.failed() && !ctx.drops.is_empty() {
         let h = Rc::new(RefCell::new(Histograms::default()));
@@ -750,13 +786,79 @@ fn release_frames(ctx: &Ctx, n: usize) {
         .fetch_sub(n as u64, Ordering::AcqRel);
 }
 
-async fn writer_task(ctx: Rc<Ctx>) {
+/// Runs the writer tasks until the queue is closed and drained, applying new live settings
+/// as they come: more writers start at once; writers above the new count finish their write
+/// and stop (the intake lock keeps sequence order = file order either way).
+async fn supervise_writers(ctx: &Rc<Ctx>) {
+    let mut tasks: Vec<Option<JoinHandle<()>>> = Vec::new();
+    loop {
+        if let Some(live) = ctx.live.take() {
+            apply_live(ctx, live);
+        }
+        let want = ctx.writers.get();
+        let drained = ctx.queue.is_closed() && ctx.queue.is_empty();
+        if tasks.len() < want {
+            tasks.resize_with(want, || None);
+        }
+        for (i, slot) in tasks.iter_mut().enumerate() {
+            if let Some(h) = slot
+                && h.is_finished()
+            {
+                let h = slot.take().expect("checked");
+                if let Err(e) = h.await {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+            if slot.is_none() && i < want && !drained {
+                *slot = Some(spawn_local(writer_task(ctx.clone(), i)));
+            }
+        }
+        let running = tasks.iter().flatten().count();
+        ctx.counters
+            .writers
+            .store(running as u64, Ordering::Relaxed);
+        if running == 0 && drained {
+            return;
+        }
+        tokio::time::sleep(APPLY_EVERY).await;
+    }
+}
+
+fn apply_live(ctx: &Ctx, live: Live) {
+    let writers = live.writers.clamp(1, MAX_WRITERS);
+    if writers != ctx.writers.get() {
+        tracing::info!(
+            from = ctx.writers.get(),
+            to = writers,
+            "changing the number of writers"
+        );
+        ctx.writers.set(writers);
+    }
+    *ctx.seg_cfg.borrow_mut() = live.segment;
+    *ctx.dur.borrow_mut() = live.durability;
+    // The syncer picks up a new fsync interval at its next wake-up: wake it now.
+    ctx.sync_wake.notify_one();
+}
+
+async fn writer_task(ctx: Rc<Ctx>, index: usize) {
     // Owned by this task; the publisher reads it between writes (same thread, no lock).
-    let h = Rc::new(RefCell::new(Histograms::default()));
-    ctx.st.borrow_mut().task_histograms.push(h.clone());
+    let h = {
+        let mut st = ctx.st.borrow_mut();
+        while st.task_histograms.len() <= index {
+            st.task_histograms
+                .push(Rc::new(RefCell::new(Histograms::default())));
+        }
+        st.task_histograms[index].clone()
+    };
     let mut batch: Vec<Frame> = Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK);
     loop {
+        if index >= ctx.writers.get() {
+            return;
+        }
         let guard = ctx.intake.lock().await;
+        if index >= ctx.writers.get() {
+            return;
+        }
         if !take_batch(&ctx, &mut batch).await {
             return;
         }
@@ -915,6 +1017,7 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
             st.frames_since_sync += w.metas.len() as u64;
             if ctx
                 .dur
+                .borrow()
                 .fsync_every_frames
                 .is_some_and(|n| st.frames_since_sync >= n)
             {
@@ -989,7 +1092,8 @@ async fn publisher(ctx: Rc<Ctx>) {
 /// fsyncs open segments per the durability policy and advances the durable watermark.
 async fn syncer(ctx: Rc<Ctx>) {
     loop {
-        match ctx.dur.fsync_interval {
+        let every = ctx.dur.borrow().fsync_interval;
+        match every {
             Some(every) => {
                 let _ = tokio::time::timeout(every, ctx.sync_wake.notified()).await;
             }
@@ -1030,7 +1134,7 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
                 st.durable_seq = seq.max(st.durable_seq);
             }
             drop(st);
-            if !seg.direct && ctx.dur.release_page_cache {
+            if !seg.direct && ctx.dur.borrow().release_page_cache {
                 seg.file.release_cache(end);
             }
         }
