@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
-use crate::source::SyntheticConfig;
+use crate::source::{FakenectConfig, FreenectConfig, SyntheticConfig};
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
 /// An integer key restricted to `MIN..=MAX`; out-of-range values are rejected with their span.
@@ -42,6 +42,8 @@ impl<const MIN: i64, const MAX: i64> Int<MIN, MAX> {
 pub enum SourceKind {
     #[default]
     Synthetic,
+    Fakenect,
+    Freenect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -97,6 +99,17 @@ struct SourceSection {
     topic: String,
     /// `frame_id` of each image. Default `camera_depth`.
     frame_id: String,
+    /// fakenect: the dump directory (with INDEX.txt).
+    path: PathBuf,
+    /// fakenect: replay at the recorded pace. Default true.
+    paced: bool,
+    /// fakenect: start again after the last frame. Default false.
+    #[serde(rename = "loop")]
+    looped: bool,
+    /// freenect: which Kinect, from 0. Default 0.
+    device_index: Int<0, 255>,
+    /// freenect: the library to load; "" = libfreenect.so.0.5 from the loader's path.
+    library: PathBuf,
 }
 
 impl Default for SourceSection {
@@ -110,6 +123,11 @@ impl Default for SourceSection {
             seed: Int(d.seed as i64),
             topic: d.topic,
             frame_id: d.frame_id,
+            path: PathBuf::new(),
+            paced: true,
+            looped: false,
+            device_index: Int(0),
+            library: PathBuf::new(),
         }
     }
 }
@@ -283,6 +301,20 @@ struct FileConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
     Synthetic(SyntheticConfig),
+    /// A libfreenect dump replayed by framerec's own reader.
+    Fakenect(FakenectConfig),
+    /// A Kinect through libfreenect (or a dump through the fakenect library).
+    Freenect(FreenectConfig),
+}
+
+impl SourceConfig {
+    /// Bytes of one frame, as far as the configuration knows (Kinect sources: 640x480x2).
+    pub fn frame_bytes(&self) -> u64 {
+        match self {
+            SourceConfig::Synthetic(s) => s.width as u64 * s.height as u64 * 2,
+            SourceConfig::Fakenect(_) | SourceConfig::Freenect(_) => 640 * 480 * 2,
+        }
+    }
 }
 
 /// The validated configuration: one typed config per component.
@@ -369,6 +401,19 @@ impl FileConfig {
                     height: s.height.0 as u32,
                     fps: s.fps.0 as u32,
                     seed: s.seed.u64(),
+                    topic: s.topic,
+                    frame_id: s.frame_id,
+                }),
+                SourceKind::Fakenect => SourceConfig::Fakenect(FakenectConfig {
+                    dir: s.path,
+                    paced: s.paced,
+                    looped: s.looped,
+                    topic: s.topic,
+                    frame_id: s.frame_id,
+                }),
+                SourceKind::Freenect => SourceConfig::Freenect(FreenectConfig {
+                    device_index: s.device_index.0 as u32,
+                    library: Some(s.library).filter(|p| !p.as_os_str().is_empty()),
                     topic: s.topic,
                     frame_id: s.frame_id,
                 }),
@@ -574,8 +619,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let config = cfg.into_config();
     let mut errors = Vec::new();
-    let SourceConfig::Synthetic(s) = &config.source;
-    let frame = s.width as u64 * s.height as u64 * 2;
+    let frame = config.source.frame_bytes();
     let need = 2 * (crate::frame::round_up(frame as usize, crate::frame::ALIGN) as u64 + 8192);
     if config.queue.max_bytes < need {
         let (line, col) = key_position(text, "queue", "max-bytes");
@@ -584,9 +628,20 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
             line,
             col,
             message: format!(
-                "queue.max-bytes = {} holds fewer than two {}x{} frames; use at least {need}",
-                config.queue.max_bytes, s.width, s.height
+                "queue.max-bytes = {} holds fewer than two {frame}-byte frames; use at least {need}",
+                config.queue.max_bytes
             ),
+        });
+    }
+    if let SourceConfig::Fakenect(f) = &config.source
+        && f.dir.as_os_str().is_empty()
+    {
+        let (line, col) = key_position(text, "source", "kind");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: "source.kind = \"fakenect\" needs source.path, the dump directory".into(),
         });
     }
     if errors.is_empty() {

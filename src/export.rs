@@ -28,7 +28,7 @@ pub fn fakenect_depth(width: u32, height: u32, samples_le: &[u8]) -> Vec<u8> {
 /// The file name fakenect gives a depth frame: `d-<host time, s>-<device timestamp>.pgm`, the
 /// device timestamp in the Kinect's 60 MHz ticks (32 bits, wrapping).
 pub fn fakenect_depth_name(host_real_ns: u64, device_ns: u64) -> String {
-    let ticks = ((device_ns as u128 * 60 / 1000) % (1u128 << 32)) as u32;
+    let ticks = (crate::source::kinect_ns_to_ticks(device_ns) % (1 << 32)) as u32;
     format!("d-{:.6}-{ticks}.pgm", host_real_ns as f64 / 1e9)
 }
 

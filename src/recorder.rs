@@ -21,7 +21,7 @@ use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
-use crate::source::{Source, SourceError, SyntheticSource};
+use crate::source::{FakenectSource, FreenectSource, Source, SourceError, SyntheticSource};
 use crate::writer::{self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts};
 
 /// Errors that keep a recording from starting.
@@ -38,6 +38,8 @@ pub enum RecordError {
     Unfinished { dir: PathBuf, first: PathBuf },
     #[error("cannot repair the unfinished segments of {dir}: {why}")]
     Repair { dir: PathBuf, why: String },
+    #[error("cannot start the source: {0}")]
+    Source(SourceError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("{0}")]
@@ -120,10 +122,16 @@ impl RunReport {
 
 /// The source, continuing at frame `first_seq` where the source can (synthetic content is a
 /// function of the sequence number).
-fn build_source(cfg: &SourceConfig, first_seq: u64) -> Box<dyn Source> {
-    match cfg {
+fn build_source(cfg: &SourceConfig, first_seq: u64) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match cfg {
         SourceConfig::Synthetic(s) => Box::new(SyntheticSource::starting_at(s.clone(), first_seq)),
-    }
+        SourceConfig::Fakenect(f) => {
+            let src = FakenectSource::open(f.clone())?;
+            tracing::info!(dump = %f.dir.display(), frames = src.frames(), paced = f.paced, looped = f.looped, "replaying a fakenect dump");
+            Box::new(src)
+        }
+        SourceConfig::Freenect(f) => Box::new(FreenectSource::open(f.clone())?),
+    })
 }
 
 /// The run's interval log, if it has one, and how often it takes an interval.
@@ -448,7 +456,7 @@ pub fn record_with(
     }
 
     let first_seq = resume.as_ref().map_or(0, |r| r.next_seq);
-    let source = build_source(&cfg.source, first_seq);
+    let source = build_source(&cfg.source, first_seq).map_err(RecordError::Source)?;
     let stream = source.stream().clone();
     let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
         OverflowPolicy::Block

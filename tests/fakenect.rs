@@ -1,8 +1,11 @@
-//! A `framerec export --format fakenect` dump replays through Debian's real libfreenect
-//! fakenect library: a small C client (tests/c/fakenect_probe.c) receives every frame through
-//! the libfreenect API, and each frame's device timestamp and bytes match the recording.
-//! Needs `cc`, libfreenect-dev and libfreenect-bin (tests/run installs them).
+//! The Kinect paths, end to end without a Kinect, through Debian's real libfreenect and its
+//! fakenect replay library: a `framerec export --format fakenect` dump replays into a small C
+//! client (tests/c/fakenect_probe.c) and into framerec's own `--source freenect` (libfreenect
+//! loaded at run time), and `--source fakenect:DIR` (framerec's reader) gives the same frames,
+//! device timestamps and bytes. Needs `cc`, libfreenect-dev and libfreenect-bin (tests/run
+//! installs them).
 
+use std::path::Path;
 use std::process::Command;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -93,7 +96,7 @@ fn fakenect_export_replays_through_libfreenect() {
     for (seq, line) in lines.iter().enumerate() {
         let seq = seq as u64;
         let device_ns = seq * 1_000_000_000 / 30;
-        let ticks = (device_ns * 60 / 1000) as u32;
+        let ticks = framerec::source::kinect_ns_to_ticks(device_ns) as u32;
         let bytes = framerec::source::synthetic::expected_frame(seed, seq, 640, 480);
         assert_eq!(
             line,
@@ -101,4 +104,172 @@ fn fakenect_export_replays_through_libfreenect() {
             "frame {seq}"
         );
     }
+}
+
+/// `(device timestamp, bytes)` of every depth frame of a fakenect dump, in INDEX.txt order.
+fn dump_frames(dump: &Path) -> Vec<(u32, Vec<u8>)> {
+    std::fs::read_to_string(dump.join("INDEX.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("d-"))
+        .map(|l| {
+            let ts = l.rsplit('-').next().unwrap().trim_end_matches(".pgm");
+            (ts.parse().unwrap(), std::fs::read(dump.join(l)).unwrap())
+        })
+        .collect()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.env("RUST_LOG", "warn").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+/// Exports recording `rec` as a fakenect dump and returns its frames.
+fn exported(rec: &Path) -> Vec<(u32, Vec<u8>)> {
+    let dump = rec.with_extension("dump");
+    run_ok(Command::new(env!("CARGO_BIN_EXE_framerec")).args([
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        "fakenect",
+        "--out",
+        dump.to_str().unwrap(),
+    ]));
+    dump_frames(&dump)
+}
+
+#[test]
+fn a_dump_records_identically_through_libfreenect_and_the_rust_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let rec = tmp.path().join("rec");
+    run_ok(Command::new(bin).args([
+        "record",
+        "--out",
+        rec.to_str().unwrap(),
+        "--fps",
+        "30",
+        "--frames",
+        "40",
+        "--seed",
+        "5",
+    ]));
+    let original = exported(&rec);
+    assert_eq!(original.len(), 40);
+
+    // The real libfreenect API, the dump replayed by Debian's fakenect library.
+    let via_lib = tmp.path().join("via-libfreenect");
+    run_ok(Command::new("timeout").args([
+        "60",
+        "fakenect",
+        rec.with_extension("dump").to_str().unwrap(),
+        bin,
+        "record",
+        "--source",
+        "freenect",
+        "--out",
+        via_lib.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+    // framerec's own reader of the same dump.
+    let via_rust = tmp.path().join("via-reader");
+    run_ok(Command::new(bin).args([
+        "record",
+        "--source",
+        &format!("fakenect:{}", rec.with_extension("dump").display()),
+        "--out",
+        via_rust.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+    for got in [&via_lib, &via_rust] {
+        run_ok(Command::new(bin).args(["verify", got.to_str().unwrap()]));
+        let frames = exported(got);
+        assert_eq!(
+            frames.len(),
+            original.len(),
+            "{}: every frame",
+            got.display()
+        );
+        for (i, (a, b)) in original.iter().zip(&frames).enumerate() {
+            assert_eq!(a.0, b.0, "{}: device timestamp of frame {i}", got.display());
+            assert!(a.1 == b.1, "{}: bytes of frame {i}", got.display());
+        }
+    }
+}
+
+#[test]
+fn without_libfreenect_the_freenect_source_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--source",
+            "freenect",
+            "--freenect-library",
+            "/nonexistent/libfreenect.so.0.5",
+            "--out",
+            tmp.path().join("rec").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot load libfreenect") && err.contains("apt install libfreenect0.5"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path()
+            .join("rec")
+            .join("0000000000000000.mcap")
+            .exists()
+    );
+}
+
+#[test]
+fn a_broken_dump_is_refused_with_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    std::fs::write(dump.join("INDEX.txt"), "d-1.0-0.pgm\nd-1.1-2000000.pgm\n").unwrap();
+    let mut first = b"P5 640 480 65535\n".to_vec();
+    first.resize(first.len() + 640 * 480 * 2, 7);
+    std::fs::write(dump.join("d-1.0-0.pgm"), &first).unwrap();
+    std::fs::write(dump.join("d-1.1-2000000.pgm"), &first[..1000]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--source",
+            &format!("fakenect:{}", dump.display()),
+            "--out",
+            tmp.path().join("rec").to_str().unwrap(),
+            "--stats-socket",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a failed recording: {err}");
+    assert!(
+        err.contains("INDEX.txt:2") && err.contains("truncated"),
+        "{err}"
+    );
+    // The frame before the bad one was recorded and verifies.
+    let verify = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["verify", tmp.path().join("rec").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }

@@ -220,7 +220,9 @@ fn paced_source_keeps_its_rate_with_no_drops() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let mut cfg = config(&dir, 640, 480);
-    let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source;
+    let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source else {
+        panic!("a synthetic config")
+    };
     s.fps = 30;
     let report = run(&cfg, 45);
     assert_eq!(report.totals.dropped_total(), 0);

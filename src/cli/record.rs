@@ -13,6 +13,7 @@ use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
+use framerec::source::{FakenectConfig, FreenectConfig, SyntheticConfig};
 use framerec::writer::BackendChoice;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -22,9 +23,22 @@ pub struct Args {
     /// if it exists. SIGHUP re-reads it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Frame source: `synthetic`.
+    /// Frame source: `synthetic`, `freenect` (a Kinect through libfreenect; under
+    /// `fakenect DUMP` a replayed dump) or `fakenect:DIR` (framerec's own dump reader).
     #[arg(long)]
     source: Option<String>,
+    /// fakenect:DIR: replay as fast as the pipeline takes frames, not at the recorded pace.
+    #[arg(long)]
+    no_pacing: bool,
+    /// fakenect:DIR: start again after the last frame.
+    #[arg(long = "loop")]
+    looped: bool,
+    /// freenect: which Kinect, from 0.
+    #[arg(long)]
+    device_index: Option<u32>,
+    /// freenect: the libfreenect library to load (default libfreenect.so.0.5).
+    #[arg(long)]
+    freenect_library: Option<PathBuf>,
     /// Recording directory (created; must not already hold a recording).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -87,12 +101,68 @@ pub struct Args {
 
 fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(src) = &args.source {
-        anyhow::ensure!(
-            src == "synthetic",
-            "unknown source {src:?}: expected `synthetic`"
-        );
+        let (topic, frame_id) = match &cfg.source {
+            SourceConfig::Synthetic(s) => (s.topic.clone(), s.frame_id.clone()),
+            SourceConfig::Fakenect(f) => (f.topic.clone(), f.frame_id.clone()),
+            SourceConfig::Freenect(f) => (f.topic.clone(), f.frame_id.clone()),
+        };
+        cfg.source = match (src.as_str(), src.strip_prefix("fakenect:")) {
+            ("synthetic", _) => match &cfg.source {
+                SourceConfig::Synthetic(_) => cfg.source.clone(),
+                _ => SourceConfig::Synthetic(SyntheticConfig {
+                    topic,
+                    frame_id,
+                    ..SyntheticConfig::default()
+                }),
+            },
+            ("freenect", _) => match &cfg.source {
+                SourceConfig::Freenect(_) => cfg.source.clone(),
+                _ => SourceConfig::Freenect(FreenectConfig {
+                    device_index: 0,
+                    library: None,
+                    topic,
+                    frame_id,
+                }),
+            },
+            (_, Some(dir)) if !dir.is_empty() => SourceConfig::Fakenect(FakenectConfig {
+                dir: PathBuf::from(dir),
+                paced: true,
+                looped: false,
+                topic,
+                frame_id,
+            }),
+            _ => anyhow::bail!(
+                "unknown source {src:?}: expected `synthetic`, `freenect` or `fakenect:DIR`"
+            ),
+        };
     }
-    let SourceConfig::Synthetic(s) = &mut cfg.source;
+    match &mut cfg.source {
+        SourceConfig::Fakenect(f) => {
+            f.paced &= !args.no_pacing;
+            f.looped |= args.looped;
+        }
+        SourceConfig::Freenect(f) => {
+            if let Some(i) = args.device_index {
+                f.device_index = i;
+            }
+            if let Some(l) = &args.freenect_library {
+                f.library = Some(l.clone());
+            }
+        }
+        SourceConfig::Synthetic(_) => {}
+    }
+    let synthetic_only = [
+        ("--fps", args.fps.is_some()),
+        ("--width", args.width.is_some()),
+        ("--height", args.height.is_some()),
+        ("--seed", args.seed.is_some()),
+    ];
+    let SourceConfig::Synthetic(s) = &mut cfg.source else {
+        if let Some((flag, _)) = synthetic_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} applies to the synthetic source only");
+        }
+        return apply_common(args, cfg);
+    };
     if let Some(v) = args.fps {
         s.fps = v;
     }
@@ -105,6 +175,11 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(v) = args.seed {
         s.seed = v;
     }
+    apply_common(args, cfg)
+}
+
+/// The flags that apply whatever the source.
+fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(v) = &args.out {
         cfg.output_dir = v.clone();
     }

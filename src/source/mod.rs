@@ -1,11 +1,15 @@
 //! Frame sources: where frames come from. A source fills buffers; it never sees the queue.
 
+pub mod fakenect;
+pub mod freenect;
 pub mod synthetic;
 
 use std::sync::atomic::AtomicBool;
 
 use crate::frame::{FrameBuf, StreamInfo};
 
+pub use fakenect::{FakenectConfig, FakenectSource};
+pub use freenect::{FreenectConfig, FreenectSource};
 pub use synthetic::{SyntheticConfig, SyntheticSource};
 
 /// Errors a source reports. A source error ends the recording; frames already taken stay valid.
@@ -15,6 +19,49 @@ pub enum SourceError {
     FrameTooLarge { len: usize, capacity: usize },
     #[error("source I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A fakenect dump that cannot be replayed: file, line and reason.
+    #[error("fakenect dump {0}")]
+    Dump(String),
+    /// libfreenect is missing, no device, or the device failed.
+    #[error("{0}")]
+    Device(String),
+}
+
+/// The Kinect's device clock runs at 60 MHz.
+const TICKS_PER_S: u64 = 60_000_000;
+
+/// Nanoseconds of `ticks` of the Kinect's 60 MHz clock (rounded down).
+pub fn kinect_ticks_to_ns(ticks: u64) -> u64 {
+    (ticks as u128 * 1_000_000_000 / TICKS_PER_S as u128) as u64
+}
+
+/// The 60 MHz tick count of `ns`, rounded to nearest, so `ns -> ticks` undoes
+/// [`kinect_ticks_to_ns`] exactly.
+pub fn kinect_ns_to_ticks(ns: u64) -> u64 {
+    ((ns as u128 * TICKS_PER_S as u128 + 500_000_000) / 1_000_000_000) as u64
+}
+
+/// Unwraps the Kinect's 32-bit device timestamp (60 MHz, wraps every ~71.6 s) to 64 bits:
+/// a timestamp lower than the previous one is taken as one wrap.
+#[derive(Debug, Default, Clone)]
+pub struct DeviceClock {
+    last: Option<u32>,
+    wraps: u64,
+}
+
+impl DeviceClock {
+    pub fn unwrap_ticks(&mut self, ts: u32) -> u64 {
+        if self.last.is_some_and(|last| ts < last) {
+            self.wraps += 1;
+        }
+        self.last = Some(ts);
+        (self.wraps << 32) | ts as u64
+    }
+
+    /// The unwrapped device time in nanoseconds.
+    pub fn unwrap_ns(&mut self, ts: u32) -> u64 {
+        kinect_ticks_to_ns(self.unwrap_ticks(ts))
+    }
 }
 
 /// When and how a frame was captured, as the source knows it.

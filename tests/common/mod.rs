@@ -48,7 +48,9 @@ pub fn config(dir: &Path, width: u32, height: u32) -> Config {
 }
 
 pub fn synthetic(cfg: &Config) -> &SyntheticConfig {
-    let SourceConfig::Synthetic(s) = &cfg.source;
+    let SourceConfig::Synthetic(s) = &cfg.source else {
+        panic!("a synthetic config")
+    };
     s
 }
 

@@ -1,0 +1,445 @@
+//! The `freenect` source: a Kinect v1 through libfreenect, loaded at run time with
+//! `libloading` (no build-time dependency). Only functions that Debian's fakenect replay library
+//! also exports are used, so `fakenect DUMP framerec record --source freenect` replays a dump
+//! through the real libfreenect API.
+//!
+//! libfreenect runs on a dedicated event thread: it initialises the library, opens the device,
+//! selects the 11-bit depth mode and loops on `freenect_process_events_timeout` until told to
+//! stop. The depth callback copies each frame out (libfreenect reuses its buffer) into a
+//! bounded channel the receiver reads; if the receiver falls that far behind, the callback
+//! drops the frame and counts it (a live device cannot wait). The device's 32-bit 60 MHz
+//! timestamp is unwrapped to 64 bits. No panic crosses the FFI boundary.
+//!
+//! This module holds the crate's FFI and so its `unsafe`: every call is to a symbol resolved
+//! from the loaded library with the C signature of Debian's `libfreenect.h` (0.5).
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use libloading::Library;
+
+use crate::frame::{FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
+
+use super::{Capture, DeviceClock, Source, SourceError};
+
+/// The library's soname; the `fakenect` wrapper puts its replay library first on the path
+/// under the same name.
+pub const DEFAULT_LIBRARY: &str = "libfreenect.so.0.5";
+
+/// Settings of the libfreenect source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreenectConfig {
+    /// Which Kinect, from 0.
+    pub device_index: u32,
+    /// The library to load; `None` = [`DEFAULT_LIBRARY`] from the loader's path.
+    pub library: Option<PathBuf>,
+    pub topic: String,
+    pub frame_id: String,
+}
+
+/// `freenect_frame_mode` (libfreenect.h), returned and passed by value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct FrameMode {
+    reserved: u32,
+    resolution: c_int,
+    format: i32,
+    bytes: i32,
+    width: i16,
+    height: i16,
+    data_bits_per_pixel: i8,
+    padding_bits_per_pixel: i8,
+    framerate: i8,
+    is_valid: i8,
+}
+
+#[repr(C)]
+struct Timeval {
+    tv_sec: libc::time_t,
+    tv_usec: libc::suseconds_t,
+}
+
+const FREENECT_RESOLUTION_MEDIUM: c_int = 1;
+const FREENECT_DEPTH_11BIT: c_int = 0;
+const FREENECT_DEVICE_CAMERA: c_int = 0x02;
+
+type Ctx = *mut c_void;
+type Dev = *mut c_void;
+type DepthCb = unsafe extern "C" fn(dev: Dev, depth: *mut c_void, timestamp: u32);
+
+/// The libfreenect functions framerec uses, resolved from the loaded library.
+struct Api {
+    init: unsafe extern "C" fn(ctx: *mut Ctx, usb_ctx: *mut c_void) -> c_int,
+    shutdown: unsafe extern "C" fn(ctx: Ctx) -> c_int,
+    select_subdevices: unsafe extern "C" fn(ctx: Ctx, subdevs: c_int),
+    num_devices: unsafe extern "C" fn(ctx: Ctx) -> c_int,
+    open_device: unsafe extern "C" fn(ctx: Ctx, dev: *mut Dev, index: c_int) -> c_int,
+    close_device: unsafe extern "C" fn(dev: Dev) -> c_int,
+    find_depth_mode: unsafe extern "C" fn(res: c_int, fmt: c_int) -> FrameMode,
+    set_depth_mode: unsafe extern "C" fn(dev: Dev, mode: FrameMode) -> c_int,
+    set_depth_callback: unsafe extern "C" fn(dev: Dev, cb: DepthCb),
+    start_depth: unsafe extern "C" fn(dev: Dev) -> c_int,
+    stop_depth: unsafe extern "C" fn(dev: Dev) -> c_int,
+    process_events_timeout: unsafe extern "C" fn(ctx: Ctx, timeout: *mut Timeval) -> c_int,
+    /// Keeps the symbols above valid.
+    _lib: Library,
+}
+
+impl Api {
+    fn load(cfg: &FreenectConfig) -> Result<Api, SourceError> {
+        let name = cfg
+            .library
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY));
+        // SAFETY: loading libfreenect runs its (trivial) initialisers; nothing else.
+        let lib = unsafe { Library::new(&name) }.map_err(|e| {
+            let why = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+            SourceError::Device(format!(
+                "cannot load libfreenect ({why}); install Debian's libfreenect0.5 package \
+                 (`apt install libfreenect0.5`) or set source.library to the library's path"
+            ))
+        })?;
+        macro_rules! sym {
+            ($name:literal) => {{
+                // SAFETY: the field's type is the C signature of this symbol in libfreenect.h.
+                let s = unsafe { lib.get($name) }.map_err(|e| {
+                    SourceError::Device(format!(
+                        "{} is not a usable libfreenect: {e}",
+                        name.display()
+                    ))
+                })?;
+                *s
+            }};
+        }
+        Ok(Api {
+            init: sym!(b"freenect_init\0"),
+            shutdown: sym!(b"freenect_shutdown\0"),
+            select_subdevices: sym!(b"freenect_select_subdevices\0"),
+            num_devices: sym!(b"freenect_num_devices\0"),
+            open_device: sym!(b"freenect_open_device\0"),
+            close_device: sym!(b"freenect_close_device\0"),
+            find_depth_mode: sym!(b"freenect_find_depth_mode\0"),
+            set_depth_mode: sym!(b"freenect_set_depth_mode\0"),
+            set_depth_callback: sym!(b"freenect_set_depth_callback\0"),
+            start_depth: sym!(b"freenect_start_depth\0"),
+            stop_depth: sym!(b"freenect_stop_depth\0"),
+            process_events_timeout: sym!(b"freenect_process_events_timeout\0"),
+            _lib: lib,
+        })
+    }
+}
+
+/// What the event thread sends the receiver.
+enum Event {
+    Frame {
+        data: Vec<u8>,
+        timestamp: u32,
+        host_mono_ns: u64,
+    },
+    /// The end of a fakenect dump.
+    End,
+    Failed(String),
+}
+
+/// Frames the callback may hold for the receiver before it drops.
+const CHANNEL_FRAMES: usize = 16;
+
+/// What the depth callback reaches (through the event thread's [`USER`]).
+struct CallbackState {
+    tx: SyncSender<Event>,
+    /// Buffers the receiver gave back, reused so the callback rarely allocates.
+    spare: Receiver<Vec<u8>>,
+    bytes: usize,
+    dropped: AtomicU64,
+}
+
+unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
+    let host_mono_ns = host_mono_ns();
+    // No panic may unwind into C.
+    let _ = std::panic::catch_unwind(|| {
+        let _ = dev;
+        let Some(user) = USER.with(|u| u.get()) else {
+            return;
+        };
+        // SAFETY: `user` is the CallbackState the event thread (which runs this callback) set
+        // before starting depth and clears after stopping it.
+        let state = unsafe { &*(user as *const CallbackState) };
+        if depth.is_null() {
+            return;
+        }
+        // SAFETY: libfreenect passes a buffer of the depth mode's `bytes`, valid for this call.
+        let src = unsafe { std::slice::from_raw_parts(depth as *const u8, state.bytes) };
+        let mut data = state.spare.try_recv().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(src);
+        let event = Event::Frame {
+            data,
+            timestamp,
+            host_mono_ns,
+        };
+        if state.tx.try_send(event).is_err() {
+            state.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+}
+
+thread_local! {
+    /// The callback state of the event thread (the callback runs on it).
+    static USER: std::cell::Cell<Option<*const c_void>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs libfreenect on this thread until `stop`: reports the stream (or why it cannot start)
+/// on `started`, then frames on `tx`.
+fn event_thread(
+    api: Api,
+    cfg: FreenectConfig,
+    tx: SyncSender<Event>,
+    spare: Receiver<Vec<u8>>,
+    started: SyncSender<Result<FrameMode, String>>,
+    stop: Arc<AtomicBool>,
+    dropped_total: Arc<AtomicU64>,
+) {
+    let mut ctx: Ctx = std::ptr::null_mut();
+    // SAFETY: plain libfreenect calls with the pointers it gave us, on one thread.
+    unsafe {
+        if (api.init)(&mut ctx, std::ptr::null_mut()) < 0 || ctx.is_null() {
+            let _ = started.send(Err("freenect_init failed (is libusb working?)".into()));
+            return;
+        }
+        (api.select_subdevices)(ctx, FREENECT_DEVICE_CAMERA);
+        let n = (api.num_devices)(ctx);
+        if n <= 0 || cfg.device_index as i64 >= n as i64 {
+            let why = if n <= 0 {
+                "no Kinect found; is it plugged in, and may this user open it (Debian's udev \
+                 rules give the plugdev group access)?"
+                    .to_string()
+            } else {
+                format!(
+                    "device index {} is out of range: {n} Kinect(s) found (indices 0 to {})",
+                    cfg.device_index,
+                    n - 1
+                )
+            };
+            let _ = started.send(Err(why));
+            (api.shutdown)(ctx);
+            return;
+        }
+        let mut dev: Dev = std::ptr::null_mut();
+        if (api.open_device)(ctx, &mut dev, cfg.device_index as c_int) < 0 || dev.is_null() {
+            let _ = started.send(Err(format!(
+                "cannot open Kinect {} (in use by another program, or no permission?)",
+                cfg.device_index
+            )));
+            (api.shutdown)(ctx);
+            return;
+        }
+        let mode = (api.find_depth_mode)(FREENECT_RESOLUTION_MEDIUM, FREENECT_DEPTH_11BIT);
+        if mode.is_valid == 0 || mode.bytes <= 0 || mode.width <= 0 || mode.height <= 0 {
+            let _ = started.send(Err("libfreenect has no 640x480 11-bit depth mode".into()));
+            (api.close_device)(dev);
+            (api.shutdown)(ctx);
+            return;
+        }
+        let state = Box::new(CallbackState {
+            tx: tx.clone(),
+            spare,
+            bytes: mode.bytes as usize,
+            dropped: AtomicU64::new(0),
+        });
+        let user = &*state as *const CallbackState as *const c_void;
+        USER.with(|u| u.set(Some(user)));
+        if (api.set_depth_mode)(dev, mode) < 0 {
+            let _ = started.send(Err("freenect_set_depth_mode failed".into()));
+            (api.close_device)(dev);
+            (api.shutdown)(ctx);
+            return;
+        }
+        (api.set_depth_callback)(dev, on_depth);
+        if (api.start_depth)(dev) < 0 {
+            let _ = started.send(Err("freenect_start_depth failed".into()));
+            (api.close_device)(dev);
+            (api.shutdown)(ctx);
+            return;
+        }
+        let _ = started.send(Ok(mode));
+        let replay = std::env::var_os("FAKENECT_PATH").is_some();
+        let mut end = Event::End;
+        while !stop.load(Ordering::Relaxed) {
+            let mut timeout = Timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            let r = (api.process_events_timeout)(ctx, &mut timeout);
+            dropped_total.store(state.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            if r < 0 {
+                if !replay {
+                    end = Event::Failed(format!(
+                        "libfreenect's event loop failed (error {r}): the Kinect was unplugged or stopped responding"
+                    ));
+                }
+                break;
+            }
+        }
+        (api.stop_depth)(dev);
+        (api.close_device)(dev);
+        (api.shutdown)(ctx);
+        USER.with(|u| u.set(None));
+        drop(state);
+        if !stop.load(Ordering::Relaxed) {
+            let _ = tx.send(end);
+        }
+    }
+}
+
+pub struct FreenectSource {
+    stream: StreamInfo,
+    rx: Receiver<Event>,
+    give_back: SyncSender<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    reported_drops: u64,
+    thread: Option<JoinHandle<()>>,
+    clock: DeviceClock,
+}
+
+impl FreenectSource {
+    /// Loads libfreenect, opens the device and starts depth; errors say what to do.
+    pub fn open(cfg: FreenectConfig) -> Result<FreenectSource, SourceError> {
+        let api = Api::load(&cfg)?;
+        let (tx, rx) = sync_channel(CHANNEL_FRAMES);
+        let (give_back, spare) = sync_channel(CHANNEL_FRAMES);
+        let (started_tx, started_rx) = sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (cfg, stop, dropped) = (cfg.clone(), stop.clone(), dropped.clone());
+            std::thread::Builder::new()
+                .name("framerec-freenect".into())
+                .spawn(move || event_thread(api, cfg, tx, spare, started_tx, stop, dropped))
+                .map_err(SourceError::Io)?
+        };
+        let mode = match started_rx.recv() {
+            Ok(Ok(mode)) => mode,
+            Ok(Err(why)) => {
+                let _ = thread.join();
+                return Err(SourceError::Device(why));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(SourceError::Device(
+                    "the libfreenect event thread ended before starting".into(),
+                ));
+            }
+        };
+        tracing::info!(
+            device = cfg.device_index,
+            width = mode.width,
+            height = mode.height,
+            "Kinect depth started (11-bit)"
+        );
+        Ok(FreenectSource {
+            stream: StreamInfo {
+                topic: cfg.topic.clone(),
+                frame_id: cfg.frame_id.clone(),
+                width: mode.width as u32,
+                height: mode.height as u32,
+                format: PixelFormat::Depth16,
+            },
+            rx,
+            give_back,
+            stop,
+            dropped,
+            reported_drops: 0,
+            thread: Some(thread),
+            clock: DeviceClock::default(),
+        })
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a callback waiting on nothing (it never blocks) and let the thread finish.
+        while let Ok(Event::Frame { .. }) = self.rx.try_recv() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FreenectSource {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl Source for FreenectSource {
+    fn stream(&self) -> &StreamInfo {
+        &self.stream
+    }
+
+    fn can_wait(&self) -> bool {
+        false
+    }
+
+    fn next_frame(
+        &mut self,
+        buf: &mut FrameBuf,
+        stop: &AtomicBool,
+    ) -> Result<Option<Capture>, SourceError> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                self.shut();
+                return Ok(None);
+            }
+            let dropped = self.dropped.load(Ordering::Relaxed);
+            if dropped > self.reported_drops {
+                tracing::warn!(
+                    frames = dropped - self.reported_drops,
+                    total = dropped,
+                    "the receiver fell behind the Kinect; frames dropped before they were accepted"
+                );
+                self.reported_drops = dropped;
+            }
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Frame {
+                    data,
+                    timestamp,
+                    host_mono_ns,
+                }) => {
+                    let len = data.len();
+                    let capacity = buf.capacity();
+                    let payload = buf
+                        .fill(len)
+                        .map_err(|_| SourceError::FrameTooLarge { len, capacity })?;
+                    payload.copy_from_slice(&data);
+                    let _ = self.give_back.try_send(data);
+                    return Ok(Some(Capture {
+                        device_ns: self.clock.unwrap_ns(timestamp),
+                        host_mono_ns: Some(host_mono_ns),
+                    }));
+                }
+                Ok(Event::End) => {
+                    tracing::info!("the fakenect dump ended");
+                    self.shut();
+                    return Ok(None);
+                }
+                Ok(Event::Failed(why)) => {
+                    self.shut();
+                    return Err(SourceError::Device(why));
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.shut();
+                    return Err(SourceError::Device(
+                        "the libfreenect event thread ended".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
