@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
-use crate::source::{FakenectConfig, FreenectConfig, SyntheticConfig};
+use crate::source::{FakenectConfig, FreenectConfig, PipeConfig, PipeEndpoint, SyntheticConfig};
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
 /// An integer key restricted to `MIN..=MAX`; out-of-range values are rejected with their span.
@@ -44,6 +44,8 @@ pub enum SourceKind {
     Synthetic,
     Fakenect,
     Freenect,
+    Pipe,
+    Unix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,7 +101,8 @@ struct SourceSection {
     topic: String,
     /// `frame_id` of each image. Default `camera_depth`.
     frame_id: String,
-    /// fakenect: the dump directory (with INDEX.txt).
+    /// fakenect: the dump directory (with INDEX.txt); pipe: "-" (stdin) or a FIFO; unix: the
+    /// socket to listen on.
     path: PathBuf,
     /// fakenect: replay at the recorded pace. Default true.
     paced: bool,
@@ -305,6 +308,8 @@ pub enum SourceConfig {
     Fakenect(FakenectConfig),
     /// A Kinect through libfreenect (or a dump through the fakenect library).
     Freenect(FreenectConfig),
+    /// Frames from an external driver over stdin, a FIFO or a Unix socket.
+    Pipe(PipeConfig),
 }
 
 impl SourceConfig {
@@ -312,6 +317,7 @@ impl SourceConfig {
     pub fn frame_bytes(&self) -> u64 {
         match self {
             SourceConfig::Synthetic(s) => s.width as u64 * s.height as u64 * 2,
+            SourceConfig::Pipe(p) => p.width as u64 * p.height as u64 * 2,
             SourceConfig::Fakenect(_) | SourceConfig::Freenect(_) => 640 * 480 * 2,
         }
     }
@@ -408,6 +414,17 @@ impl FileConfig {
                     dir: s.path,
                     paced: s.paced,
                     looped: s.looped,
+                    topic: s.topic,
+                    frame_id: s.frame_id,
+                }),
+                SourceKind::Pipe | SourceKind::Unix => SourceConfig::Pipe(PipeConfig {
+                    endpoint: match (s.kind, s.path.to_str()) {
+                        (SourceKind::Unix, _) => PipeEndpoint::Unix(s.path),
+                        (_, Some("-" | "")) => PipeEndpoint::Stdin,
+                        _ => PipeEndpoint::Fifo(s.path),
+                    },
+                    width: s.width.0 as u32,
+                    height: s.height.0 as u32,
                     topic: s.topic,
                     frame_id: s.frame_id,
                 }),
@@ -631,6 +648,20 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
                 "queue.max-bytes = {} holds fewer than two {frame}-byte frames; use at least {need}",
                 config.queue.max_bytes
             ),
+        });
+    }
+    if let SourceConfig::Pipe(PipeConfig {
+        endpoint: PipeEndpoint::Unix(p),
+        ..
+    }) = &config.source
+        && p.as_os_str().is_empty()
+    {
+        let (line, col) = key_position(text, "source", "kind");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: "source.kind = \"unix\" needs source.path, the socket to listen on".into(),
         });
     }
     if let SourceConfig::Fakenect(f) = &config.source

@@ -34,6 +34,8 @@ pub struct Counters {
     durable_seq: AtomicU64,
     /// The I/O backend in use, once the writers started.
     pub backend: std::sync::OnceLock<&'static str>,
+    /// Bytes or frames a pipe source rejected, by reason.
+    pub source_rejects: std::sync::Arc<crate::source::pipe::Rejects>,
 }
 
 impl Default for Counters {
@@ -53,6 +55,7 @@ impl Default for Counters {
             fsyncs: AtomicU64::new(0),
             durable_seq: AtomicU64::new(NONE),
             backend: std::sync::OnceLock::new(),
+            source_rejects: Default::default(),
         }
     }
 }
@@ -249,6 +252,8 @@ pub struct Snapshot {
     pub written_frames: u64,
     pub written_bytes: u64,
     pub dropped: std::collections::BTreeMap<String, u64>,
+    /// What a pipe source rejected from its senders, by reason (not frames: never accepted).
+    pub source_rejects: std::collections::BTreeMap<String, u64>,
     /// Frames queued for the writers.
     pub queue_depth: u64,
     pub queue_high_water: u64,
@@ -316,6 +321,10 @@ impl Snapshot {
             dropped: DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str().to_string(), counters.dropped(*r)))
+                .collect(),
+            source_rejects: crate::source::pipe::Reject::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), counters.source_rejects.get(*r)))
                 .collect(),
             queue_depth,
             queue_high_water: counters.queue_high_water.load(Ordering::Relaxed),
@@ -528,6 +537,17 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         "gauge",
         "Writes submitted and not completed.",
         &one(s.writes_in_flight),
+    );
+    let rejects: Vec<(String, f64)> = s
+        .source_rejects
+        .iter()
+        .map(|(r, n)| (format!("{{reason=\"{r}\"}}"), *n as f64))
+        .collect();
+    metric(
+        "framerec_source_rejects_total",
+        "counter",
+        "Input a pipe source rejected from its senders, by reason.",
+        &rejects,
     );
     metric(
         "framerec_writers",

@@ -21,7 +21,9 @@ use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
-use crate::source::{FakenectSource, FreenectSource, Source, SourceError, SyntheticSource};
+use crate::source::{
+    FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
+};
 use crate::writer::{self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts};
 
 /// Errors that keep a recording from starting.
@@ -122,7 +124,11 @@ impl RunReport {
 
 /// The source, continuing at frame `first_seq` where the source can (synthetic content is a
 /// function of the sequence number).
-fn build_source(cfg: &SourceConfig, first_seq: u64) -> Result<Box<dyn Source>, SourceError> {
+fn build_source(
+    cfg: &SourceConfig,
+    first_seq: u64,
+    counters: &Counters,
+) -> Result<Box<dyn Source>, SourceError> {
     Ok(match cfg {
         SourceConfig::Synthetic(s) => Box::new(SyntheticSource::starting_at(s.clone(), first_seq)),
         SourceConfig::Fakenect(f) => {
@@ -131,6 +137,10 @@ fn build_source(cfg: &SourceConfig, first_seq: u64) -> Result<Box<dyn Source>, S
             Box::new(src)
         }
         SourceConfig::Freenect(f) => Box::new(FreenectSource::open(f.clone())?),
+        SourceConfig::Pipe(p) => Box::new(PipeSource::open(
+            p.clone(),
+            counters.source_rejects.clone(),
+        )?),
     })
 }
 
@@ -456,7 +466,8 @@ pub fn record_with(
     }
 
     let first_seq = resume.as_ref().map_or(0, |r| r.next_seq);
-    let source = build_source(&cfg.source, first_seq).map_err(RecordError::Source)?;
+    let counters = Arc::new(Counters::default());
+    let source = build_source(&cfg.source, first_seq, &counters).map_err(RecordError::Source)?;
     let stream = source.stream().clone();
     let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
         OverflowPolicy::Block
@@ -469,7 +480,6 @@ pub fn record_with(
     let pool = BufferPool::new(max_buffers, frame_bytes);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let drops = Arc::new(DropLog::default());
-    let counters = Arc::new(Counters::default());
 
     let target = RecordingTarget {
         dir: dir.clone(),

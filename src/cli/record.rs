@@ -13,7 +13,7 @@ use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
-use framerec::source::{FakenectConfig, FreenectConfig, SyntheticConfig};
+use framerec::source::{FakenectConfig, FreenectConfig, PipeConfig, PipeEndpoint, SyntheticConfig};
 use framerec::writer::BackendChoice;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Frame source: `synthetic`, `freenect` (a Kinect through libfreenect; under
-    /// `fakenect DUMP` a replayed dump) or `fakenect:DIR` (framerec's own dump reader).
+    /// `fakenect DUMP` a replayed dump), `fakenect:DIR` (framerec's own dump reader), or frames
+    /// from another process: `pipe:-` (stdin), `pipe:FIFO`, `unix:SOCKET` (see the README).
     #[arg(long)]
     source: Option<String>,
     /// fakenect:DIR: replay as fast as the pipeline takes frames, not at the recorded pace.
@@ -105,6 +106,17 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             SourceConfig::Synthetic(s) => (s.topic.clone(), s.frame_id.clone()),
             SourceConfig::Fakenect(f) => (f.topic.clone(), f.frame_id.clone()),
             SourceConfig::Freenect(f) => (f.topic.clone(), f.frame_id.clone()),
+            SourceConfig::Pipe(p) => (p.topic.clone(), p.frame_id.clone()),
+        };
+        let pipe = |endpoint| {
+            let d = SyntheticConfig::default();
+            SourceConfig::Pipe(PipeConfig {
+                endpoint,
+                width: d.width,
+                height: d.height,
+                topic: topic.clone(),
+                frame_id: frame_id.clone(),
+            })
         };
         cfg.source = match (src.as_str(), src.strip_prefix("fakenect:")) {
             ("synthetic", _) => match &cfg.source {
@@ -124,6 +136,13 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                     frame_id,
                 }),
             },
+            ("pipe:-", _) => pipe(PipeEndpoint::Stdin),
+            (s, _) if s.starts_with("pipe:") && s.len() > 5 => {
+                pipe(PipeEndpoint::Fifo(PathBuf::from(&s[5..])))
+            }
+            (s, _) if s.starts_with("unix:") && s.len() > 5 => {
+                pipe(PipeEndpoint::Unix(PathBuf::from(&s[5..])))
+            }
             (_, Some(dir)) if !dir.is_empty() => SourceConfig::Fakenect(FakenectConfig {
                 dir: PathBuf::from(dir),
                 paced: true,
@@ -132,7 +151,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 frame_id,
             }),
             _ => anyhow::bail!(
-                "unknown source {src:?}: expected `synthetic`, `freenect` or `fakenect:DIR`"
+                "unknown source {src:?}: expected `synthetic`, `freenect`, `fakenect:DIR`, `pipe:-`, `pipe:FIFO` or `unix:SOCKET`"
             ),
         };
     }
@@ -149,17 +168,28 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 f.library = Some(l.clone());
             }
         }
+        SourceConfig::Pipe(p) => {
+            if let Some(v) = args.width {
+                p.width = v;
+            }
+            if let Some(v) = args.height {
+                p.height = v;
+            }
+        }
         SourceConfig::Synthetic(_) => {}
     }
+    let pipe = matches!(cfg.source, SourceConfig::Pipe(_));
     let synthetic_only = [
         ("--fps", args.fps.is_some()),
-        ("--width", args.width.is_some()),
-        ("--height", args.height.is_some()),
+        ("--width", args.width.is_some() && !pipe),
+        ("--height", args.height.is_some() && !pipe),
         ("--seed", args.seed.is_some()),
     ];
     let SourceConfig::Synthetic(s) = &mut cfg.source else {
         if let Some((flag, _)) = synthetic_only.iter().find(|(_, given)| *given) {
-            anyhow::bail!("{flag} applies to the synthetic source only");
+            anyhow::bail!(
+                "{flag} applies to the synthetic source only (--width and --height also to pipes)"
+            );
         }
         return apply_common(args, cfg);
     };

@@ -2,6 +2,7 @@
 
 pub mod fakenect;
 pub mod freenect;
+pub mod pipe;
 pub mod synthetic;
 
 use std::sync::atomic::AtomicBool;
@@ -10,6 +11,7 @@ use crate::frame::{FrameBuf, StreamInfo};
 
 pub use fakenect::{FakenectConfig, FakenectSource};
 pub use freenect::{FreenectConfig, FreenectSource};
+pub use pipe::{PipeConfig, PipeEndpoint, PipeSource};
 pub use synthetic::{SyntheticConfig, SyntheticSource};
 
 /// Errors a source reports. A source error ends the recording; frames already taken stay valid.
