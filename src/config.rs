@@ -73,12 +73,33 @@ const MIB: i64 = 1 << 20;
 struct OutputSection {
     /// Recording directory. Default "" = `$STATE_DIRECTORY` under systemd, else `./rec`.
     dir: PathBuf,
+    /// `mcap` (default) or `fakenect`.
+    layout: LayoutName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+enum LayoutName {
+    #[default]
+    Mcap,
+    Fakenect,
+}
+
+/// How a recording directory is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// MCAP segments (the default).
+    #[default]
+    Mcap,
+    /// One file per frame plus INDEX.txt: a directory libfreenect's fakenect replays.
+    Fakenect,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
             dir: PathBuf::new(),
+            layout: LayoutName::Mcap,
         }
     }
 }
@@ -327,6 +348,7 @@ impl SourceConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub output_dir: PathBuf,
+    pub layout: Layout,
     pub source: SourceConfig,
     pub queue: QueueConfig,
     pub writer: WriterConfig,
@@ -400,6 +422,10 @@ impl FileConfig {
                     .map_or_else(|| PathBuf::from("rec"), PathBuf::from)
             } else {
                 self.output.dir
+            },
+            layout: match self.output.layout {
+                LayoutName::Mcap => Layout::Mcap,
+                LayoutName::Fakenect => Layout::Fakenect,
             },
             source: match s.kind {
                 SourceKind::Synthetic => SourceConfig::Synthetic(SyntheticConfig {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Layout, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
 use crate::observe::{
@@ -40,6 +40,10 @@ pub enum RecordError {
     Unfinished { dir: PathBuf, first: PathBuf },
     #[error("cannot repair the unfinished segments of {dir}: {why}")]
     Repair { dir: PathBuf, why: String },
+    #[error(
+        "{dir} already holds a fakenect dump (INDEX.txt); the fakenect layout records into a new directory"
+    )]
+    ExistingDump { dir: PathBuf },
     #[error("cannot start the source: {0}")]
     Source(SourceError),
     #[error("cannot start a thread: {0}")]
@@ -418,6 +422,9 @@ pub fn record_with(
         path: dir.clone(),
         source,
     };
+    if cfg.layout == Layout::Fakenect && dir.join(writer::files::INDEX).exists() {
+        return Err(RecordError::ExistingDump { dir });
+    }
     // A directory is one recording: a new run repairs what a crash left, then continues it.
     let existing = writer::existing_segments(&dir).map_err(io_err)?;
     let unfinished = repair::unfinished_tail(&existing).map_err(io_err)?;
@@ -469,6 +476,13 @@ pub fn record_with(
     let counters = Arc::new(Counters::default());
     let source = build_source(&cfg.source, first_seq, &counters).map_err(RecordError::Source)?;
     let stream = source.stream().clone();
+    if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
+        tracing::warn!(
+            width = stream.width,
+            height = stream.height,
+            "libfreenect's fakenect replays 640x480 depth only; this dump will not replay through it"
+        );
+    }
     let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
         OverflowPolicy::Block
     } else {
@@ -509,9 +523,13 @@ pub fn record_with(
         cfg.durability.clone(),
     );
     let started = Instant::now();
+    let layout = cfg.layout;
     let writer = std::thread::Builder::new()
         .name("framerec-writer".into())
-        .spawn(move || writer::run(wcfg, scfg, dcfg, target, parts))
+        .spawn(move || match layout {
+            Layout::Mcap => writer::run(wcfg, scfg, dcfg, target, parts),
+            Layout::Fakenect => writer::files::run(wcfg, dcfg, target, parts),
+        })
         .map_err(RecordError::Thread)?;
 
     let rparts = ReceiverParts {

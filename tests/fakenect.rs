@@ -273,3 +273,88 @@ fn a_broken_dump_is_refused_with_the_file_and_line() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[test]
+fn a_fakenect_layout_recording_replays_through_libfreenect_into_framerec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let (frames, seed) = (40u64, 9u64);
+    let dump = tmp.path().join("dump");
+    run_ok(Command::new(bin).args([
+        "record",
+        "--layout",
+        "fakenect",
+        "--out",
+        dump.to_str().unwrap(),
+        "--fps",
+        "30",
+        "--frames",
+        &frames.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--stats-socket",
+        "off",
+    ]));
+    let verify = run_ok(Command::new(bin).args(["verify", dump.to_str().unwrap()]));
+    assert!(verify.contains("OK: 40 frames in INDEX.txt"), "{verify}");
+    let written = dump_frames(&dump);
+    assert_eq!(written.len() as u64, frames);
+
+    let replayed = tmp.path().join("replayed");
+    run_ok(Command::new("timeout").args([
+        "60",
+        "fakenect",
+        dump.to_str().unwrap(),
+        bin,
+        "record",
+        "--source",
+        "freenect",
+        "--out",
+        replayed.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+    let back = exported(&replayed);
+    assert_eq!(back.len() as u64, frames, "every frame replays");
+    for (seq, ((ts_a, file_a), (ts_b, file_b))) in written.iter().zip(&back).enumerate() {
+        let expected = framerec::source::synthetic::expected_frame(seed, seq as u64, 640, 480);
+        assert!(file_a.ends_with(&expected), "frame {seq} as written");
+        assert!(file_a == file_b, "frame {seq} after the round trip");
+        assert_eq!(ts_a, ts_b, "device timestamp of frame {seq}");
+        let device_ns = seq as u64 * 1_000_000_000 / 30;
+        assert_eq!(
+            *ts_a as u64,
+            framerec::source::kinect_ns_to_ticks(device_ns)
+        );
+    }
+}
+
+#[test]
+fn a_killed_fakenect_layout_recording_names_only_complete_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let dump = tmp.path().join("dump");
+    let mut child = Command::new(bin)
+        .args([
+            "record",
+            "--layout",
+            "fakenect",
+            "--fps",
+            "60",
+            "--stats-socket",
+            "off",
+        ])
+        .args(["--out", dump.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let verify = run_ok(Command::new(bin).args(["verify", dump.to_str().unwrap()]));
+    let frames = dump_frames(&dump);
+    assert!(frames.len() >= 30, "{verify}");
+    for (i, (_, bytes)) in frames.iter().enumerate() {
+        assert_eq!(bytes.len(), 17 + 640 * 480 * 2, "frame {i} complete");
+    }
+}

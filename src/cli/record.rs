@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use framerec::config::{Config, SourceConfig, StatsSocket};
+use framerec::config::{Config, Layout, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
@@ -83,6 +83,10 @@ pub struct Args {
     /// unpaced synthetic source; drop-newest for live ones), drop-newest, drop-oldest, block.
     #[arg(long, value_parser = ["auto", "drop-newest", "drop-oldest", "block"])]
     overflow: Option<String>,
+    /// Recording layout: `mcap` (segments, the default) or `fakenect` (one file per frame plus
+    /// INDEX.txt, replayable by libfreenect's fakenect).
+    #[arg(long, value_parser = ["mcap", "fakenect"])]
+    layout: Option<String>,
     /// Statistics socket for `framerec stats`, or `off`.
     #[arg(long)]
     stats_socket: Option<PathBuf>,
@@ -234,6 +238,13 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = args.queue_frames {
         cfg.queue.max_frames = v as usize;
+    }
+    if let Some(v) = &args.layout {
+        cfg.layout = if v == "fakenect" {
+            Layout::Fakenect
+        } else {
+            Layout::Mcap
+        };
     }
     if let Some(v) = &args.stats_socket {
         cfg.stats.socket = if v.as_os_str() == "off" {

@@ -1,6 +1,6 @@
 //! `framerec verify PATH... [--json]`: exit 0 only if every recording is intact.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use framerec::segment::{RecordingReport, verify_recording, verify_segment};
@@ -28,10 +28,106 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<RecordingReport> {
     Ok(verify_recording(reports, segments.starts_at_zero))
 }
 
+/// A fakenect-layout directory: INDEX.txt and no segments.
+fn is_fakenect_dump(path: &Path) -> bool {
+    path.join(framerec::writer::files::INDEX).is_file()
+        && framerec::writer::existing_segments(path).is_ok_and(|s| s.is_empty())
+}
+
+/// What verifying a fakenect-layout directory found.
+#[derive(Debug, serde::Serialize)]
+struct DumpReport {
+    ok: bool,
+    frames: u64,
+    dropped: u64,
+    problem: Option<String>,
+    /// Frame files no INDEX.txt line names (a crash between rename and index): harmless.
+    orphans: usize,
+}
+
+/// Reads every frame the dump's INDEX.txt names, as a replay would, and its DROPS.txt.
+fn verify_dump(path: &Path) -> DumpReport {
+    use framerec::source::{FakenectConfig, FakenectSource, Source};
+    let mut report = DumpReport {
+        ok: false,
+        frames: 0,
+        dropped: 0,
+        problem: None,
+        orphans: 0,
+    };
+    let drops =
+        std::fs::read_to_string(path.join(framerec::writer::files::DROPS)).unwrap_or_default();
+    report.dropped = framerec::writer::files::read_drops(&drops)
+        .iter()
+        .map(|(a, b, _)| b.0 - a.0 + 1)
+        .sum();
+    let cfg = FakenectConfig {
+        dir: path.to_path_buf(),
+        paced: false,
+        looped: false,
+        topic: String::new(),
+        frame_id: String::new(),
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let result = FakenectSource::open(cfg).and_then(|mut src| {
+        let mut buf = framerec::frame::FrameBuf::new(src.stream().frame_bytes());
+        while src.next_frame(&mut buf, &stop)?.is_some() {
+            report.frames += 1;
+        }
+        Ok(())
+    });
+    let listed: std::collections::HashSet<String> =
+        std::fs::read_to_string(path.join(framerec::writer::files::INDEX))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+    report.orphans = std::fs::read_dir(path)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("d-") && n.ends_with(".pgm") && !listed.contains(n))
+                .count()
+        })
+        .unwrap_or(0);
+    match result {
+        Ok(()) => report.ok = true,
+        Err(e) => report.problem = Some(e.to_string()),
+    }
+    report
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut out = Vec::new();
     for path in &args.paths {
+        if is_fakenect_dump(path) {
+            let r = verify_dump(path);
+            all_ok &= r.ok;
+            if args.json {
+                out.push(serde_json::json!({ "path": path, "fakenect": r }));
+                continue;
+            }
+            if let Some(p) = &r.problem {
+                println!("  {p}");
+            }
+            println!(
+                "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}",
+                path.display(),
+                if r.ok { "OK" } else { "FAILED" },
+                r.frames,
+                r.dropped,
+                if r.orphans > 0 {
+                    format!(
+                        ", {} frame file(s) not in INDEX.txt (left by a crash; ignored by replays)",
+                        r.orphans
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            continue;
+        }
         let report = match verify_path(path) {
             Ok(r) => r,
             Err(e) => {

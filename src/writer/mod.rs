@@ -15,6 +15,7 @@
 //! or fsync poisons the segment: it is never fsynced again as if that proved anything.
 
 mod file;
+pub mod files;
 mod uring;
 
 use std::cell::{Cell, RefCell};
@@ -166,6 +167,7 @@ pub struct RecordingTarget {
 }
 
 /// The shared parts of the pipeline the writers use.
+#[derive(Clone)]
 pub struct WriterParts {
     pub queue: Arc<FrameQueue>,
     pub pool: Arc<BufferPool>,
@@ -227,60 +229,53 @@ pub fn run(
     target: RecordingTarget,
     parts: WriterParts,
 ) -> WriterReport {
-    // Sized for the most writers, so a reload can add writers without a new ring.
-    let entries = (MAX_WRITERS as u32 * 4).next_power_of_two();
-    let (backend, result) = match cfg.backend {
-        BackendChoice::Pwrite => (Backend::Pwrite, None),
-        choice => match uring::runtime(entries) {
-            Ok(rt) => {
-                let ctx = Ctx::new(
-                    cfg.clone(),
-                    seg.clone(),
-                    dur.clone(),
-                    target.clone(),
-                    &parts,
-                    Backend::IoUring,
-                );
-                (Backend::IoUring, Some(rt.block_on(run_pool(ctx))))
-            }
+    let direct_io = cfg.direct_io;
+    drive(cfg.backend, direct_io, &parts, |backend| {
+        run_pool(Ctx::new(cfg, seg, dur, target, &parts, backend))
+    })
+}
+
+/// Runs the future `pool(backend)` makes on this thread: on io_uring where the kernel allows
+/// it (or the configuration demands it), else on a current-thread tokio runtime with blocking
+/// `pwrite`. Both layouts' writer pools run through here.
+pub(crate) fn drive<F: std::future::Future<Output = WriterReport>>(
+    choice: BackendChoice,
+    direct_io: bool,
+    parts: &WriterParts,
+    pool: impl FnOnce(Backend) -> F,
+) -> WriterReport {
+    let failed = |backend, error| {
+        parts.stop.store(true, Ordering::Relaxed);
+        discard_queue(parts);
+        WriterReport {
+            backend,
+            direct_io,
+            segments: Vec::new(),
+            error: Some(error),
+        }
+    };
+    if choice != BackendChoice::Pwrite {
+        // Sized for the most writers, so a reload can add writers without a new ring.
+        let entries = (MAX_WRITERS as u32 * 4).next_power_of_two();
+        match uring::runtime(entries) {
+            Ok(rt) => return rt.block_on(pool(Backend::IoUring)),
             Err(e) if choice == BackendChoice::IoUring => {
-                parts.stop.store(true, Ordering::Relaxed);
-                discard_queue(&parts);
-                return WriterReport {
-                    backend: Backend::IoUring,
-                    direct_io: cfg.direct_io,
-                    segments: Vec::new(),
-                    error: Some(WriterError::IoUringUnavailable(e)),
-                };
+                return failed(Backend::IoUring, WriterError::IoUringUnavailable(e));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "io_uring is unavailable; falling back to blocking pwrite");
-                (Backend::Pwrite, None)
             }
-        },
-    };
-    if let Some(report) = result {
-        return report;
+        }
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            parts.stop.store(true, Ordering::Relaxed);
-            discard_queue(&parts);
-            return WriterReport {
-                backend,
-                direct_io: cfg.direct_io,
-                segments: Vec::new(),
-                error: Some(WriterError::Runtime(e)),
-            };
-        }
+        Err(e) => return failed(Backend::Pwrite, WriterError::Runtime(e)),
     };
-    let ctx = Ctx::new(cfg, seg, dur, target, &parts, backend);
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run_pool(ctx))
+    local.block_on(&rt, pool(Backend::Pwrite))
 }
 
 /// Checks that the configured backend can run here before anything is recorded: `Err` when

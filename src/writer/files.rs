@@ -1,0 +1,458 @@
+//! The fakenect layout (`output.layout = "fakenect"`): one file per frame plus `INDEX.txt`, the
+//! directory libfreenect's fakenect library replays, written through the same queue, buffer
+//! pool and I/O backends as the MCAP segments.
+//!
+//! # Crash safety
+//! Each frame is written to a hidden temporary file in one write (the `P5` header goes into
+//! the buffer's headroom, so the payload is not copied), fdatasync'd and renamed to its
+//! `d-<time>-<timestamp>.pgm` name. A line names a frame in `INDEX.txt` only after the
+//! directory holding its rename was fsync'd, and lines are appended in sequence order; then
+//! `INDEX.txt` is fdatasync'd and the frames it names are durable. After a crash, every line of
+//! `INDEX.txt` names a complete file; a frame file with no line is an orphan that replays
+//! ignore. Frames dropped on the way (the format has no place for them) are listed, with their
+//! reason, in `DROPS.txt` (`<first seq> <last seq> <reason>`), made durable the same way.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+use tokio::task::spawn_local;
+
+use crate::export::fakenect_depth_name;
+use crate::frame::{DropReason, Frame, FrameSeq, HEADROOM, host_mono_ns};
+use crate::observe::{Histograms, record};
+
+use super::file::{self, IoSpan, SegFile, sync_dir};
+use super::{
+    Backend, DurabilityConfig, PUBLISH_EVERY, RecordingTarget, WriterConfig, WriterError,
+    WriterParts, WriterReport, drive, drop_frames,
+};
+
+pub const INDEX: &str = "INDEX.txt";
+pub const DROPS: &str = "DROPS.txt";
+
+/// A frame named in sequence order, written or being written.
+struct Pending {
+    seq: u64,
+    name: String,
+    captured: u64,
+    done: bool,
+}
+
+struct State {
+    order: VecDeque<Pending>,
+    index: Option<std::fs::File>,
+    drops: Option<std::fs::File>,
+    error: Option<WriterError>,
+    /// Host time (µs) of the last name given, so names stay unique.
+    last_time_us: u64,
+    written: Vec<PathBuf>,
+    pool_histograms: Histograms,
+    task_histograms: Vec<Rc<RefCell<Histograms>>>,
+}
+
+struct Ctx {
+    cfg: WriterConfig,
+    target: RecordingTarget,
+    parts: WriterParts,
+    backend: Backend,
+    intake: Mutex<()>,
+    indexing: Cell<bool>,
+    done: Cell<bool>,
+    st: RefCell<State>,
+}
+
+impl Ctx {
+    fn fail(&self, e: WriterError) {
+        tracing::error!(error = %e, "recording failed");
+        let mut st = self.st.borrow_mut();
+        if st.error.is_none() {
+            st.error = Some(e);
+        }
+        self.parts.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn failed(&self) -> bool {
+        self.st.borrow().error.is_some()
+    }
+}
+
+/// Runs the per-frame-file writer pool on the calling thread until the queue is closed and
+/// drained; `INDEX.txt` then names every frame written.
+pub fn run(
+    cfg: WriterConfig,
+    _dur: DurabilityConfig,
+    target: RecordingTarget,
+    parts: WriterParts,
+) -> WriterReport {
+    let direct_io = cfg.direct_io;
+    let (choice, handles) = (cfg.backend, parts.clone());
+    drive(choice, direct_io, &handles, move |backend| {
+        run_pool(Rc::new(Ctx {
+            cfg,
+            target,
+            parts,
+            backend,
+            intake: Mutex::new(()),
+            indexing: Cell::new(false),
+            done: Cell::new(false),
+            st: RefCell::new(State {
+                order: VecDeque::new(),
+                index: None,
+                drops: None,
+                error: None,
+                last_time_us: 0,
+                written: Vec::new(),
+                pool_histograms: Histograms::default(),
+                task_histograms: Vec::new(),
+            }),
+        }))
+    })
+}
+
+async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
+    let _ = ctx.parts.counters.backend.set(ctx.backend.as_str());
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ctx.target.dir.join(name))
+    };
+    match (open(INDEX), open(DROPS)) {
+        (Ok(index), Ok(drops)) => {
+            let mut st = ctx.st.borrow_mut();
+            st.index = Some(index);
+            st.drops = Some(drops);
+        }
+        (Err(source), _) | (_, Err(source)) => ctx.fail(WriterError::CreateSegment {
+            path: ctx.target.dir.join(INDEX),
+            source,
+        }),
+    }
+    if !ctx.failed() {
+        let _ = sync_dir(&ctx.target.dir);
+        ctx.parts
+            .counters
+            .segments_opened
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(dir = %ctx.target.dir.display(), backend = ctx.backend.as_str(), "recording (fakenect layout)");
+    }
+    let publisher = spawn_local(publisher(ctx.clone()));
+    let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
+        .map(|i| spawn_local(writer_task(ctx.clone(), i)))
+        .collect();
+    ctx.parts
+        .counters
+        .writers
+        .store(writers.len() as u64, Ordering::Relaxed);
+    for w in writers {
+        if let Err(e) = w.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    index_done(&ctx).await;
+    ctx.done.set(true);
+    let _ = publisher.await;
+    publish(&ctx);
+    ctx.parts.counters.writers.store(0, Ordering::Relaxed);
+    let mut st = ctx.st.borrow_mut();
+    if st.error.is_none() {
+        st.written.push(ctx.target.dir.join(INDEX));
+    }
+    WriterReport {
+        backend: ctx.backend,
+        direct_io: false,
+        segments: std::mem::take(&mut st.written),
+        error: st.error.take(),
+    }
+}
+
+fn publish(ctx: &Ctx) {
+    if !ctx.parts.record_histograms {
+        return;
+    }
+    let mut fresh = Histograms::default();
+    let mut st = ctx.st.borrow_mut();
+    for h in &st.task_histograms {
+        fresh.drain_from(&mut h.borrow_mut());
+    }
+    fresh.drain_from(&mut st.pool_histograms);
+    drop(st);
+    if let Ok(mut shared) = ctx.parts.histograms.lock() {
+        shared.absorb(&mut fresh);
+    }
+}
+
+async fn publisher(ctx: Rc<Ctx>) {
+    while !ctx.done.get() {
+        tokio::time::sleep(PUBLISH_EVERY).await;
+        publish(&ctx);
+    }
+}
+
+/// The next queued frame; `None` once the queue is closed and drained.
+async fn next_frame(ctx: &Ctx) -> Option<Frame> {
+    loop {
+        if let Some(f) = ctx.parts.queue.pop() {
+            ctx.parts
+                .counters
+                .frames_in_writers
+                .fetch_add(1, Ordering::AcqRel);
+            return Some(f);
+        }
+        if ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty() {
+            return None;
+        }
+        ctx.parts.queue.ready().await;
+    }
+}
+
+async fn writer_task(ctx: Rc<Ctx>, index: usize) {
+    let h = Rc::new(RefCell::new(Histograms::default()));
+    {
+        let mut st = ctx.st.borrow_mut();
+        st.task_histograms.push(h.clone());
+        debug_assert_eq!(st.task_histograms.len(), index + 1);
+    }
+    loop {
+        // Names are given in sequence order under the intake lock; writes then overlap.
+        let guard = ctx.intake.lock().await;
+        let Some(frame) = next_frame(&ctx).await else {
+            return;
+        };
+        let seq = frame.meta.seq;
+        if ctx.failed() {
+            drop(guard);
+            give_up(&ctx, frame);
+            continue;
+        }
+        let name = {
+            let mut st = ctx.st.borrow_mut();
+            let time_us = (frame.meta.host_real_ns / 1000).max(st.last_time_us + 1);
+            st.last_time_us = time_us;
+            let name = fakenect_depth_name(time_us * 1000, frame.meta.device_ns);
+            st.order.push_back(Pending {
+                seq: seq.0,
+                name: name.clone(),
+                captured: frame.meta.host_mono_ns,
+                done: false,
+            });
+            name
+        };
+        drop(guard);
+        if ctx.parts.record_histograms {
+            record(
+                &mut h.borrow_mut().queue_wait_ns,
+                host_mono_ns().saturating_sub(frame.meta.host_mono_ns),
+            );
+        }
+        match write_frame(&ctx, frame, &name, &h).await {
+            Ok(()) => {
+                let mut st = ctx.st.borrow_mut();
+                if let Some(p) = st.order.iter_mut().find(|p| p.seq == seq.0) {
+                    p.done = true;
+                }
+            }
+            Err(e) => {
+                ctx.st.borrow_mut().order.retain(|p| p.seq != seq.0);
+                ctx.fail(e);
+            }
+        }
+        index_done(&ctx).await;
+    }
+}
+
+/// Counts a frame the failed recording cannot write as dropped for an I/O error.
+fn give_up(ctx: &Ctx, frame: Frame) {
+    let p = &ctx.parts;
+    drop_frames(
+        &p.counters,
+        &p.drops,
+        &[frame.meta.seq],
+        DropReason::IoError,
+    );
+    p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+    p.pool.put(frame.buf);
+}
+
+/// Writes one frame as `name`: temporary file, one write, fdatasync, rename.
+async fn write_frame(
+    ctx: &Ctx,
+    frame: Frame,
+    name: &str,
+    h: &RefCell<Histograms>,
+) -> Result<(), WriterError> {
+    let p = &ctx.parts;
+    let stream = &ctx.target.stream;
+    let header = format!("P5 {} {} 65535\n", stream.width, stream.height);
+    let mut buf = frame.buf;
+    let len = buf.payload_len();
+    let start = HEADROOM - header.len();
+    buf.region_mut()[start..HEADROOM].copy_from_slice(header.as_bytes());
+    let path = ctx.target.dir.join(name);
+    let tmp = ctx.target.dir.join(format!(".{name}.tmp"));
+    let seq = frame.meta.seq;
+    let fail = |source, what: &str| {
+        drop_frames(&p.counters, &p.drops, &[seq], DropReason::IoError);
+        p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+        let _ = std::fs::remove_file(&tmp);
+        tracing::error!(frame = seq.0, file = %path.display(), "{what} failed");
+        WriterError::Write {
+            segment: path.clone(),
+            offset: 0,
+            len: (header.len() + len) as u64,
+            source,
+        }
+    };
+    let file = match SegFile::create(&tmp, false, ctx.backend) {
+        Ok(f) => f,
+        Err(e) => {
+            p.pool.put(buf);
+            return Err(fail(e, "creating the frame file"));
+        }
+    };
+    p.counters.writes_in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let (res, spans) = file
+        .write_all_at(vec![IoSpan::new(buf, (start, HEADROOM + len), true)], 0)
+        .await;
+    let write_ns = started.elapsed().as_nanos() as u64;
+    p.counters.writes_in_flight.fetch_sub(1, Ordering::Relaxed);
+    for s in spans {
+        p.pool.put(s.buf);
+    }
+    res.map_err(|e| fail(e, "writing the frame file"))?;
+    let t = Instant::now();
+    file.sync_data()
+        .await
+        .map_err(|e| fail(e, "fsync of the frame file"))?;
+    let fsync_ns = t.elapsed().as_nanos() as u64;
+    let _ = file.close().await;
+    let (from, to) = (tmp.clone(), path.clone());
+    file::blocking(move || std::fs::rename(from, to))
+        .await
+        .map_err(|e| fail(e, "renaming the frame file"))?;
+    p.counters.writes.fetch_add(1, Ordering::Relaxed);
+    p.counters.written_frames.fetch_add(1, Ordering::AcqRel);
+    p.counters
+        .written_bytes
+        .fetch_add(len as u64, Ordering::Relaxed);
+    p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+    if p.record_histograms {
+        let mut h = h.borrow_mut();
+        record(&mut h.write_latency_ns, write_ns);
+        record(&mut h.fsync_latency_ns, fsync_ns);
+        record(&mut h.frames_per_write, 1);
+        record(
+            &mut h.capture_to_written_ns,
+            host_mono_ns().saturating_sub(frame.meta.host_mono_ns),
+        );
+    }
+    Ok(())
+}
+
+/// Appends the index lines of the written prefix of frames, and any drops, and makes them
+/// durable: directory fsync (the renames), append, fdatasync. One task at a time does it.
+async fn index_done(ctx: &Rc<Ctx>) {
+    if ctx.indexing.replace(true) {
+        return;
+    }
+    loop {
+        let (lines, last, captured) = {
+            let mut st = ctx.st.borrow_mut();
+            let mut lines = String::new();
+            let mut last = None;
+            let mut captured = Vec::new();
+            while st.order.front().is_some_and(|p| p.done) {
+                let p = st.order.pop_front().expect("front exists");
+                lines.push_str(&p.name);
+                lines.push('\n');
+                last = Some(p.seq);
+                captured.push(p.captured);
+            }
+            (lines, last, captured)
+        };
+        let drops = ctx.parts.drops.take();
+        if lines.is_empty() && drops.is_empty() {
+            break;
+        }
+        let (index, drop_file) = {
+            let st = ctx.st.borrow();
+            (
+                st.index.as_ref().and_then(|f| f.try_clone().ok()),
+                st.drops.as_ref().and_then(|f| f.try_clone().ok()),
+            )
+        };
+        let (Some(mut index), Some(mut drop_file)) = (index, drop_file) else {
+            break;
+        };
+        let dir = ctx.target.dir.clone();
+        let drop_lines: String = drops
+            .iter()
+            .map(|d| format!("{} {} {}\n", d.first.0, d.last.0, d.reason.as_str()))
+            .collect();
+        let t = Instant::now();
+        let res = file::blocking(move || {
+            sync_dir(&dir)?;
+            if !drop_lines.is_empty() {
+                drop_file.write_all(drop_lines.as_bytes())?;
+                drop_file.sync_data()?;
+            }
+            if !lines.is_empty() {
+                index.write_all(lines.as_bytes())?;
+                index.sync_data()?;
+            }
+            Ok(())
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                ctx.parts.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+                let now = host_mono_ns();
+                let mut st = ctx.st.borrow_mut();
+                if ctx.parts.record_histograms {
+                    record(
+                        &mut st.pool_histograms.fsync_latency_ns,
+                        t.elapsed().as_nanos() as u64,
+                    );
+                    for c in captured {
+                        record(
+                            &mut st.pool_histograms.capture_to_durable_ns,
+                            now.saturating_sub(c),
+                        );
+                    }
+                }
+                if let Some(seq) = last {
+                    ctx.parts.counters.set_durable_seq(seq);
+                }
+            }
+            Err(source) => {
+                ctx.parts.drops.restore(drops);
+                ctx.fail(WriterError::Fsync {
+                    segment: ctx.target.dir.join(INDEX),
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    ctx.indexing.set(false);
+}
+
+/// The `FrameSeq`s listed in a `DROPS.txt`, with reasons; bad lines are skipped.
+pub fn read_drops(text: &str) -> Vec<(FrameSeq, FrameSeq, DropReason)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let first = f.next()?.parse().ok()?;
+            let last = f.next()?.parse().ok()?;
+            let reason = DropReason::from_name(f.next()?)?;
+            Some((FrameSeq(first), FrameSeq(last), reason))
+        })
+        .collect()
+}
