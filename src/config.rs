@@ -134,6 +134,16 @@ struct SourceSection {
     device_index: Int<0, 255>,
     /// freenect: the library to load; "" = libfreenect.so.0.5 from the loader's path.
     library: PathBuf,
+    /// freenect: on a device failure mid-recording, `stop` (default) or `retry`.
+    on_device_error: OnDeviceError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+enum OnDeviceError {
+    #[default]
+    Stop,
+    Retry,
 }
 
 impl Default for SourceSection {
@@ -152,6 +162,7 @@ impl Default for SourceSection {
             looped: false,
             device_index: Int(0),
             library: PathBuf::new(),
+            on_device_error: OnDeviceError::Stop,
         }
     }
 }
@@ -457,6 +468,7 @@ impl FileConfig {
                 SourceKind::Freenect => SourceConfig::Freenect(FreenectConfig {
                     device_index: s.device_index.0 as u32,
                     library: Some(s.library).filter(|p| !p.as_os_str().is_empty()),
+                    retry: s.on_device_error == OnDeviceError::Retry,
                     topic: s.topic,
                     frame_id: s.frame_id,
                 }),

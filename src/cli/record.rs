@@ -40,6 +40,10 @@ pub struct Args {
     /// freenect: the libfreenect library to load (default libfreenect.so.0.5).
     #[arg(long)]
     freenect_library: Option<PathBuf>,
+    /// freenect: when the Kinect fails mid-recording (unplugged), `stop` with an error or
+    /// `retry` opening it every second.
+    #[arg(long, value_parser = ["stop", "retry"])]
+    on_device_error: Option<String>,
     /// Recording directory (created; must not already hold a recording).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -136,6 +140,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 _ => SourceConfig::Freenect(FreenectConfig {
                     device_index: 0,
                     library: None,
+                    retry: false,
                     topic,
                     frame_id,
                 }),
@@ -170,6 +175,9 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             }
             if let Some(l) = &args.freenect_library {
                 f.library = Some(l.clone());
+            }
+            if let Some(v) = &args.on_device_error {
+                f.retry = v == "retry";
             }
         }
         SourceConfig::Pipe(p) => {

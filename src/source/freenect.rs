@@ -41,6 +41,9 @@ pub struct FreenectConfig {
     pub library: Option<PathBuf>,
     pub topic: String,
     pub frame_id: String,
+    /// On a device failure mid-recording (unplugged): reopen it every second (true) or end the
+    /// recording with an error (false, the default). The recording so far stays valid either way.
+    pub retry: bool,
 }
 
 /// `freenect_frame_mode` (libfreenect.h), returned and passed by value.
@@ -197,7 +200,7 @@ thread_local! {
 /// Runs libfreenect on this thread until `stop`: reports the stream (or why it cannot start)
 /// on `started`, then frames on `tx`.
 fn event_thread(
-    api: Api,
+    api: Arc<Api>,
     cfg: FreenectConfig,
     tx: SyncSender<Event>,
     spare: Receiver<Vec<u8>>,
@@ -297,21 +300,20 @@ fn event_thread(
     }
 }
 
-pub struct FreenectSource {
-    stream: StreamInfo,
+/// One opened device: its event thread and the channels to it.
+struct Session {
     rx: Receiver<Event>,
     give_back: SyncSender<Vec<u8>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
-    reported_drops: u64,
     thread: Option<JoinHandle<()>>,
-    clock: DeviceClock,
+    mode: FrameMode,
 }
 
-impl FreenectSource {
-    /// Loads libfreenect, opens the device and starts depth; errors say what to do.
-    pub fn open(cfg: FreenectConfig) -> Result<FreenectSource, SourceError> {
-        let api = Api::load(&cfg)?;
+impl Session {
+    /// Opens the device and starts depth on a new event thread.
+    fn start(api: &Arc<Api>, cfg: &FreenectConfig) -> Result<Session, SourceError> {
+        let api = api.clone();
         let (tx, rx) = sync_channel(CHANNEL_FRAMES);
         let (give_back, spare) = sync_channel(CHANNEL_FRAMES);
         let (started_tx, started_rx) = sync_channel(1);
@@ -337,6 +339,56 @@ impl FreenectSource {
                 ));
             }
         };
+        Ok(Session {
+            rx,
+            give_back,
+            stop,
+            dropped,
+            thread: Some(thread),
+            mode,
+        })
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        while let Ok(Event::Frame { .. }) = self.rx.try_recv() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+pub struct FreenectSource {
+    cfg: FreenectConfig,
+    /// The library, loaded once (a reopen uses it again).
+    api: Arc<Api>,
+    stream: StreamInfo,
+    /// The device, while it is open.
+    session: Option<Session>,
+    /// Frames the callback dropped in earlier sessions, and reported so far.
+    dropped_before: u64,
+    reported_drops: u64,
+    clock: DeviceClock,
+    /// Added to the device clock: a reopened Kinect's clock starts anew, so the recording's
+    /// device time continues across the gap on the host's clock.
+    clock_offset_ns: i128,
+    /// Device time and host monotonic stamp of the last frame, to bridge a reopen.
+    last: Option<(u64, u64)>,
+    reopened: bool,
+}
+
+impl FreenectSource {
+    /// Loads libfreenect, opens the device and starts depth; errors say what to do.
+    pub fn open(cfg: FreenectConfig) -> Result<FreenectSource, SourceError> {
+        let api = Arc::new(Api::load(&cfg)?);
+        let session = Session::start(&api, &cfg)?;
+        let mode = session.mode;
         tracing::info!(
             device = cfg.device_index,
             width = mode.width,
@@ -351,22 +403,61 @@ impl FreenectSource {
                 height: mode.height as u32,
                 format: PixelFormat::Depth16,
             },
-            rx,
-            give_back,
-            stop,
-            dropped,
+            cfg,
+            api,
+            session: Some(session),
+            dropped_before: 0,
             reported_drops: 0,
-            thread: Some(thread),
             clock: DeviceClock::default(),
+            clock_offset_ns: 0,
+            last: None,
+            reopened: false,
         })
     }
 
     fn shut(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Unblock a callback waiting on nothing (it never blocks) and let the thread finish.
-        while let Ok(Event::Frame { .. }) = self.rx.try_recv() {}
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(mut s) = self.session.take() {
+            s.shut();
+            self.dropped_before += s.dropped.load(Ordering::Relaxed);
+        }
+    }
+
+    /// After a device failure: stop, or (`on-device-error = "retry"`) reopen it every second
+    /// until it is back or `stop` is set. `Ok(false)` when stopping.
+    fn recover(&mut self, why: String, stop: &AtomicBool) -> Result<bool, SourceError> {
+        self.shut();
+        if !self.cfg.retry {
+            return Err(SourceError::Device(why));
+        }
+        tracing::warn!(%why, "reopening the Kinect every second (source.on-device-error = \"retry\")");
+        loop {
+            for _ in 0..20 {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match Session::start(&self.api, &self.cfg) {
+                Ok(s)
+                    if (s.mode.width as u32, s.mode.height as u32)
+                        == (self.stream.width, self.stream.height) =>
+                {
+                    tracing::info!(
+                        device = self.cfg.device_index,
+                        "the Kinect is back; recording on (its clock restarts: device time continues from the host clock across the gap)"
+                    );
+                    self.session = Some(s);
+                    self.clock = DeviceClock::default();
+                    self.reopened = true;
+                    return Ok(true);
+                }
+                Ok(_) => {
+                    return Err(SourceError::Device(
+                        "the reopened Kinect delivers a different frame size".into(),
+                    ));
+                }
+                Err(e) => tracing::debug!(error = %e, "the Kinect is not back yet"),
+            }
         }
     }
 }
@@ -396,7 +487,10 @@ impl Source for FreenectSource {
                 self.shut();
                 return Ok(None);
             }
-            let dropped = self.dropped.load(Ordering::Relaxed);
+            let Some(session) = self.session.as_ref() else {
+                return Ok(None);
+            };
+            let dropped = self.dropped_before + session.dropped.load(Ordering::Relaxed);
             if dropped > self.reported_drops {
                 tracing::warn!(
                     frames = dropped - self.reported_drops,
@@ -405,7 +499,8 @@ impl Source for FreenectSource {
                 );
                 self.reported_drops = dropped;
             }
-            match self.rx.recv_timeout(Duration::from_millis(50)) {
+            let event = session.rx.recv_timeout(Duration::from_millis(50));
+            match event {
                 Ok(Event::Frame {
                     data,
                     timestamp,
@@ -417,9 +512,18 @@ impl Source for FreenectSource {
                         .fill(len)
                         .map_err(|_| SourceError::FrameTooLarge { len, capacity })?;
                     payload.copy_from_slice(&data);
-                    let _ = self.give_back.try_send(data);
+                    let _ = session.give_back.try_send(data);
+                    let raw = self.clock.unwrap_ns(timestamp) as i128;
+                    if std::mem::take(&mut self.reopened)
+                        && let Some((last_dev, last_host)) = self.last
+                    {
+                        let gap = host_mono_ns.saturating_sub(last_host) as i128;
+                        self.clock_offset_ns = last_dev as i128 + gap - raw;
+                    }
+                    let device_ns = (raw + self.clock_offset_ns).max(0) as u64;
+                    self.last = Some((device_ns, host_mono_ns));
                     return Ok(Some(Capture {
-                        device_ns: self.clock.unwrap_ns(timestamp),
+                        device_ns,
                         host_mono_ns: Some(host_mono_ns),
                     }));
                 }
@@ -429,15 +533,15 @@ impl Source for FreenectSource {
                     return Ok(None);
                 }
                 Ok(Event::Failed(why)) => {
-                    self.shut();
-                    return Err(SourceError::Device(why));
+                    if !self.recover(why, stop)? {
+                        return Ok(None);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.shut();
-                    return Err(SourceError::Device(
-                        "the libfreenect event thread ended".into(),
-                    ));
+                    if !self.recover("the libfreenect event thread ended".into(), stop)? {
+                        return Ok(None);
+                    }
                 }
             }
         }

@@ -1,0 +1,133 @@
+//! The freenect source's failure paths through its real FFI, against a stand-in libfreenect
+//! (tests/c/mock_freenect.c, built here): no Kinect, a device index out of range, an unplug
+//! mid-recording (stop, or retry and record on), and the 32-bit device clock wrapping.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn mock_library(dir: &Path) -> PathBuf {
+    let lib = dir.join("libmockfreenect.so");
+    let cc = Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o", lib.to_str().unwrap()])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/c/mock_freenect.c"
+        ))
+        .output()
+        .expect("cc runs");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    lib
+}
+
+fn record(lib: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_framerec"));
+    cmd.args(["record", "--source", "freenect", "--stats-socket", "off"])
+        .args(["--freenect-library", lib.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("FAKENECT_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// (device time, payload) of every frame, and checks each payload against the mock's content.
+fn frames(dir: &Path) -> Vec<u64> {
+    let msgs = common::read_with_mcap_crate(dir);
+    msgs.iter()
+        .map(|(_, _, device_ns, img)| {
+            let first = u16::from_le_bytes([img.data[0], img.data[1]]) as u64;
+            // Frame k starts at (k * 7) & 0x7ff and counts up by one per sample.
+            for (i, pair) in img.data.chunks_exact(2).enumerate().step_by(997) {
+                let v = u16::from_le_bytes([pair[0], pair[1]]) as u64;
+                assert_eq!(v, (first + i as u64) & 0x7ff);
+            }
+            *device_ns
+        })
+        .collect()
+}
+
+#[test]
+fn no_kinect_and_a_bad_index_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = mock_library(tmp.path());
+    let none = record(&lib, &tmp.path().join("a"), &[], &[("MOCK_DEVICES", "0")]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no Kinect found"),
+        "{}",
+        stderr(&none)
+    );
+    let bad = record(&lib, &tmp.path().join("b"), &["--device-index", "3"], &[]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("device index 3 is out of range: 1 Kinect(s) found"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn an_unplug_stops_the_recording_with_an_error_and_keeps_what_was_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = mock_library(tmp.path());
+    let out = tmp.path().join("rec");
+    let o = record(&lib, &out, &[], &[("MOCK_FAIL_AFTER", "20")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unplugged"), "{}", stderr(&o));
+    let verify = common::framerec(&["verify", out.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", common::text(&verify));
+    assert_eq!(frames(&out).len(), 20);
+}
+
+#[test]
+fn with_retry_an_unplug_is_survived_and_the_device_clock_unwraps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = mock_library(tmp.path());
+    let out = tmp.path().join("rec");
+    // 20 frames, unplug, reopen, 40 more; the 32-bit clock wraps after the 10th frame.
+    let start = (u32::MAX - 9 * 2_000_000 - 5).to_string();
+    let o = record(
+        &lib,
+        &out,
+        &["--on-device-error", "retry", "--frames", "60"],
+        &[
+            ("MOCK_FAIL_AFTER", "20"),
+            ("MOCK_FAIL_OPENS", "1"),
+            ("MOCK_TS_START", &start),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reopening the Kinect"),
+        "{}",
+        stderr(&o)
+    );
+    let times = frames(&out);
+    assert_eq!(times.len(), 60);
+    let steps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // 2,000,000 ticks of the 60 MHz clock = 33.33 ms between frames, across the 32-bit wrap;
+    // across the reopen (a new device clock), the host clock's gap: over the 1 s retry wait.
+    let (regular, gaps): (Vec<u64>, Vec<u64>) = steps
+        .iter()
+        .partition(|s| (33_333_332..=33_333_334).contains(*s));
+    assert_eq!(regular.len(), 58, "{steps:?}");
+    assert!(gaps.len() == 1 && gaps[0] >= 1_000_000_000, "{steps:?}");
+    let wrap = framerec::source::kinect_ticks_to_ns(1 << 32);
+    assert!(
+        times[9] < wrap && times[19] > wrap,
+        "unwrapped past 2^32 ticks: {times:?}"
+    );
+}
