@@ -86,12 +86,20 @@ pub fn repair(
             _ => None,
         })
         .collect();
+    // The frames missing from the recording are named in the last damaged segment that can be
+    // rebuilt (a segment with no intact chunk is put aside, and could not carry the names).
+    let mut carrier = None;
+    for &i in &damaged {
+        if recover_segment(&fs::read(&files[i])?, &[]).is_ok() {
+            carrier = Some(i);
+        }
+    }
     let mut outcomes = Vec::new();
     let mut named: Vec<(u64, u64)> = Vec::new();
-    for (n, &i) in damaged.iter().enumerate() {
+    for &i in &damaged {
         let path = &files[i];
         let bytes = fs::read(path)?;
-        let also_lost = if n + 1 == damaged.len() {
+        let also_lost = if Some(i) == carrier {
             subtract(&missing, &named)
         } else {
             Vec::new()

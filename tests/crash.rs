@@ -162,3 +162,43 @@ fn a_run_after_a_crash_recovers_the_directory_and_continues_the_recording() {
         );
     }
 }
+
+/// A crash can leave, after the last segment with an intact chunk, one with nothing readable
+/// (not even its magic). The frames missing before it must still be named as lost, in the
+/// last segment that can be rebuilt (found by the kill -9 runs in CI).
+#[test]
+fn frames_lost_before_an_unreadable_last_segment_are_still_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = common::config(&dir, WIDTH, HEIGHT);
+    cfg.segment.max_bytes = 1 << 20;
+    cfg.writer.writers = 1;
+    cfg.writer.max_write_bytes = 100_000; // one frame per chunk
+    common::run(&cfg, 30);
+    let segs = common::segments(&dir);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Segment 1 loses its footer and half of its last chunk, as a crash mid-write leaves it.
+    let one = std::fs::read(&segs[1]).unwrap();
+    let chunks = framerec::segment::parse_segment(&one).chunks;
+    assert!(chunks.len() >= 2);
+    let last = chunks.last().unwrap();
+    std::fs::write(&segs[1], &one[..(last.offset + last.length / 2) as usize]).unwrap();
+    // And a segment after the last one holds nothing readable.
+    let garbage = dir.join(framerec::segment::segment_file_name(segs.len() as u64));
+    std::fs::write(&garbage, vec![0x5a; 10_000]).unwrap();
+
+    let r = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(
+        v.status.success(),
+        "verify: {}\nrecover: {}",
+        text(&v),
+        text(&r)
+    );
+    assert!(
+        text(&v).contains("lost 1"),
+        "the truncated chunk's frame is named: {}",
+        text(&v)
+    );
+}
