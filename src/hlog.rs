@@ -190,6 +190,11 @@ pub enum Damage {
 /// Reads every run of one interval log. Bad lines are skipped and reported, never fatal.
 pub fn read_log(path: &Path) -> io::Result<(Vec<Run>, Vec<Damage>)> {
     let text = String::from_utf8_lossy(&std::fs::read(path)?).into_owned();
+    Ok(parse_log(&text, path))
+}
+
+/// [`read_log`] of text already read; `path` names the file in the results.
+pub fn parse_log(text: &str, path: &Path) -> (Vec<Run>, Vec<Damage>) {
     let mut runs: Vec<Run> = Vec::new();
     let mut damage = Vec::new();
     let mut base = 0.0;
@@ -263,7 +268,7 @@ pub fn read_log(path: &Path) -> io::Result<(Vec<Run>, Vec<Damage>)> {
             iv.histograms.insert(tag, h);
         }
     }
-    Ok((runs, damage))
+    (runs, damage)
 }
 
 fn leading_f64(s: &str) -> Option<f64> {

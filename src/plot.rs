@@ -41,7 +41,8 @@ pub enum PlotError {
     Draw { path: PathBuf, why: String },
 }
 
-fn load_font() -> Result<(), PlotError> {
+/// Registers a TrueType font for plotters' text (`$FRAMEREC_FONT` or a common path).
+pub fn load_font() -> Result<(), PlotError> {
     let candidates: Vec<PathBuf> = std::env::var_os("FRAMEREC_FONT")
         .map(PathBuf::from)
         .into_iter()
