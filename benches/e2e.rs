@@ -133,10 +133,15 @@ fn framerec(bin: &Path, out: &Path, frames: u64, wh: (u32, u32), args: &[&str]) 
     let bytes = frames * wh.0 as u64 * wh.1 as u64 * 2;
     assert_eq!(summary["totals"]["written_frames"], frames, "{summary}");
     let mut r = row("framerec", "", frames, bytes, m);
-    let ms = |v: &serde_json::Value| v.as_f64().map(|ns| ns / 1e6);
-    r.write_p50_ms = ms(&summary["write_latency_ns"]["p50"]);
-    r.write_p99_ms = ms(&summary["write_latency_ns"]["p99"]);
-    r.capture_to_written_p99_ms = ms(&summary["capture_to_written_ns"]["p99"]);
+    // Percentiles of an empty histogram (statistics off) are absent, not zero.
+    let ms = |h: &serde_json::Value, q: &str| {
+        (h["count"].as_u64() > Some(0))
+            .then(|| h[q].as_f64().map(|ns| ns / 1e6))
+            .flatten()
+    };
+    r.write_p50_ms = ms(&summary["write_latency_ns"], "p50");
+    r.write_p99_ms = ms(&summary["write_latency_ns"], "p99");
+    r.capture_to_written_p99_ms = ms(&summary["capture_to_written_ns"], "p99");
     let _ = std::fs::remove_dir_all(out);
     r
 }
@@ -389,8 +394,8 @@ fn replay_rows(bin: &Path, root: &Path, frames: u64, repeats: usize) -> Vec<Row>
         ])
         .args(["--out", rec.to_str().unwrap()])
         .env("RUST_LOG", "warn")
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        .is_ok_and(|o| o.status.success())
         && Command::new(bin)
             .args([
                 "export",
@@ -400,8 +405,8 @@ fn replay_rows(bin: &Path, root: &Path, frames: u64, repeats: usize) -> Vec<Row>
                 "--out",
             ])
             .arg(&dump)
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .is_ok_and(|o| o.status.success());
     assert!(ok, "cannot make the replay dump");
     // One recorded time for every frame: the replay runs as fast as its reader.
     let index = std::fs::read_to_string(dump.join("INDEX.txt")).unwrap();
