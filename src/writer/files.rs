@@ -54,6 +54,7 @@ struct State {
     written: Vec<PathBuf>,
     pool_histograms: Histograms,
     task_histograms: Vec<Rc<RefCell<Histograms>>>,
+    publish_scratch: Histograms,
 }
 
 struct Ctx {
@@ -110,6 +111,7 @@ pub fn run(
                 written: Vec::new(),
                 pool_histograms: Histograms::default(),
                 task_histograms: Vec::new(),
+                publish_scratch: Histograms::default(),
             }),
         }))
     })
@@ -176,15 +178,15 @@ fn publish(ctx: &Ctx) {
     if !ctx.parts.record_histograms {
         return;
     }
-    let mut fresh = Histograms::default();
     let mut st = ctx.st.borrow_mut();
+    let st = &mut *st;
+    let fresh = &mut st.publish_scratch;
     for h in &st.task_histograms {
         fresh.drain_from(&mut h.borrow_mut());
     }
     fresh.drain_from(&mut st.pool_histograms);
-    drop(st);
     if let Ok(mut shared) = ctx.parts.histograms.lock() {
-        shared.absorb(&mut fresh);
+        shared.absorb(fresh);
     }
 }
 
