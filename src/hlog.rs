@@ -328,6 +328,24 @@ pub fn epoch_s(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Every interval's histograms merged, by tag.
+pub fn merge_by_tag(intervals: &[Interval]) -> BTreeMap<String, Histogram<u64>> {
+    let mut all: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for iv in intervals {
+        for (tag, h) in &iv.histograms {
+            match all.get_mut(tag) {
+                Some(a) => {
+                    let _ = a.add(h);
+                }
+                None => {
+                    all.insert(tag.clone(), h.clone());
+                }
+            }
+        }
+    }
+    all
+}
+
 /// What `framerec stats DIR` reports: the runs of every log, overall and per interval.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
@@ -387,22 +405,11 @@ impl Report {
         }
         runs.sort_by(|a, b| a.start.total_cmp(&b.start));
         let origin = runs.first().map_or(0.0, |r| r.start);
-        let mut overall: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
         let mut intervals = Vec::new();
         let mut all = Vec::new();
         for run in &runs {
             let mut prev: BTreeMap<String, u64> = BTreeMap::new();
             for iv in &run.intervals {
-                for (tag, h) in &iv.histograms {
-                    match overall.get_mut(tag) {
-                        Some(o) => {
-                            let _ = o.add(h);
-                        }
-                        None => {
-                            overall.insert(tag.clone(), h.clone());
-                        }
-                    }
-                }
                 let delta = |k: &str| {
                     iv.counters
                         .get(k)
@@ -431,6 +438,7 @@ impl Report {
                 all.push(iv.clone());
             }
         }
+        let overall = merge_by_tag(&all);
         let report = Report {
             logs,
             runs: runs

@@ -7,14 +7,12 @@
 //! Text needs a TrueType font, read at run time (no system library is linked): `$FRAMEREC_FONT`
 //! or the first of a few common paths (Debian's `fonts-dejavu-core` provides one).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::hlog::{Interval, Report};
+use crate::hlog::{Interval, Report, merge_by_tag};
 
 /// Font files tried in order when `$FRAMEREC_FONT` is not set.
 const FONT_PATHS: [&str; 5] = [
@@ -92,42 +90,29 @@ pub fn plot(report: &Report, intervals: &[Interval], out: &Path) -> Result<(), P
         path: out.to_path_buf(),
         why: e,
     };
+    // Draws and flushes on either backend.
+    fn finish<DB: DrawingBackend>(
+        root: DrawingArea<DB, Shift>,
+        report: &Report,
+        intervals: &[Interval],
+    ) -> Result<(), String> {
+        draw_all(&root, report, intervals)?;
+        root.present().map_err(|e| e.to_string())
+    }
     match ext.as_deref() {
-        Some("svg") => {
-            let root = SVGBackend::new(out, size).into_drawing_area();
-            draw_all(&root, report, intervals).map_err(draw)?;
-            root.present().map_err(|e| PlotError::Draw {
-                path: out.to_path_buf(),
-                why: e.to_string(),
-            })
-        }
-        Some("png") => {
-            let root = BitMapBackend::new(out, size).into_drawing_area();
-            draw_all(&root, report, intervals).map_err(draw)?;
-            root.present().map_err(|e| PlotError::Draw {
-                path: out.to_path_buf(),
-                why: e.to_string(),
-            })
-        }
-        _ => Err(PlotError::Format(out.to_path_buf())),
+        Some("svg") => finish(
+            SVGBackend::new(out, size).into_drawing_area(),
+            report,
+            intervals,
+        ),
+        Some("png") => finish(
+            BitMapBackend::new(out, size).into_drawing_area(),
+            report,
+            intervals,
+        ),
+        _ => return Err(PlotError::Format(out.to_path_buf())),
     }
-}
-
-fn merged(intervals: &[Interval]) -> BTreeMap<String, Histogram<u64>> {
-    let mut all: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
-    for iv in intervals {
-        for (tag, h) in &iv.histograms {
-            match all.get_mut(tag) {
-                Some(a) => {
-                    let _ = a.add(h);
-                }
-                None => {
-                    all.insert(tag.clone(), h.clone());
-                }
-            }
-        }
-    }
-    all
+    .map_err(draw)
 }
 
 fn ms(ns: u64) -> f64 {
@@ -141,7 +126,7 @@ fn draw_all<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let all = merged(intervals);
+    let all = merge_by_tag(intervals);
     let has_samples = DISTRIBUTION
         .iter()
         .any(|(tag, _, _)| all.get(*tag).is_some_and(|h| !h.is_empty()));

@@ -30,7 +30,7 @@ use crate::observe::{Histograms, record};
 use super::file::{self, IoSpan, SegFile, sync_dir};
 use super::{
     Backend, DurabilityConfig, PUBLISH_EVERY, RecordingTarget, WriterConfig, WriterError,
-    WriterParts, WriterReport, drive, drop_frames,
+    WriterParts, WriterReport, drive, drop_frames, publish_sets,
 };
 
 pub const INDEX: &str = "INDEX.txt";
@@ -180,14 +180,12 @@ fn publish(ctx: &Ctx) {
     }
     let mut st = ctx.st.borrow_mut();
     let st = &mut *st;
-    let fresh = &mut st.publish_scratch;
-    for h in &st.task_histograms {
-        fresh.drain_from(&mut h.borrow_mut());
-    }
-    fresh.drain_from(&mut st.pool_histograms);
-    if let Ok(mut shared) = ctx.parts.histograms.lock() {
-        shared.absorb(fresh);
-    }
+    publish_sets(
+        &st.task_histograms,
+        &mut st.pool_histograms,
+        &mut st.publish_scratch,
+        &ctx.parts.histograms,
+    );
 }
 
 async fn publisher(ctx: Rc<Ctx>) {
