@@ -75,6 +75,12 @@ struct OutputSection {
     dir: PathBuf,
     /// `mcap` (default) or `fakenect`.
     layout: LayoutName,
+    /// Bytes the output filesystem keeps free: under it, arriving frames are counted as
+    /// `disk_full` instead of queued, until space returns. Default 0 (off), range 0-16 TiB.
+    min_free_bytes: Int<0, { 16 * 1024 * 1024 * MIB }>,
+    /// The same as a percentage of the filesystem's size; the larger floor applies. Default 0
+    /// (off), range 0-99.
+    min_free_percent: Int<0, 99>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -100,6 +106,8 @@ impl Default for OutputSection {
         OutputSection {
             dir: PathBuf::new(),
             layout: LayoutName::Mcap,
+            min_free_bytes: Int(0),
+            min_free_percent: Int(0),
         }
     }
 }
@@ -205,6 +213,15 @@ struct WriterSection {
     max_write_bytes: Int<4096, { 256 * MIB }>,
     /// Microseconds to wait for more frames. Default 0, range 0-1000000.
     linger_us: Int<0, 1_000_000>,
+    /// Bytes of disk reserved ahead of a segment's writes (`fallocate`). Default 64 MiB; 0 =
+    /// never; range 0-1 GiB.
+    preallocate_bytes: Int<0, { 1024 * MIB }>,
+    /// Failed writes, fsyncs or segment creations in a row that make the recorder degraded.
+    /// Default 8, range 1-1000000.
+    max_consecutive_failures: Int<1, 1_000_000>,
+    /// Stop (exit status 1) once degraded, so systemd's `Restart=` applies. Default false:
+    /// keep counting frames as dropped until the disk recovers.
+    exit_when_degraded: bool,
 }
 
 impl Default for WriterSection {
@@ -216,6 +233,9 @@ impl Default for WriterSection {
             direct_io: d.direct_io,
             max_write_bytes: Int(d.max_write_bytes as i64),
             linger_us: Int(0),
+            preallocate_bytes: Int(d.preallocate_bytes as i64),
+            max_consecutive_failures: Int(i64::from(d.max_consecutive_failures)),
+            exit_when_degraded: d.exit_when_degraded,
         }
     }
 }
@@ -494,6 +514,11 @@ impl FileConfig {
                 max_write_bytes: self.writer.max_write_bytes.0 as usize,
                 linger: Duration::from_micros(self.writer.linger_us.u64()),
                 write_delay: Duration::ZERO,
+                preallocate_bytes: self.writer.preallocate_bytes.u64(),
+                max_consecutive_failures: self.writer.max_consecutive_failures.0 as u32,
+                exit_when_degraded: self.writer.exit_when_degraded,
+                min_free_bytes: self.output.min_free_bytes.u64(),
+                min_free_percent: self.output.min_free_percent.0 as u8,
             },
             segment: SegmentConfig {
                 max_bytes: self.segment.max_bytes.u64(),

@@ -42,18 +42,27 @@ pub enum DropReason {
     QueueFull,
     /// Evicted from a full queue to make room for a newer frame (`drop-oldest`).
     QueueEvicted,
-    /// The write that carried the frame failed.
+    /// The write that carried the frame failed (other than for space), or the frame was
+    /// written after such a write in the same segment and cut off with it.
     IoError,
+    /// The filesystem was full (ENOSPC, EDQUOT) when the frame was written, or its free space
+    /// was under `output.min-free-bytes` when the frame arrived.
+    DiskFull,
+    /// Written, but an fsync failed before it was durable: the segment was cut back to its
+    /// last durable byte, since Linux may have dropped the unsynced pages.
+    FsyncError,
     /// Found missing when a crashed recording was recovered: its write never completed, or
     /// its chunk was damaged, or the drop notice naming it was never written.
     Lost,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::QueueEvicted,
         DropReason::IoError,
+        DropReason::DiskFull,
+        DropReason::FsyncError,
         DropReason::Lost,
     ];
 
@@ -63,6 +72,8 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::QueueEvicted => "queue_evicted",
             DropReason::IoError => "io_error",
+            DropReason::DiskFull => "disk_full",
+            DropReason::FsyncError => "fsync_error",
             DropReason::Lost => "lost",
         }
     }
@@ -73,6 +84,14 @@ impl DropReason {
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The reason for frames a failed write of the recording took with it.
+    pub fn of_write_error(e: &std::io::Error) -> DropReason {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => DropReason::DiskFull,
+            _ => DropReason::IoError,
+        }
     }
 }
 

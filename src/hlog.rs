@@ -501,7 +501,7 @@ mod tests {
         assert_eq!(run.intervals[1].histograms["write"].len(), 1);
         assert_eq!(run.intervals[0].counters["received"], 10);
         assert_eq!(run.intervals[1].counters["received"], 25);
-        assert_eq!(run.intervals[1].histograms.len(), 7);
+        assert_eq!(run.intervals[1].histograms.len(), 8);
     }
 
     fn h_max(v: u64) -> u64 {

@@ -31,6 +31,13 @@ pub struct Counters {
     pub queue_high_water: AtomicU64,
     pub segments_opened: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// Writes, fsyncs and segment creations that failed, in all and in a row.
+    pub failures: AtomicU64,
+    pub failures_in_a_row: AtomicU64,
+    /// Set after `writer.max-consecutive-failures` failures in a row, cleared by a good write.
+    pub degraded: std::sync::atomic::AtomicBool,
+    /// Mirrors the queue's refusal under the free-space floor, for the statistics.
+    pub refusing: std::sync::atomic::AtomicBool,
     durable_seq: AtomicU64,
     /// The I/O backend in use, once the writers started.
     pub backend: std::sync::OnceLock<&'static str>,
@@ -53,6 +60,10 @@ impl Default for Counters {
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            failures_in_a_row: AtomicU64::new(0),
+            degraded: Default::default(),
+            refusing: Default::default(),
             durable_seq: AtomicU64::new(NONE),
             backend: std::sync::OnceLock::new(),
             source_rejects: Default::default(),
@@ -119,6 +130,9 @@ pub struct Histograms {
     pub fsync_latency_ns: Histogram<u64>,
     /// Between consecutive frames' capture stamps, as the receiver saw them.
     pub inter_arrival_ns: Histogram<u64>,
+    /// The receiver handing one frame to the queue (or to the overflow policy): the time it
+    /// spends not receiving, which must stay small however slow the disk is.
+    pub enqueue_ns: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -131,13 +145,14 @@ impl Default for Histograms {
             queue_wait_ns: histogram(),
             fsync_latency_ns: histogram(),
             inter_arrival_ns: histogram(),
+            enqueue_ns: histogram(),
         }
     }
 }
 
 impl Histograms {
     /// Every histogram with its interval-log tag and unit.
-    pub fn tagged(&self) -> [(&'static str, &Histogram<u64>); 7] {
+    pub fn tagged(&self) -> [(&'static str, &Histogram<u64>); 8] {
         [
             ("write", &self.write_latency_ns),
             ("fsync", &self.fsync_latency_ns),
@@ -146,10 +161,11 @@ impl Histograms {
             ("queue-wait", &self.queue_wait_ns),
             ("inter-arrival", &self.inter_arrival_ns),
             ("frames-per-write", &self.frames_per_write),
+            ("enqueue", &self.enqueue_ns),
         ]
     }
 
-    fn each_mut(&mut self) -> [&mut Histogram<u64>; 7] {
+    fn each_mut(&mut self) -> [&mut Histogram<u64>; 8] {
         [
             &mut self.write_latency_ns,
             &mut self.fsync_latency_ns,
@@ -158,6 +174,7 @@ impl Histograms {
             &mut self.queue_wait_ns,
             &mut self.inter_arrival_ns,
             &mut self.frames_per_write,
+            &mut self.enqueue_ns,
         ]
     }
 
@@ -276,6 +293,20 @@ pub struct Snapshot {
     pub queue_wait_ns: Percentiles,
     pub inter_arrival_ns: Percentiles,
     pub frames_per_write: Percentiles,
+    /// The receiver handing a frame to the queue.
+    #[serde(default)]
+    pub enqueue_ns: Percentiles,
+    /// Writes, fsyncs and segment creations that failed (in all, and in a row now).
+    #[serde(default)]
+    pub failures: u64,
+    #[serde(default)]
+    pub failures_in_a_row: u64,
+    /// `writer.max-consecutive-failures` failures in a row and no good write since.
+    #[serde(default)]
+    pub degraded: bool,
+    /// The output filesystem is under its free-space floor: frames are counted as `disk_full`.
+    #[serde(default)]
+    pub refusing_frames: bool,
 }
 
 impl Snapshot {
@@ -343,6 +374,11 @@ impl Snapshot {
             queue_wait_ns: Percentiles::of(&histograms.queue_wait_ns),
             inter_arrival_ns: Percentiles::of(&histograms.inter_arrival_ns),
             frames_per_write: Percentiles::of(&histograms.frames_per_write),
+            enqueue_ns: Percentiles::of(&histograms.enqueue_ns),
+            failures: counters.failures.load(Ordering::Relaxed),
+            failures_in_a_row: counters.failures_in_a_row.load(Ordering::Relaxed),
+            degraded: counters.degraded.load(Ordering::Relaxed),
+            refusing_frames: counters.refusing.load(Ordering::Relaxed),
         }
     }
 
@@ -354,8 +390,9 @@ impl Snapshot {
     pub fn log_line(&self, prev: Option<&Snapshot>) -> String {
         let (frames, bytes, secs) = match prev {
             Some(p) => (
-                self.written_frames - p.written_frames,
-                self.written_bytes - p.written_bytes,
+                // Frames written then lost to a failed fsync leave `written_frames`.
+                self.written_frames.saturating_sub(p.written_frames),
+                self.written_bytes.saturating_sub(p.written_bytes),
                 (self.uptime_s - p.uptime_s).max(1e-9),
             ),
             None => (
@@ -364,8 +401,16 @@ impl Snapshot {
                 self.uptime_s.max(1e-9),
             ),
         };
+        let state = match (self.degraded, self.refusing_frames) {
+            (true, _) => format!(
+                "DEGRADED ({} disk failures in a row, frames dropped): ",
+                self.failures_in_a_row
+            ),
+            (false, true) => "DISK FULL (under the free-space floor, frames dropped): ".into(),
+            (false, false) => String::new(),
+        };
         format!(
-            "{:.1} fps, {:.1} MB/s, queue {} (high {}), write p99 {}, dropped {}, durable through {}",
+            "{state}{:.1} fps, {:.1} MB/s, queue {} (high {}), write p99 {}, dropped {}, durable through {}",
             frames as f64 / secs,
             bytes as f64 / 1e6 / secs,
             self.queue_depth,
@@ -482,7 +527,7 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     metric(
         "framerec_frames_written_total",
         "counter",
-        "Frames written to segments.",
+        "Frames written to segments (frames a failed fsync takes back move to dropped).",
         &one(s.written_frames),
     );
     metric(
@@ -548,6 +593,24 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         "counter",
         "Input a pipe source rejected from its senders, by reason.",
         &rejects,
+    );
+    metric(
+        "framerec_io_failures_total",
+        "counter",
+        "Writes, fsyncs and segment creations that failed.",
+        &one(s.failures),
+    );
+    metric(
+        "framerec_degraded",
+        "gauge",
+        "1 after writer.max-consecutive-failures failures in a row, until a write succeeds.",
+        &one(s.degraded as u64),
+    );
+    metric(
+        "framerec_refusing_frames",
+        "gauge",
+        "1 while the output filesystem is under its free-space floor.",
+        &one(s.refusing_frames as u64),
     );
     metric(
         "framerec_writers",
@@ -626,6 +689,14 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         "framerec_inter_arrival_seconds",
         "Between consecutive frames' capture stamps.",
         &h.inter_arrival_ns,
+        &LATENCY_BUCKETS_S,
+        1e9,
+    );
+    prom_histogram(
+        &mut out,
+        "framerec_enqueue_seconds",
+        "The receiver handing one frame to the queue.",
+        &h.enqueue_ns,
         &LATENCY_BUCKETS_S,
         1e9,
     );

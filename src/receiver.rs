@@ -140,6 +140,13 @@ fn receive(
             drop_frame(p, meta.seq, DropReason::QueueFull);
             continue;
         };
+        if p.queue.is_refusing() {
+            // The output filesystem is under its free-space floor.
+            drop_frame(p, meta.seq, DropReason::DiskFull);
+            spare = Some(buf);
+            continue;
+        }
+        let enqueue_started = Instant::now();
         let frame = Frame {
             meta,
             buf,
@@ -168,6 +175,9 @@ fn receive(
                 }
             }
         }
+        if p.histograms.is_some() {
+            stats.enqueued(enqueue_started.elapsed());
+        }
         p.counters.note_queue_depth(p.queue.len() as u64);
     }
 }
@@ -190,6 +200,11 @@ impl ReceiverStats {
             self.publish(shared);
             self.last_publish = captured;
         }
+    }
+
+    /// A frame was queued (or dropped by the overflow policy) in `took`.
+    fn enqueued(&mut self, took: Duration) {
+        record(&mut self.h.enqueue_ns, took.as_nanos() as u64);
     }
 
     fn publish(&mut self, shared: &SharedHistograms) {

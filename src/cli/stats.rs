@@ -96,6 +96,7 @@ fn table(s: &Snapshot) -> String {
         row("queue wait", &s.queue_wait_ns, true),
         row("inter-arrival", &s.inter_arrival_ns, true),
         row("frames per write", &s.frames_per_write, false),
+        row("enqueue", &s.enqueue_ns, true),
     ]
     .join("\n")
 }

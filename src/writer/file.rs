@@ -179,6 +179,45 @@ impl SegFile {
         }
     }
 
+    /// Reserves disk blocks for `offset..offset + len` without changing the file's size.
+    pub async fn preallocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let file = self.std().clone();
+        blocking(move || {
+            nix::fcntl::fallocate(
+                file.as_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                offset as i64,
+                len as i64,
+            )
+            .map_err(io::Error::from)
+        })
+        .await
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        let file = self.std().clone();
+        blocking(move || file.set_len(len)).await
+    }
+
+    /// Frees blocks reserved past the file's end at `end` (`len` bytes of them). Advice only.
+    pub async fn release_space(&self, end: u64, len: u64) {
+        let file = self.std().clone();
+        let _ = blocking(move || {
+            // tmpfs keeps blocks reserved past the end until they are punched out; ext4 frees
+            // them on a truncate to the same size.
+            let _ = nix::fcntl::fallocate(
+                file.as_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                end as i64,
+                len as i64,
+            );
+            file.set_len(end)
+        })
+        .await;
+    }
+
     /// Drops the file's clean cached pages in `0..len` (recorded data nobody will read soon).
     pub fn release_cache(&self, len: u64) {
         // Advice only: an error costs memory, not data.

@@ -306,6 +306,7 @@ async fn write_frame(
             segment: path.clone(),
             offset: 0,
             len: (header.len() + len) as u64,
+            frames: 1,
             source,
         }
     };
@@ -435,6 +436,7 @@ async fn index_done(ctx: &Rc<Ctx>) {
                 ctx.parts.drops.restore(drops);
                 ctx.fail(WriterError::Fsync {
                     segment: ctx.target.dir.join(INDEX),
+                    frames: 0,
                     source,
                 });
                 break;

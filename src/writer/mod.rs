@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
-use crate::frame::{BufferPool, DropReason, Frame, FrameSeq, StreamInfo, host_mono_ns};
+use crate::frame::{BufferPool, DropReason, Frame, FrameMeta, FrameSeq, StreamInfo, host_mono_ns};
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{DropLog, FrameQueue};
 use crate::segment::{
@@ -66,6 +66,21 @@ pub struct WriterConfig {
     /// Fault injection for tests and benchmarks: each write waits this long before it is
     /// submitted (a slow disk). Not settable from the configuration file.
     pub write_delay: Duration,
+    /// Reserve disk space for a segment this many bytes ahead of its writes (`fallocate`), so
+    /// space runs out between writes, where the segment can still be closed cleanly, rather
+    /// than in the middle of one. 0: never.
+    pub preallocate_bytes: u64,
+    /// After this many failed writes, fsyncs or segment creations in a row the recorder is
+    /// degraded (stats, systemd `STATUS=`).
+    pub max_consecutive_failures: u32,
+    /// Stop recording (exit status 1, so systemd's `Restart=` applies) once degraded, instead
+    /// of counting frames as dropped until the disk recovers.
+    pub exit_when_degraded: bool,
+    /// Free bytes the output filesystem keeps: under it, the receiver counts arriving frames as
+    /// `disk_full` instead of queueing them, until space returns. 0: no floor.
+    pub min_free_bytes: u64,
+    /// The same as a percentage of the filesystem's size (the larger floor applies).
+    pub min_free_percent: u8,
 }
 
 impl Default for WriterConfig {
@@ -77,6 +92,11 @@ impl Default for WriterConfig {
             max_write_bytes: 4 << 20,
             linger: Duration::ZERO,
             write_delay: Duration::ZERO,
+            preallocate_bytes: 64 << 20,
+            max_consecutive_failures: 8,
+            exit_when_degraded: false,
+            min_free_bytes: 0,
+            min_free_percent: 0,
         }
     }
 }
@@ -153,6 +173,9 @@ pub const APPLY_EVERY: Duration = Duration::from_millis(100);
 /// The most writers the pool runs (the io_uring is sized for them).
 pub const MAX_WRITERS: usize = 64;
 
+/// How long the pool waits before trying again to create a segment after creating one failed.
+pub const RETRY_OPEN_AFTER: Duration = Duration::from_secs(1);
+
 /// How often the writers move their histograms to the shared copy (the interval logs are exact
 /// to about this much).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
@@ -194,19 +217,52 @@ pub enum WriterError {
     Runtime(io::Error),
     #[error("cannot create segment {path}: {source}")]
     CreateSegment { path: PathBuf, source: io::Error },
-    #[error("write of {len} bytes at offset {offset} of {segment} failed: {source}")]
+    #[error(
+        "write of {len} bytes at offset {offset} of {segment} failed: {source} ({frames} frames dropped)"
+    )]
     Write {
         segment: PathBuf,
         offset: u64,
         len: u64,
+        frames: u64,
         source: io::Error,
     },
     #[error(
-        "fsync of {segment} failed: {source} (data written since the last good fsync may be lost)"
+        "fsync of {segment} failed: {source} (the {frames} frames written since its last good fsync are dropped)"
     )]
-    Fsync { segment: PathBuf, source: io::Error },
+    Fsync {
+        segment: PathBuf,
+        frames: u64,
+        source: io::Error,
+    },
+    #[error("cannot reserve space in {segment}: {source} ({frames} frames dropped)")]
+    Reserve {
+        segment: PathBuf,
+        frames: u64,
+        source: io::Error,
+    },
+    #[error(
+        "{failures} writes, fsyncs or segment creations failed in a row, the last: {last}; stopping (writer.exit-when-degraded)"
+    )]
+    Degraded {
+        failures: u64,
+        last: Box<WriterError>,
+    },
     #[error("cannot finalize segment {segment}: {source}")]
     Finalize { segment: PathBuf, source: io::Error },
+}
+
+impl WriterError {
+    /// The reason under which frames this error kept from the disk are counted.
+    fn drop_reason(&self) -> DropReason {
+        match self {
+            WriterError::CreateSegment { source, .. }
+            | WriterError::Write { source, .. }
+            | WriterError::Reserve { source, .. } => DropReason::of_write_error(source),
+            WriterError::Fsync { .. } => DropReason::FsyncError,
+            _ => DropReason::IoError,
+        }
+    }
 }
 
 /// What the writers report when they are done.
@@ -319,9 +375,27 @@ fn drop_frames(counters: &Counters, drops: &DropLog, seqs: &[FrameSeq], reason: 
 
 /// A write that was issued to a segment, in file order.
 struct PendingWrite {
+    offset: u64,
     end: u64,
-    last_seq: Option<u64>,
-    done: bool,
+    /// Set when the write completed; it is accounted for once every write before it is.
+    finished: Option<Finished>,
+}
+
+/// A completed write, waiting for the writes before it in the file to complete.
+struct Finished {
+    result: io::Result<()>,
+    metas: Vec<FrameMeta>,
+    chunks: Vec<ChunkIndexEntry>,
+    drops: Vec<segment::DropRange>,
+    bytes: u64,
+}
+
+/// Frames (and drop notices) written to a segment that no fsync has made durable yet, kept
+/// until one does so that a failed fsync can name them.
+struct Undurable {
+    end: u64,
+    seqs: Vec<FrameSeq>,
+    drops: Vec<segment::DropRange>,
 }
 
 struct SegState {
@@ -330,14 +404,21 @@ struct SegState {
     has_data: bool,
     chunks: Vec<ChunkIndexEntry>,
     pending: VecDeque<PendingWrite>,
-    /// End of the contiguous prefix of completed writes, and the last frame in it.
+    undurable: VecDeque<Undurable>,
+    /// End of the contiguous prefix of accounted writes, and the last frame in it.
     written_end: u64,
     written_seq: Option<u64>,
     durable_end: u64,
     durable_seq: Option<u64>,
+    /// Disk space is reserved (`fallocate`) up to here.
+    allocated_end: u64,
     in_flight: usize,
     sealed: bool,
-    poisoned: bool,
+    /// Where the segment is cut back to when it closes, and why: the offset of its first
+    /// failed write, or its durable end after a failed fsync. Nothing from there on counts as
+    /// written.
+    cut: Option<(u64, DropReason)>,
+    head_len: u64,
     head: TailStats,
 }
 
@@ -351,26 +432,32 @@ struct Segment {
 }
 
 impl Segment {
-    fn mark_done(&self, end: u64) {
+    fn finish(&self, offset: u64, finished: Finished) {
         let mut st = self.st.borrow_mut();
-        if let Some(w) = st.pending.iter_mut().find(|w| w.end == end) {
-            w.done = true;
-        }
-        while st.pending.front().is_some_and(|w| w.done) {
-            let w = st.pending.pop_front().expect("front exists");
-            st.written_end = w.end;
-            if w.last_seq.is_some() {
-                st.written_seq = w.last_seq;
-            }
+        if let Some(w) = st.pending.iter_mut().find(|w| w.offset == offset) {
+            w.finished = Some(finished);
         }
     }
 }
+
+/// Disk space kept reserved past a segment's data for its summary and footer: a base for the
+/// fixed records plus room for each chunk's index entry.
+fn tail_reserve(chunks: usize) -> u64 {
+    (64 << 10) + 256 * chunks as u64
+}
+
+/// Room kept past the tail for drop notices, so that frames dropped because the disk is full
+/// can still be named in the file.
+const NOTICE_RESERVE: u64 = 64 << 10;
 
 struct PoolState {
     /// Open segments (not yet finalized), oldest first; the last one takes new writes.
     segments: VecDeque<Rc<Segment>>,
     next: Option<JoinHandle<Result<Rc<Segment>, WriterError>>>,
     next_id: u64,
+    /// After a segment could not be created or space not reserved: no new attempt before
+    /// this, and frames meanwhile are dropped for this reason.
+    retry_at: Option<(Instant, DropReason)>,
     finalizers: Vec<JoinHandle<()>>,
     written: Vec<PathBuf>,
     /// Last frame of the segments already finalized.
@@ -405,6 +492,8 @@ struct Ctx {
     record_histograms: bool,
     backend: Backend,
     direct: Cell<bool>,
+    /// False once the filesystem refused `fallocate`.
+    preallocate: Cell<bool>,
     intake: Mutex<()>,
     sync_wake: Notify,
     stopping: Cell<bool>,
@@ -422,6 +511,7 @@ impl Ctx {
     ) -> Rc<Ctx> {
         Rc::new(Ctx {
             direct: Cell::new(cfg.direct_io),
+            preallocate: Cell::new(cfg.preallocate_bytes > 0),
             writers: Cell::new(cfg.writers.clamp(1, MAX_WRITERS)),
             cfg,
             seg_cfg: RefCell::new(seg_cfg),
@@ -431,6 +521,7 @@ impl Ctx {
                 segments: VecDeque::new(),
                 next: None,
                 next_id: target.first_segment_id,
+                retry_at: None,
                 finalizers: Vec::new(),
                 written: Vec::new(),
                 finalized_seq: None,
@@ -470,6 +561,39 @@ impl Ctx {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// A write, fsync or segment creation failed; the frames it concerned are already counted.
+    /// Enough of them in a row make the recorder degraded, and stop it if so configured.
+    fn failure(&self, e: WriterError) {
+        let c = &self.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = c.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(error = %e, failures_in_a_row = in_a_row, "the disk refused; the frames concerned are counted as dropped and recording goes on");
+        if in_a_row >= u64::from(self.cfg.max_consecutive_failures.max(1))
+            && !c.degraded.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(
+                failures = in_a_row,
+                "degraded: the disk keeps failing; frames are dropped until a write succeeds"
+            );
+            if self.cfg.exit_when_degraded {
+                self.fail(WriterError::Degraded {
+                    failures: in_a_row,
+                    last: Box::new(e),
+                });
+            }
+        }
+    }
+
+    /// A write succeeded: the failures in a row are over.
+    fn succeeded(&self) {
+        let c = &self.counters;
+        if c.failures_in_a_row.swap(0, Ordering::Relaxed) > 0
+            && c.degraded.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!("no longer degraded: writes succeed again");
+        }
+    }
+
     fn current(&self) -> Option<Rc<Segment>> {
         self.st.borrow().segments.back().cloned()
     }
@@ -499,20 +623,29 @@ impl Ctx {
     }
 }
 
-/// Creates segment `id`: file, head, directory entry made durable.
+/// Creates segment `id`: file, head, directory entry made durable. A file left half-made by a
+/// failure is removed.
 async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError> {
     let path = ctx.target.dir.join(segment::segment_file_name(id));
+    let r = create_segment(&ctx, &path, id).await;
+    if r.is_err() && path.exists() {
+        let _ = std::fs::remove_file(&path);
+    }
+    r
+}
+
+async fn create_segment(ctx: &Rc<Ctx>, path: &Path, id: u64) -> Result<Rc<Segment>, WriterError> {
     let create_err = |source| WriterError::CreateSegment {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     let mut direct = ctx.direct.get();
-    let file = match SegFile::create(&path, direct, ctx.backend) {
+    let file = match SegFile::create(path, direct, ctx.backend) {
         Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(path = %path.display(), "the filesystem refuses O_DIRECT; using buffered I/O");
             ctx.direct.set(false);
             direct = false;
-            SegFile::create(&path, false, ctx.backend)
+            SegFile::create(path, false, ctx.backend)
         }
         r => r,
     }
@@ -523,6 +656,18 @@ async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError>
         stream: ctx.target.stream.clone(),
     };
     let (head, head_stats) = segment::encode_segment_head(&meta, direct);
+    let head_len = head.len() as u64;
+    // Reserve room for the head, an empty segment's tail and drop notices first: a segment
+    // that could be created can always be closed.
+    let mut allocated_end = 0;
+    if ctx.preallocate.get() {
+        let want = head_len + tail_reserve(0) + NOTICE_RESERVE;
+        match file.preallocate(0, want).await {
+            Ok(()) => allocated_end = want,
+            Err(e) if unsupported(&e) => no_preallocation(ctx, &e),
+            Err(e) => return Err(create_err(e)),
+        }
+    }
     let mut buf = crate::frame::FrameBuf::new(head.len());
     buf.region_mut()[..head.len()].copy_from_slice(&head);
     let (res, _) = file
@@ -534,26 +679,80 @@ async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError>
         .await
         .map_err(create_err)?;
     Ok(Rc::new(Segment {
-        path,
+        path: path.to_path_buf(),
         file,
         direct,
         st: RefCell::new(SegState {
-            next_offset: head.len() as u64,
+            next_offset: head_len,
             opened_at: Instant::now(),
             has_data: false,
             chunks: Vec::new(),
             pending: VecDeque::new(),
-            written_end: head.len() as u64,
+            undurable: VecDeque::new(),
+            written_end: head_len,
             written_seq: None,
             durable_end: 0,
             durable_seq: None,
+            allocated_end,
             in_flight: 0,
             sealed: false,
-            poisoned: false,
+            cut: None,
+            head_len,
             head: head_stats,
         }),
         idle: Notify::new(),
     }))
+}
+
+/// The filesystem cannot preallocate (`EOPNOTSUPP`: FUSE, some network filesystems).
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+    )
+}
+
+fn no_preallocation(ctx: &Ctx, e: &io::Error) {
+    if ctx.preallocate.replace(false) {
+        tracing::warn!(error = %e, "the filesystem cannot preallocate segments; a full disk will be found by a failing write instead");
+    }
+}
+
+/// Reserves disk space in `seg` for a write of `len` bytes at its next offset, plus its tail
+/// and (for frames) room for drop notices, `preallocate-bytes` at a time. `Err` when the
+/// filesystem is full: the write must not be made, and the segment can still be closed.
+async fn reserve(ctx: &Rc<Ctx>, seg: &Rc<Segment>, len: u64, frames: bool) -> io::Result<()> {
+    if !ctx.preallocate.get() {
+        return Ok(());
+    }
+    let (need, have) = {
+        let st = seg.st.borrow();
+        let notices = if frames { NOTICE_RESERVE } else { 0 };
+        let need = st.next_offset + len + tail_reserve(st.chunks.len() + 2) + notices;
+        (need, st.allocated_end)
+    };
+    if need <= have {
+        return Ok(());
+    }
+    let step = ctx.cfg.preallocate_bytes.max(1);
+    let want = (need + step).div_ceil(4096) * 4096;
+    let r = match seg.file.preallocate(have, want - have).await {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            seg.file.preallocate(have, need - have).await.map(|()| need)
+        }
+        r => r.map(|()| want),
+    };
+    match r {
+        Ok(end) => {
+            seg.st.borrow_mut().allocated_end = end;
+            Ok(())
+        }
+        Err(e) if unsupported(&e) => {
+            no_preallocation(ctx, &e);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn open_next_ahead(ctx: &Rc<Ctx>) {
@@ -563,40 +762,64 @@ fn open_next_ahead(ctx: &Rc<Ctx>) {
     st.next = Some(spawn_local(open_segment(ctx.clone(), id)));
 }
 
-/// The segment a write of about `len` bytes goes to, rotating first if the current one is full
-/// or old. Called with the intake lock held.
-async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, WriterError> {
-    let current = ctx.current().expect("a segment is open while writers run");
-    let rotate = {
-        let st = current.st.borrow();
-        let limits = ctx.seg_cfg.borrow();
-        st.sealed
-            || st.poisoned
-            || (st.has_data
-                && (st.next_offset + len > limits.max_bytes
-                    || limits
-                        .max_duration
-                        .is_some_and(|d| st.opened_at.elapsed() >= d)))
-    };
-    if !rotate {
-        return Ok(current);
+/// The segment a write of about `len` bytes goes to, rotating first if the current one is
+/// full, old or failed. `Err` (the reason to drop the write's frames) when no segment can be
+/// had now; creation is tried again after [`RETRY_OPEN_AFTER`]. Called with the intake lock.
+async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason> {
+    if let Some(current) = ctx.current() {
+        let rotate = {
+            let st = current.st.borrow();
+            let limits = ctx.seg_cfg.borrow();
+            st.sealed
+                || (st.has_data
+                    && (st.next_offset + len > limits.max_bytes
+                        || limits
+                            .max_duration
+                            .is_some_and(|d| st.opened_at.elapsed() >= d)))
+        };
+        if !rotate {
+            return Ok(current);
+        }
+        seal(ctx, &current);
     }
-    seal(ctx, &current);
-    let next = ctx
-        .st
-        .borrow_mut()
-        .next
-        .take()
-        .expect("the next segment is always being opened");
-    let next = match next.await {
-        Ok(r) => r?,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    if let Some((at, reason)) = ctx.st.borrow().retry_at
+        && Instant::now() < at
+    {
+        return Err(reason);
+    }
+    let ahead = ctx.st.borrow_mut().next.take();
+    let opened = match ahead {
+        Some(h) => match h.await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
+        None => {
+            let id = {
+                let mut st = ctx.st.borrow_mut();
+                st.next_id += 1;
+                st.next_id - 1
+            };
+            open_segment(ctx.clone(), id).await
+        }
     };
-    tracing::info!(segment = %next.path.display(), "segment opened");
-    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
-    ctx.st.borrow_mut().segments.push_back(next.clone());
-    open_next_ahead(ctx);
-    Ok(next)
+    match opened {
+        Ok(next) => {
+            tracing::info!(segment = %next.path.display(), "segment opened");
+            ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+            let mut st = ctx.st.borrow_mut();
+            st.retry_at = None;
+            st.segments.push_back(next.clone());
+            drop(st);
+            open_next_ahead(ctx);
+            Ok(next)
+        }
+        Err(e) => {
+            let reason = e.drop_reason();
+            ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
+            ctx.failure(e);
+            Err(reason)
+        }
+    }
 }
 
 /// Closes `seg` to new writes and finalizes it once its writes complete.
@@ -608,6 +831,8 @@ fn seal(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
     ctx.st.borrow_mut().finalizers.push(handle);
 }
 
+/// Writes the summary and footer of a sealed segment once its writes are done, cutting it back
+/// first if a write or fsync failed, and makes it durable.
 async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     loop {
         if seg.st.borrow().in_flight == 0 {
@@ -615,63 +840,72 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
         }
         seg.idle.notified().await;
     }
-    let (tail, at) = {
-        let st = seg.st.borrow();
-        if st.poisoned {
-            tracing::error!(segment = %seg.path.display(), "segment left unfinished after a failure; run `framerec recover`");
-            ctx.st
-                .borrow_mut()
-                .segments
-                .retain(|s| !Rc::ptr_eq(s, &seg));
+    let mut end = 0;
+    // A failed fsync cuts the segment back to its durable end: then the tail is written again.
+    for _attempt in 0..2 {
+        let (tail, at, cut) = {
+            let st = seg.st.borrow();
+            let at = st.cut.map_or(st.next_offset, |(o, _)| o);
+            let tail = segment::encode_segment_tail(
+                at,
+                &st.chunks,
+                &ctx.target.stream,
+                &st.head,
+                seg.direct,
+            );
+            (tail, at, st.cut.is_some())
+        };
+        if cut && let Err(e) = seg.file.set_len(at).await {
+            abandon(&ctx, &seg, "cannot cut it back after a failure", e);
             return;
         }
-        let tail = segment::encode_segment_tail(
-            st.next_offset,
-            &st.chunks,
-            &ctx.target.stream,
-            &st.head,
-            seg.direct,
-        );
-        (tail, st.next_offset)
-    };
-    let mut buf = crate::frame::FrameBuf::new(tail.len());
-    buf.region_mut()[..tail.len()].copy_from_slice(&tail);
-    let err = |source| WriterError::Finalize {
-        segment: seg.path.clone(),
-        source,
-    };
-    let (res, _) = seg
-        .file
-        .write_all_at(vec![IoSpan::new(buf, (0, tail.len()), false)], at)
-        .await;
-    let res = match res {
-        Ok(()) => {
-            let t = Instant::now();
-            let r = seg.file.sync_data().await;
-            let mut st = ctx.st.borrow_mut();
-            record(
-                &mut st.pool_histograms.fsync_latency_ns,
-                t.elapsed().as_nanos() as u64,
-            );
-            r
+        let mut buf = crate::frame::FrameBuf::new(tail.len());
+        buf.region_mut()[..tail.len()].copy_from_slice(&tail);
+        let (res, _) = seg
+            .file
+            .write_all_at(vec![IoSpan::new(buf, (0, tail.len()), false)], at)
+            .await;
+        if let Err(e) = res {
+            abandon(&ctx, &seg, "cannot write its summary", e);
+            return;
         }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = res {
-        seg.st.borrow_mut().poisoned = true;
-        ctx.st
-            .borrow_mut()
-            .segments
-            .retain(|s| !Rc::ptr_eq(s, &seg));
-        ctx.fail(err(e));
+        let t = Instant::now();
+        let r = seg.file.sync_data().await;
+        record(
+            &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
+            t.elapsed().as_nanos() as u64,
+        );
+        match r {
+            Ok(()) => {
+                end = at + tail.len() as u64;
+                break;
+            }
+            Err(e) => fsync_failed(&ctx, &seg, e),
+        }
+    }
+    if end == 0 {
+        abandon(
+            &ctx,
+            &seg,
+            "fsync failed twice",
+            io::Error::from_raw_os_error(libc::EIO),
+        );
         return;
     }
     ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-    let end = at + tail.len() as u64;
+    let allocated = seg.st.borrow().allocated_end;
+    if allocated > end {
+        // Give back the space reserved past the end (tmpfs keeps it otherwise).
+        seg.file.release_space(end, allocated - end).await;
+    }
     if !seg.direct && ctx.dur.borrow().release_page_cache {
         seg.file.release_cache(end);
     }
-    let last = seg.st.borrow().written_seq;
+    let last = {
+        let mut st = seg.st.borrow_mut();
+        st.undurable.clear();
+        st.written_seq
+    };
     {
         let mut st = ctx.st.borrow_mut();
         st.segments.retain(|s| !Rc::ptr_eq(s, &seg));
@@ -688,6 +922,58 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     {
         tracing::warn!(error = %e, "closing a finalized segment failed");
     }
+}
+
+/// Leaves a segment unfinished after its summary could not be written: `recover` (or the next
+/// start in the directory) rebuilds it from its intact chunks.
+fn abandon(ctx: &Rc<Ctx>, seg: &Rc<Segment>, what: &str, e: io::Error) {
+    tracing::error!(segment = %seg.path.display(), error = %e, "segment left unfinished ({what}); run `framerec recover`");
+    ctx.st.borrow_mut().segments.retain(|s| !Rc::ptr_eq(s, seg));
+    ctx.failure(WriterError::Finalize {
+        segment: seg.path.clone(),
+        source: e,
+    });
+}
+
+/// An fsync of `seg` failed. Linux may have dropped the unsynced pages while keeping them
+/// readable from the cache, so nothing written since the last good fsync can be trusted: the
+/// segment is cut back to its durable end, its frames after it are counted as
+/// `dropped{fsync_error}` (their drop notices and those they carried go to a later write), the
+/// durable watermark never passes them, and the segment is closed.
+fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
+    let lost = {
+        let mut st = seg.st.borrow_mut();
+        let at = st.durable_end.max(st.head_len);
+        if st.cut.is_none_or(|(o, _)| o > at) {
+            st.cut = Some((at, DropReason::FsyncError));
+        }
+        st.chunks.retain(|c| c.chunk_start_offset < at);
+        st.written_end = at;
+        st.written_seq = st.durable_seq;
+        std::mem::take(&mut st.undurable)
+    };
+    let mut seqs: Vec<FrameSeq> = Vec::new();
+    for u in lost {
+        seqs.extend(u.seqs);
+        ctx.drops.restore(u.drops);
+    }
+    ctx.counters
+        .written_frames
+        .fetch_sub(seqs.len() as u64, Ordering::AcqRel);
+    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::FsyncError);
+    if !seqs.is_empty() {
+        let gone: std::collections::HashSet<u64> = seqs.iter().map(|s| s.0).collect();
+        ctx.st
+            .borrow_mut()
+            .awaiting_durable
+            .retain(|(s, _)| !gone.contains(s));
+    }
+    ctx.failure(WriterError::Fsync {
+        segment: seg.path.clone(),
+        frames: seqs.len() as u64,
+        source: e,
+    });
+    seal(ctx, seg);
 }
 
 async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
@@ -708,11 +994,24 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     let syncer = spawn_local(syncer(ctx.clone()));
     spawn_local(publisher(ctx.clone()));
     supervise_writers(&ctx).await;
-    // Drop notices that no later write carried.
-    if !ctx.failed() && !ctx.drops.is_empty() {
-        let h = Rc::new(RefCell::new(Histograms::default()));
-        ctx.st.borrow_mut().task_histograms.push(h.clone());
+    // Drop notices that no later write carried: try hard, they are the only record of a gap.
+    let h = Rc::new(RefCell::new(Histograms::default()));
+    ctx.st.borrow_mut().task_histograms.push(h.clone());
+    for _ in 0..3 {
+        if ctx.drops.is_empty() {
+            break;
+        }
+        ctx.st.borrow_mut().retry_at = None;
         write_batch(&ctx, &mut Vec::new(), &h).await;
+    }
+    let unwritten = ctx.drops.take();
+    if !unwritten.is_empty() {
+        let frames: u64 = unwritten.iter().map(|d| d.last.0 - d.first.0 + 1).sum();
+        tracing::error!(
+            frames,
+            first = unwritten[0].first.0,
+            "drop notices could not be written to the recording; the frames are counted as dropped but the files do not name them"
+        );
     }
     ctx.stopping.set(true);
     ctx.sync_wake.notify_one();
@@ -793,6 +1092,7 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
         if let Some(live) = ctx.live.take() {
             apply_live(ctx, live);
         }
+        check_free_space(ctx);
         let want = ctx.writers.get();
         let drained = ctx.queue.is_closed() && ctx.queue.is_empty();
         if tasks.len() < want {
@@ -819,6 +1119,41 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
             return;
         }
         tokio::time::sleep(APPLY_EVERY).await;
+    }
+}
+
+/// Holds the output filesystem's free-space floor: the receiver stops admitting frames under
+/// it, and starts again once free space is back above it by a margin (so it does not flap).
+fn check_free_space(ctx: &Ctx) {
+    let cfg = &ctx.cfg;
+    if cfg.min_free_bytes == 0 && cfg.min_free_percent == 0 {
+        return;
+    }
+    let Ok(vfs) = nix::sys::statvfs::statvfs(&ctx.target.dir) else {
+        return;
+    };
+    let block = vfs.fragment_size();
+    let free = vfs.blocks_available() * block;
+    let size = vfs.blocks() * block;
+    let floor = cfg
+        .min_free_bytes
+        .max(size / 100 * u64::from(cfg.min_free_percent));
+    let margin = (floor / 20).min(16 << 20);
+    if free < floor {
+        ctx.counters.refusing.store(true, Ordering::Relaxed);
+        if ctx.queue.set_refusing(true) {
+            tracing::warn!(
+                free_bytes = free,
+                floor_bytes = floor,
+                "free space under the floor: arriving frames are counted as disk_full until space returns"
+            );
+        }
+    } else if free >= floor + margin && ctx.queue.set_refusing(false) {
+        ctx.counters.refusing.store(false, Ordering::Relaxed);
+        tracing::warn!(
+            free_bytes = free,
+            "free space is back above the floor: recording again"
+        );
     }
 }
 
@@ -871,7 +1206,7 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
             }
         }
         if ctx.failed() {
-            discard_frames(&ctx, &mut batch);
+            discard_frames(&ctx, &mut batch, DropReason::IoError);
             continue;
         }
         let write = prepare(&ctx, &mut batch).await;
@@ -886,18 +1221,17 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
 struct PreparedWrite {
     seg: Rc<Segment>,
     offset: u64,
-    end: u64,
     spans: Vec<IoSpan>,
-    metas: Vec<crate::frame::FrameMeta>,
+    metas: Vec<FrameMeta>,
     chunks: Vec<ChunkIndexEntry>,
     drops: Vec<segment::DropRange>,
 }
 
-/// Counts `frames` as dropped for an I/O error (the recording has failed) and recycles their
+/// Counts `frames` as dropped for `reason` (no segment can take them) and recycles their
 /// buffers, leaving `frames` empty.
-fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>) {
+fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
     let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
-    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
+    drop_frames(&ctx.counters, &ctx.drops, &seqs, reason);
     release_frames(ctx, seqs.len());
     for f in frames.drain(..) {
         ctx.pool.put(f.buf);
@@ -916,13 +1250,27 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
         + 4096 * (1 + drops.len() as u64 / 16);
     let seg = match segment_for(ctx, estimate).await {
         Ok(s) => s,
-        Err(e) => {
+        Err(reason) => {
             ctx.drops.restore(drops);
-            discard_frames(ctx, frames);
-            ctx.fail(e);
+            discard_frames(ctx, frames, reason);
             return None;
         }
     };
+    if let Err(e) = reserve(ctx, &seg, estimate, !frames.is_empty()).await {
+        // The disk is full: the segment stays open (its tail and drop notices have room);
+        // these frames are dropped, and space is looked for again after a pause.
+        let reason = DropReason::of_write_error(&e);
+        ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
+        ctx.drops.restore(drops);
+        let n = frames.len() as u64;
+        discard_frames(ctx, frames, reason);
+        ctx.failure(WriterError::Reserve {
+            segment: seg.path.clone(),
+            frames: n,
+            source: e,
+        });
+        return None;
+    }
     let direct = seg.direct;
     let mut st = seg.st.borrow_mut();
     let offset = st.next_offset;
@@ -949,15 +1297,14 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     st.in_flight += 1;
     st.has_data = true;
     st.pending.push_back(PendingWrite {
+        offset,
         end: at,
-        last_seq: metas.last().map(|m| m.seq.0),
-        done: false,
+        finished: None,
     });
     drop(st);
     Some(PreparedWrite {
         seg,
         offset,
-        end: at,
         spans,
         metas,
         chunks,
@@ -965,82 +1312,43 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     })
 }
 
-/// Submits a prepared write, awaits it, and accounts for every frame in it.
+/// Submits a prepared write, awaits it, and hands it to [`settle`].
 async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     ctx.counters
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
-    let len = w.end - w.offset;
     if !ctx.cfg.write_delay.is_zero() {
         tokio::time::sleep(ctx.cfg.write_delay).await;
     }
     let started = Instant::now();
-    let (res, spans) = w.seg.file.write_all_at(w.spans, w.offset).await;
+    let (result, spans) = w.seg.file.write_all_at(w.spans, w.offset).await;
     let elapsed = started.elapsed().as_nanos() as u64;
     ctx.counters
         .writes_in_flight
         .fetch_sub(1, Ordering::Relaxed);
-    match res {
-        Ok(()) => {
-            if ctx.record_histograms {
-                let mut h = h.borrow_mut();
-                record(&mut h.write_latency_ns, elapsed);
-                record(&mut h.frames_per_write, w.metas.len() as u64);
-                let now = host_mono_ns();
-                for m in &w.metas {
-                    record(
-                        &mut h.capture_to_written_ns,
-                        now.saturating_sub(m.host_mono_ns),
-                    );
-                }
-            }
-            let mut bytes = 0u64;
-            for s in spans {
-                if s.pooled {
-                    bytes += s.buf.payload_len() as u64;
-                    ctx.pool.put(s.buf);
-                }
-            }
-            ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
-            ctx.counters
-                .written_frames
-                .fetch_add(w.metas.len() as u64, Ordering::AcqRel);
-            release_frames(ctx, w.metas.len());
-            ctx.counters
-                .written_bytes
-                .fetch_add(bytes, Ordering::Relaxed);
-            w.seg.st.borrow_mut().chunks.extend(w.chunks);
-            w.seg.mark_done(w.end);
-            let mut st = ctx.st.borrow_mut();
-            st.frames_since_sync += w.metas.len() as u64;
-            if ctx
-                .dur
-                .borrow()
-                .fsync_every_frames
-                .is_some_and(|n| st.frames_since_sync >= n)
-            {
-                ctx.sync_wake.notify_one();
-            }
-        }
-        Err(e) => {
-            for s in spans {
-                if s.pooled {
-                    ctx.pool.put(s.buf);
-                }
-            }
-            ctx.drops.restore(w.drops);
-            let seqs: Vec<FrameSeq> = w.metas.iter().map(|m| m.seq).collect();
-            drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::IoError);
-            release_frames(ctx, seqs.len());
-            w.seg.st.borrow_mut().poisoned = true;
-            ctx.fail(WriterError::Write {
-                segment: w.seg.path.clone(),
-                offset: w.offset,
-                len,
-                source: e,
-            });
+    if result.is_ok() && ctx.record_histograms {
+        let mut h = h.borrow_mut();
+        record(&mut h.write_latency_ns, elapsed);
+        record(&mut h.frames_per_write, w.metas.len() as u64);
+    }
+    let mut bytes = 0u64;
+    for s in spans {
+        if s.pooled {
+            bytes += s.buf.payload_len() as u64;
+            ctx.pool.put(s.buf);
         }
     }
+    w.seg.finish(
+        w.offset,
+        Finished {
+            result,
+            metas: w.metas,
+            chunks: w.chunks,
+            drops: w.drops,
+            bytes,
+        },
+    );
+    settle(ctx, &w.seg, h);
     let idle = {
         let mut st = w.seg.st.borrow_mut();
         st.in_flight -= 1;
@@ -1049,6 +1357,111 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     if idle {
         w.seg.idle.notify_one();
     }
+}
+
+/// Accounts for the completed writes at the front of `seg`, in file order: their frames are
+/// written while every write before them succeeded; from the first failed write on, the
+/// segment will be cut back there, so they are dropped, under that write's reason.
+fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) {
+    loop {
+        let w = {
+            let mut st = seg.st.borrow_mut();
+            if st.pending.front().is_none_or(|w| w.finished.is_none()) {
+                return;
+            }
+            st.pending.pop_front().expect("checked")
+        };
+        let Finished {
+            result,
+            metas,
+            chunks,
+            drops,
+            bytes,
+        } = w.finished.expect("checked");
+        let seqs = || metas.iter().map(|m| m.seq).collect::<Vec<_>>();
+        let cut = seg.st.borrow().cut;
+        match (result, cut) {
+            (Ok(()), None) => {
+                written(ctx, seg, w.end, &metas, chunks, drops, bytes, h);
+            }
+            (Err(e), None) => {
+                let reason = DropReason::of_write_error(&e);
+                seg.st.borrow_mut().cut = Some((w.offset, reason));
+                lose(ctx, &seqs(), drops, reason);
+                ctx.failure(WriterError::Write {
+                    segment: seg.path.clone(),
+                    offset: w.offset,
+                    len: w.end - w.offset,
+                    frames: metas.len() as u64,
+                    source: e,
+                });
+                seal(ctx, seg);
+            }
+            (_, Some((_, reason))) => lose(ctx, &seqs(), drops, reason),
+        }
+    }
+}
+
+/// Counts a settled write's frames as written.
+#[allow(clippy::too_many_arguments)]
+fn written(
+    ctx: &Rc<Ctx>,
+    seg: &Segment,
+    end: u64,
+    metas: &[FrameMeta],
+    chunks: Vec<ChunkIndexEntry>,
+    drops: Vec<segment::DropRange>,
+    bytes: u64,
+    h: &RefCell<Histograms>,
+) {
+    if ctx.record_histograms {
+        let now = host_mono_ns();
+        let mut h = h.borrow_mut();
+        for m in metas {
+            record(
+                &mut h.capture_to_written_ns,
+                now.saturating_sub(m.host_mono_ns),
+            );
+        }
+    }
+    let n = metas.len() as u64;
+    ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.written_frames.fetch_add(n, Ordering::AcqRel);
+    release_frames(ctx, metas.len());
+    ctx.counters
+        .written_bytes
+        .fetch_add(bytes, Ordering::Relaxed);
+    ctx.succeeded();
+    {
+        let mut st = seg.st.borrow_mut();
+        st.chunks.extend(chunks);
+        st.written_end = end;
+        if let Some(m) = metas.last() {
+            st.written_seq = Some(m.seq.0);
+        }
+        st.undurable.push_back(Undurable {
+            end,
+            seqs: metas.iter().map(|m| m.seq).collect(),
+            drops,
+        });
+    }
+    let mut st = ctx.st.borrow_mut();
+    st.frames_since_sync += n;
+    if ctx
+        .dur
+        .borrow()
+        .fsync_every_frames
+        .is_some_and(|k| st.frames_since_sync >= k)
+    {
+        ctx.sync_wake.notify_one();
+    }
+}
+
+/// Counts a settled write's frames as dropped for `reason`; its drop notices go to a later write.
+fn lose(ctx: &Ctx, seqs: &[FrameSeq], drops: Vec<segment::DropRange>, reason: DropReason) {
+    ctx.drops.restore(drops);
+    drop_frames(&ctx.counters, &ctx.drops, seqs, reason);
+    release_frames(ctx, seqs.len());
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
@@ -1128,7 +1541,7 @@ async fn syncer(ctx: Rc<Ctx>) {
 async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
     let (end, seq) = {
         let st = seg.st.borrow();
-        if st.poisoned || st.written_end <= st.durable_end {
+        if st.cut.is_some() || st.written_end <= st.durable_end {
             return;
         }
         (st.written_end, st.written_seq)
@@ -1143,23 +1556,23 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
         Ok(()) => {
             ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             let mut st = seg.st.borrow_mut();
+            if st.cut.is_some() {
+                // A write failed meanwhile; its segment's own close decides what is durable.
+                return;
+            }
             st.durable_end = st.durable_end.max(end);
             if seq.is_some() {
                 st.durable_seq = seq.max(st.durable_seq);
+            }
+            while st.undurable.front().is_some_and(|u| u.end <= end) {
+                st.undurable.pop_front();
             }
             drop(st);
             if !seg.direct && ctx.dur.borrow().release_page_cache {
                 seg.file.release_cache(end);
             }
         }
-        Err(e) => {
-            // Linux may have dropped the dirty pages: a later fsync proves nothing. Poison.
-            seg.st.borrow_mut().poisoned = true;
-            ctx.fail(WriterError::Fsync {
-                segment: seg.path.clone(),
-                source: e,
-            });
-        }
+        Err(e) => fsync_failed(ctx, seg, e),
     }
 }
 

@@ -19,5 +19,9 @@ fn a_recording_through_the_fault_filesystem_without_faults_is_intact() {
     assert_eq!(report.totals.written_frames, 200);
     let v = verify_dir(&dir);
     assert!(v.ok, "{v:?}");
-    assert!(fs.seen().writes > 0 && fs.seen().fsyncs > 0, "{:?}", fs.seen());
+    assert!(
+        fs.seen().writes > 0 && fs.seen().fsyncs > 0,
+        "{:?}",
+        fs.seen()
+    );
 }
