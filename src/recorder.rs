@@ -73,6 +73,8 @@ pub struct Totals {
     pub fsyncs: u64,
     pub queue_high_water: u64,
     pub durable_seq: Option<u64>,
+    /// Writes, fsyncs and segment creations that failed.
+    pub failures: u64,
 }
 
 impl Totals {
@@ -89,6 +91,7 @@ impl Totals {
             writes: c.writes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
             queue_high_water: c.queue_high_water.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
             durable_seq: c.durable_seq(),
         }
     }

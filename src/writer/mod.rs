@@ -840,9 +840,13 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
         }
         seg.idle.notified().await;
     }
-    let mut end = 0;
+    let end;
     // A failed fsync cuts the segment back to its durable end: then the tail is written again.
-    for _attempt in 0..2 {
+    // A tail the disk refused (full) is tried again until the recorder stops.
+    let mut fsync_failures = 0;
+    let mut tries = 0;
+    loop {
+        tries += 1;
         let (tail, at, cut) = {
             let st = seg.st.borrow();
             let at = st.cut.map_or(st.next_offset, |(o, _)| o);
@@ -855,7 +859,9 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             );
             (tail, at, st.cut.is_some())
         };
-        if cut && let Err(e) = seg.file.set_len(at).await {
+        if (cut || tries > 1)
+            && let Err(e) = seg.file.set_len(at).await
+        {
             abandon(&ctx, &seg, "cannot cut it back after a failure", e);
             return;
         }
@@ -866,8 +872,16 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             .write_all_at(vec![IoSpan::new(buf, (0, tail.len()), false)], at)
             .await;
         if let Err(e) = res {
-            abandon(&ctx, &seg, "cannot write its summary", e);
-            return;
+            if ctx.stopping.get() {
+                abandon(&ctx, &seg, "cannot write its summary", e);
+                return;
+            }
+            ctx.failure(WriterError::Finalize {
+                segment: seg.path.clone(),
+                source: e,
+            });
+            tokio::time::sleep(RETRY_OPEN_AFTER).await;
+            continue;
         }
         let t = Instant::now();
         let r = seg.file.sync_data().await;
@@ -880,17 +894,15 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
                 end = at + tail.len() as u64;
                 break;
             }
-            Err(e) => fsync_failed(&ctx, &seg, e),
+            Err(e) if fsync_failures > 0 => {
+                abandon(&ctx, &seg, "fsync failed twice", e);
+                return;
+            }
+            Err(e) => {
+                fsync_failures += 1;
+                fsync_failed(&ctx, &seg, e);
+            }
         }
-    }
-    if end == 0 {
-        abandon(
-            &ctx,
-            &seg,
-            "fsync failed twice",
-            io::Error::from_raw_os_error(libc::EIO),
-        );
-        return;
     }
     ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     let allocated = seg.st.borrow().allocated_end;
@@ -1256,6 +1268,15 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
             return None;
         }
     };
+    let paused = ctx.st.borrow().retry_at;
+    if let Some((until, reason)) = paused
+        && Instant::now() < until
+    {
+        // The disk refused space a moment ago: do not ask again for every batch.
+        ctx.drops.restore(drops);
+        discard_frames(ctx, frames, reason);
+        return None;
+    }
     if let Err(e) = reserve(ctx, &seg, estimate, !frames.is_empty()).await {
         // The disk is full: the segment stays open (its tail and drop notices have room);
         // these frames are dropped, and space is looked for again after a pause.

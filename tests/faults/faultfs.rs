@@ -4,6 +4,8 @@
 //! that fits, and `statfs` telling the truth about it), or returns short writes. The recorder's
 //! io_uring and `pwrite` writes reach it through the kernel like writes to any filesystem.
 //!
+//! Faults touch only segment files (`*.mcap`): the interval log and directories stay healthy.
+//!
 //! The kernel splits a large write into requests of at most 128 KiB, so "fail N writes" means
 //! N requests: a burst long enough to cover one of the recorder's writes fails that write.
 
@@ -193,6 +195,10 @@ fn attr(ino: u64, path: &Path) -> Result<FileAttr, Errno> {
         blksize: 4096,
         flags: 0,
     })
+}
+
+fn is_segment(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "mcap")
 }
 
 /// Counts down a "fail the next n" budget; `u64::MAX` never runs out.
@@ -448,8 +454,8 @@ impl Filesystem for Passthrough {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let file = match self.inner.lock().unwrap().files.get(&fh.0) {
-            Some((f, _)) => f.try_clone(),
+        let (file, segment) = match self.inner.lock().unwrap().files.get(&fh.0) {
+            Some((f, p)) => (f.try_clone(), is_segment(p)),
             None => return reply.error(Errno::EBADF),
         };
         let file = match file {
@@ -459,13 +465,21 @@ impl Filesystem for Passthrough {
         let mut len = data.len();
         let delay = {
             let mut st = self.state.lock().unwrap();
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if !segment {
+                st.used += (offset + len as u64).saturating_sub(size);
+                drop(st);
+                return match file.write_all_at(data, offset) {
+                    Ok(()) => reply.written(len as u32),
+                    Err(e) => reply.error(errno(e)),
+                };
+            }
             st.seen.writes += 1;
             let n = st.seen.writes;
             if take_fault(&mut st.plan.fail_writes) {
                 st.seen.failed_writes += 1;
                 return reply.error(Errno::EIO);
             }
-            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let growth = (offset + len as u64).saturating_sub(size);
             if let Some(cap) = st.plan.capacity {
                 let room = cap.saturating_sub(st.used);
@@ -479,13 +493,13 @@ impl Filesystem for Passthrough {
                     len = fits.min(len);
                 }
             }
-            if st.plan.short_every.is_some_and(|k| n % k == 0) && len > 1 {
+            if st.plan.short_every.is_some_and(|k| n.is_multiple_of(k)) && len > 1 {
                 st.seen.short_writes += 1;
                 len /= 2;
             }
             st.used += (offset + len as u64).saturating_sub(size);
             match st.plan.delay {
-                Some((d, every)) if n % every.max(1) == 0 => {
+                Some((d, every)) if n.is_multiple_of(every.max(1)) => {
                     st.seen.delayed_writes += 1;
                     Some(d)
                 }
@@ -534,11 +548,11 @@ impl Filesystem for Passthrough {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let file = match self.inner.lock().unwrap().files.get(&fh.0) {
-            Some((f, _)) => f.try_clone(),
+        let (file, segment) = match self.inner.lock().unwrap().files.get(&fh.0) {
+            Some((f, p)) => (f.try_clone(), is_segment(p)),
             None => return reply.error(Errno::EBADF),
         };
-        {
+        if segment {
             let mut st = self.state.lock().unwrap();
             st.seen.fsyncs += 1;
             if take_fault(&mut st.plan.fail_fsyncs) {

@@ -6,22 +6,403 @@
 mod common;
 mod faultfs;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
 use common::*;
 use faultfs::FaultFs;
+use framerec::config::{Config, SourceConfig};
+use framerec::receiver::Limits;
+use framerec::recorder::{RunReport, record};
+use framerec::segment::RecordingReport;
+
+/// `frames` synthetic `width`x`height` frames at `fps` into `dir`.
+fn paced(dir: &Path, width: u32, height: u32, fps: u32) -> Config {
+    let mut cfg = config(dir, width, height);
+    if let SourceConfig::Synthetic(s) = &mut cfg.source {
+        s.fps = fps;
+    }
+    cfg
+}
+
+fn start(cfg: &Config, frames: u64) -> JoinHandle<RunReport> {
+    let cfg = cfg.clone();
+    std::thread::spawn(move || {
+        record(
+            &cfg,
+            Limits {
+                frames: Some(frames),
+                duration: None,
+            },
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("recording starts")
+    })
+}
+
+fn dropped(r: &RunReport, reason: &str) -> u64 {
+    r.totals.dropped.get(reason).copied().unwrap_or(0)
+}
+
+/// The accounting invariant, against the run's totals and `verify`: every received frame is
+/// written or dropped once; verify finds exactly the written frames intact, and drop notices
+/// naming exactly the dropped ones, reason by reason.
+fn assert_accounted(r: &RunReport, dir: &Path) -> RecordingReport {
+    let t = &r.totals;
+    let dropped: u64 = t.dropped.values().sum();
+    assert_eq!(t.received_frames, t.written_frames + dropped, "{t:?}");
+    let v = verify_dir(dir);
+    let problems: Vec<_> = v.segments.iter().flat_map(|s| &s.problems).collect();
+    assert!(v.ok, "{:?} {problems:?}", v.problems);
+    assert_eq!(v.frames, t.written_frames, "verify's frames = written");
+    for (reason, n) in &t.dropped {
+        assert_eq!(
+            v.dropped.get(*reason).copied().unwrap_or(0),
+            *n,
+            "{reason}: the files name every dropped frame ({:?} vs {:?})",
+            v.dropped,
+            t.dropped
+        );
+    }
+    if dropped == 0 {
+        assert_eq!(t.durable_seq, v.last_seq, "durable through the last frame");
+    }
+    v
+}
+
+fn mount(tmp: &Path) -> FaultFs {
+    FaultFs::mount(&tmp.join("backing"), &tmp.join("mnt"))
+}
 
 #[test]
 fn a_recording_through_the_fault_filesystem_without_faults_is_intact() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = FaultFs::mount(&tmp.path().join("backing"), &tmp.path().join("mnt"));
+    let fs = mount(tmp.path());
     let dir = fs.mountpoint.join("rec");
     let cfg = config(&dir, 320, 240);
     let report = run(&cfg, 200);
     assert_eq!(report.totals.written_frames, 200);
-    let v = verify_dir(&dir);
-    assert!(v.ok, "{v:?}");
+    assert_accounted(&report, &dir);
     assert!(
         fs.seen().writes > 0 && fs.seen().fsyncs > 0,
         "{:?}",
         fs.seen()
     );
+}
+
+/// Small frames (one FUSE request per write) at 100 fps, so one failed request is one failed
+/// write of the recorder.
+fn small(dir: &Path) -> Config {
+    paced(dir, 64, 64, 100)
+}
+
+#[test]
+fn a_write_failing_once_cuts_its_segment_and_recording_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let rec = start(&small(&dir), 300);
+    std::thread::sleep(Duration::from_millis(1000));
+    fs.plan(|p| p.fail_writes = 1);
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(fs.seen().failed_writes, 1);
+    assert_eq!(r.totals.failures, 1);
+    let lost = dropped(&r, "io_error");
+    assert!(
+        lost >= 1,
+        "the failed write's frames are dropped: {:?}",
+        r.totals
+    );
+    let v = assert_accounted(&r, &dir);
+    assert!(v.segments.len() >= 2, "rolled to a new segment");
+    assert!(
+        v.last_seq == Some(299) && r.totals.written_frames >= 290,
+        "recording went on: {:?}",
+        r.totals
+    );
+}
+
+#[test]
+fn short_writes_are_completed_and_nothing_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    fs.plan(|p| p.short_every = Some(3));
+    let r = run(&config(&dir, 320, 240), 150);
+    assert!(fs.seen().short_writes > 10, "{:?}", fs.seen());
+    assert_eq!(r.totals.written_frames, 150);
+    assert_accounted(&r, &dir);
+}
+
+#[test]
+fn persistent_write_errors_degrade_then_stop_the_recorder_when_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let mut cfg = small(&dir);
+    cfg.writer.max_consecutive_failures = 3;
+    cfg.writer.exit_when_degraded = true;
+    let rec = start(&cfg, 100_000);
+    std::thread::sleep(Duration::from_millis(800));
+    fs.plan(|p| p.fail_writes = u64::MAX);
+    let r = rec.join().unwrap();
+    let failure = r.failure.as_ref().expect("the recorder stops").to_string();
+    assert!(
+        failure.contains("failed in a row") && failure.contains("Input/output error"),
+        "{failure}"
+    );
+    assert!(r.totals.failures >= 3, "{:?}", r.totals);
+    let t = &r.totals;
+    let lost: u64 = t.dropped.values().sum();
+    assert!(dropped(&r, "io_error") > 0);
+    assert_eq!(t.received_frames, t.written_frames + lost, "{t:?}");
+    // The disk refuses everything: no drop notice can be written, and the segment whose
+    // summary could not be written is left for `recover`. Every frame it holds is intact.
+    fs.plan(|p| p.fail_writes = 0);
+    let out = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = verify_dir(&dir);
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.frames, t.written_frames);
+    assert!(
+        v.last_seq.unwrap() < t.received_frames - lost,
+        "only the frames before the failures are in the files"
+    );
+}
+
+#[test]
+fn persistent_write_errors_keep_the_daemon_recording_once_the_disk_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let mut cfg = small(&dir);
+    cfg.writer.max_consecutive_failures = 2;
+    let rec = start(&cfg, 500);
+    std::thread::sleep(Duration::from_millis(1000));
+    fs.plan(|p| p.fail_writes = u64::MAX);
+    std::thread::sleep(Duration::from_millis(1500));
+    fs.plan(|p| p.fail_writes = 0);
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(r.totals.failures >= 2, "{:?}", r.totals);
+    assert!(
+        dropped(&r, "io_error") >= 100,
+        "1.5 s of frames: {:?}",
+        r.totals
+    );
+    let out = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v = assert_accounted(&r, &dir);
+    assert_eq!(v.last_seq, Some(499), "recording resumed when the disk did");
+}
+
+#[test]
+fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let mut cfg = small(&dir);
+    cfg.durability.fsync_interval = Some(Duration::from_millis(500));
+    let rec = start(&cfg, 400);
+    std::thread::sleep(Duration::from_millis(1200));
+    fs.plan(|p| p.fail_fsyncs = 1);
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(fs.seen().failed_fsyncs, 1);
+    let lost = dropped(&r, "fsync_error");
+    assert!(
+        (1..=80).contains(&lost),
+        "the frames written since the last good fsync (<= 0.5 s + a write): {:?}",
+        r.totals
+    );
+    let v = assert_accounted(&r, &dir);
+    assert_eq!(v.last_seq, Some(399));
+    assert_eq!(r.totals.durable_seq, Some(399));
+}
+
+#[test]
+fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
+    // FUSE cannot fallocate: the full disk is found by a failing write.
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    fs.plan(|p| p.capacity = Some(3 << 20));
+    let mut cfg = paced(&dir, 160, 120, 200);
+    cfg.stats.interval_log = None;
+    let rec = start(&cfg, 600);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(fs.seen().enospc > 0, "{:?}", fs.seen());
+    fs.plan(|p| p.capacity = Some(64 << 20));
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(dropped(&r, "disk_full") > 0, "{:?}", r.totals);
+    let v = assert_accounted(&r, &dir);
+    assert_eq!(
+        v.last_seq,
+        Some(599),
+        "recording resumed once space came back"
+    );
+}
+
+#[test]
+fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    fs.plan(|p| p.capacity = Some(12 << 20));
+    let mut cfg = paced(&dir, 160, 120, 200);
+    cfg.writer.min_free_bytes = 8 << 20;
+    cfg.stats.interval_log = None;
+    let rec = start(&cfg, 1000);
+    std::thread::sleep(Duration::from_millis(2500));
+    let used = fs.used();
+    assert!(
+        (4 << 20..9 << 20).contains(&used),
+        "writing stopped near the floor, not at the end of the disk: {used} bytes used"
+    );
+    assert_eq!(fs.seen().enospc, 0, "the disk itself never filled");
+    fs.plan(|p| p.capacity = Some(256 << 20));
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(dropped(&r, "disk_full") > 100, "{:?}", r.totals);
+    let v = assert_accounted(&r, &dir);
+    assert_eq!(v.last_seq, Some(999), "admission resumed");
+}
+
+/// A filesystem mounted for one test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn new(args: &[&str], at: &Path) -> Mounted {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount {args:?} (the fault tests run as root): {}",
+            text(&out)
+        );
+        Mounted(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Records unpaced 320x240 frames into `dir` until well past full, then checks that the full
+/// disk was met between writes (preallocation): frames dropped as `disk_full`, none as
+/// `io_error`, every segment closed and intact, and the recorder ran to its frame limit.
+fn fill_up(dir: &Path, fs_bytes: u64) {
+    let frames = 3 * fs_bytes / 153_600;
+    let mut cfg = config(dir, 320, 240);
+    cfg.writer.preallocate_bytes = 4 << 20;
+    cfg.stats.interval_log = None;
+    let r = record(
+        &cfg,
+        Limits {
+            frames: Some(frames),
+            duration: None,
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+    .expect("recording starts");
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(r.totals.received_frames, frames);
+    let full = dropped(&r, "disk_full");
+    assert!(full > frames / 2, "{:?}", r.totals);
+    assert_eq!(dropped(&r, "io_error"), 0, "no write failed mid-frame");
+    let v = assert_accounted(&r, dir);
+    assert!(v.segments.iter().all(|s| s.finalized), "{v:?}");
+    assert!(
+        r.totals.written_bytes > fs_bytes / 2,
+        "the disk was used before frames were dropped: {:?}",
+        r.totals
+    );
+}
+
+#[test]
+fn disk_full_on_tmpfs_is_met_between_writes_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _m = Mounted::new(
+        &["-t", "tmpfs", "-o", "size=24m", "tmpfs"],
+        &tmp.path().join("m"),
+    );
+    fill_up(&tmp.path().join("m/rec"), 24 << 20);
+}
+
+#[test]
+fn disk_full_on_a_loop_mounted_ext4_is_met_between_writes_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("ext4.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mkfs.ext4: {}", text(&out));
+    let _m = Mounted::new(
+        &["-o", "loop", img.to_str().unwrap()],
+        &tmp.path().join("m"),
+    );
+    fill_up(&tmp.path().join("m/rec"), 40 << 20);
+}
+
+/// 30 fps of 640x480 frames for 6 s while every 50th write request to the disk stalls 500 ms.
+fn stalled(queue_frames: usize) -> (RunReport, FaultFs, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    fs.plan(|p| p.delay = Some((Duration::from_millis(500), 50)));
+    let dir = fs.mountpoint.join("rec");
+    let mut cfg = paced(&dir, 640, 480, 30);
+    cfg.queue.max_frames = queue_frames;
+    let r = start(&cfg, 180).join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert!(fs.seen().delayed_writes >= 4, "{:?}", fs.seen());
+    assert_accounted(&r, &dir);
+    (r, fs, tmp)
+}
+
+#[test]
+fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
+    let (r, _fs, _tmp) = stalled(256);
+    assert_eq!(r.totals.dropped.values().sum::<u64>(), 0, "{:?}", r.totals);
+    let enqueue = &r.histograms.enqueue_ns;
+    let p999 = enqueue.value_at_quantile(0.999);
+    eprintln!(
+        "enqueue during 500 ms stalls: n={} p50={} ns p99.9={} ns max={} ns",
+        enqueue.len(),
+        enqueue.value_at_quantile(0.5),
+        p999,
+        enqueue.max()
+    );
+    assert_eq!(enqueue.len(), 180);
+    assert!(p999 < 1_000_000, "enqueue p99.9 {p999} ns");
+    let written = &r.histograms.capture_to_written_ns;
+    assert!(
+        written.max() >= 400_000_000,
+        "the stalls really held writes up: max capture to written {} ns",
+        written.max()
+    );
+}
+
+#[test]
+fn stalls_longer_than_the_queue_drop_exactly_what_did_not_fit() {
+    let (r, _fs, _tmp) = stalled(4);
+    let full = dropped(&r, "queue_full");
+    assert!(full > 0, "{:?}", r.totals);
+    assert!(r.histograms.enqueue_ns.value_at_quantile(0.999) < 1_000_000);
 }
