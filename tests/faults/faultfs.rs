@@ -62,7 +62,6 @@ struct State {
 pub struct FaultFs {
     state: Arc<Mutex<State>>,
     pub mountpoint: PathBuf,
-    pub backing: PathBuf,
     session: Option<fuser::BackgroundSession>,
 }
 
@@ -93,7 +92,6 @@ impl FaultFs {
         FaultFs {
             state,
             mountpoint: mountpoint.to_path_buf(),
-            backing: backing.to_path_buf(),
             session: Some(session),
         }
     }
