@@ -222,6 +222,10 @@ struct WriterSection {
     /// Stop (exit status 1) once degraded, so systemd's `Restart=` applies. Default false:
     /// keep counting frames as dropped until the disk recovers.
     exit_when_degraded: bool,
+    /// Seconds stopping may take to drain the queue and finalize segments; past it the
+    /// recorder exits (status 1) leaving the last segments for `framerec recover`. Keep it
+    /// under systemd's `TimeoutStopSec=` (60 s in the unit). Default 45, range 1-3600.
+    stop_timeout_s: Int<1, 3600>,
 }
 
 impl Default for WriterSection {
@@ -236,6 +240,7 @@ impl Default for WriterSection {
             preallocate_bytes: Int(d.preallocate_bytes as i64),
             max_consecutive_failures: Int(i64::from(d.max_consecutive_failures)),
             exit_when_degraded: d.exit_when_degraded,
+            stop_timeout_s: Int(d.stop_timeout.as_secs() as i64),
         }
     }
 }
@@ -519,6 +524,7 @@ impl FileConfig {
                 exit_when_degraded: self.writer.exit_when_degraded,
                 min_free_bytes: self.output.min_free_bytes.u64(),
                 min_free_percent: self.output.min_free_percent.0 as u8,
+                stop_timeout: Duration::from_secs(self.writer.stop_timeout_s.u64()),
             },
             segment: SegmentConfig {
                 max_bytes: self.segment.max_bytes.u64(),

@@ -59,6 +59,16 @@ pub enum RunFailure {
     Source(#[from] SourceError),
     #[error("{0}")]
     Writer(#[from] WriterError),
+    #[error(
+        "stopping took longer than writer.stop-timeout-s ({}s): exited with {queued} frames queued and {in_writers} in {in_flight} unfinished writes; the last segments are left for `framerec recover`",
+        after.as_secs_f64()
+    )]
+    StopTimeout {
+        after: Duration,
+        queued: u64,
+        in_writers: u64,
+        in_flight: u64,
+    },
 }
 
 /// Counters at the end of a run.
@@ -327,7 +337,14 @@ impl Supervision<'_> {
 
     /// Logs a summary line every `log-interval-s`, writes the interval log, logs a full
     /// snapshot on SIGUSR1, reloads on SIGHUP and speaks the notify protocol, until `done`.
-    fn run(&mut self, receiver_done: impl Fn() -> bool, done: impl Fn() -> bool) {
+    /// Returns true if stopping (a signal, a limit, the end of the source) took longer than
+    /// `stop_timeout` to get there.
+    fn run(
+        &mut self,
+        receiver_done: impl Fn() -> bool,
+        done: impl Fn() -> bool,
+        stop_timeout: Duration,
+    ) -> bool {
         let usr1 = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
         let mut handlers =
@@ -339,6 +356,8 @@ impl Supervision<'_> {
         let mut last = Instant::now();
         let mut prev: Option<Snapshot> = None;
         let mut last_interval = Instant::now();
+        let mut stopping_since: Option<Instant> = None;
+        let mut timed_out = false;
         while !done() {
             std::thread::sleep(Duration::from_millis(50));
             if !self.notifier.is_ready()
@@ -351,6 +370,11 @@ impl Supervision<'_> {
             if self.stop.load(Ordering::Relaxed) || receiver_done() {
                 self.notifier
                     .stopping("stopping: draining the queue and finalizing");
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stop_timeout {
+                    timed_out = true;
+                    break;
+                }
             }
             let progress = self.progress();
             self.notifier.watchdog(progress);
@@ -393,6 +417,7 @@ impl Supervision<'_> {
         for id in handlers.into_iter().flatten() {
             signal_hook::low_level::unregister(id);
         }
+        timed_out
     }
 }
 
@@ -623,9 +648,10 @@ pub fn record_with(
         live: &live,
         stop: &stop,
     };
-    supervision.run(
+    let timed_out = supervision.run(
         || receiver.is_finished(),
         || receiver.is_finished() && writer.is_finished(),
+        cfg.writer.stop_timeout,
     );
     let mut notifier = supervision.notifier;
     notifier.stopping("stopping: finalizing");
@@ -633,6 +659,37 @@ pub fn record_with(
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
     };
+    if timed_out {
+        // The writers wait on the disk: their thread is left to the process's exit (the kernel
+        // completes or cancels its I/O); nothing in flight is dropped here.
+        let failure = RunFailure::StopTimeout {
+            after: cfg.writer.stop_timeout,
+            queued: queue.len() as u64,
+            in_writers: counters.frames_in_writers.load(Ordering::Relaxed),
+            in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+        };
+        tracing::error!("{failure}");
+        let histograms = histograms
+            .lock()
+            .map(|h| h.total.clone())
+            .unwrap_or_default();
+        return Ok(RunReport {
+            dir,
+            stop: received.ok(),
+            elapsed: started.elapsed(),
+            totals: Totals::of(&counters),
+            backend: match counters.backend.get() {
+                Some(&"pwrite") => writer::Backend::Pwrite,
+                _ => writer::Backend::IoUring,
+            },
+            direct_io: cfg.writer.direct_io,
+            overflow: policy,
+            segments: Vec::new(),
+            repaired,
+            histograms,
+            failure: Some(failure),
+        });
+    }
     let report = match writer.join() {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),

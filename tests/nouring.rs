@@ -47,7 +47,10 @@ fn without_io_uring_the_recorder_falls_back_to_pwrite_or_fails_clearly_if_told_t
         "a clear warning: {stderr}"
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["backend"], "pwrite", "the active backend is reported");
+    assert_eq!(
+        summary["backend"], "pwrite",
+        "the active backend is reported"
+    );
     assert_eq!(summary["totals"]["written_frames"], 60, "{summary}");
     let v = verify_dir(&dir);
     assert!(v.ok && v.frames == 60, "{v:?}");

@@ -81,6 +81,9 @@ pub struct WriterConfig {
     pub min_free_bytes: u64,
     /// The same as a percentage of the filesystem's size (the larger floor applies).
     pub min_free_percent: u8,
+    /// How long stopping may take to drain the queue and finalize; past it the recorder exits
+    /// leaving the last segments for `recover` (systemd's `TimeoutStopSec=` should be longer).
+    pub stop_timeout: Duration,
 }
 
 impl Default for WriterConfig {
@@ -97,6 +100,7 @@ impl Default for WriterConfig {
             exit_when_degraded: false,
             min_free_bytes: 0,
             min_free_percent: 0,
+            stop_timeout: Duration::from_secs(45),
         }
     }
 }

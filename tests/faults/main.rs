@@ -406,3 +406,96 @@ fn stalls_longer_than_the_queue_drop_exactly_what_did_not_fit() {
     assert!(full > 0, "{:?}", r.totals);
     assert!(r.histograms.enqueue_ns.value_at_quantile(0.999) < 1_000_000);
 }
+
+/// Starts the binary recording 64x64 frames at 100 fps into `dir` with `stop-timeout-s`,
+/// waits until it has written, stalls every segment write by `stall`, and sends SIGTERM.
+fn sigterm_during_a_stall(
+    fs: &FaultFs,
+    dir: &Path,
+    stop_timeout_s: u64,
+    stall: Duration,
+) -> (std::process::Output, std::time::SystemTime) {
+    let conf = dir.with_extension("toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[source]\nwidth = 64\nheight = 64\nfps = 100\n[writer]\nstop-timeout-s = {stop_timeout_s}\n[stats]\nsocket = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let child = spawn_framerec(
+        &[&[
+            "record",
+            "--config",
+            conf.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ]],
+        "warn",
+        std::process::Stdio::piped(),
+        std::process::Stdio::piped(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(fs.seen().writes > 10, "recording: {:?}", fs.seen());
+    fs.plan(|p| p.delay = Some((stall, 1)));
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::SystemTime::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    (out, asked)
+}
+
+#[test]
+fn sigterm_during_a_stall_longer_than_the_stop_timeout_exits_in_time_and_says_to_recover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let (out, asked) = sigterm_during_a_stall(&fs, &dir, 1, Duration::from_secs(4));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopping took longer than writer.stop-timeout-s"))
+        .unwrap_or_else(|| panic!("the recorder says it gave up: {log}"));
+    assert!(line.contains("framerec recover"), "{line}");
+    // When it said so, by its log's timestamp. (The process itself is gone only once the disk
+    // answers the writes the kernel already has: those are in no process's hands.)
+    let stamp = humantime::parse_rfc3339(line.split_whitespace().next().unwrap()).unwrap();
+    let took = stamp.duration_since(asked).unwrap();
+    assert!(
+        took < Duration::from_millis(2000),
+        "gave up {took:?} after SIGTERM"
+    );
+    // Let the stalled writes land, then repair and check what is on disk.
+    std::thread::sleep(Duration::from_secs(6));
+    fs.plan(|p| p.delay = None);
+    let rec = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(rec.status.success(), "{}", text(&rec));
+    let v = verify_dir(&dir);
+    assert!(v.ok && v.frames > 50, "{v:?}");
+}
+
+#[test]
+fn sigterm_during_a_stall_shorter_than_the_stop_timeout_drains_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    let (out, asked) = sigterm_during_a_stall(&fs, &dir, 30, Duration::from_millis(300));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        asked.elapsed().unwrap() > Duration::from_millis(300),
+        "it waited for the disk"
+    );
+    fs.plan(|p| p.delay = None);
+    let v = verify_dir(&dir);
+    assert!(v.ok, "{v:?}");
+    let summary = text(&out);
+    assert!(
+        summary.contains(&format!("written {},", v.frames)) && summary.contains("dropped 0"),
+        "{summary}"
+    );
+}
