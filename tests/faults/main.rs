@@ -499,3 +499,82 @@ fn sigterm_during_a_stall_shorter_than_the_stop_timeout_drains_everything() {
         "{summary}"
     );
 }
+
+/// Peak resident memory (VmHWM, bytes) of an unpaced recorder writing to a disk that takes
+/// 100 ms per write, with a queue budget of `budget` bytes; and its JSON summary.
+fn overloaded(budget: u64, dir: &Path) -> (u64, serde_json::Value) {
+    let conf = dir.with_extension("toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[queue]\nmax-bytes = {budget}\nmax-frames = 4096\noverflow = \"drop-newest\"\n[stats]\nsocket = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--config", conf.to_str().unwrap(), "--fps", "0"])
+        .args(["--duration", "4s", "--json", "--out", dir.to_str().unwrap()])
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while let Ok(s) = std::fs::read_to_string(&status) {
+        if s.contains("State:\tZ") {
+            break;
+        }
+        if let Some(kib) = s
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        {
+            peak_kib = kib;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    (
+        peak_kib << 10,
+        serde_json::from_slice(&out.stdout).expect("JSON summary"),
+    )
+}
+
+#[test]
+fn overload_keeps_memory_within_the_queue_budget_and_drops_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut peaks = Vec::new();
+    for budget in [32u64 << 20, 96 << 20] {
+        let dir = tmp.path().join(format!("rec-{}", budget >> 20));
+        let (peak, summary) = overloaded(budget, &dir);
+        eprintln!(
+            "queue budget {} MiB: peak RSS {:.1} MiB",
+            budget >> 20,
+            peak as f64 / (1 << 20) as f64
+        );
+        let t = &summary["totals"];
+        let (received, written) = (
+            t["received_frames"].as_u64().unwrap(),
+            t["written_frames"].as_u64().unwrap(),
+        );
+        let full = t["dropped"]["queue_full"].as_u64().unwrap();
+        assert!(full > 1000, "overloaded: {t}");
+        assert_eq!(received, written + full, "{t}");
+        let v = verify_dir(&dir);
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.frames, written);
+        assert_eq!(v.dropped.get("queue_full").copied(), Some(full));
+        assert!(
+            peak < budget + (40 << 20),
+            "peak RSS {peak} bytes over a {budget}-byte budget plus 40 MiB"
+        );
+        peaks.push(peak);
+    }
+    assert!(
+        peaks[1] - peaks[0] < (64 + 16) << 20,
+        "memory follows the budget (+64 MiB), not the overload: {peaks:?}"
+    );
+}
