@@ -81,6 +81,13 @@ struct OutputSection {
     /// The same as a percentage of the filesystem's size; the larger floor applies. Default 0
     /// (off), range 0-99.
     min_free_percent: Int<0, 99>,
+    /// Retention, for always-on recording: delete the oldest finished segments while the
+    /// directory's segments hold more than this many bytes. Keep it at least twice
+    /// `segment.max-bytes`. Default 0 (keep everything), range 0-1 PiB.
+    max_total_bytes: Int<0, { 1024 * 1024 * 1024 * MIB }>,
+    /// ... or while the oldest was last written more than this many seconds ago. Default 0
+    /// (keep everything), range 0-31536000.
+    max_age_s: Int<0, 31_536_000>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -108,6 +115,8 @@ impl Default for OutputSection {
             layout: LayoutName::Mcap,
             min_free_bytes: Int(0),
             min_free_percent: Int(0),
+            max_total_bytes: Int(0),
+            max_age_s: Int(0),
         }
     }
 }
@@ -525,6 +534,10 @@ impl FileConfig {
                 min_free_bytes: self.output.min_free_bytes.u64(),
                 min_free_percent: self.output.min_free_percent.0 as u8,
                 stop_timeout: Duration::from_secs(self.writer.stop_timeout_s.u64()),
+                retain_bytes: Some(self.output.max_total_bytes.u64()).filter(|b| *b > 0),
+                retain_age: Some(self.output.max_age_s.u64())
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs),
             },
             segment: SegmentConfig {
                 max_bytes: self.segment.max_bytes.u64(),

@@ -30,6 +30,8 @@ pub struct Counters {
     pub frames_in_writers: AtomicU64,
     pub queue_high_water: AtomicU64,
     pub segments_opened: AtomicU64,
+    /// Segments deleted by retention.
+    pub segments_deleted: AtomicU64,
     pub fsyncs: AtomicU64,
     /// Writes, fsyncs and segment creations that failed, in all and in a row.
     pub failures: AtomicU64,
@@ -59,6 +61,7 @@ impl Default for Counters {
             frames_in_writers: AtomicU64::new(0),
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
+            segments_deleted: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             failures_in_a_row: AtomicU64::new(0),
@@ -307,6 +310,9 @@ pub struct Snapshot {
     /// The output filesystem is under its free-space floor: frames are counted as `disk_full`.
     #[serde(default)]
     pub refusing_frames: bool,
+    /// Segments retention deleted.
+    #[serde(default)]
+    pub segments_deleted: u64,
 }
 
 impl Snapshot {
@@ -379,6 +385,7 @@ impl Snapshot {
             failures_in_a_row: counters.failures_in_a_row.load(Ordering::Relaxed),
             degraded: counters.degraded.load(Ordering::Relaxed),
             refusing_frames: counters.refusing.load(Ordering::Relaxed),
+            segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
         }
     }
 

@@ -84,6 +84,11 @@ pub struct WriterConfig {
     /// How long stopping may take to drain the queue and finalize; past it the recorder exits
     /// leaving the last segments for `recover` (systemd's `TimeoutStopSec=` should be longer).
     pub stop_timeout: Duration,
+    /// Retention, for always-on recording: the oldest finished segments of the directory are
+    /// deleted while all of them together hold more than this many bytes.
+    pub retain_bytes: Option<u64>,
+    /// ... or while the oldest was last written longer ago than this.
+    pub retain_age: Option<Duration>,
 }
 
 impl Default for WriterConfig {
@@ -101,6 +106,8 @@ impl Default for WriterConfig {
             min_free_bytes: 0,
             min_free_percent: 0,
             stop_timeout: Duration::from_secs(45),
+            retain_bytes: None,
+            retain_age: None,
         }
     }
 }
@@ -810,6 +817,8 @@ async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason>
         Ok(next) => {
             tracing::info!(segment = %next.path.display(), "segment opened");
             ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+            // Its age counts from now, not from when it was opened ahead.
+            next.st.borrow_mut().opened_at = Instant::now();
             let mut st = ctx.st.borrow_mut();
             st.retry_at = None;
             st.segments.push_back(next.clone());
@@ -1047,6 +1056,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
         let _ = std::fs::remove_file(&seg.path);
         let _ = sync_dir(&ctx.target.dir);
     }
+    apply_retention(&ctx, true).await;
     publish(&ctx);
     let mut st = ctx.st.borrow_mut();
     WriterReport {
@@ -1104,11 +1114,16 @@ fn release_frames(ctx: &Ctx, n: usize) {
 /// and stop (the intake lock keeps sequence order = file order either way).
 async fn supervise_writers(ctx: &Rc<Ctx>) {
     let mut tasks: Vec<Option<JoinHandle<()>>> = Vec::new();
+    let mut rounds = 0u64;
     loop {
         if let Some(live) = ctx.live.take() {
             apply_live(ctx, live);
         }
         check_free_space(ctx);
+        rounds += 1;
+        if rounds.is_multiple_of(10) {
+            apply_retention(ctx, false).await;
+        }
         let want = ctx.writers.get();
         let drained = ctx.queue.is_closed() && ctx.queue.is_empty();
         if tasks.len() < want {
@@ -1170,6 +1185,66 @@ fn check_free_space(ctx: &Ctx) {
             free_bytes = free,
             "free space is back above the floor: recording again"
         );
+    }
+}
+
+/// Deletes the oldest finished segments while the directory's segments hold more than
+/// `retain_bytes` or the oldest is older than `retain_age`. Open segments are never touched.
+/// Runs every second and once more when every segment is closed (`closing`), off the writer
+/// thread (unlinking a large file takes a while).
+async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
+    let (bytes, age) = (ctx.cfg.retain_bytes, ctx.cfg.retain_age);
+    if bytes.is_none() && age.is_none() {
+        return;
+    }
+    let Some(first_open) = ctx
+        .st
+        .borrow()
+        .segments
+        .iter()
+        .filter_map(|s| {
+            s.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment::parse_segment_file_name)
+        })
+        .min()
+        .or(closing.then_some(u64::MAX))
+    else {
+        return;
+    };
+    let dir = ctx.target.dir.clone();
+    let deleted = file::blocking(move || {
+        let mut list = Vec::new();
+        for (id, path) in existing_segments(&dir)? {
+            let m = std::fs::metadata(&path)?;
+            list.push((id, path, m.len(), m.modified()?));
+        }
+        let mut total: u64 = list.iter().map(|s| s.2).sum();
+        let mut deleted = Vec::new();
+        for (id, path, len, modified) in list {
+            let too_big = bytes.is_some_and(|b| total > b);
+            let too_old = age.is_some_and(|a| modified.elapsed().is_ok_and(|e| e > a));
+            if id >= first_open || !(too_big || too_old) {
+                break;
+            }
+            std::fs::remove_file(&path)?;
+            total -= len;
+            deleted.push(path);
+        }
+        Ok(deleted)
+    })
+    .await;
+    match deleted {
+        Ok(paths) => {
+            for p in paths {
+                ctx.counters
+                    .segments_deleted
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(segment = %p.display(), "segment deleted (retention)");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "retention: cannot delete old segments"),
     }
 }
 

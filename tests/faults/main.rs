@@ -578,3 +578,51 @@ fn overload_keeps_memory_within_the_queue_budget_and_drops_exactly() {
         "memory follows the budget (+64 MiB), not the overload: {peaks:?}"
     );
 }
+
+fn verify_cli(dir: &Path) -> serde_json::Value {
+    let out = framerec(&["verify", dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn retention_by_bytes_keeps_a_ring_of_the_newest_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = paced(&dir, 320, 240, 400);
+    cfg.segment.max_bytes = 1 << 20;
+    cfg.writer.retain_bytes = Some(4 << 20);
+    let r = run(&cfg, 1200);
+    assert_eq!(r.totals.written_frames, 1200);
+    let kept = segments(&dir);
+    let total: u64 = kept
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        total <= (5 << 20) + (1 << 20),
+        "{total} bytes kept in {} segments",
+        kept.len()
+    );
+    assert!(kept.len() >= 3, "{kept:?}");
+    let v = verify_cli(&dir);
+    let last = v[0]["report"]["last_seq"].as_u64();
+    assert_eq!(last, Some(1199), "the newest frames are kept: {v}");
+}
+
+#[test]
+fn retention_by_age_deletes_segments_older_than_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = paced(&dir, 64, 64, 100);
+    cfg.segment.max_duration = Some(Duration::from_secs(1));
+    cfg.writer.retain_age = Some(Duration::from_secs(2));
+    let r = run(&cfg, 600);
+    assert_eq!(r.totals.written_frames, 600);
+    let kept = segments(&dir);
+    assert!(
+        (2..=4).contains(&kept.len()),
+        "6 s of 1-s segments, 2 s kept: {kept:?}"
+    );
+    verify_cli(&dir);
+}
