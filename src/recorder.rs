@@ -262,6 +262,26 @@ fn apply_reload(current: &mut Config, new: Config, live: &LiveSettings) {
         "writer.linger-us",
         new.writer.linger != current.writer.linger,
     );
+    needs("output.layout", new.layout != current.layout);
+    let (w, c) = (&new.writer, &current.writer);
+    needs(
+        "output.min-free-bytes/-percent",
+        (w.min_free_bytes, w.min_free_percent) != (c.min_free_bytes, c.min_free_percent),
+    );
+    needs(
+        "output.max-total-bytes/max-age-s",
+        (w.retain_bytes, w.retain_age) != (c.retain_bytes, c.retain_age),
+    );
+    needs(
+        "writer.preallocate-bytes",
+        w.preallocate_bytes != c.preallocate_bytes,
+    );
+    needs(
+        "writer.max-consecutive-failures/exit-when-degraded",
+        (w.max_consecutive_failures, w.exit_when_degraded)
+            != (c.max_consecutive_failures, c.exit_when_degraded),
+    );
+    needs("writer.stop-timeout-s", w.stop_timeout != c.stop_timeout);
     needs("recovery", new.recovery != current.recovery);
     needs("stats.socket", new.stats.socket != current.stats.socket);
     needs(
