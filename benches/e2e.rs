@@ -11,7 +11,8 @@
 //! Rows:
 //! - fio sequential writes (psync and io_uring; buffered with 4 MiB blocks, framerec's
 //!   `max-write-bytes`; `O_DIRECT` with 1 MiB blocks; `end_fsync=1`): the ceiling;
-//! - framerec unpaced, synthetic source: default settings, `--direct-io`, writers 1..16;
+//! - framerec unpaced, synthetic source: default settings, `--direct-io`, without
+//!   preallocation (buffered and direct), writers 1..16;
 //! - a blocking `std::fs` writer thread fed by a channel, fsync at the end;
 //! - Node.js: 5 concurrent writes, one file per frame, each fdatasync'd;
 //! - framerec's per-frame-file layout (`--layout fakenect`), each frame fdatasync'd;
@@ -295,6 +296,15 @@ fn main() {
     };
     rows.push(fr("framerec default (2 writers, buffered)", &[]));
     rows.push(fr("framerec --direct-io", &["--direct-io"]));
+    // Preallocation (on by default, 64 MiB steps) against none, buffered and direct.
+    rows.push(fr(
+        "framerec --preallocate-bytes 0",
+        &["--preallocate-bytes", "0"],
+    ));
+    rows.push(fr(
+        "framerec --direct-io --preallocate-bytes 0",
+        &["--direct-io", "--preallocate-bytes", "0"],
+    ));
     for w in ["1", "4", "8", "16"] {
         rows.push(fr(&format!("framerec --writers {w}"), &["--writers", w]));
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: a long recording at 30 fps of 614,400-byte frames (the default synthetic source), as a
-# user runs it. Samples the recorder's RSS every 10 s, keeps the disk from filling by deleting
-# closed segments (all but the newest three), and at the end reports drops, latency
+# user runs it. Samples the recorder's RSS every 10 s, keeps the disk from filling with the
+# recorder's own retention (output.max-total-bytes = 3 GiB), and at the end reports drops, latency
 # percentiles per 10-s interval (from the recording's HdrHistogram interval log) and RSS over
 # time, with plots.
 #
@@ -15,7 +15,8 @@ bin=target/release/framerec
 rm -rf "$dir"
 mkdir -p "$dir"
 rec="$dir/rec"
-"$bin" record --fps 30 --duration "$duration" --out "$rec" --interval-log-s 10 \
+printf '[output]\nmax-total-bytes = 3221225472\n' >"$dir/soak.toml"
+"$bin" record --config "$dir/soak.toml" --fps 30 --duration "$duration" --out "$rec" --interval-log-s 10 \
   --stats-socket "$dir/stats.sock" --json >"$dir/summary.json" 2>"$dir/stderr.log" &
 pid=$!
 echo "t_s,rss_kb" >"$dir/rss.csv"
@@ -23,8 +24,6 @@ start=$(date +%s)
 while kill -0 "$pid" 2>/dev/null; do
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
   if [ -n "$rss" ]; then echo "$(($(date +%s) - start)),$rss" >>"$dir/rss.csv"; fi
-  # Segments rotate at 1 GiB (about a minute); the newest is open (or opened ahead).
-  { ls "$rec"/*.mcap 2>/dev/null || true; } | sort | head -n -3 | xargs -r rm -f
   sleep 10
 done
 wait "$pid"

@@ -71,6 +71,9 @@ pub struct Args {
     /// Write with O_DIRECT (falls back to buffered where the filesystem refuses it).
     #[arg(long)]
     direct_io: bool,
+    /// Bytes of disk reserved ahead of a segment's writes (fallocate); 0 = never.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=1 << 30))]
+    preallocate_bytes: Option<u64>,
     /// I/O backend: auto, io-uring, pwrite.
     #[arg(long, value_parser = ["auto", "io-uring", "pwrite"])]
     backend: Option<String>,
@@ -230,6 +233,9 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if args.direct_io {
         cfg.writer.direct_io = true;
+    }
+    if let Some(v) = args.preallocate_bytes {
+        cfg.writer.preallocate_bytes = v;
     }
     if let Some(v) = &args.backend {
         cfg.writer.backend = match v.as_str() {

@@ -729,17 +729,20 @@ fn no_preallocation(ctx: &Ctx, e: &io::Error) {
     }
 }
 
-/// Reserves disk space in `seg` for a write of `len` bytes at its next offset, plus its tail
-/// and (for frames) room for drop notices, `preallocate-bytes` at a time. `Err` when the
-/// filesystem is full: the write must not be made, and the segment can still be closed.
-async fn reserve(ctx: &Rc<Ctx>, seg: &Rc<Segment>, len: u64, frames: bool) -> io::Result<()> {
+/// Reserves disk space in `seg` for a write of `len` bytes carrying `frames` frames at its next
+/// offset, plus its tail and (for frames) room for drop notices, `preallocate-bytes` at a time.
+/// `Err` when the filesystem is full: the write must not be made, and the segment can still
+/// be closed.
+async fn reserve(ctx: &Rc<Ctx>, seg: &Rc<Segment>, len: u64, frames: usize) -> io::Result<()> {
     if !ctx.preallocate.get() {
         return Ok(());
     }
     let (need, have) = {
         let st = seg.st.borrow();
-        let notices = if frames { NOTICE_RESERVE } else { 0 };
-        let need = st.next_offset + len + tail_reserve(st.chunks.len() + 2) + notices;
+        let notices = if frames > 0 { NOTICE_RESERVE } else { 0 };
+        // At most a chunk per frame (direct I/O) and one of drop notices.
+        let chunks = st.chunks.len() + frames + 1;
+        let need = st.next_offset + len + tail_reserve(chunks) + notices;
         (need, st.allocated_end)
     };
     if need <= have {
@@ -1356,7 +1359,7 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
         discard_frames(ctx, frames, reason);
         return None;
     }
-    if let Err(e) = reserve(ctx, &seg, estimate, !frames.is_empty()).await {
+    if let Err(e) = reserve(ctx, &seg, estimate, frames.len()).await {
         // The disk is full: the segment stays open (its tail and drop notices have room);
         // these frames are dropped, and space is looked for again after a pause.
         let reason = DropReason::of_write_error(&e);
