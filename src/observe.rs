@@ -757,4 +757,27 @@ mod prometheus_tests {
         assert!(text.contains("framerec_write_latency_seconds_count 5"));
         assert!(text.contains("framerec_frames_dropped_total{reason=\"queue_full\"} 0"));
     }
+
+    #[test]
+    fn a_degraded_or_refusing_recorder_says_so_first_in_its_status_line_and_metrics() {
+        let c = Counters::default();
+        let h = Histograms::default();
+        let healthy = Snapshot::take(&c, &h, || 0, 1.0, None);
+        assert!(healthy.log_line(None).starts_with("0.0 fps"));
+        c.failures_in_a_row.store(9, Ordering::Relaxed);
+        c.degraded.store(true, Ordering::Relaxed);
+        let s = Snapshot::take(&c, &h, || 0, 1.0, None);
+        assert!(
+            s.log_line(None)
+                .starts_with("DEGRADED (9 disk failures in a row"),
+            "{}",
+            s.log_line(None)
+        );
+        assert!(prometheus_text(&s, &h).contains("framerec_degraded 1"));
+        c.degraded.store(false, Ordering::Relaxed);
+        c.refusing.store(true, Ordering::Relaxed);
+        let s = Snapshot::take(&c, &h, || 0, 1.0, None);
+        assert!(s.log_line(None).starts_with("DISK FULL"));
+        assert!(prometheus_text(&s, &h).contains("framerec_refusing_frames 1"));
+    }
 }
