@@ -989,13 +989,7 @@ fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
         .written_frames
         .fetch_sub(seqs.len() as u64, Ordering::AcqRel);
     drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::FsyncError);
-    if !seqs.is_empty() {
-        let gone: std::collections::HashSet<u64> = seqs.iter().map(|s| s.0).collect();
-        ctx.st
-            .borrow_mut()
-            .awaiting_durable
-            .retain(|(s, _)| !gone.contains(s));
-    }
+    never_durable(ctx, &seqs);
     ctx.failure(WriterError::Fsync {
         segment: seg.path.clone(),
         frames: seqs.len() as u64,
@@ -1565,6 +1559,20 @@ fn lose(ctx: &Ctx, seqs: &[FrameSeq], drops: Vec<segment::DropRange>, reason: Dr
     ctx.drops.restore(drops);
     drop_frames(&ctx.counters, &ctx.drops, seqs, reason);
     release_frames(ctx, seqs.len());
+    never_durable(ctx, seqs);
+}
+
+/// Takes dropped frames off the list awaiting durability (so capture-to-durable never counts
+/// them when the watermark passes their numbers).
+fn never_durable(ctx: &Ctx, seqs: &[FrameSeq]) {
+    if seqs.is_empty() || !ctx.record_histograms {
+        return;
+    }
+    let gone: std::collections::HashSet<u64> = seqs.iter().map(|s| s.0).collect();
+    ctx.st
+        .borrow_mut()
+        .awaiting_durable
+        .retain(|(s, _)| !gone.contains(s));
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.

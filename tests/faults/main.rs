@@ -322,6 +322,16 @@ fn fill_up(dir: &Path, fs_bytes: u64) {
     assert!(full > frames / 2, "{:?}", r.totals);
     assert_eq!(dropped(&r, "io_error"), 0, "no write failed mid-frame");
     let v = assert_accounted(&r, dir);
+    eprintln!(
+        "{}: {} frames received, {} written ({} bytes), {} dropped as disk_full, {} segments, failures {}",
+        dir.display(),
+        frames,
+        r.totals.written_frames,
+        r.totals.written_bytes,
+        full,
+        v.segments.len(),
+        r.totals.failures
+    );
     assert!(v.segments.iter().all(|s| s.finalized), "{v:?}");
     assert!(
         r.totals.written_bytes > fs_bytes / 2,
@@ -373,6 +383,11 @@ fn stalled(queue_frames: usize) -> (RunReport, FaultFs, tempfile::TempDir) {
     assert!(r.failure.is_none(), "{:?}", r.failure);
     assert!(fs.seen().delayed_writes >= 4, "{:?}", fs.seen());
     assert_accounted(&r, &dir);
+    eprintln!(
+        "queue of {queue_frames} frames, {} stalls of 500 ms: {:?}",
+        fs.seen().delayed_writes,
+        r.totals
+    );
     (r, fs, tmp)
 }
 
