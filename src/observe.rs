@@ -32,6 +32,8 @@ pub struct Counters {
     pub segments_opened: AtomicU64,
     /// Segments deleted by retention.
     pub segments_deleted: AtomicU64,
+    /// Frames written again to a new segment after an fsync failed while they were in flight.
+    pub frames_rewritten: AtomicU64,
     pub fsyncs: AtomicU64,
     /// Writes, fsyncs and segment creations that failed, in all and in a row.
     pub failures: AtomicU64,
@@ -62,6 +64,7 @@ impl Default for Counters {
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
             segments_deleted: AtomicU64::new(0),
+            frames_rewritten: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             failures_in_a_row: AtomicU64::new(0),
@@ -313,6 +316,9 @@ pub struct Snapshot {
     /// Segments retention deleted.
     #[serde(default)]
     pub segments_deleted: u64,
+    /// Frames written again after an fsync failed while their write was in flight.
+    #[serde(default)]
+    pub frames_rewritten: u64,
 }
 
 impl Snapshot {
@@ -386,6 +392,7 @@ impl Snapshot {
             degraded: counters.degraded.load(Ordering::Relaxed),
             refusing_frames: counters.refusing.load(Ordering::Relaxed),
             segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
+            frames_rewritten: counters.frames_rewritten.load(Ordering::Relaxed),
         }
     }
 

@@ -85,6 +85,8 @@ pub struct Totals {
     pub durable_seq: Option<u64>,
     /// Writes, fsyncs and segment creations that failed.
     pub failures: u64,
+    /// Frames written again after an fsync failed while their write was in flight.
+    pub frames_rewritten: u64,
 }
 
 impl Totals {
@@ -102,6 +104,7 @@ impl Totals {
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
             queue_high_water: c.queue_high_water.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
+            frames_rewritten: c.frames_rewritten.load(Ordering::Relaxed),
             durable_seq: c.durable_seq(),
         }
     }

@@ -484,6 +484,11 @@ struct PoolState {
     awaiting_durable: VecDeque<(u64, u64)>,
     /// Reused by `publish`.
     publish_scratch: Histograms,
+    /// Frames whose write was in flight when an fsync of its segment failed: still in memory,
+    /// so written again (to the next segment) before anything queued.
+    rewrite: Vec<Frame>,
+    /// Sequence numbers written again once already (a second time they are dropped).
+    rewritten: std::collections::HashSet<u64>,
 }
 
 struct Ctx {
@@ -542,6 +547,8 @@ impl Ctx {
                 task_histograms: Vec::new(),
                 awaiting_durable: VecDeque::new(),
                 publish_scratch: Histograms::default(),
+                rewrite: Vec::new(),
+                rewritten: std::collections::HashSet::new(),
             }),
             target,
             queue: parts.queue.clone(),
@@ -1075,6 +1082,11 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
     let mut bytes = 0usize;
     let mut lingered = ctx.cfg.linger.is_zero();
     loop {
+        for f in ctx.st.borrow_mut().rewrite.drain(..) {
+            // Still counted in `frames_in_writers`.
+            bytes += f.payload_len();
+            batch.push(f);
+        }
         while batch.len() < max_frames && (batch.is_empty() || bytes < ctx.cfg.max_write_bytes) {
             let Some(f) = ctx.queue.pop() else { break };
             ctx.counters
@@ -1122,7 +1134,8 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
             apply_retention(ctx, false).await;
         }
         let want = ctx.writers.get();
-        let drained = ctx.queue.is_closed() && ctx.queue.is_empty();
+        let drained =
+            ctx.queue.is_closed() && ctx.queue.is_empty() && ctx.st.borrow().rewrite.is_empty();
         if tasks.len() < want {
             tasks.resize_with(want, || None);
         }
@@ -1428,6 +1441,11 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
         record(&mut h.write_latency_ns, elapsed);
         record(&mut h.frames_per_write, w.metas.len() as u64);
     }
+    let mut metas = w.metas;
+    let mut spans = spans;
+    if matches!(w.seg.st.borrow().cut, Some((_, DropReason::FsyncError))) {
+        spans = rewrite_later(ctx, &mut metas, spans);
+    }
     let mut bytes = 0u64;
     for s in spans {
         if s.pooled {
@@ -1439,7 +1457,7 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
         w.offset,
         Finished {
             result,
-            metas: w.metas,
+            metas,
             chunks: w.chunks,
             drops: w.drops,
             bytes,
@@ -1454,6 +1472,53 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     if idle {
         w.seg.idle.notify_one();
     }
+}
+
+/// An fsync of this write's segment failed while the write was in flight: its frames are still
+/// in memory, so they are written again (to the next segment) instead of being dropped, once.
+/// Takes them out of `metas` and `spans`; gives back the spans that are not frames.
+fn rewrite_later(ctx: &Ctx, metas: &mut Vec<FrameMeta>, spans: Vec<IoSpan>) -> Vec<IoSpan> {
+    if metas.is_empty()
+        || metas
+            .iter()
+            .any(|m| ctx.st.borrow().rewritten.contains(&m.seq.0))
+    {
+        return spans;
+    }
+    let mut rest = Vec::new();
+    let mut frames = Vec::with_capacity(metas.len());
+    let mut it = metas.iter();
+    for s in spans {
+        if s.pooled
+            && let Some(meta) = it.next()
+        {
+            frames.push(Frame {
+                meta: *meta,
+                buf: s.buf,
+                span: (0, 0),
+            });
+        } else {
+            rest.push(s);
+        }
+    }
+    let seqs: Vec<FrameSeq> = metas.iter().map(|m| m.seq).collect();
+    never_durable(ctx, &seqs);
+    ctx.counters
+        .frames_rewritten
+        .fetch_add(frames.len() as u64, Ordering::Relaxed);
+    tracing::warn!(
+        frames = frames.len(),
+        first = seqs[0].0,
+        "an fsync failed while these frames were being written; they are still in memory and are written again to the next segment"
+    );
+    {
+        let mut st = ctx.st.borrow_mut();
+        st.rewritten.extend(seqs.iter().map(|s| s.0));
+        st.rewrite.extend(frames);
+    }
+    metas.clear();
+    ctx.queue.wake();
+    rest
 }
 
 /// Accounts for the completed writes at the front of `seg`, in file order: their frames are

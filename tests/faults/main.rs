@@ -225,6 +225,31 @@ fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable
 }
 
 #[test]
+fn frames_in_flight_when_an_fsync_fails_are_written_again_to_the_next_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("rec");
+    // Every write takes 30 ms: writes are always in flight behind the fsync that fails.
+    fs.plan(|p| p.delay = Some((Duration::from_millis(30), 1)));
+    let mut cfg = small(&dir);
+    cfg.durability.fsync_interval = Some(Duration::from_millis(500));
+    let rec = start(&cfg, 400);
+    std::thread::sleep(Duration::from_millis(1200));
+    fs.plan(|p| p.fail_fsyncs = 1);
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(fs.seen().failed_fsyncs, 1);
+    eprintln!(
+        "fsync failed with writes in flight: {} frames written again, {} dropped as fsync_error",
+        r.totals.frames_rewritten,
+        dropped(&r, "fsync_error")
+    );
+    assert!(r.totals.frames_rewritten > 0, "{:?}", r.totals);
+    let v = assert_accounted(&r, &dir);
+    assert_eq!(v.last_seq, Some(399));
+}
+
+#[test]
 fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
     // FUSE cannot fallocate: the full disk is found by a failing write.
     let tmp = tempfile::tempdir().unwrap();
