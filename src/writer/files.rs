@@ -259,8 +259,12 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
                 }
             }
             Err(e) => {
+                // That frame's file is gone (never named in INDEX.txt); the others are
+                // independent of it, so recording goes on.
                 ctx.st.borrow_mut().order.retain(|p| p.seq != seq.0);
-                ctx.fail(e);
+                if let Some(stop) = super::note_failure(&ctx.cfg, &ctx.parts.counters, e) {
+                    ctx.fail(stop);
+                }
             }
         }
         index_done(&ctx).await;
@@ -297,8 +301,9 @@ async fn write_frame(
     let path = ctx.target.dir.join(name);
     let tmp = ctx.target.dir.join(format!(".{name}.tmp"));
     let seq = frame.meta.seq;
-    let fail = |source, what: &str| {
-        drop_frames(&p.counters, &p.drops, &[seq], DropReason::IoError);
+    let fail = |source: std::io::Error, what: &str| {
+        let reason = DropReason::of_write_error(&source);
+        drop_frames(&p.counters, &p.drops, &[seq], reason);
         p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
         let _ = std::fs::remove_file(&tmp);
         tracing::error!(frame = seq.0, file = %path.display(), "{what} failed");
@@ -338,6 +343,7 @@ async fn write_frame(
     file::blocking(move || std::fs::rename(from, to))
         .await
         .map_err(|e| fail(e, "renaming the frame file"))?;
+    super::note_success(&p.counters);
     p.counters.writes.fetch_add(1, Ordering::Relaxed);
     p.counters.written_frames.fetch_add(1, Ordering::AcqRel);
     p.counters

@@ -580,36 +580,15 @@ impl Ctx {
     }
 
     /// A write, fsync or segment creation failed; the frames it concerned are already counted.
-    /// Enough of them in a row make the recorder degraded, and stop it if so configured.
     fn failure(&self, e: WriterError) {
-        let c = &self.counters;
-        c.failures.fetch_add(1, Ordering::Relaxed);
-        let in_a_row = c.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::error!(error = %e, failures_in_a_row = in_a_row, "the disk refused; the frames concerned are counted as dropped and recording goes on");
-        if in_a_row >= u64::from(self.cfg.max_consecutive_failures.max(1))
-            && !c.degraded.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!(
-                failures = in_a_row,
-                "degraded: the disk keeps failing; frames are dropped until a write succeeds"
-            );
-            if self.cfg.exit_when_degraded {
-                self.fail(WriterError::Degraded {
-                    failures: in_a_row,
-                    last: Box::new(e),
-                });
-            }
+        if let Some(stop) = note_failure(&self.cfg, &self.counters, e) {
+            self.fail(stop);
         }
     }
 
     /// A write succeeded: the failures in a row are over.
     fn succeeded(&self) {
-        let c = &self.counters;
-        if c.failures_in_a_row.swap(0, Ordering::Relaxed) > 0
-            && c.degraded.swap(false, Ordering::Relaxed)
-        {
-            tracing::warn!("no longer degraded: writes succeed again");
-        }
+        note_success(&self.counters);
     }
 
     fn current(&self) -> Option<Rc<Segment>> {
@@ -638,6 +617,43 @@ impl Ctx {
                 );
             }
         }
+    }
+}
+
+/// Counts a failed write, fsync or segment creation (its frames are already counted as
+/// dropped). Enough of them in a row make the recorder degraded; returns the error to stop
+/// with when `exit-when-degraded` says so. Both layouts' pools report failures here.
+pub(crate) fn note_failure(
+    cfg: &WriterConfig,
+    c: &Counters,
+    e: WriterError,
+) -> Option<WriterError> {
+    c.failures.fetch_add(1, Ordering::Relaxed);
+    let in_a_row = c.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::error!(error = %e, failures_in_a_row = in_a_row, "the disk refused; the frames concerned are counted as dropped and recording goes on");
+    if in_a_row >= u64::from(cfg.max_consecutive_failures.max(1))
+        && !c.degraded.swap(true, Ordering::Relaxed)
+    {
+        tracing::error!(
+            failures = in_a_row,
+            "degraded: the disk keeps failing; frames are dropped until a write succeeds"
+        );
+        if cfg.exit_when_degraded {
+            return Some(WriterError::Degraded {
+                failures: in_a_row,
+                last: Box::new(e),
+            });
+        }
+    }
+    None
+}
+
+/// A write succeeded: the failures in a row are over.
+pub(crate) fn note_success(c: &Counters) {
+    if c.failures_in_a_row.swap(0, Ordering::Relaxed) > 0
+        && c.degraded.swap(false, Ordering::Relaxed)
+    {
+        tracing::warn!("no longer degraded: writes succeed again");
     }
 }
 

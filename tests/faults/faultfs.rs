@@ -4,7 +4,8 @@
 //! that fits, and `statfs` telling the truth about it), or returns short writes. The recorder's
 //! io_uring and `pwrite` writes reach it through the kernel like writes to any filesystem.
 //!
-//! Faults touch only segment files (`*.mcap`): the interval log and directories stay healthy.
+//! Faults touch only data files (`*.mcap`, the fakenect layout's `*.pgm.tmp`): the interval
+//! log, indexes and directories stay healthy.
 //!
 //! The kernel splits a large write into requests of at most 128 KiB, so "fail N writes" means
 //! N requests: a burst long enough to cover one of the recorder's writes fails that write.
@@ -195,8 +196,11 @@ fn attr(ino: u64, path: &Path) -> Result<FileAttr, Errno> {
     })
 }
 
+/// A recording's data file: an MCAP segment, or a frame file of the fakenect layout being
+/// written (`.d-*.pgm.tmp`).
 fn is_segment(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "mcap")
+        || p.to_str().is_some_and(|s| s.ends_with(".pgm.tmp"))
 }
 
 /// Counts down a "fail the next n" budget; `u64::MAX` never runs out.

@@ -666,3 +666,25 @@ fn retention_by_age_deletes_segments_older_than_the_limit() {
     );
     verify_cli(&dir);
 }
+
+#[test]
+fn the_per_frame_layout_drops_the_frames_whose_files_fail_and_records_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = mount(tmp.path());
+    let dir = fs.mountpoint.join("dump");
+    let mut cfg = small(&dir);
+    cfg.layout = framerec::config::Layout::Fakenect;
+    let rec = start(&cfg, 200);
+    std::thread::sleep(Duration::from_millis(800));
+    fs.plan(|p| p.fail_writes = 3);
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    assert_eq!(fs.seen().failed_writes, 3);
+    assert_eq!(dropped(&r, "io_error"), 3, "{:?}", r.totals);
+    assert_eq!(r.totals.written_frames, 197);
+    let v = verify_cli(&dir);
+    let report = &v[0]["fakenect"];
+    assert_eq!(report["ok"], true, "{v}");
+    assert_eq!(report["frames"], 197, "{v}");
+    assert_eq!(report["dropped"], 3, "DROPS.txt names them: {v}");
+}
