@@ -58,7 +58,23 @@ fn table(s: &Snapshot) -> String {
     let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
     let drops: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     [
-        format!("up {:.1} s, backend {}", s.uptime_s, s.backend),
+        format!(
+            "up {:.1} s, backend {}{}",
+            s.uptime_s,
+            s.backend,
+            match (s.degraded, s.refusing_frames) {
+                (true, _) => format!(
+                    ", DEGRADED: {} disk failures in a row",
+                    s.failures_in_a_row
+                ),
+                (false, true) => ", DISK FULL: under the free-space floor".into(),
+                _ => String::new(),
+            }
+        ),
+        format!(
+            "faults   {} failed writes/fsyncs/creations, {} frames written again, {} segments deleted by retention",
+            s.failures, s.frames_rewritten, s.segments_deleted
+        ),
         format!(
             "frames   received {}, written {}, dropped {} ({}), queued {}, in writers {}",
             s.received_frames,
