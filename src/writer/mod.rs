@@ -1248,6 +1248,8 @@ async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
         }
         let mut total: u64 = list.iter().map(|s| s.2).sum();
         let mut deleted = Vec::new();
+        // The newest segment always stays, whatever the limits.
+        list.pop();
         for (id, path, len, modified) in list {
             let too_big = bytes.is_some_and(|b| total > b);
             let too_old = age.is_some_and(|a| modified.elapsed().is_ok_and(|e| e > a));

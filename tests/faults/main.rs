@@ -281,6 +281,8 @@ fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
     fs.plan(|p| p.capacity = Some(12 << 20));
     let mut cfg = paced(&dir, 160, 120, 200);
     cfg.writer.min_free_bytes = 8 << 20;
+    // A short queue: what is queued when the floor is reached still gets written.
+    cfg.queue.max_frames = 16;
     cfg.stats.interval_log = None;
     let rec = start(&cfg, 1000);
     std::thread::sleep(Duration::from_millis(2500));
@@ -629,8 +631,10 @@ fn verify_cli(dir: &Path) -> serde_json::Value {
 fn retention_by_bytes_keeps_a_ring_of_the_newest_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    let mut cfg = paced(&dir, 320, 240, 400);
+    // Unpaced (the receiver waits for the disk): no frame is dropped however busy the machine.
+    let mut cfg = config(&dir, 320, 240);
     cfg.segment.max_bytes = 1 << 20;
+    cfg.writer.max_write_bytes = 256 << 10;
     cfg.writer.retain_bytes = Some(4 << 20);
     let r = run(&cfg, 1200);
     assert_eq!(r.totals.written_frames, 1200);
