@@ -65,7 +65,7 @@ pub struct FrameQueue {
     frames: ArrayQueue<Frame>,
     ready: Notify,
     closed: AtomicBool,
-    /// False while the output filesystem is under its free-space floor: the receiver counts
+    /// True while the output filesystem is under its free-space floor: the receiver counts
     /// arriving frames as `disk_full` instead of queueing them.
     refusing: AtomicBool,
 }
