@@ -157,6 +157,7 @@ fn offline_table(r: &Report) -> String {
         ("capture-to-durable", "capture to durable"),
         ("queue-wait", "queue wait"),
         ("inter-arrival", "inter-arrival"),
+        ("enqueue", "enqueue"),
     ] {
         out.push(row(name, r.overall.get(tag).unwrap_or(&none), true));
     }
