@@ -117,6 +117,13 @@ impl Drop for FaultFs {
         if let Some(s) = self.session.take() {
             let _ = s.umount_and_join();
         }
+        // If the unmount failed (a test panicked with the recorder still holding files), do
+        // not leave a dead mount behind.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.mountpoint)
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
