@@ -40,7 +40,8 @@ pub struct Counters {
     pub failures_in_a_row: AtomicU64,
     /// Set after `writer.max-consecutive-failures` failures in a row, cleared by a good write.
     pub degraded: std::sync::atomic::AtomicBool,
-    /// Mirrors the queue's refusal under the free-space floor, for the statistics.
+    /// True while the output filesystem is under its free-space floor: the receiver counts
+    /// arriving frames as `disk_full` instead of queueing them (set by the writers).
     pub refusing: std::sync::atomic::AtomicBool,
     durable_seq: AtomicU64,
     /// The I/O backend in use, once the writers started.
@@ -88,6 +89,11 @@ impl Counters {
 
     pub fn dropped_total(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+
+    /// Stops (`true`) or resumes (`false`) admitting frames; returns whether that changed.
+    pub fn set_refusing(&self, refusing: bool) -> bool {
+        self.refusing.swap(refusing, Ordering::AcqRel) != refusing
     }
 
     pub fn note_queue_depth(&self, depth: u64) {
@@ -400,6 +406,18 @@ impl Snapshot {
         self.dropped.values().sum()
     }
 
+    /// `DEGRADED (...)` or `DISK FULL (...)` while frames are dropped because of the disk.
+    pub fn fault_state(&self) -> Option<String> {
+        match (self.degraded, self.refusing_frames) {
+            (true, _) => Some(format!(
+                "DEGRADED ({} disk failures in a row, frames dropped)",
+                self.failures_in_a_row
+            )),
+            (false, true) => Some("DISK FULL (under the free-space floor, frames dropped)".into()),
+            (false, false) => None,
+        }
+    }
+
     /// The one-line summary the recorder logs periodically.
     pub fn log_line(&self, prev: Option<&Snapshot>) -> String {
         let (frames, bytes, secs) = match prev {
@@ -415,14 +433,9 @@ impl Snapshot {
                 self.uptime_s.max(1e-9),
             ),
         };
-        let state = match (self.degraded, self.refusing_frames) {
-            (true, _) => format!(
-                "DEGRADED ({} disk failures in a row, frames dropped): ",
-                self.failures_in_a_row
-            ),
-            (false, true) => "DISK FULL (under the free-space floor, frames dropped): ".into(),
-            (false, false) => String::new(),
-        };
+        let state = self
+            .fault_state()
+            .map_or(String::new(), |s| format!("{s}: "));
         format!(
             "{state}{:.1} fps, {:.1} MB/s, queue {} (high {}), write p99 {}, dropped {}, durable through {}",
             frames as f64 / secs,

@@ -65,9 +65,6 @@ pub struct FrameQueue {
     frames: ArrayQueue<Frame>,
     ready: Notify,
     closed: AtomicBool,
-    /// True while the output filesystem is under its free-space floor: the receiver counts
-    /// arriving frames as `disk_full` instead of queueing them.
-    refusing: AtomicBool,
 }
 
 impl FrameQueue {
@@ -76,7 +73,6 @@ impl FrameQueue {
             frames: ArrayQueue::new(max_frames.max(1)),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
-            refusing: AtomicBool::new(false),
         }
     }
 
@@ -114,16 +110,6 @@ impl FrameQueue {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
-    }
-
-    /// Stops (`true`) or resumes (`false`) admitting frames; returns whether that changed.
-    pub fn set_refusing(&self, refusing: bool) -> bool {
-        self.refusing.swap(refusing, Ordering::AcqRel) != refusing
-    }
-
-    /// Whether the receiver should count new frames as `disk_full` instead of queueing them.
-    pub fn is_refusing(&self) -> bool {
-        self.refusing.load(Ordering::Acquire)
     }
 
     /// Waits until a frame may be available or the queue closes. Spurious wake-ups happen.

@@ -140,7 +140,7 @@ fn receive(
             drop_frame(p, meta.seq, DropReason::QueueFull);
             continue;
         };
-        if p.queue.is_refusing() {
+        if p.counters.refusing.load(Ordering::Acquire) {
             // The output filesystem is under its free-space floor.
             drop_frame(p, meta.seq, DropReason::DiskFull);
             spare = Some(buf);

@@ -24,7 +24,9 @@ use crate::service::{Notifier, Progress};
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
 };
-use crate::writer::{self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts};
+use crate::writer::{
+    self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
+};
 
 /// Errors that keep a recording from starting.
 #[derive(Debug, thiserror::Error)]
@@ -462,7 +464,7 @@ pub fn record_with(
     controls: Controls,
 ) -> Result<RunReport, RecordError> {
     let Controls { stop, reload } = controls;
-    writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
+    let probed = writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
     let dir = cfg.output_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| RecordError::OutputDir {
         path: dir.clone(),
@@ -682,7 +684,7 @@ pub fn record_with(
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
     };
-    if timed_out {
+    let (report, gave_up) = if timed_out {
         // The writers wait on the disk: their thread is left to the process's exit (the kernel
         // completes or cancels its I/O); nothing in flight is dropped here.
         let failure = RunFailure::StopTimeout {
@@ -692,30 +694,18 @@ pub fn record_with(
             in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
         };
         tracing::error!("{failure}");
-        let histograms = histograms
-            .lock()
-            .map(|h| h.total.clone())
-            .unwrap_or_default();
-        return Ok(RunReport {
-            dir,
-            stop: received.ok(),
-            elapsed: started.elapsed(),
-            totals: Totals::of(&counters),
-            backend: match counters.backend.get() {
-                Some(&"pwrite") => writer::Backend::Pwrite,
-                _ => writer::Backend::IoUring,
-            },
+        let report = WriterReport {
+            backend: probed,
             direct_io: cfg.writer.direct_io,
-            overflow: policy,
             segments: Vec::new(),
-            repaired,
-            histograms,
-            failure: Some(failure),
-        });
-    }
-    let report = match writer.join() {
-        Ok(r) => r,
-        Err(p) => std::panic::resume_unwind(p),
+            error: None,
+        };
+        (report, Some(failure))
+    } else {
+        match writer.join() {
+            Ok(r) => (r, None),
+            Err(p) => std::panic::resume_unwind(p),
+        }
     };
     drop(server);
     drop(metrics);
@@ -723,12 +713,15 @@ pub fn record_with(
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
-    let failure = match (report.error, source_failure) {
-        (Some(w), _) => Some(RunFailure::Writer(w)),
-        (None, Some(s)) => Some(RunFailure::Source(s)),
-        (None, None) => None,
+    let failure = match (gave_up, report.error, source_failure) {
+        (Some(t), _, _) => Some(t),
+        (None, Some(w), _) => Some(RunFailure::Writer(w)),
+        (None, None, Some(s)) => Some(RunFailure::Source(s)),
+        (None, None, None) => None,
     };
-    if let Some(log) = hlog {
+    // After a stop timeout the interval log's disk may be the stuck one: its last interval is
+    // left out, as after a crash.
+    if !timed_out && let Some(log) = hlog {
         let reason = match (&failure, stop_reason) {
             (Some(f), _) => format!("failed: {f}"),
             (None, Some(s)) => s.as_str().to_string(),

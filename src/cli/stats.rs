@@ -62,14 +62,7 @@ fn table(s: &Snapshot) -> String {
             "up {:.1} s, backend {}{}",
             s.uptime_s,
             s.backend,
-            match (s.degraded, s.refusing_frames) {
-                (true, _) => format!(
-                    ", DEGRADED: {} disk failures in a row",
-                    s.failures_in_a_row
-                ),
-                (false, true) => ", DISK FULL: under the free-space floor".into(),
-                _ => String::new(),
-            }
+            s.fault_state().map_or(String::new(), |f| format!(", {f}"))
         ),
         format!(
             "faults   {} failed writes/fsyncs/creations, {} frames written again, {} segments deleted by retention",

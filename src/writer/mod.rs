@@ -405,7 +405,8 @@ struct Finished {
 /// until one does so that a failed fsync can name them.
 struct Undurable {
     end: u64,
-    seqs: Vec<FrameSeq>,
+    /// The write's own list, moved here (no copy per write).
+    metas: Vec<FrameMeta>,
     drops: Vec<segment::DropRange>,
 }
 
@@ -434,6 +435,7 @@ struct SegState {
 }
 
 struct Segment {
+    id: u64,
     path: PathBuf,
     file: SegFile,
     direct: bool,
@@ -693,15 +695,12 @@ async fn create_segment(ctx: &Rc<Ctx>, path: &Path, id: u64) -> Result<Rc<Segmen
     let head_len = head.len() as u64;
     // Reserve room for the head, an empty segment's tail and drop notices first: a segment
     // that could be created can always be closed.
-    let mut allocated_end = 0;
-    if ctx.preallocate.get() {
+    let allocated_end = if ctx.preallocate.get() {
         let want = head_len + tail_reserve(0) + NOTICE_RESERVE;
-        match file.preallocate(0, want).await {
-            Ok(()) => allocated_end = want,
-            Err(e) if unsupported(&e) => no_preallocation(ctx, &e),
-            Err(e) => return Err(create_err(e)),
-        }
-    }
+        preallocate(ctx, &file, 0, want).await.map_err(create_err)?
+    } else {
+        0
+    };
     let mut buf = crate::frame::FrameBuf::new(head.len());
     buf.region_mut()[..head.len()].copy_from_slice(&head);
     let (res, _) = file
@@ -713,6 +712,7 @@ async fn create_segment(ctx: &Rc<Ctx>, path: &Path, id: u64) -> Result<Rc<Segmen
         .await
         .map_err(create_err)?;
     Ok(Rc::new(Segment {
+        id,
         path: path.to_path_buf(),
         file,
         direct,
@@ -746,9 +746,18 @@ fn unsupported(e: &io::Error) -> bool {
     )
 }
 
-fn no_preallocation(ctx: &Ctx, e: &io::Error) {
-    if ctx.preallocate.replace(false) {
-        tracing::warn!(error = %e, "the filesystem cannot preallocate segments; a full disk will be found by a failing write instead");
+/// Reserves `from..to` of `file`; returns how far space is reserved now. Where the filesystem
+/// cannot preallocate that is `from`, and preallocation is off for the rest of the run.
+async fn preallocate(ctx: &Ctx, file: &SegFile, from: u64, to: u64) -> io::Result<u64> {
+    match file.preallocate(from, to - from).await {
+        Ok(()) => Ok(to),
+        Err(e) if unsupported(&e) => {
+            if ctx.preallocate.replace(false) {
+                tracing::warn!(error = %e, "the filesystem cannot preallocate segments; a full disk will be found by a failing write instead");
+            }
+            Ok(from)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -773,35 +782,33 @@ async fn reserve(ctx: &Rc<Ctx>, seg: &Rc<Segment>, len: u64, frames: usize) -> i
     }
     let step = ctx.cfg.preallocate_bytes.max(1);
     let want = (need + step).div_ceil(4096) * 4096;
-    let r = match seg.file.preallocate(have, want - have).await {
+    // Not a whole step's room left: at least what this write needs.
+    let end = match preallocate(ctx, &seg.file, have, want).await {
         Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-            seg.file.preallocate(have, need - have).await.map(|()| need)
+            preallocate(ctx, &seg.file, have, need).await?
         }
-        r => r.map(|()| want),
+        r => r?,
     };
-    match r {
-        Ok(end) => {
-            seg.st.borrow_mut().allocated_end = end;
-            Ok(())
-        }
-        Err(e) if unsupported(&e) => {
-            no_preallocation(ctx, &e);
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    seg.st.borrow_mut().allocated_end = end;
+    Ok(())
+}
+
+/// The id of the next segment to create.
+fn take_segment_id(ctx: &Ctx) -> u64 {
+    let mut st = ctx.st.borrow_mut();
+    st.next_id += 1;
+    st.next_id - 1
 }
 
 fn open_next_ahead(ctx: &Rc<Ctx>) {
-    let mut st = ctx.st.borrow_mut();
-    let id = st.next_id;
-    st.next_id += 1;
-    st.next = Some(spawn_local(open_segment(ctx.clone(), id)));
+    let id = take_segment_id(ctx);
+    ctx.st.borrow_mut().next = Some(spawn_local(open_segment(ctx.clone(), id)));
 }
 
 /// The segment a write of about `len` bytes goes to, rotating first if the current one is
 /// full, old or failed. `Err` (the reason to drop the write's frames) when no segment can be
-/// had now; creation is tried again after [`RETRY_OPEN_AFTER`]. Called with the intake lock.
+/// had; `prepare` then waits [`RETRY_OPEN_AFTER`] before asking again. Called with the intake
+/// lock.
 async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason> {
     if let Some(current) = ctx.current() {
         let rotate = {
@@ -819,25 +826,13 @@ async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason>
         }
         seal(ctx, &current);
     }
-    if let Some((at, reason)) = ctx.st.borrow().retry_at
-        && Instant::now() < at
-    {
-        return Err(reason);
-    }
     let ahead = ctx.st.borrow_mut().next.take();
     let opened = match ahead {
         Some(h) => match h.await {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         },
-        None => {
-            let id = {
-                let mut st = ctx.st.borrow_mut();
-                st.next_id += 1;
-                st.next_id - 1
-            };
-            open_segment(ctx.clone(), id).await
-        }
+        None => open_segment(ctx.clone(), take_segment_id(ctx)).await,
     };
     match opened {
         Ok(next) => {
@@ -922,13 +917,7 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             tokio::time::sleep(RETRY_OPEN_AFTER).await;
             continue;
         }
-        let t = Instant::now();
-        let r = seg.file.sync_data().await;
-        record(
-            &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
-            t.elapsed().as_nanos() as u64,
-        );
-        match r {
+        match fsync(&ctx, &seg).await {
             Ok(()) => {
                 end = at + tail.len() as u64;
                 break;
@@ -943,7 +932,6 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             }
         }
     }
-    ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     let allocated = seg.st.borrow().allocated_end;
     if allocated > end {
         // Give back the space reserved past the end (tmpfs keeps it otherwise).
@@ -1005,7 +993,7 @@ fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
     };
     let mut seqs: Vec<FrameSeq> = Vec::new();
     for u in lost {
-        seqs.extend(u.seqs);
+        seqs.extend(u.metas.iter().map(|m| m.seq));
         ctx.drops.restore(u.drops);
     }
     ctx.counters
@@ -1023,8 +1011,7 @@ fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
 
 async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     let _ = ctx.counters.backend.set(ctx.backend.as_str());
-    let first_id = ctx.st.borrow().next_id;
-    ctx.st.borrow_mut().next_id += 1;
+    let first_id = take_segment_id(&ctx);
     match open_segment(ctx.clone(), first_id).await {
         Ok(seg) => {
             tracing::info!(segment = %seg.path.display(), backend = ctx.backend.as_str(), "recording");
@@ -1197,16 +1184,14 @@ fn check_free_space(ctx: &Ctx) {
         .max(size / 100 * u64::from(cfg.min_free_percent));
     let margin = (floor / 20).min(16 << 20);
     if free < floor {
-        ctx.counters.refusing.store(true, Ordering::Relaxed);
-        if ctx.queue.set_refusing(true) {
+        if ctx.counters.set_refusing(true) {
             tracing::warn!(
                 free_bytes = free,
                 floor_bytes = floor,
                 "free space under the floor: arriving frames are counted as disk_full until space returns"
             );
         }
-    } else if free >= floor + margin && ctx.queue.set_refusing(false) {
-        ctx.counters.refusing.store(false, Ordering::Relaxed);
+    } else if free >= floor + margin && ctx.counters.set_refusing(false) {
         tracing::warn!(
             free_bytes = free,
             "free space is back above the floor: recording again"
@@ -1228,12 +1213,7 @@ async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
         .borrow()
         .segments
         .iter()
-        .filter_map(|s| {
-            s.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(segment::parse_segment_file_name)
-        })
+        .map(|s| s.id)
         .min()
         .or(closing.then_some(u64::MAX))
     else {
@@ -1367,7 +1347,17 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
         .map(|f| f.buf.region().len() as u64)
         .sum::<u64>()
         + 4096 * (1 + drops.len() as u64 / 16);
-    let seg = match segment_for(ctx, estimate).await {
+    // The disk refused a segment or space a moment ago: do not ask again for every batch.
+    let paused = ctx
+        .st
+        .borrow()
+        .retry_at
+        .filter(|(until, _)| Instant::now() < *until);
+    let seg = match paused {
+        Some((_, reason)) => Err(reason),
+        None => segment_for(ctx, estimate).await,
+    };
+    let seg = match seg {
         Ok(s) => s,
         Err(reason) => {
             ctx.drops.restore(drops);
@@ -1375,15 +1365,6 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
             return None;
         }
     };
-    let paused = ctx.st.borrow().retry_at;
-    if let Some((until, reason)) = paused
-        && Instant::now() < until
-    {
-        // The disk refused space a moment ago: do not ask again for every batch.
-        ctx.drops.restore(drops);
-        discard_frames(ctx, frames, reason);
-        return None;
-    }
     if let Err(e) = reserve(ctx, &seg, estimate, frames.len()).await {
         // The disk is full: the segment stays open (its tail and drop notices have room);
         // these frames are dropped, and space is looked for again after a pause.
@@ -1496,11 +1477,11 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
 /// in memory, so they are written again (to the next segment) instead of being dropped, once.
 /// Takes them out of `metas` and `spans`; gives back the spans that are not frames.
 fn rewrite_later(ctx: &Ctx, metas: &mut Vec<FrameMeta>, spans: Vec<IoSpan>) -> Vec<IoSpan> {
-    if metas.is_empty()
-        || metas
-            .iter()
-            .any(|m| ctx.st.borrow().rewritten.contains(&m.seq.0))
-    {
+    let again = {
+        let st = ctx.st.borrow();
+        metas.iter().any(|m| st.rewritten.contains(&m.seq.0))
+    };
+    if metas.is_empty() || again {
         return spans;
     }
     let mut rest = Vec::new();
@@ -1562,7 +1543,7 @@ fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) {
         let cut = seg.st.borrow().cut;
         match (result, cut) {
             (Ok(()), None) => {
-                written(ctx, seg, w.end, &metas, chunks, drops, bytes, h);
+                written(ctx, seg, w.end, metas, chunks, drops, bytes, h);
             }
             (Err(e), None) => {
                 let reason = DropReason::of_write_error(&e);
@@ -1588,7 +1569,7 @@ fn written(
     ctx: &Rc<Ctx>,
     seg: &Segment,
     end: u64,
-    metas: &[FrameMeta],
+    metas: Vec<FrameMeta>,
     chunks: Vec<ChunkIndexEntry>,
     drops: Vec<segment::DropRange>,
     bytes: u64,
@@ -1597,7 +1578,7 @@ fn written(
     if ctx.record_histograms {
         let now = host_mono_ns();
         let mut h = h.borrow_mut();
-        for m in metas {
+        for m in &metas {
             record(
                 &mut h.capture_to_written_ns,
                 now.saturating_sub(m.host_mono_ns),
@@ -1619,11 +1600,7 @@ fn written(
         if let Some(m) = metas.last() {
             st.written_seq = Some(m.seq.0);
         }
-        st.undurable.push_back(Undurable {
-            end,
-            seqs: metas.iter().map(|m| m.seq).collect(),
-            drops,
-        });
+        st.undurable.push_back(Undurable { end, metas, drops });
     }
     let mut st = ctx.st.borrow_mut();
     st.frames_since_sync += n;
@@ -1732,6 +1709,20 @@ async fn syncer(ctx: Rc<Ctx>) {
     }
 }
 
+/// One fdatasync of `seg`, timed into the fsync histogram and counted when it succeeds.
+async fn fsync(ctx: &Ctx, seg: &Segment) -> io::Result<()> {
+    let t = Instant::now();
+    let r = seg.file.sync_data().await;
+    record(
+        &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
+        t.elapsed().as_nanos() as u64,
+    );
+    if r.is_ok() {
+        ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
 async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
     let (end, seq) = {
         let st = seg.st.borrow();
@@ -1740,15 +1731,8 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
         }
         (st.written_end, st.written_seq)
     };
-    let t = Instant::now();
-    let res = seg.file.sync_data().await;
-    record(
-        &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
-        t.elapsed().as_nanos() as u64,
-    );
-    match res {
+    match fsync(ctx, seg).await {
         Ok(()) => {
-            ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             let mut st = seg.st.borrow_mut();
             if st.cut.is_some() {
                 // A write failed meanwhile; its segment's own close decides what is durable.
