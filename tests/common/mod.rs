@@ -54,8 +54,9 @@ pub fn synthetic(cfg: &Config) -> &SyntheticConfig {
     s
 }
 
-pub fn run(cfg: &Config, frames: u64) -> RunReport {
-    let report = record(
+/// Records `frames` frames per `cfg`; the report may hold a failure.
+pub fn record_frames(cfg: &Config, frames: u64) -> RunReport {
+    record(
         cfg,
         Limits {
             frames: Some(frames),
@@ -63,7 +64,12 @@ pub fn run(cfg: &Config, frames: u64) -> RunReport {
         },
         Arc::new(AtomicBool::new(false)),
     )
-    .expect("recording starts");
+    .expect("recording starts")
+}
+
+/// Records `frames` frames per `cfg`, which must succeed.
+pub fn run(cfg: &Config, frames: u64) -> RunReport {
+    let report = record_frames(cfg, frames);
     assert!(
         report.failure.is_none(),
         "recording failed: {:?}",

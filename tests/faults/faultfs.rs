@@ -154,6 +154,33 @@ impl Inner {
     fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
         self.paths.get(&ino.0).cloned().ok_or(Errno::ENOENT)
     }
+
+    /// The attributes of `path`, under its inode number (given one if new).
+    fn attr_of(&mut self, path: &Path) -> Result<FileAttr, Errno> {
+        let ino = self.ino_for(path.to_path_buf());
+        attr(ino, path)
+    }
+
+    /// `path` no longer exists: its inode number is retired.
+    fn forget(&mut self, path: &Path) {
+        if let Some(ino) = self.inos.remove(path) {
+            self.paths.remove(&ino);
+        }
+    }
+
+    /// A handle for `file`, opened at `path`.
+    fn add_file(&mut self, file: File, path: PathBuf) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.files.insert(fh, (file, path));
+        fh
+    }
+
+    /// The file behind handle `fh` (a clone of it), and whether it is a data file.
+    fn file(&self, fh: FileHandle) -> Result<(File, bool), Errno> {
+        let (f, p) = self.files.get(&fh.0).ok_or(Errno::EBADF)?;
+        Ok((f.try_clone().map_err(errno)?, is_segment(p)))
+    }
 }
 
 struct Passthrough {
@@ -227,8 +254,7 @@ impl Filesystem for Passthrough {
         let mut inner = self.inner.lock().unwrap();
         let r = inner.child(parent, name).and_then(|p| {
             std::fs::symlink_metadata(&p).map_err(errno)?;
-            let ino = inner.ino_for(p.clone());
-            attr(ino, &p)
+            inner.attr_of(&p)
         });
         match r {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
@@ -302,8 +328,7 @@ impl Filesystem for Passthrough {
         let r = inner.child(parent, name).and_then(|p| {
             std::fs::create_dir(&p).map_err(errno)?;
             let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-            let ino = inner.ino_for(p.clone());
-            attr(ino, &p)
+            inner.attr_of(&p)
         });
         match r {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
@@ -316,9 +341,7 @@ impl Filesystem for Passthrough {
         let r = inner.child(parent, name).and_then(|p| {
             let len = std::fs::metadata(&p).map_err(errno)?.len();
             std::fs::remove_file(&p).map_err(errno)?;
-            if let Some(ino) = inner.inos.remove(&p) {
-                inner.paths.remove(&ino);
-            }
+            inner.forget(&p);
             let mut st = self.state.lock().unwrap();
             st.used = st.used.saturating_sub(len);
             Ok(())
@@ -345,9 +368,7 @@ impl Filesystem for Passthrough {
             let to = inner.child(newparent, newname)?;
             let replaced = std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
             std::fs::rename(&from, &to).map_err(errno)?;
-            if let Some(ino) = inner.inos.remove(&to) {
-                inner.paths.remove(&ino);
-            }
+            inner.forget(&to);
             if let Some(ino) = inner.inos.remove(&from) {
                 inner.paths.insert(ino, to.clone());
                 inner.inos.insert(to, ino);
@@ -371,10 +392,7 @@ impl Filesystem for Passthrough {
                 .write(acc != libc::O_RDONLY)
                 .open(&p)
                 .map_err(errno)?;
-            let fh = inner.next_fh;
-            inner.next_fh += 1;
-            inner.files.insert(fh, (f, p));
-            Ok(fh)
+            Ok(inner.add_file(f, p))
         });
         match r {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -403,12 +421,8 @@ impl Filesystem for Passthrough {
                 .mode(mode)
                 .open(&p)
                 .map_err(errno)?;
-            let ino = inner.ino_for(p.clone());
-            let a = attr(ino, &p)?;
-            let fh = inner.next_fh;
-            inner.next_fh += 1;
-            inner.files.insert(fh, (f, p));
-            Ok((a, fh))
+            let a = inner.attr_of(&p)?;
+            Ok((a, inner.add_file(f, p)))
         });
         match r {
             Ok((a, fh)) => {
@@ -429,11 +443,11 @@ impl Filesystem for Passthrough {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = match self.inner.lock().unwrap().files.get(&fh.0) {
-            Some((f, _)) => f.try_clone(),
-            None => return reply.error(Errno::EBADF),
+        let f = match self.inner.lock().unwrap().file(fh) {
+            Ok((f, _)) => f,
+            Err(e) => return reply.error(e),
         };
-        let r = file.and_then(|f| {
+        let r = (|| {
             let mut buf = vec![0u8; size as usize];
             let mut n = 0;
             while n < buf.len() {
@@ -443,8 +457,8 @@ impl Filesystem for Passthrough {
                 }
             }
             buf.truncate(n);
-            Ok(buf)
-        });
+            Ok::<_, std::io::Error>(buf)
+        })();
         match r {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(errno(e)),
@@ -463,13 +477,9 @@ impl Filesystem for Passthrough {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (file, segment) = match self.inner.lock().unwrap().files.get(&fh.0) {
-            Some((f, p)) => (f.try_clone(), is_segment(p)),
-            None => return reply.error(Errno::EBADF),
-        };
-        let file = match file {
+        let (file, segment) = match self.inner.lock().unwrap().file(fh) {
             Ok(f) => f,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(e),
         };
         let mut len = data.len();
         let delay = {
@@ -557,9 +567,9 @@ impl Filesystem for Passthrough {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let (file, segment) = match self.inner.lock().unwrap().files.get(&fh.0) {
-            Some((f, p)) => (f.try_clone(), is_segment(p)),
-            None => return reply.error(Errno::EBADF),
+        let (file, segment) = match self.inner.lock().unwrap().file(fh) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
         };
         if segment {
             let mut st = self.state.lock().unwrap();
@@ -569,7 +579,7 @@ impl Filesystem for Passthrough {
                 return reply.error(Errno::EIO);
             }
         }
-        match file.and_then(|f| f.sync_data()) {
+        match file.sync_data() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }

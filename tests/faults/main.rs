@@ -7,16 +7,13 @@ mod common;
 mod faultfs;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use faultfs::FaultFs;
 use framerec::config::{Config, SourceConfig};
-use framerec::receiver::Limits;
-use framerec::recorder::{RunReport, record};
+use framerec::recorder::RunReport;
 use framerec::segment::RecordingReport;
 
 /// `frames` synthetic `width`x`height` frames at `fps` into `dir`.
@@ -30,17 +27,7 @@ fn paced(dir: &Path, width: u32, height: u32, fps: u32) -> Config {
 
 fn start(cfg: &Config, frames: u64) -> JoinHandle<RunReport> {
     let cfg = cfg.clone();
-    std::thread::spawn(move || {
-        record(
-            &cfg,
-            Limits {
-                frames: Some(frames),
-                duration: None,
-            },
-            Arc::new(AtomicBool::new(false)),
-        )
-        .expect("recording starts")
-    })
+    std::thread::spawn(move || record_frames(&cfg, frames))
 }
 
 fn dropped(r: &RunReport, reason: &str) -> u64 {
@@ -73,15 +60,18 @@ fn assert_accounted(r: &RunReport, dir: &Path) -> RecordingReport {
     v
 }
 
-fn mount(tmp: &Path) -> FaultFs {
-    FaultFs::mount(&tmp.join("backing"), &tmp.join("mnt"))
+/// A fault filesystem over a fresh temporary directory, and the recording directory `name` in
+/// it. Keep the `TempDir` until the end of the test (it outlives the mount).
+fn mounted(name: &str) -> (tempfile::TempDir, FaultFs, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = FaultFs::mount(&tmp.path().join("backing"), &tmp.path().join("mnt"));
+    let dir = fs.mountpoint.join(name);
+    (tmp, fs, dir)
 }
 
 #[test]
 fn a_recording_through_the_fault_filesystem_without_faults_is_intact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let cfg = config(&dir, 320, 240);
     let report = run(&cfg, 200);
     assert_eq!(report.totals.written_frames, 200);
@@ -101,9 +91,7 @@ fn small(dir: &Path) -> Config {
 
 #[test]
 fn a_write_failing_once_cuts_its_segment_and_recording_goes_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let rec = start(&small(&dir), 300);
     std::thread::sleep(Duration::from_millis(1000));
     fs.plan(|p| p.fail_writes = 1);
@@ -128,9 +116,7 @@ fn a_write_failing_once_cuts_its_segment_and_recording_goes_on() {
 
 #[test]
 fn short_writes_are_completed_and_nothing_is_lost() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.short_every = Some(3));
     let r = run(&config(&dir, 320, 240), 150);
     assert!(fs.seen().short_writes > 10, "{:?}", fs.seen());
@@ -140,9 +126,7 @@ fn short_writes_are_completed_and_nothing_is_lost() {
 
 #[test]
 fn persistent_write_errors_degrade_then_stop_the_recorder_when_configured() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.writer.max_consecutive_failures = 3;
     cfg.writer.exit_when_degraded = true;
@@ -176,9 +160,7 @@ fn persistent_write_errors_degrade_then_stop_the_recorder_when_configured() {
 
 #[test]
 fn persistent_write_errors_keep_the_daemon_recording_once_the_disk_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.writer.max_consecutive_failures = 2;
     let rec = start(&cfg, 500);
@@ -202,9 +184,7 @@ fn persistent_write_errors_keep_the_daemon_recording_once_the_disk_recovers() {
 
 #[test]
 fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.durability.fsync_interval = Some(Duration::from_millis(500));
     let rec = start(&cfg, 400);
@@ -226,9 +206,7 @@ fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable
 
 #[test]
 fn frames_in_flight_when_an_fsync_fails_are_written_again_to_the_next_segment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     // Every write takes 30 ms: writes are always in flight behind the fsync that fails.
     fs.plan(|p| p.delay = Some((Duration::from_millis(30), 1)));
     let mut cfg = small(&dir);
@@ -252,9 +230,7 @@ fn frames_in_flight_when_an_fsync_fails_are_written_again_to_the_next_segment() 
 #[test]
 fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
     // FUSE cannot fallocate: the full disk is found by a failing write.
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.capacity = Some(3 << 20));
     let mut cfg = paced(&dir, 160, 120, 200);
     cfg.stats.interval_log = None;
@@ -275,9 +251,7 @@ fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
 
 #[test]
 fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.capacity = Some(12 << 20));
     let mut cfg = paced(&dir, 160, 120, 200);
     cfg.writer.min_free_bytes = 8 << 20;
@@ -334,16 +308,7 @@ fn fill_up(dir: &Path, fs_bytes: u64) {
     let mut cfg = config(dir, 320, 240);
     cfg.writer.preallocate_bytes = 4 << 20;
     cfg.stats.interval_log = None;
-    let r = record(
-        &cfg,
-        Limits {
-            frames: Some(frames),
-            duration: None,
-        },
-        Arc::new(AtomicBool::new(false)),
-    )
-    .expect("recording starts");
-    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let r = run(&cfg, frames);
     assert_eq!(r.totals.received_frames, frames);
     let full = dropped(&r, "disk_full");
     assert!(full > frames / 2, "{:?}", r.totals);
@@ -399,15 +364,12 @@ fn disk_full_on_a_loop_mounted_ext4_is_met_between_writes_and_counted() {
 }
 
 /// 30 fps of 640x480 frames for 6 s while every 50th write request to the disk stalls 500 ms.
-fn stalled(queue_frames: usize) -> (RunReport, FaultFs, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
+fn stalled(queue_frames: usize) -> RunReport {
+    let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.delay = Some((Duration::from_millis(500), 50)));
-    let dir = fs.mountpoint.join("rec");
     let mut cfg = paced(&dir, 640, 480, 30);
     cfg.queue.max_frames = queue_frames;
-    let r = start(&cfg, 180).join().unwrap();
-    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let r = run(&cfg, 180);
     assert!(fs.seen().delayed_writes >= 4, "{:?}", fs.seen());
     assert_accounted(&r, &dir);
     eprintln!(
@@ -415,12 +377,12 @@ fn stalled(queue_frames: usize) -> (RunReport, FaultFs, tempfile::TempDir) {
         fs.seen().delayed_writes,
         r.totals
     );
-    (r, fs, tmp)
+    r
 }
 
 #[test]
 fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
-    let (r, _fs, _tmp) = stalled(256);
+    let r = stalled(256);
     assert_eq!(r.totals.dropped.values().sum::<u64>(), 0, "{:?}", r.totals);
     let enqueue = &r.histograms.enqueue_ns;
     let p999 = enqueue.value_at_quantile(0.999);
@@ -443,7 +405,7 @@ fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
 
 #[test]
 fn stalls_longer_than_the_queue_drop_exactly_what_did_not_fit() {
-    let (r, _fs, _tmp) = stalled(4);
+    let r = stalled(4);
     let full = dropped(&r, "queue_full");
     assert!(full > 0, "{:?}", r.totals);
     assert!(r.histograms.enqueue_ns.value_at_quantile(0.999) < 1_000_000);
@@ -493,9 +455,7 @@ fn sigterm_during_a_stall(
 
 #[test]
 fn sigterm_during_a_stall_longer_than_the_stop_timeout_exits_in_time_and_says_to_recover() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let (out, asked) = sigterm_during_a_stall(&fs, &dir, 1, Duration::from_secs(4));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let log = text(&out);
@@ -523,9 +483,7 @@ fn sigterm_during_a_stall_longer_than_the_stop_timeout_exits_in_time_and_says_to
 
 #[test]
 fn sigterm_during_a_stall_shorter_than_the_stop_timeout_drains_everything() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("rec");
+    let (_tmp, fs, dir) = mounted("rec");
     let (out, asked) = sigterm_during_a_stall(&fs, &dir, 30, Duration::from_millis(300));
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -673,9 +631,7 @@ fn retention_by_age_deletes_segments_older_than_the_limit() {
 
 #[test]
 fn the_per_frame_layout_drops_the_frames_whose_files_fail_and_records_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fs = mount(tmp.path());
-    let dir = fs.mountpoint.join("dump");
+    let (_tmp, fs, dir) = mounted("dump");
     let mut cfg = small(&dir);
     cfg.layout = framerec::config::Layout::Fakenect;
     let rec = start(&cfg, 200);
