@@ -6,13 +6,12 @@
 //! Needs root (loop mounts) and e2fsprogs. `FRAMEREC_SKIP_ROOT_TESTS=1` skips it where neither
 //! is available; CI runs it.
 
-use std::path::{Path, PathBuf};
 mod common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{framerec, last_durable, python_frames, spawn_framerec, text};
+use common::{Mounted, framerec, last_durable, python_frames, spawn_framerec, text};
 
 const SEED: u64 = 13;
 
@@ -32,26 +31,6 @@ fn ok(cmd: &str, args: &[&str]) {
     );
 }
 
-/// Unmounts on drop, so a failing test leaves no mount behind.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(image: &Path, at: &Path) -> Mount {
-        std::fs::create_dir_all(at).unwrap();
-        ok(
-            "mount",
-            &["-o", "loop", image.to_str().unwrap(), at.to_str().unwrap()],
-        );
-        Mount(at.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = sh("umount", &[self.0.to_str().unwrap()]);
-    }
-}
-
 #[test]
 fn power_cut_keeps_every_durable_frame() {
     if std::env::var_os("FRAMEREC_SKIP_ROOT_TESTS").is_some() {
@@ -69,7 +48,10 @@ fn power_cut_keeps_every_durable_frame() {
         .set_len(768 << 20)
         .unwrap();
     ok("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-    let mnt = Mount::new(&image, &tmp.path().join("mnt"));
+    let mnt = Mounted::new(
+        &["-o", "loop", image.to_str().unwrap()],
+        &tmp.path().join("mnt"),
+    );
     let dir = mnt.0.join("rec");
     let cfg = tmp.path().join("cut.toml");
     std::fs::write(
@@ -121,7 +103,10 @@ fn power_cut_keeps_every_durable_frame() {
         "e2fsck: {}",
         text(&fsck)
     );
-    let after = Mount::new(&copy, &tmp.path().join("after"));
+    let after = Mounted::new(
+        &["-o", "loop", copy.to_str().unwrap()],
+        &tmp.path().join("after"),
+    );
     let dir = after.0.join("rec");
     let r = framerec(&["recover", dir.to_str().unwrap()]);
     assert!(r.status.success(), "recover: {}", text(&r));

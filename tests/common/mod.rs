@@ -194,3 +194,53 @@ pub fn spawn_framerec(
         .spawn()
         .expect("framerec starts")
 }
+
+/// A mount that is undone on drop, so a failing test leaves nothing mounted. `args` are
+/// `mount`'s arguments before the mount point (e.g. `["-o", "loop", image]`).
+pub struct Mounted(pub PathBuf);
+
+impl Mounted {
+    pub fn new(args: &[&str], at: &Path) -> Mounted {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(args)
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount {args:?} (these tests run as root): {}",
+            text(&out)
+        );
+        Mounted(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    /// A recorder killed a moment ago can still hold its files open: the kernel tears an
+    /// io_uring instance down after the process is gone. Retry for 10 s, then detach lazily;
+    /// an unmount that is given up on leaks the loop device and its image.
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut c = std::process::Command::new("umount");
+            if lazy {
+                c.arg("-l");
+            }
+            c.arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        for _ in 0..100 {
+            if umount(false) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        eprintln!(
+            "{} stayed busy for 10 s: detaching it lazily",
+            self.0.display()
+        );
+        umount(true);
+    }
+}

@@ -275,31 +275,6 @@ fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
 }
 
 /// A filesystem mounted for one test, unmounted when dropped.
-struct Mounted(std::path::PathBuf);
-
-impl Mounted {
-    fn new(args: &[&str], at: &Path) -> Mounted {
-        std::fs::create_dir_all(at).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(args)
-            .arg(at)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mount {args:?} (the fault tests run as root): {}",
-            text(&out)
-        );
-        Mounted(at.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// Records unpaced 320x240 frames into `dir` until well past full, then checks that the full
 /// disk was met between writes (preallocation): frames dropped as `disk_full`, none as
 /// `io_error`, every segment closed and intact, and the recorder ran to its frame limit.
