@@ -24,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
@@ -1074,13 +1074,48 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     }
 }
 
+/// How much one write may carry: the coalescing decision.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+}
+
+impl BatchLimits {
+    /// Moves queued frames into `batch`, whose frames hold `bytes`, until it is full; a batch
+    /// takes one frame even when that frame alone is over the byte cap. Each frame taken is
+    /// counted in `in_writers` as it leaves the queue.
+    pub fn fill(
+        self,
+        queue: &FrameQueue,
+        batch: &mut Vec<Frame>,
+        bytes: &mut usize,
+        in_writers: &AtomicU64,
+    ) {
+        while batch.len() < self.max_frames && (batch.is_empty() || *bytes < self.max_bytes) {
+            let Some(f) = queue.pop() else { break };
+            in_writers.fetch_add(1, Ordering::AcqRel);
+            *bytes += f.payload_len();
+            batch.push(f);
+        }
+    }
+
+    /// Whether a batch of `frames` holding `bytes` should be written without lingering.
+    pub fn full(self, frames: usize, bytes: usize) -> bool {
+        bytes >= self.max_bytes || frames >= self.max_frames
+    }
+}
+
 /// Takes every queued frame up to the byte cap; waits (without spinning) when there is none.
 /// Returns false once the queue is closed and empty.
 async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
-    let max_frames = if ctx.direct.get() {
-        64
-    } else {
-        segment::MAX_FRAMES_PER_CHUNK
+    let limits = BatchLimits {
+        max_frames: if ctx.direct.get() {
+            64
+        } else {
+            segment::MAX_FRAMES_PER_CHUNK
+        },
+        max_bytes: ctx.cfg.max_write_bytes,
     };
     let mut bytes = 0usize;
     let mut lingered = ctx.cfg.linger.is_zero();
@@ -1090,17 +1125,14 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
             bytes += f.payload_len();
             batch.push(f);
         }
-        while batch.len() < max_frames && (batch.is_empty() || bytes < ctx.cfg.max_write_bytes) {
-            let Some(f) = ctx.queue.pop() else { break };
-            ctx.counters
-                .frames_in_writers
-                .fetch_add(1, Ordering::AcqRel);
-            bytes += f.payload_len();
-            batch.push(f);
-        }
+        limits.fill(
+            &ctx.queue,
+            batch,
+            &mut bytes,
+            &ctx.counters.frames_in_writers,
+        );
         if !batch.is_empty() {
-            let full = bytes >= ctx.cfg.max_write_bytes || batch.len() >= max_frames;
-            if lingered || full || ctx.queue.is_closed() {
+            if lingered || limits.full(batch.len(), bytes) || ctx.queue.is_closed() {
                 return true;
             }
             lingered = true;

@@ -1,0 +1,267 @@
+//! Micro-benchmarks of the hot path, per frame or per byte: the queue under contention, the
+//! coalescing decision, MCAP chunk encoding, the chunk CRC (two crates side by side), and the
+//! synthetic source filling a frame. Histogram recording is `benches/stats.rs`.
+//! `cargo bench --bench micro`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use framerec::frame::{BufferPool, Frame, FrameBuf, FrameMeta, FrameSeq, PixelFormat, StreamInfo};
+use framerec::queue::FrameQueue;
+use framerec::segment::encode_frame_batch;
+use framerec::source::{Source, SyntheticConfig, SyntheticSource};
+use framerec::writer::BatchLimits;
+
+const KINECT: usize = 614_400;
+
+fn stream(width: u32, height: u32) -> StreamInfo {
+    StreamInfo {
+        topic: "/camera/depth".into(),
+        frame_id: "camera_depth".into(),
+        width,
+        height,
+        format: PixelFormat::Depth16,
+    }
+}
+
+fn frame(seq: u64, mut buf: FrameBuf, len: usize) -> Frame {
+    for (i, b) in buf.fill(len).unwrap().iter_mut().enumerate() {
+        *b = (seq as usize).wrapping_mul(31).wrapping_add(i) as u8;
+    }
+    Frame {
+        meta: FrameMeta {
+            seq: FrameSeq(seq),
+            device_ns: seq * 33_333_333,
+            host_mono_ns: seq,
+            host_real_ns: 1_700_000_000_000_000_000 + seq * 33_333_333,
+        },
+        buf,
+        span: (0, 0),
+    }
+}
+
+fn frames(n: usize, len: usize) -> Vec<Frame> {
+    (0..n as u64)
+        .map(|s| frame(s, FrameBuf::new(len), len))
+        .collect()
+}
+
+/// One producer (the receiver's part: a pool buffer, a push) against `consumers` threads (the
+/// writers' part: a pop, the buffer back to the pool), through a 256-frame queue.
+fn queue(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue: pool get + push + pop + pool put, per frame");
+    g.throughput(Throughput::Elements(1));
+    for consumers in [1usize, 2, 4] {
+        g.bench_function(
+            BenchmarkId::from_parameter(format!("{consumers} consumers")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let pool = BufferPool::new(512, 64);
+                    let q = Arc::new(FrameQueue::new(256));
+                    let done = Arc::new(AtomicU64::new(0));
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let threads: Vec<_> = (0..consumers)
+                        .map(|_| {
+                            let (q, pool, done, stop) =
+                                (q.clone(), pool.clone(), done.clone(), stop.clone());
+                            std::thread::spawn(move || {
+                                while !stop.load(Ordering::Relaxed) {
+                                    match q.pop() {
+                                        Some(f) => {
+                                            pool.put(black_box(f).buf);
+                                            done.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        None => std::hint::spin_loop(),
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    let start = Instant::now();
+                    let mut f = None;
+                    for seq in 0..iters {
+                        let mut fr = match f.take() {
+                            Some(fr) => fr,
+                            None => loop {
+                                if let Some(buf) = pool.get() {
+                                    break frame(seq, buf, 16);
+                                }
+                                std::hint::spin_loop();
+                            },
+                        };
+                        fr.meta.seq = FrameSeq(seq);
+                        if let Err(back) = q.push(fr) {
+                            f = Some(back);
+                        }
+                        while f.is_some() {
+                            match q.push(f.take().unwrap()) {
+                                Ok(()) => {}
+                                Err(back) => {
+                                    f = Some(back);
+                                    std::hint::spin_loop();
+                                }
+                            }
+                        }
+                    }
+                    while done.load(Ordering::Relaxed) < iters {
+                        std::hint::spin_loop();
+                    }
+                    let took = start.elapsed();
+                    stop.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        t.join().unwrap();
+                    }
+                    took
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+/// A writer forming one write from a full queue: `fill` up to the limits, per frame taken.
+fn coalescing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("coalescing: one batch from a full queue, per frame");
+    for (name, len, limits) in [
+        (
+            "16 KiB frames, buffered (240 frames / 4 MiB)",
+            16_384,
+            BatchLimits {
+                max_frames: 240,
+                max_bytes: 4 << 20,
+            },
+        ),
+        (
+            "614,400-byte frames, buffered (4 MiB)",
+            KINECT,
+            BatchLimits {
+                max_frames: 240,
+                max_bytes: 4 << 20,
+            },
+        ),
+    ] {
+        let q = FrameQueue::new(512);
+        let in_writers = AtomicU64::new(0);
+        let mut spare = frames(256, len);
+        let mut batch = Vec::with_capacity(256);
+        let per_batch = {
+            for f in spare.drain(..) {
+                assert!(q.push(f).is_ok());
+            }
+            let mut bytes = 0;
+            limits.fill(&q, &mut batch, &mut bytes, &in_writers);
+            batch.len()
+        };
+        g.throughput(Throughput::Elements(per_batch as u64));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    // Refill the queue from the last batch (not timed), then time one batch.
+                    for f in batch.drain(..) {
+                        assert!(q.push(f).is_ok());
+                    }
+                    let start = Instant::now();
+                    let mut bytes = 0;
+                    limits.fill(&q, &mut batch, &mut bytes, &in_writers);
+                    black_box(limits.full(batch.len(), bytes));
+                    took += start.elapsed();
+                }
+                took
+            })
+        });
+    }
+    g.finish();
+}
+
+/// MCAP chunk encoding (message and chunk headers into the buffers' headroom, the message
+/// index into the tailroom, the CRC of every byte), per frame.
+fn encoding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("MCAP chunk encoding, per frame");
+    for (name, w, h, n, direct) in [
+        (
+            "614,400-byte frame, buffered, 1 per chunk",
+            640,
+            480,
+            1,
+            false,
+        ),
+        (
+            "614,400-byte frames, buffered, 6 per chunk",
+            640,
+            480,
+            6,
+            false,
+        ),
+        (
+            "614,400-byte frame, direct (aligned chunk)",
+            640,
+            480,
+            1,
+            true,
+        ),
+        (
+            "16 KiB frames, buffered, 240 per chunk",
+            128,
+            64,
+            240,
+            false,
+        ),
+    ] {
+        let s = stream(w, h);
+        let mut batch = frames(n, s.frame_bytes());
+        g.throughput(Throughput::Bytes((n * s.frame_bytes()) as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(encode_frame_batch(&mut batch, 4096, &s, direct).len))
+        });
+    }
+    g.finish();
+}
+
+/// The chunk CRC (CRC-32/ISO-HDLC) per MiB: crc32fast, which the encoder uses, and crc-fast.
+fn crc(c: &mut Criterion) {
+    let data: Vec<u8> = (0..1usize << 20).map(|i| (i * 131 % 251) as u8).collect();
+    assert_eq!(
+        crc32fast::hash(&data) as u64,
+        crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &data),
+        "the two crates compute the same CRC"
+    );
+    let mut g = c.benchmark_group("CRC-32 of 1 MiB");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("crc32fast", |b| {
+        b.iter(|| black_box(crc32fast::hash(black_box(&data))))
+    });
+    g.bench_function("crc-fast", |b| {
+        b.iter(|| {
+            black_box(crc_fast::checksum(
+                crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+                black_box(&data),
+            ))
+        })
+    });
+    g.finish();
+}
+
+/// What the synthetic source spends making one 614,400-byte frame (a copy from its table):
+/// CPU a real device's driver spends too, and fio does not.
+fn source(c: &mut Criterion) {
+    let mut src = SyntheticSource::new(SyntheticConfig {
+        fps: 0,
+        ..SyntheticConfig::default()
+    });
+    let len = src.stream().frame_bytes();
+    let mut buf = FrameBuf::new(len);
+    let stop = AtomicBool::new(false);
+    let mut g = c.benchmark_group("synthetic source");
+    g.throughput(Throughput::Bytes(len as u64));
+    g.bench_function("fill one frame", |b| {
+        b.iter(|| black_box(src.next_frame(&mut buf, &stop).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, queue, coalescing, encoding, crc, source);
+criterion_main!(benches);
