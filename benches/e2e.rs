@@ -37,6 +37,9 @@ struct Row {
     mb_per_s: f64,
     frames_per_s: f64,
     cpu_s_per_gib: f64,
+    /// framerec: CPU per GiB less its receiver thread's (the synthetic source making frames,
+    /// which fio does not do): what the writing costs.
+    writing_cpu_s_per_gib: Option<f64>,
     peak_rss_mb: f64,
     /// Write latency and capture-to-written p99, ms, where the program reports them.
     write_p50_ms: Option<f64>,
@@ -133,7 +136,11 @@ fn framerec(bin: &Path, out: &Path, frames: u64, wh: (u32, u32), args: &[&str]) 
     let summary: serde_json::Value = serde_json::from_str(&m.3).expect("framerec --json");
     let bytes = frames * wh.0 as u64 * wh.1 as u64 * 2;
     assert_eq!(summary["totals"]["written_frames"], frames, "{summary}");
+    let cpu = m.1;
     let mut r = row("framerec", "", frames, bytes, m);
+    r.writing_cpu_s_per_gib = summary["receiver_cpu_s"]
+        .as_f64()
+        .map(|rx| (cpu - rx) / (bytes as f64 / (1u64 << 30) as f64));
     // Percentiles of an empty histogram (statistics off) are absent, not zero.
     let ms = |h: &serde_json::Value, q: &str| {
         (h["count"].as_u64() > Some(0))
@@ -228,6 +235,30 @@ fn median(n: usize, mut f: impl FnMut() -> Row) -> Row {
     median_of((0..n).map(|_| f()).collect())
 }
 
+/// Runs that are compared with each other, run round-robin (every run once, then every run
+/// again) so that the disk's drift over minutes falls on all of them alike rather than on
+/// whichever ran last; each keeps its median.
+#[derive(Default)]
+struct Rounds<'a> {
+    jobs: Vec<Box<dyn FnMut() -> Row + 'a>>,
+}
+
+impl<'a> Rounds<'a> {
+    fn add(&mut self, f: impl FnMut() -> Row + 'a) {
+        self.jobs.push(Box::new(f));
+    }
+
+    fn run(mut self, rounds: usize) -> Vec<Row> {
+        let mut runs: Vec<Vec<Row>> = vec![Vec::new(); self.jobs.len()];
+        for _ in 0..rounds {
+            for (job, runs) in self.jobs.iter_mut().zip(&mut runs) {
+                runs.push(job());
+            }
+        }
+        runs.into_iter().map(median_of).collect()
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--baseline-std") {
@@ -245,7 +276,9 @@ fn main() {
     std::fs::create_dir_all(&root).unwrap();
     let scratch = root.join("scratch");
     let bin = framerec_bin();
-    let mut rows: Vec<Row> = Vec::new();
+    let me = std::env::current_exe().unwrap();
+    let node_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_writer.js");
+    let mut streaming = Rounds::default();
     let have = |tool: &str| {
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -281,7 +314,8 @@ fn main() {
                 0,
             ),
         ] {
-            rows.push(median(repeats, || fio(&scratch, job, total)));
+            let scratch = &scratch;
+            streaming.add(move || fio(scratch, job, total));
         }
     } else {
         eprintln!("fio is not installed (apt install fio): no ceiling rows");
@@ -289,30 +323,35 @@ fn main() {
 
     // 2. framerec, unpaced synthetic source.
     let wh = (640, 480);
-    let fr = |name: &str, extra: &[&str]| {
-        let mut r = median(repeats, || framerec(&bin, &scratch, frames, wh, extra));
-        r.name = name.into();
-        r
+    let (bin_ref, scratch_ref) = (&bin, &scratch);
+    let fr = |name: String, extra: Vec<&'static str>| {
+        move || {
+            let mut r = framerec(bin_ref, scratch_ref, frames, wh, &extra);
+            r.name = name.clone();
+            r
+        }
     };
-    rows.push(fr("framerec default (2 writers, buffered)", &[]));
-    rows.push(fr("framerec --direct-io", &["--direct-io"]));
+    streaming.add(fr("framerec default (2 writers, buffered)".into(), vec![]));
+    streaming.add(fr("framerec --direct-io".into(), vec!["--direct-io"]));
     // Preallocation (on by default, 64 MiB steps) against none, buffered and direct.
-    rows.push(fr(
-        "framerec --preallocate-bytes 0",
-        &["--preallocate-bytes", "0"],
+    streaming.add(fr(
+        "framerec --preallocate-bytes 0".into(),
+        vec!["--preallocate-bytes", "0"],
     ));
-    rows.push(fr(
-        "framerec --direct-io --preallocate-bytes 0",
-        &["--direct-io", "--preallocate-bytes", "0"],
+    streaming.add(fr(
+        "framerec --direct-io --preallocate-bytes 0".into(),
+        vec!["--direct-io", "--preallocate-bytes", "0"],
     ));
     for w in ["1", "4", "8", "16"] {
-        rows.push(fr(&format!("framerec --writers {w}"), &["--writers", w]));
+        streaming.add(fr(format!("framerec --writers {w}"), vec!["--writers", w]));
     }
-    rows.push(fr("framerec --no-histograms", &["--no-histograms"]));
+    streaming.add(fr(
+        "framerec --no-histograms".into(),
+        vec!["--no-histograms"],
+    ));
 
     // 3. Baselines.
-    let me = std::env::current_exe().unwrap();
-    let mut r = median(repeats, || {
+    streaming.add(|| {
         let _ = std::fs::remove_dir_all(&scratch);
         let m = measure(Command::new(&me).args([
             "--baseline-std",
@@ -330,14 +369,12 @@ fn main() {
         );
         r.write_p50_ms = lat["p50"].as_f64().map(|v| v / 1e6);
         r.write_p99_ms = lat["p99"].as_f64().map(|v| v / 1e6);
+        r.note = "one file, fsync at the end".into();
         r
     });
-    r.note = "one file, fsync at the end".into();
-    rows.push(r);
-    let node_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_writer.js");
     let file_frames = if full { 1000 } else { 20 };
     if have("node") {
-        let mut r = median(repeats, || {
+        streaming.add(|| {
             let _ = std::fs::remove_dir_all(&scratch);
             let m = measure(Command::new("node").args([
                 node_script.to_str().unwrap(),
@@ -355,30 +392,30 @@ fn main() {
             );
             r.write_p50_ms = lat["p50"].as_f64().map(|v| v / 1e6);
             r.write_p99_ms = lat["p99"].as_f64().map(|v| v / 1e6);
+            r.note = "open, write, fdatasync, close per frame".into();
             r
         });
-        r.note = "open, write, fdatasync, close per frame".into();
-        rows.push(r);
     }
-    let mut r = median(repeats, || {
-        framerec(&bin, &scratch, file_frames, wh, &["--layout", "fakenect"])
+    streaming.add(|| {
+        let mut r = framerec(&bin, &scratch, file_frames, wh, &["--layout", "fakenect"]);
+        r.group = "per-frame files".into();
+        r.name = "framerec --layout fakenect (2 writers)".into();
+        r.note = "write, fdatasync, rename per frame; INDEX.txt fsync'd".into();
+        r
     });
-    r.group = "per-frame files".into();
-    r.name = "framerec --layout fakenect (2 writers)".into();
-    r.note = "write, fdatasync, rename per frame; INDEX.txt fsync'd".into();
-    rows.push(r);
-    let mut r = median(repeats, || {
-        framerec(
+    streaming.add(|| {
+        let mut r = framerec(
             &bin,
             &scratch,
             file_frames,
             wh,
             &["--layout", "fakenect", "--writers", "5"],
-        )
+        );
+        r.group = "per-frame files".into();
+        r.name = "framerec --layout fakenect --writers 5".into();
+        r
     });
-    r.group = "per-frame files".into();
-    r.name = "framerec --layout fakenect --writers 5".into();
-    rows.push(r);
+    let mut rows = streaming.run(repeats);
 
     // 4. Replaying one dump through libfreenect's fakenect library.
     if have("fakenect") && have("fakenect-record") {
@@ -386,7 +423,7 @@ fn main() {
     }
 
     // 5. Frame-size sweep: the same bytes in frames of 16 KiB to 4 MiB.
-    let mut sweep = Vec::new();
+    let mut sizes = Rounds::default();
     for (w, h) in [
         (128, 64),
         (256, 128),
@@ -396,11 +433,15 @@ fn main() {
         (2048, 1024),
     ] {
         let n = (total / (w * h * 2) as u64).max(4);
-        let mut r = median(repeats, || framerec(&bin, &scratch, n, (w, h), &[]));
-        r.group = "frame size".into();
-        r.name = format!("{} bytes ({w}x{h})", w * h * 2);
-        sweep.push(r);
+        let (bin, scratch) = (&bin, &scratch);
+        sizes.add(move || {
+            let mut r = framerec(bin, scratch, n, (w, h), &[]);
+            r.group = "frame size".into();
+            r.name = format!("{} bytes ({w}x{h})", w * h * 2);
+            r
+        });
     }
+    let sweep = sizes.run(repeats);
     let _ = std::fs::remove_dir_all(&scratch);
 
     let report = render(&rows, &sweep, frames, full);
@@ -531,17 +572,18 @@ fn render(rows: &[Row], sweep: &[Row], frames: u64, full: bool) -> String {
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     let mut s = format!(
         "framerec end-to-end benchmark ({}): {frames} frames of {FRAME_BYTES} bytes per streaming run, \
-         medians of {} runs, one filesystem, everything fsync'd.\n\n",
+         medians of {} rounds (each round runs every row once, in table order), one filesystem, \
+         everything fsync'd.\n\n",
         if full { "full" } else { "smoke" },
         if full { 3 } else { 1 }
     );
-    s.push_str("| group | run | MB/s | x ceiling | frames/s | x Node | CPU s/GiB | peak RSS MB | write p50 ms | write p99 ms | capture-to-written p99 ms | note |\n");
+    s.push_str("| group | run | MB/s | x ceiling | frames/s | x Node | CPU s/GiB | writing CPU s/GiB | peak RSS MB | write p50 ms | write p99 ms | capture-to-written p99 ms | note |\n");
     s.push_str(
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for r in rows.iter().chain(sweep) {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {:.1} | {} | {:.2} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.1} | {} | {:.1} | {} | {:.2} | {} | {:.0} | {} | {} | {} | {} |\n",
             r.group,
             r.name,
             r.mb_per_s,
@@ -552,11 +594,12 @@ fn render(rows: &[Row], sweep: &[Row], frames: u64, full: bool) -> String {
             },
             r.frames_per_s,
             match (node, r.group.as_str()) {
-                (Some(n), "per-frame files" | "fakenect replay") =>
+                (Some(n), "framerec" | "per-frame files" | "fakenect replay") =>
                     format!("{:.2}", r.frames_per_s / n),
                 _ => "-".into(),
             },
             r.cpu_s_per_gib,
+            opt(r.writing_cpu_s_per_gib),
             r.peak_rss_mb,
             opt(r.write_p50_ms),
             opt(r.write_p99_ms),
@@ -573,6 +616,21 @@ fn render(rows: &[Row], sweep: &[Row], frames: u64, full: bool) -> String {
             ceiling_cpu("fio psync buffered, periodic fdatasync").map_or("-".into(), |c| format!("{:.2}", def.cpu_s_per_gib / c)),
             ceiling_cpu("fio psync O_DIRECT").map_or("-".into(), |c| format!("{:.2}", direct.cpu_s_per_gib / c)),
         ));
+        let writing = |r: &Row, fio: &str| match (r.writing_cpu_s_per_gib, ceiling_cpu(fio)) {
+            (Some(w), Some(c)) => format!("{:.2}", w / c),
+            _ => "-".into(),
+        };
+        s.push_str(&format!(
+            "writing CPU per GiB (less the receiver thread, which runs the synthetic source), default / fio psync buffered with periodic fdatasync = {}; --direct-io / fio psync O_DIRECT = {}\n",
+            writing(def, "fio psync buffered, periodic fdatasync"),
+            writing(direct, "fio psync O_DIRECT"),
+        ));
+        if let Some(n) = node {
+            s.push_str(&format!(
+                "framerec default / Node.js 5 concurrent writes (frames/s, everything durable) = {:.2}\n",
+                def.frames_per_s / n
+            ));
+        }
     }
     if let (Some(on), Some(off)) = (pick("framerec default"), pick("framerec --no-histograms")) {
         s.push_str(&format!(

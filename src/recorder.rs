@@ -131,6 +131,9 @@ pub struct RunReport {
     pub repaired: Vec<repair::Outcome>,
     pub histograms: Histograms,
     pub failure: Option<RunFailure>,
+    /// CPU time (user + system) of the receiver thread: the source making or fetching frames
+    /// and handing them to the queue. The rest of the process's CPU is the writing.
+    pub receiver_cpu: Duration,
 }
 
 impl RunReport {
@@ -596,7 +599,7 @@ pub fn record_with(
     };
     let receiver = std::thread::Builder::new()
         .name("framerec-receiver".into())
-        .spawn(move || receiver::run(source, rparts, limits));
+        .spawn(move || (receiver::run(source, rparts, limits), thread_cpu()));
     let receiver = match receiver {
         Ok(r) => r,
         Err(e) => {
@@ -680,7 +683,7 @@ pub fn record_with(
     );
     let mut notifier = supervision.notifier;
     notifier.stopping("stopping: finalizing");
-    let received = match receiver.join() {
+    let (received, receiver_cpu) = match receiver.join() {
         Ok(r) => r,
         Err(p) => std::panic::resume_unwind(p),
     };
@@ -745,5 +748,17 @@ pub fn record_with(
         repaired,
         histograms,
         failure,
+        receiver_cpu,
+    })
+}
+
+/// CPU time (user + system) the calling thread has used.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or(Duration::ZERO, |u| {
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec().max(0) as u64, t.tv_usec().max(0) as u32 * 1000)
+        };
+        tv(u.user_time()) + tv(u.system_time())
     })
 }

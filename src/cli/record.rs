@@ -379,6 +379,7 @@ fn json_summary(r: &RunReport) -> serde_json::Value {
     serde_json::json!({
         "dir": r.dir,
         "elapsed_s": r.elapsed.as_secs_f64(),
+        "receiver_cpu_s": r.receiver_cpu.as_secs_f64(),
         "mb_per_s": r.mb_per_s(),
         "totals": r.totals,
         "backend": r.backend,
