@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::spawn_local;
 
 use crate::export::fakenect_depth_name;
@@ -64,7 +64,9 @@ struct Ctx {
     backend: Backend,
     intake: Mutex<()>,
     indexing: Cell<bool>,
-    done: Cell<bool>,
+    /// Wakes the indexer: a frame was written (or failed), or the writers have finished.
+    index_wake: Notify,
+    writers_finished: Cell<bool>,
     st: RefCell<State>,
 }
 
@@ -101,7 +103,8 @@ pub fn run(
             backend,
             intake: Mutex::new(()),
             indexing: Cell::new(false),
-            done: Cell::new(false),
+            index_wake: Notify::new(),
+            writers_finished: Cell::new(false),
             st: RefCell::new(State {
                 order: VecDeque::new(),
                 index: None,
@@ -145,6 +148,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
         tracing::info!(dir = %ctx.target.dir.display(), backend = ctx.backend.as_str(), "recording (fakenect layout)");
     }
     let publisher = spawn_local(publisher(ctx.clone()));
+    let indexer = spawn_local(indexer(ctx.clone()));
     let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
         .map(|i| spawn_local(writer_task(ctx.clone(), i)))
         .collect();
@@ -157,9 +161,12 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    ctx.writers_finished.set(true);
+    ctx.index_wake.notify_one();
+    let _ = indexer.await;
     index_done(&ctx).await;
-    ctx.done.set(true);
-    let _ = publisher.await;
+    // It may be asleep for up to PUBLISH_EVERY; the last publish is made here.
+    publisher.abort();
     publish(&ctx);
     ctx.parts.counters.writers.store(0, Ordering::Relaxed);
     let mut st = ctx.st.borrow_mut();
@@ -188,8 +195,9 @@ fn publish(ctx: &Ctx) {
     );
 }
 
+/// Publishes the histograms every PUBLISH_EVERY until aborted at the end.
 async fn publisher(ctx: Rc<Ctx>) {
-    while !ctx.done.get() {
+    loop {
         tokio::time::sleep(PUBLISH_EVERY).await;
         publish(&ctx);
     }
@@ -266,6 +274,18 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
                     ctx.fail(stop);
                 }
             }
+        }
+        ctx.index_wake.notify_one();
+    }
+}
+
+/// Names written frames in `INDEX.txt` as they complete, in rounds, on its own task: the
+/// writers go on to their next frame instead of waiting for the index's fsyncs.
+async fn indexer(ctx: Rc<Ctx>) {
+    loop {
+        ctx.index_wake.notified().await;
+        if ctx.writers_finished.get() {
+            return;
         }
         index_done(&ctx).await;
     }
