@@ -387,7 +387,12 @@ impl Supervision<'_> {
         let mut stopping_since: Option<Instant> = None;
         let mut timed_out = false;
         while !done() {
-            std::thread::sleep(Duration::from_millis(50));
+            // Once stopping, look often: the process ends as soon as the writers are done.
+            std::thread::sleep(if stopping_since.is_some() {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            });
             if !self.notifier.is_ready()
                 && self.counters.segments_opened.load(Ordering::Relaxed) > 0
                 && self.counters.received_frames.load(Ordering::Relaxed) > 0

@@ -514,6 +514,8 @@ struct Ctx {
     preallocate: Cell<bool>,
     intake: Mutex<()>,
     sync_wake: Notify,
+    /// A writer task ended: the supervisor looks at once rather than at its next tick.
+    writer_exited: Notify,
     stopping: Cell<bool>,
     st: RefCell<PoolState>,
 }
@@ -563,6 +565,7 @@ impl Ctx {
             backend,
             intake: Mutex::new(()),
             sync_wake: Notify::new(),
+            writer_exited: Notify::new(),
             stopping: Cell::new(false),
         })
     }
@@ -1184,7 +1187,11 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
                 }
             }
             if slot.is_none() && i < want && !drained {
-                *slot = Some(spawn_local(writer_task(ctx.clone(), i)));
+                let ctx = ctx.clone();
+                *slot = Some(spawn_local(async move {
+                    writer_task(ctx.clone(), i).await;
+                    ctx.writer_exited.notify_one();
+                }));
             }
         }
         let running = tasks.iter().flatten().count();
@@ -1194,7 +1201,7 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
         if running == 0 && drained {
             return;
         }
-        tokio::time::sleep(APPLY_EVERY).await;
+        let _ = tokio::time::timeout(APPLY_EVERY, ctx.writer_exited.notified()).await;
     }
 }
 
