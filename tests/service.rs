@@ -308,10 +308,7 @@ fn sighup_changes_the_writers_live_and_rejects_a_broken_config() {
         "{summary}"
     );
     // At 60 fps: more than 10 before the first reload, and 1.1 s of sleeps after the last.
-    assert!(
-        totals["written_frames"].as_u64().unwrap() > 60,
-        "{summary}"
-    );
+    assert!(totals["written_frames"].as_u64().unwrap() > 60, "{summary}");
     assert_eq!(
         totals["dropped"]
             .as_object()

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::frame::FrameBuf;
@@ -87,6 +87,15 @@ fn consume(spans: &mut Vec<IoSpan>, done: &mut Vec<IoSpan>, mut n: usize) {
     done.extend(spans.drain(..finished));
 }
 
+fn create_std(path: &Path, direct: bool) -> io::Result<std::fs::File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    if direct {
+        opts.custom_flags(libc::O_DIRECT);
+    }
+    opts.open(path)
+}
+
 pub enum SegFile {
     Uring(tokio_uring::fs::File, Arc<std::fs::File>),
     Blocking(Arc<std::fs::File>),
@@ -95,12 +104,20 @@ pub enum SegFile {
 impl SegFile {
     /// Creates `path` (which must not exist). `direct` opens it with `O_DIRECT`.
     pub fn create(path: &Path, direct: bool, backend: Backend) -> io::Result<SegFile> {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        if direct {
-            opts.custom_flags(libc::O_DIRECT);
-        }
-        let file = opts.open(path)?;
+        SegFile::wrap(create_std(path, direct)?, backend)
+    }
+
+    /// [`SegFile::create`] on a blocking thread: creating a file allocates an inode, which can
+    /// take a millisecond the writers' thread should spend submitting writes.
+    pub async fn create_off_thread(
+        path: PathBuf,
+        direct: bool,
+        backend: Backend,
+    ) -> io::Result<SegFile> {
+        SegFile::wrap(blocking(move || create_std(&path, direct)).await?, backend)
+    }
+
+    fn wrap(file: std::fs::File, backend: Backend) -> io::Result<SegFile> {
         Ok(match backend {
             Backend::IoUring => {
                 let dup = file.try_clone()?;

@@ -335,7 +335,7 @@ async fn write_frame(
             source,
         }
     };
-    let file = match SegFile::create(&tmp, false, ctx.backend) {
+    let file = match SegFile::create_off_thread(tmp.clone(), false, ctx.backend).await {
         Ok(f) => f,
         Err(e) => {
             p.pool.put(buf);
