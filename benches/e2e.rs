@@ -236,8 +236,8 @@ fn median(n: usize, mut f: impl FnMut() -> Row) -> Row {
 }
 
 /// Runs that are compared with each other, run round-robin (every run once, then every run
-/// again) so that the disk's drift over minutes falls on all of them alike rather than on
-/// whichever ran last; each keeps its median.
+/// again, each round starting at another row) so that the disk's drift over minutes falls on
+/// all of them alike rather than on whichever ran last; each keeps its median.
 #[derive(Default)]
 struct Rounds<'a> {
     jobs: Vec<Box<dyn FnMut() -> Row + 'a>>,
@@ -249,10 +249,14 @@ impl<'a> Rounds<'a> {
     }
 
     fn run(mut self, rounds: usize) -> Vec<Row> {
-        let mut runs: Vec<Vec<Row>> = vec![Vec::new(); self.jobs.len()];
-        for _ in 0..rounds {
-            for (job, runs) in self.jobs.iter_mut().zip(&mut runs) {
-                runs.push(job());
+        let n = self.jobs.len();
+        let mut runs: Vec<Vec<Row>> = vec![Vec::new(); n];
+        for round in 0..rounds {
+            // Each round starts further along the list, so that no row always runs right
+            // after the same one (a run can leave the disk slower for the next).
+            let start = round * n / rounds.max(1);
+            for i in (0..n).map(|i| (start + i) % n) {
+                runs[i].push((self.jobs[i])());
             }
         }
         runs.into_iter().map(median_of).collect()
@@ -572,7 +576,7 @@ fn render(rows: &[Row], sweep: &[Row], frames: u64, full: bool) -> String {
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     let mut s = format!(
         "framerec end-to-end benchmark ({}): {frames} frames of {FRAME_BYTES} bytes per streaming run, \
-         medians of {} rounds (each round runs every row once, in table order), one filesystem, \
+         medians of {} rounds (each round runs every row once, starting at a different row), one filesystem, \
          everything fsync'd.\n\n",
         if full { "full" } else { "smoke" },
         if full { 3 } else { 1 }
