@@ -5,13 +5,16 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::observe::Snapshot;
 
@@ -80,6 +83,13 @@ impl Listener {
         Ok(Listener::Tcp(l))
     }
 
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+
     fn addr(&self) -> io::Result<String> {
         Ok(match self {
             Listener::Tcp(l) => l.local_addr()?.to_string(),
@@ -109,9 +119,11 @@ impl Listener {
     }
 }
 
-/// One listening thread; stops, and removes its Unix socket file, when dropped.
+/// One listening thread, asleep in `poll` until a connection comes; stops at once, and removes
+/// its Unix socket file, when dropped.
 pub struct Server {
-    stop: Arc<AtomicBool>,
+    /// Closing it wakes the thread to stop.
+    wake: Option<UnixStream>,
     thread: Option<JoinHandle<()>>,
     unix_path: Option<PathBuf>,
     /// Where it listens: the bound TCP address (the real port when port 0 was asked for), or
@@ -130,17 +142,29 @@ impl Server {
             Listener::Unix(_, p) => Some(p.clone()),
             Listener::Tcp(_) => None,
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (wake, woken) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                loop {
+                    let mut fds = [
+                        PollFd::new(listener.fd(), PollFlags::POLLIN),
+                        PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+                    ];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "statistics poll failed");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                    // The other end was closed (or written to): the server is being dropped.
+                    if fds[1].any().unwrap_or(true) {
+                        return;
+                    }
                     match listener.accept() {
                         Ok(mut stream) => answer(&mut stream),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(20))
-                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "statistics accept failed");
                             std::thread::sleep(Duration::from_millis(200));
@@ -149,7 +173,7 @@ impl Server {
                 }
             })?;
         Ok(Server {
-            stop,
+            wake: Some(wake),
             thread: Some(thread),
             unix_path,
             addr,
@@ -183,7 +207,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.wake.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
