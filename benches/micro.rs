@@ -81,29 +81,17 @@ fn queue(c: &mut Criterion) {
                         })
                         .collect();
                     let start = Instant::now();
-                    let mut f = None;
                     for seq in 0..iters {
-                        let mut fr = match f.take() {
-                            Some(fr) => fr,
-                            None => loop {
-                                if let Some(buf) = pool.get() {
-                                    break frame(seq, buf, 16);
-                                }
-                                std::hint::spin_loop();
-                            },
-                        };
-                        fr.meta.seq = FrameSeq(seq);
-                        if let Err(back) = q.push(fr) {
-                            f = Some(back);
-                        }
-                        while f.is_some() {
-                            match q.push(f.take().unwrap()) {
-                                Ok(()) => {}
-                                Err(back) => {
-                                    f = Some(back);
-                                    std::hint::spin_loop();
-                                }
+                        let buf = loop {
+                            match pool.get() {
+                                Some(buf) => break buf,
+                                None => std::hint::spin_loop(),
                             }
+                        };
+                        let mut f = frame(seq, buf, 16);
+                        while let Err(back) = q.push(f) {
+                            f = back;
+                            std::hint::spin_loop();
                         }
                     }
                     while done.load(Ordering::Relaxed) < iters {

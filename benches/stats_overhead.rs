@@ -13,17 +13,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use framerec::config::{Config, SourceConfig, StatsSocket};
+use framerec::observe::cpu_time;
 use framerec::receiver::Limits;
 use framerec::recorder::record;
 use framerec::source::SyntheticConfig;
-
-fn cpu_time() -> Duration {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage works");
-    let tv =
-        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-    tv(u.user_time()) + tv(u.system_time())
-}
+use nix::sys::resource::UsageWho;
 
 struct Sample {
     mb_per_s: f64,
@@ -48,7 +42,7 @@ fn one(dir: &Path, frames: u64, stats: bool) -> Sample {
         cfg.stats.socket = StatsSocket::Off;
         cfg.stats.histograms = false;
     }
-    let cpu = cpu_time();
+    let cpu = cpu_time(UsageWho::RUSAGE_SELF);
     let r = record(
         &cfg,
         Limits {
@@ -58,7 +52,7 @@ fn one(dir: &Path, frames: u64, stats: bool) -> Sample {
         Arc::new(AtomicBool::new(false)),
     )
     .expect("recording starts");
-    let cpu = (cpu_time() - cpu).as_secs_f64();
+    let cpu = (cpu_time(UsageWho::RUSAGE_SELF) - cpu).as_secs_f64();
     assert!(r.failure.is_none(), "{:?}", r.failure);
     assert_eq!(r.totals.written_frames, frames);
     let _ = std::fs::remove_dir_all(dir);

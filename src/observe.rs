@@ -241,6 +241,17 @@ impl Published {
 /// The published histograms, shared between the recording threads and the readers.
 pub type SharedHistograms = std::sync::Arc<std::sync::Mutex<Published>>;
 
+/// CPU time (user + system) used so far by `who`: the process (`RUSAGE_SELF`) or the calling
+/// thread (`RUSAGE_THREAD`); zero if the kernel will not say.
+pub fn cpu_time(who: nix::sys::resource::UsageWho) -> std::time::Duration {
+    let tv = |t: nix::sys::time::TimeVal| {
+        std::time::Duration::new(t.tv_sec().max(0) as u64, t.tv_usec().max(0) as u32 * 1000)
+    };
+    nix::sys::resource::getrusage(who).map_or(std::time::Duration::ZERO, |u| {
+        tv(u.user_time()) + tv(u.system_time())
+    })
+}
+
 /// Records `value` clamped into the histogram's range.
 pub fn record(h: &mut Histogram<u64>, value: u64) {
     h.saturating_record(value.max(1));

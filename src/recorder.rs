@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::UsageWho;
 use serde::Serialize;
 
 use crate::config::{Config, Layout, SourceConfig};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
 use crate::observe::{
-    Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, prometheus_text,
+    Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, cpu_time,
+    prometheus_text,
 };
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
@@ -604,7 +606,10 @@ pub fn record_with(
     };
     let receiver = std::thread::Builder::new()
         .name("framerec-receiver".into())
-        .spawn(move || (receiver::run(source, rparts, limits), thread_cpu()));
+        .spawn(move || {
+            let received = receiver::run(source, rparts, limits);
+            (received, cpu_time(UsageWho::RUSAGE_THREAD))
+        });
     let receiver = match receiver {
         Ok(r) => r,
         Err(e) => {
@@ -754,16 +759,5 @@ pub fn record_with(
         histograms,
         failure,
         receiver_cpu,
-    })
-}
-
-/// CPU time (user + system) the calling thread has used.
-fn thread_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    getrusage(UsageWho::RUSAGE_THREAD).map_or(Duration::ZERO, |u| {
-        let tv = |t: nix::sys::time::TimeVal| {
-            Duration::new(t.tv_sec().max(0) as u64, t.tv_usec().max(0) as u32 * 1000)
-        };
-        tv(u.user_time()) + tv(u.system_time())
     })
 }

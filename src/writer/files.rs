@@ -63,7 +63,6 @@ struct Ctx {
     parts: WriterParts,
     backend: Backend,
     intake: Mutex<()>,
-    indexing: Cell<bool>,
     /// Wakes the indexer: a frame was written (or failed), or the writers have finished.
     index_wake: Notify,
     writers_finished: Cell<bool>,
@@ -102,7 +101,6 @@ pub fn run(
             parts,
             backend,
             intake: Mutex::new(()),
-            indexing: Cell::new(false),
             index_wake: Notify::new(),
             writers_finished: Cell::new(false),
             st: RefCell::new(State {
@@ -384,11 +382,9 @@ async fn write_frame(
 }
 
 /// Appends the index lines of the written prefix of frames, and any drops, and makes them
-/// durable: directory fsync (the renames), append, fdatasync. One task at a time does it.
+/// durable: directory fsync (the renames), append, fdatasync. Only the indexer calls it, and
+/// the pool once more after the indexer ended: one round at a time.
 async fn index_done(ctx: &Rc<Ctx>) {
-    if ctx.indexing.replace(true) {
-        return;
-    }
     loop {
         let (lines, last, captured) = {
             let mut st = ctx.st.borrow_mut();
@@ -469,7 +465,6 @@ async fn index_done(ctx: &Rc<Ctx>) {
             }
         }
     }
-    ctx.indexing.set(false);
 }
 
 /// The `FrameSeq`s listed in a `DROPS.txt`, with reasons; bad lines are skipped.

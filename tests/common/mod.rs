@@ -221,18 +221,8 @@ impl Drop for Mounted {
     /// io_uring instance down after the process is gone. Retry for 10 s, then detach lazily;
     /// an unmount that is given up on leaks the loop device and its image.
     fn drop(&mut self) {
-        let umount = |lazy: bool| {
-            let mut c = std::process::Command::new("umount");
-            if lazy {
-                c.arg("-l");
-            }
-            c.arg(&self.0)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
         for _ in 0..100 {
-            if umount(false) {
+            if umount(&self.0, false) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -241,6 +231,18 @@ impl Drop for Mounted {
             "{} stayed busy for 10 s: detaching it lazily",
             self.0.display()
         );
-        umount(true);
+        umount(&self.0, true);
     }
+}
+
+/// `umount [-l] at`; whether it succeeded.
+pub fn umount(at: &Path, lazy: bool) -> bool {
+    let mut c = std::process::Command::new("umount");
+    if lazy {
+        c.arg("-l");
+    }
+    c.arg(at)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -119,11 +119,7 @@ impl Drop for FaultFs {
         }
         // If the unmount failed (a test panicked with the recorder still holding files), do
         // not leave a dead mount behind.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.mountpoint)
-            .stderr(std::process::Stdio::null())
-            .status();
+        crate::common::umount(&self.mountpoint, true);
     }
 }
 
