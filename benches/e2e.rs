@@ -230,11 +230,6 @@ fn median_of(rows: Vec<Row>) -> Row {
     rows[rows.len() / 2].clone()
 }
 
-/// Runs `f` `n` times and keeps the median run (by MB/s).
-fn median(n: usize, mut f: impl FnMut() -> Row) -> Row {
-    median_of((0..n).map(|_| f()).collect())
-}
-
 /// Runs that are compared with each other, run round-robin (every run once, then every run
 /// again, each round starting at another row) so that the disk's drift over minutes falls on
 /// all of them alike rather than on whichever ran last; each keeps its median.
@@ -508,25 +503,25 @@ fn replay_rows(bin: &Path, root: &Path, frames: u64, repeats: usize) -> Vec<Row>
     std::fs::write(dump.join("INDEX.txt"), lines).unwrap();
     let out = root.join("replay-out");
     let bytes = frames * FRAME_BYTES;
-    let mut rows = Vec::new();
-    let mut r = median(repeats, || {
+    let mut rounds = Rounds::default();
+    rounds.add(|| {
         let _ = std::fs::remove_dir_all(&out);
         let m = measure(Command::new("fakenect").args([
             dump.to_str().unwrap(),
             "fakenect-record",
             out.to_str().unwrap(),
         ]));
-        row(
+        let mut r = row(
             "fakenect replay",
             "libfreenect fakenect-record",
             frames,
             bytes,
             m,
-        )
+        );
+        r.note = "writes d-*.pgm and a-*.dump, no fsync".into();
+        r
     });
-    r.note = "writes d-*.pgm and a-*.dump, no fsync".into();
-    rows.push(r);
-    let mut r = median(repeats, || {
+    rounds.add(|| {
         let _ = std::fs::remove_dir_all(&out);
         let m = measure(
             Command::new("fakenect")
@@ -542,16 +537,17 @@ fn replay_rows(bin: &Path, root: &Path, frames: u64, repeats: usize) -> Vec<Row>
                 .args(["--out", out.to_str().unwrap()])
                 .env("RUST_LOG", "warn"),
         );
-        row(
+        let mut r = row(
             "fakenect replay",
             "framerec --source freenect --layout fakenect",
             frames,
             bytes,
             m,
-        )
+        );
+        r.note = "every frame fdatasync'd before INDEX.txt names it".into();
+        r
     });
-    r.note = "every frame fdatasync'd before INDEX.txt names it".into();
-    rows.push(r);
+    let rows = rounds.run(repeats);
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&rec);
     let _ = std::fs::remove_dir_all(&dump);
