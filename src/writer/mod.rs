@@ -14,6 +14,7 @@
 //! writes, and only after an fsync that started after they completed succeeded. A failed write
 //! or fsync poisons the segment: it is never fsynced again as if that proved anything.
 
+mod durability;
 mod file;
 pub mod files;
 mod uring;
@@ -473,17 +474,14 @@ struct PoolState {
     retry_at: Option<(Instant, DropReason)>,
     finalizers: Vec<JoinHandle<()>>,
     written: Vec<PathBuf>,
-    /// Last frame of the segments already finalized.
-    finalized_seq: Option<u64>,
     error: Option<WriterError>,
     frames_since_sync: u64,
     /// fsync latency and capture to durable, recorded by the syncer and finalizers.
     pool_histograms: Histograms,
     /// Each writer task's own histograms (only that task records into them).
     task_histograms: Vec<Rc<RefCell<Histograms>>>,
-    /// Sequence number and capture stamp of each frame written or being written and not yet
-    /// durable, in sequence order.
-    awaiting_durable: VecDeque<(u64, u64)>,
+    /// Frames taken by a write and neither durable nor dropped yet: the durable watermark.
+    watermark: durability::Watermark,
     /// Reused by `publish`.
     publish_scratch: Histograms,
     /// Frames whose write was in flight when an fsync of its segment failed: still in memory,
@@ -544,12 +542,11 @@ impl Ctx {
                 retry_at: None,
                 finalizers: Vec::new(),
                 written: Vec::new(),
-                finalized_seq: None,
                 error: None,
                 frames_since_sync: 0,
                 pool_histograms: Histograms::default(),
                 task_histograms: Vec::new(),
-                awaiting_durable: VecDeque::new(),
+                watermark: durability::Watermark::default(),
                 publish_scratch: Histograms::default(),
                 rewrite: Vec::new(),
                 rewritten: std::collections::HashSet::new(),
@@ -600,27 +597,40 @@ impl Ctx {
         self.st.borrow().segments.back().cloned()
     }
 
-    /// Updates the recording's durable watermark: everything in finalized segments, plus the
-    /// durable prefix of the oldest open segment.
-    fn update_durable(&self) {
+    /// The frames of `made` are durable: an fsync that started after their writes completed
+    /// succeeded. Records their capture-to-durable latency.
+    fn made_durable(&self, seg: &Segment, made: impl IntoIterator<Item = Undurable>) {
+        let now = host_mono_ns();
         let mut st = self.st.borrow_mut();
-        let oldest = st.segments.front().and_then(|s| s.st.borrow().durable_seq);
-        if let Some(seq) = oldest.max(st.finalized_seq)
-            && self.counters.durable_seq() != Some(seq)
-        {
+        let st = &mut *st;
+        let mut seqs = Vec::new();
+        for u in made {
+            for m in &u.metas {
+                if let Some(captured) = st.watermark.durable(m.seq.0)
+                    && self.record_histograms
+                {
+                    record(
+                        &mut st.pool_histograms.capture_to_durable_ns,
+                        now.saturating_sub(captured),
+                    );
+                }
+            }
+            if let (Some(first), Some(last)) = (u.metas.first(), u.metas.last()) {
+                seqs.push(format!("{}-{}", first.seq.0, last.seq.0));
+            }
+        }
+        if !seqs.is_empty() {
+            tracing::debug!(segment = seg.id, seqs = %seqs.join(","), "fsynced");
+        }
+    }
+
+    /// Moves the recording's durable watermark over every frame that is durable or dropped, in
+    /// sequence order (segments may finish their fsyncs in any order).
+    fn update_durable(&self) {
+        let moved = self.st.borrow_mut().watermark.advance();
+        if let Some(seq) = moved {
             self.counters.set_durable_seq(seq);
             tracing::debug!(durable_seq = seq, "durable");
-            let now = host_mono_ns();
-            let st = &mut *st;
-            while let Some(&(s, captured)) = st.awaiting_durable.front()
-                && s <= seq
-            {
-                st.awaiting_durable.pop_front();
-                record(
-                    &mut st.pool_histograms.capture_to_durable_ns,
-                    now.saturating_sub(captured),
-                );
-            }
         }
     }
 }
@@ -943,18 +953,12 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     if !seg.direct && ctx.dur.borrow().release_page_cache {
         seg.file.release_cache(end);
     }
-    let last = {
-        let mut st = seg.st.borrow_mut();
-        st.undurable.clear();
-        st.written_seq
-    };
+    let made = std::mem::take(&mut seg.st.borrow_mut().undurable);
+    ctx.made_durable(&seg, made);
     {
         let mut st = ctx.st.borrow_mut();
         st.segments.retain(|s| !Rc::ptr_eq(s, &seg));
         st.written.push(seg.path.clone());
-        if last.is_some() {
-            st.finalized_seq = last.max(st.finalized_seq);
-        }
     }
     ctx.update_durable();
     tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
@@ -1370,6 +1374,8 @@ struct PreparedWrite {
 fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
     let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
     drop_frames(&ctx.counters, &ctx.drops, &seqs, reason);
+    // Frames written again after a failed fsync were taken once already.
+    never_durable(ctx, &seqs);
     release_frames(ctx, seqs.len());
     for f in frames.drain(..) {
         ctx.pool.put(f.buf);
@@ -1435,10 +1441,11 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
-    if ctx.record_histograms {
+    {
         let mut pool = ctx.st.borrow_mut();
-        pool.awaiting_durable
-            .extend(metas.iter().map(|m| (m.seq.0, m.host_mono_ns)));
+        for m in &metas {
+            pool.watermark.taken(m.seq.0, m.host_mono_ns);
+        }
     }
     spans.extend(frames.drain(..).map(|f| IoSpan::new(f.buf, f.span, true)));
     st.next_offset = at;
@@ -1539,8 +1546,8 @@ fn rewrite_later(ctx: &Ctx, metas: &mut Vec<FrameMeta>, spans: Vec<IoSpan>) -> V
             rest.push(s);
         }
     }
+    // They stay pending in the watermark until their second write is durable.
     let seqs: Vec<FrameSeq> = metas.iter().map(|m| m.seq).collect();
-    never_durable(ctx, &seqs);
     ctx.counters
         .frames_rewritten
         .fetch_add(frames.len() as u64, Ordering::Relaxed);
@@ -1661,17 +1668,13 @@ fn lose(ctx: &Ctx, seqs: &[FrameSeq], drops: Vec<segment::DropRange>, reason: Dr
     never_durable(ctx, seqs);
 }
 
-/// Takes dropped frames off the list awaiting durability (so capture-to-durable never counts
-/// them when the watermark passes their numbers).
+/// Dropped frames will never be durable: the watermark may pass them (and capture-to-durable
+/// never counts them).
 fn never_durable(ctx: &Ctx, seqs: &[FrameSeq]) {
-    if seqs.is_empty() || !ctx.record_histograms {
-        return;
+    let mut st = ctx.st.borrow_mut();
+    for s in seqs {
+        st.watermark.dropped(s.0);
     }
-    let gone: std::collections::HashSet<u64> = seqs.iter().map(|s| s.0).collect();
-    ctx.st
-        .borrow_mut()
-        .awaiting_durable
-        .retain(|(s, _)| !gone.contains(s));
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
@@ -1781,10 +1784,12 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
             if seq.is_some() {
                 st.durable_seq = seq.max(st.durable_seq);
             }
+            let mut made = Vec::new();
             while st.undurable.front().is_some_and(|u| u.end <= end) {
-                st.undurable.pop_front();
+                made.extend(st.undurable.pop_front());
             }
             drop(st);
+            ctx.made_durable(seg, made);
             if !seg.direct && ctx.dur.borrow().release_page_cache {
                 seg.file.release_cache(end);
             }
