@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod export;
+mod failpoint;
 pub mod frame;
 pub mod hlog;
 pub mod observe;

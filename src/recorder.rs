@@ -488,6 +488,9 @@ pub fn record_with(
         return Err(RecordError::ExistingDump { dir });
     }
     // A directory is one recording: a new run repairs what a crash left, then continues it.
+    if cfg.recovery == AtStart::Recover {
+        repair::finish_interrupted(&dir, None).map_err(io_err)?;
+    }
     let existing = writer::existing_segments(&dir).map_err(io_err)?;
     let unfinished = repair::unfinished_tail(&existing).map_err(io_err)?;
     let mut repaired = Vec::new();

@@ -2,6 +2,20 @@
 //! File I/O around the pure [`segment::recover_segment`]: every damaged or unfinished segment
 //! is rebuilt beside itself, made durable, and swapped in; the original is kept aside as
 //! `NAME.mcap.damaged` unless asked otherwise.
+//!
+//! # Crash safety
+//! A repair is a sequence of steps each of which leaves a state the next repair finishes, so a
+//! crash at any point loses nothing:
+//! 1. the rebuilt segment is written to `NAME.mcap.recovering` and fsync'd (a crash leaves the
+//!    original in place and a side file the next repair deletes);
+//! 2. the original gets a second name, `NAME.mcap.damaged` (a hard link; a copy where the
+//!    filesystem has none), and the directory is fsync'd (a crash leaves the original in place
+//!    under both names; the next repair reuses that name rather than making another);
+//! 3. `NAME.mcap.recovering` is renamed over `NAME.mcap` (atomic) and the directory fsync'd.
+//!
+//! At no point is `NAME.mcap` missing. Earlier versions renamed the original away first: a
+//! repair that finds `NAME.mcap.recovering` with no `NAME.mcap` finishes that swap (the
+//! rebuilt file was durable before the renames) or puts the original back.
 
 use std::fs::{self, File};
 use std::io;
@@ -32,16 +46,153 @@ pub enum Outcome {
     Failed { path: PathBuf, why: RecoverError },
 }
 
+/// Suffix of the side file a repair writes the rebuilt segment to.
+pub const RECOVERING_SUFFIX: &str = ".recovering";
+/// Suffix of the name a repaired segment's original is kept under (then `.1`, `.2`, ...).
+pub const DAMAGED_SUFFIX: &str = ".damaged";
+
 /// A name beside `path` that does not exist yet: `NAME.damaged`, `NAME.damaged.1`, ...
 fn aside_name(path: &Path) -> PathBuf {
-    let base = format!("{}.damaged", path.display());
+    let base = format!("{}{DAMAGED_SUFFIX}", path.display());
     let mut candidate = PathBuf::from(&base);
     let mut n = 1;
-    while candidate.exists() {
+    while candidate.symlink_metadata().is_ok() {
         candidate = PathBuf::from(format!("{base}.{n}"));
         n += 1;
     }
     candidate
+}
+
+/// An existing aside name of `path` that already is `path` (same inode): a repair killed after
+/// giving the original its second name.
+fn existing_aside(path: &Path) -> io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path)?;
+    let base = format!("{}{DAMAGED_SUFFIX}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while let Ok(a) = candidate.symlink_metadata() {
+        if a.file_type().is_file() && a.dev() == m.dev() && a.ino() == m.ino() {
+            return Ok(Some(candidate));
+        }
+        candidate = PathBuf::from(format!("{base}.{n}"));
+        n += 1;
+    }
+    Ok(None)
+}
+
+/// Gives the original at `path` a second name beside it and returns it; `path` keeps it too.
+fn keep_original(path: &Path) -> io::Result<PathBuf> {
+    if let Some(aside) = existing_aside(path)? {
+        return Ok(aside);
+    }
+    let aside = aside_name(path);
+    match fs::hard_link(path, &aside) {
+        Ok(()) => {}
+        // No hard links here (some FUSE and network filesystems): a durable copy instead.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK | libc::EXDEV)
+            ) =>
+        {
+            let tmp = PathBuf::from(format!("{}.copying", aside.display()));
+            fs::copy(path, &tmp)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &aside)?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(aside)
+}
+
+/// Writes `bytes` (the rebuilt segment) over `path` crash-safely (see the module doc) and
+/// returns where the original was kept (None: `discard`, it is gone).
+fn swap_in(path: &Path, bytes: &[u8], discard: bool) -> io::Result<Option<PathBuf>> {
+    let tmp = PathBuf::from(format!("{}{RECOVERING_SUFFIX}", path.display()));
+    {
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()?;
+    }
+    crate::failpoint::hit("repair-written");
+    let aside = if discard {
+        None
+    } else {
+        let aside = keep_original(path)?;
+        sync_parent(path)?;
+        crate::failpoint::hit("repair-linked");
+        Some(aside)
+    };
+    fs::rename(&tmp, path)?;
+    crate::failpoint::hit("repair-renamed");
+    sync_parent(path)?;
+    Ok(aside)
+}
+
+/// The segment a side file of a repair belongs to: `NAME.mcap` for `NAME.mcap.recovering`.
+fn recovering_target(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let target = name.strip_suffix(RECOVERING_SUFFIX)?;
+    target
+        .ends_with(".mcap")
+        .then(|| path.with_file_name(target))
+}
+
+/// Finishes or rolls back what an interrupted repair left beside the segments of `paths` (the
+/// segments of a directory, or one file): a `NAME.mcap.recovering` beside an existing
+/// `NAME.mcap` is deleted (the swap never happened; the original is still in place); one with
+/// no `NAME.mcap` is renamed into place if it is an intact segment, else the kept original is
+/// put back. Returns the segments it put in place, which a caller must list again.
+pub fn finish_interrupted(dir: &Path, only: Option<&Path>) -> io::Result<Vec<PathBuf>> {
+    let mut restored = Vec::new();
+    let mut side_files = Vec::new();
+    match only {
+        Some(p) => side_files.push(PathBuf::from(format!("{}{RECOVERING_SUFFIX}", p.display()))),
+        None => match fs::read_dir(dir) {
+            Ok(entries) => {
+                for e in entries {
+                    side_files.push(e?.path());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(restored),
+            Err(e) => return Err(e),
+        },
+    }
+    for side in side_files {
+        let Some(target) = recovering_target(&side) else {
+            continue;
+        };
+        if !side
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_file())
+        {
+            continue;
+        }
+        if target.symlink_metadata().is_ok() {
+            tracing::info!(file = %side.display(), "removing the side file of an interrupted repair (the segment is still in place)");
+            fs::remove_file(&side)?;
+            sync_parent(&side)?;
+            continue;
+        }
+        let bytes = fs::read(&side)?;
+        let intact = verify_segment(&side.display().to_string(), &bytes).ok();
+        let original = PathBuf::from(format!("{}{DAMAGED_SUFFIX}", target.display()));
+        if intact {
+            tracing::warn!(segment = %target.display(), "finishing an interrupted repair: the rebuilt segment goes into place");
+            fs::rename(&side, &target)?;
+        } else if original.is_file() {
+            tracing::warn!(segment = %target.display(), "rolling back an interrupted repair: the original goes back into place");
+            fs::rename(&original, &target)?;
+            fs::remove_file(&side)?;
+        } else {
+            tracing::warn!(segment = %target.display(), "an interrupted repair left only its damaged side file: it goes into place to be repaired");
+            fs::rename(&side, &target)?;
+        }
+        sync_parent(&target)?;
+        restored.push(target);
+    }
+    Ok(restored)
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -125,22 +276,7 @@ pub fn repair(
             }
         };
         named.extend_from_slice(&recovered.lost_ranges);
-        // Write the rebuilt segment beside the original, make it durable, then swap names.
-        let tmp = PathBuf::from(format!("{}.recovering", path.display()));
-        {
-            let mut f = File::create(&tmp)?;
-            io::Write::write_all(&mut f, &recovered.bytes)?;
-            f.sync_all()?;
-        }
-        let aside = if discard_damaged {
-            None
-        } else {
-            let aside = aside_name(path);
-            fs::rename(path, &aside)?;
-            Some(aside)
-        };
-        fs::rename(&tmp, path)?;
-        sync_parent(path)?;
+        let aside = swap_in(path, &recovered.bytes, discard_damaged)?;
         outcomes.push(Outcome::Recovered {
             path: path.clone(),
             aside,
@@ -204,30 +340,79 @@ pub struct ResumePoint {
     pub next_seq: u64,
 }
 
+/// The side files of repairs in `dir` (`ID.mcap.damaged`, `ID.mcap.damaged.N`,
+/// `ID.mcap.recovering`), with the id of the segment each belongs to, sorted.
+pub fn side_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = side_file_segment_id(name) {
+            out.push((id, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The segment id of a repair's side file name, if `name` is one.
+pub fn side_file_segment_id(name: &str) -> Option<u64> {
+    let (segment, rest) = name.split_at_checked(name.find(".mcap.")? + ".mcap".len())?;
+    let side = rest == RECOVERING_SUFFIX
+        || rest == DAMAGED_SUFFIX
+        || rest
+            .strip_prefix(DAMAGED_SUFFIX)
+            .and_then(|n| n.strip_prefix('.'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    side.then(|| segment::parse_segment_file_name(segment))?
+}
+
+/// The highest sequence number a segment file's intact chunks name (frames or drop notices),
+/// and its recording id.
+fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
+    let r = verify_segment(&path.display().to_string(), &fs::read(path)?);
+    let frames = r.contents.messages.iter().map(|m| m.sequence as u64);
+    let drops = r.contents.drops.iter().map(|d| d.last.0);
+    Ok((
+        frames.chain(drops).max(),
+        r.contents.metadata.get("recording_id").cloned(),
+    ))
+}
+
 /// The resume point of the recording in `dir`, or None when it holds no segment. Reads
-/// segments from the newest back to the first that holds a frame or a drop notice.
+/// segments from the newest back to the first that holds a frame or a drop notice, and every
+/// side file a repair left (`*.damaged`, `*.recovering`): a sequence number or segment id found
+/// in any of them is never used again.
 pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
     let segments = crate::writer::existing_segments(dir)?;
-    let Some((last_id, _)) = segments.last() else {
+    let sides = side_files(dir)?;
+    let Some(last_id) = segments.iter().chain(&sides).map(|(id, _)| *id).max() else {
         return Ok(None);
     };
     let mut recording_id = None;
-    let mut next_seq = 0;
+    let mut highest: Option<u64> = None;
     for (_, p) in segments.iter().rev() {
-        let r = verify_segment(&p.display().to_string(), &fs::read(p)?);
-        if recording_id.is_none() {
-            recording_id = r.contents.metadata.get("recording_id").cloned();
-        }
-        let frames = r.contents.messages.iter().map(|m| m.sequence as u64);
-        let drops = r.contents.drops.iter().map(|d| d.last.0);
-        if let Some(max) = frames.chain(drops).max() {
-            next_seq = max + 1;
+        let (seq, id) = highest_seq(p)?;
+        recording_id = recording_id.or(id);
+        if seq.is_some() {
+            highest = seq;
             break;
         }
+    }
+    for (_, p) in &sides {
+        let (seq, id) = highest_seq(p)?;
+        recording_id = recording_id.or(id);
+        highest = highest.max(seq);
     }
     Ok(Some(ResumePoint {
         recording_id: recording_id.unwrap_or_else(|| "unknown".into()),
         next_segment_id: last_id + 1,
-        next_seq,
+        next_seq: highest.map_or(0, |s| s + 1),
     }))
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use framerec::repair::{Outcome, repair};
+use framerec::repair::{Outcome, finish_interrupted, repair};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,6 +83,19 @@ pub fn print(outcomes: &[Outcome]) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // What a repair killed half-way left is finished (or rolled back) first.
+    let finished = if args.path.is_dir() {
+        finish_interrupted(&args.path, None)?
+    } else {
+        let dir = args.path.parent().unwrap_or(std::path::Path::new("."));
+        finish_interrupted(dir, Some(&args.path))?
+    };
+    for p in &finished {
+        println!(
+            "{}: put back in place after an interrupted repair",
+            p.display()
+        );
+    }
     let segments = super::segment_paths(&args.path)?;
     let outcomes = repair(
         &segments.paths,
