@@ -231,6 +231,10 @@ struct WriterSection {
     /// Stop (exit status 1) once degraded, so systemd's `Restart=` applies. Default false:
     /// keep counting frames as dropped until the disk recovers.
     exit_when_degraded: bool,
+    /// End a run that lost frames to the disk (`io_error`, `fsync_error`, `segment_deleted`)
+    /// with exit status 1, even though recording went on. Default true; false: exit 0 with the
+    /// losses counted and named in the recording.
+    fail_on_io_loss: bool,
     /// Seconds stopping may take to drain the queue and finalize segments; past it the
     /// recorder exits (status 1) leaving the last segments for `framerec recover`. Keep it
     /// under systemd's `TimeoutStopSec=` (60 s in the unit). Default 45, range 1-3600.
@@ -249,6 +253,7 @@ impl Default for WriterSection {
             preallocate_bytes: Int(d.preallocate_bytes as i64),
             max_consecutive_failures: Int(i64::from(d.max_consecutive_failures)),
             exit_when_degraded: d.exit_when_degraded,
+            fail_on_io_loss: d.fail_on_io_loss,
             stop_timeout_s: Int(d.stop_timeout.as_secs() as i64),
         }
     }
@@ -531,6 +536,7 @@ impl FileConfig {
                 preallocate_bytes: self.writer.preallocate_bytes.u64(),
                 max_consecutive_failures: self.writer.max_consecutive_failures.0 as u32,
                 exit_when_degraded: self.writer.exit_when_degraded,
+                fail_on_io_loss: self.writer.fail_on_io_loss,
                 min_free_bytes: self.output.min_free_bytes.u64(),
                 min_free_percent: self.output.min_free_percent.0 as u8,
                 stop_timeout: Duration::from_secs(self.writer.stop_timeout_s.u64()),

@@ -54,16 +54,20 @@ pub enum DropReason {
     /// Found missing when a crashed recording was recovered: its write never completed, or
     /// its chunk was damaged, or the drop notice naming it was never written.
     Lost,
+    /// Written to a segment whose file was deleted (or renamed away) while it was recorded:
+    /// found at its next fsync, it is no longer counted as written (or durable).
+    SegmentDeleted,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::QueueFull,
         DropReason::QueueEvicted,
         DropReason::IoError,
         DropReason::DiskFull,
         DropReason::FsyncError,
         DropReason::Lost,
+        DropReason::SegmentDeleted,
     ];
 
     /// The name used in files, statistics and logs.
@@ -75,6 +79,7 @@ impl DropReason {
             DropReason::DiskFull => "disk_full",
             DropReason::FsyncError => "fsync_error",
             DropReason::Lost => "lost",
+            DropReason::SegmentDeleted => "segment_deleted",
         }
     }
 

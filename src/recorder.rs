@@ -73,6 +73,34 @@ pub enum RunFailure {
         in_writers: u64,
         in_flight: u64,
     },
+    #[error(
+        "{frames} frames were lost to the disk ({reasons}); they are counted as dropped and named in the recording (writer.fail-on-io-loss = false makes this exit 0)"
+    )]
+    LostToDisk { frames: u64, reasons: String },
+}
+
+/// Frames the run lost to the disk failing (not to a full disk or a full queue), if any.
+fn lost_to_disk(totals: &Totals) -> Option<RunFailure> {
+    let lost: Vec<(&str, u64)> = [
+        DropReason::IoError,
+        DropReason::FsyncError,
+        DropReason::SegmentDeleted,
+    ]
+    .iter()
+    .filter_map(|r| {
+        let n = totals.dropped.get(r.as_str()).copied().unwrap_or(0);
+        (n > 0).then_some((r.as_str(), n))
+    })
+    .collect();
+    let frames = lost.iter().map(|(_, n)| n).sum();
+    (frames > 0).then(|| RunFailure::LostToDisk {
+        frames,
+        reasons: lost
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 /// Counters at the end of a run.
@@ -292,6 +320,10 @@ fn apply_reload(current: &mut Config, new: Config, live: &LiveSettings) {
             != (c.max_consecutive_failures, c.exit_when_degraded),
     );
     needs("writer.stop-timeout-s", w.stop_timeout != c.stop_timeout);
+    needs(
+        "writer.fail-on-io-loss",
+        w.fail_on_io_loss != c.fail_on_io_loss,
+    );
     needs("recovery", new.recovery != current.recovery);
     needs("stats.socket", new.stats.socket != current.stats.socket);
     needs(
@@ -729,11 +761,12 @@ pub fn record_with(
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
+    let totals = Totals::of(&counters);
     let failure = match (gave_up, report.error, source_failure) {
         (Some(t), _, _) => Some(t),
         (None, Some(w), _) => Some(RunFailure::Writer(w)),
         (None, None, Some(s)) => Some(RunFailure::Source(s)),
-        (None, None, None) => None,
+        (None, None, None) => lost_to_disk(&totals).filter(|_| cfg.writer.fail_on_io_loss),
     };
     // After a stop timeout the interval log's disk may be the stuck one: its last interval is
     // left out, as after a crash.
@@ -753,7 +786,7 @@ pub fn record_with(
         dir,
         stop: stop_reason,
         elapsed: started.elapsed(),
-        totals: Totals::of(&counters),
+        totals,
         backend: report.backend,
         direct_io: report.direct_io,
         overflow: policy,

@@ -186,6 +186,26 @@ impl SegFile {
     }
 
     /// `fdatasync`: data and the metadata needed to read it back.
+    /// Device and inode of the open file.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.std().metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// True when the file no longer has its name `path`: it was deleted (no link left) or
+    /// `path` now names another file (renamed away, or the directory removed and made again).
+    pub fn entry_gone(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(open) = self.std().metadata() else {
+            return false;
+        };
+        let named = match std::fs::metadata(path) {
+            Ok(m) => (m.dev(), m.ino()) == (open.dev(), open.ino()),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        };
+        open.nlink() == 0 || !named
+    }
+
     pub async fn sync_data(&self) -> io::Result<()> {
         match self {
             SegFile::Uring(file, _) => file.sync_data().await,

@@ -77,6 +77,9 @@ pub struct WriterConfig {
     /// Stop recording (exit status 1, so systemd's `Restart=` applies) once degraded, instead
     /// of counting frames as dropped until the disk recovers.
     pub exit_when_degraded: bool,
+    /// A run that lost frames to the disk (`io_error`, `fsync_error`, `segment_deleted`) ends
+    /// as failed (exit status 1) even though it kept recording.
+    pub fail_on_io_loss: bool,
     /// Free bytes the output filesystem keeps: under it, the receiver counts arriving frames as
     /// `disk_full` instead of queueing them, until space returns. 0: no floor.
     pub min_free_bytes: u64,
@@ -104,6 +107,7 @@ impl Default for WriterConfig {
             preallocate_bytes: 64 << 20,
             max_consecutive_failures: 8,
             exit_when_degraded: false,
+            fail_on_io_loss: true,
             min_free_bytes: 0,
             min_free_percent: 0,
             stop_timeout: Duration::from_secs(45),
@@ -262,6 +266,10 @@ pub enum WriterError {
     },
     #[error("cannot finalize segment {segment}: {source}")]
     Finalize { segment: PathBuf, source: io::Error },
+    #[error(
+        "segment {segment} was deleted (or renamed away) while it was recorded: its {frames} frames are counted as dropped (segment_deleted)"
+    )]
+    SegmentDeleted { segment: PathBuf, frames: u64 },
 }
 
 impl WriterError {
@@ -423,6 +431,10 @@ struct SegState {
     written_seq: Option<u64>,
     durable_end: u64,
     durable_seq: Option<u64>,
+    /// Frames (as runs of sequence numbers) and drop notices already durable in the segment:
+    /// what is lost if its file is deleted.
+    durable_frames: Vec<(u64, u64)>,
+    durable_notices: Vec<segment::DropRange>,
     /// Disk space is reserved (`fallocate`) up to here.
     allocated_end: u64,
     in_flight: usize,
@@ -464,6 +476,15 @@ fn tail_reserve(chunks: usize) -> u64 {
 /// can still be named in the file.
 const NOTICE_RESERVE: u64 = 64 << 10;
 
+/// A finalized segment, remembered so that its loss (the file or the whole directory deleted
+/// while recording went on) is counted, not reported as written.
+struct FinishedSegment {
+    path: PathBuf,
+    id: (u64, u64),
+    frames: Vec<(u64, u64)>,
+    notices: Vec<segment::DropRange>,
+}
+
 struct PoolState {
     /// Open segments (not yet finalized), oldest first; the last one takes new writes.
     segments: VecDeque<Rc<Segment>>,
@@ -474,6 +495,7 @@ struct PoolState {
     retry_at: Option<(Instant, DropReason)>,
     finalizers: Vec<JoinHandle<()>>,
     written: Vec<PathBuf>,
+    finished: Vec<FinishedSegment>,
     error: Option<WriterError>,
     frames_since_sync: u64,
     /// fsync latency and capture to durable, recorded by the syncer and finalizers.
@@ -515,6 +537,8 @@ struct Ctx {
     /// A writer task ended: the supervisor looks at once rather than at its next tick.
     writer_exited: Notify,
     stopping: Cell<bool>,
+    /// Device and inode of the recording directory when the run started.
+    dir_id: Option<(u64, u64)>,
     st: RefCell<PoolState>,
 }
 
@@ -527,6 +551,12 @@ impl Ctx {
         parts: &WriterParts,
         backend: Backend,
     ) -> Rc<Ctx> {
+        let dir_id = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&target.dir)
+                .ok()
+                .map(|m| (m.dev(), m.ino()))
+        };
         Rc::new(Ctx {
             direct: Cell::new(cfg.direct_io),
             preallocate: Cell::new(cfg.preallocate_bytes > 0),
@@ -542,6 +572,7 @@ impl Ctx {
                 retry_at: None,
                 finalizers: Vec::new(),
                 written: Vec::new(),
+                finished: Vec::new(),
                 error: None,
                 frames_since_sync: 0,
                 pool_histograms: Histograms::default(),
@@ -564,6 +595,7 @@ impl Ctx {
             sync_wake: Notify::new(),
             writer_exited: Notify::new(),
             stopping: Cell::new(false),
+            dir_id,
         })
     }
 
@@ -603,9 +635,15 @@ impl Ctx {
         let now = host_mono_ns();
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
+        let mut seg_st = seg.st.borrow_mut();
         let mut seqs = Vec::new();
         for u in made {
+            seg_st.durable_notices.extend(u.drops);
             for m in &u.metas {
+                match seg_st.durable_frames.last_mut() {
+                    Some((_, last)) if *last + 1 == m.seq.0 => *last = m.seq.0,
+                    _ => seg_st.durable_frames.push((m.seq.0, m.seq.0)),
+                }
                 if let Some(captured) = st.watermark.durable(m.seq.0)
                     && self.record_histograms
                 {
@@ -740,6 +778,8 @@ async fn create_segment(ctx: &Rc<Ctx>, path: &Path, id: u64) -> Result<Rc<Segmen
             written_seq: None,
             durable_end: 0,
             durable_seq: None,
+            durable_frames: Vec::new(),
+            durable_notices: Vec::new(),
             allocated_end,
             in_flight: 0,
             sealed: false,
@@ -820,24 +860,30 @@ fn open_next_ahead(ctx: &Rc<Ctx>) {
 
 /// The segment a write of about `len` bytes goes to, rotating first if the current one is
 /// full, old or failed. `Err` (the reason to drop the write's frames) when no segment can be
-/// had; `prepare` then waits [`RETRY_OPEN_AFTER`] before asking again. Called with the intake
-/// lock.
-async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason> {
-    if let Some(current) = ctx.current() {
-        let rotate = {
+/// had; `prepare` then waits [`RETRY_OPEN_AFTER`] before asking again. A full segment is sealed
+/// only once its successor exists: until then it stays open for drop notices (`notices_only`
+/// writes), so frames dropped because no new segment can be created (a directory made
+/// read-only, a full disk) are still named in the recording. Called with the intake lock.
+async fn segment_for(
+    ctx: &Rc<Ctx>,
+    len: u64,
+    notices_only: bool,
+) -> Result<Rc<Segment>, DropReason> {
+    let current = ctx.current();
+    if let Some(current) = &current {
+        let (sealed, rotate) = {
             let st = current.st.borrow();
             let limits = ctx.seg_cfg.borrow();
-            st.sealed
-                || (st.has_data
-                    && (st.next_offset + len > limits.max_bytes
-                        || limits
-                            .max_duration
-                            .is_some_and(|d| st.opened_at.elapsed() >= d)))
+            let due = st.has_data
+                && (st.next_offset + len > limits.max_bytes
+                    || limits
+                        .max_duration
+                        .is_some_and(|d| st.opened_at.elapsed() >= d));
+            (st.sealed, st.sealed || due)
         };
-        if !rotate {
-            return Ok(current);
+        if !rotate || (notices_only && !sealed) {
+            return Ok(current.clone());
         }
-        seal(ctx, &current);
     }
     let ahead = ctx.st.borrow_mut().next.take();
     let opened = match ahead {
@@ -849,6 +895,9 @@ async fn segment_for(ctx: &Rc<Ctx>, len: u64) -> Result<Rc<Segment>, DropReason>
     };
     match opened {
         Ok(next) => {
+            if let Some(current) = &current {
+                seal(ctx, current);
+            }
             tracing::info!(segment = %next.path.display(), "segment opened");
             ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
             // Its age counts from now, not from when it was opened ahead.
@@ -931,6 +980,10 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             continue;
         }
         match fsync(&ctx, &seg).await {
+            Ok(()) if seg.file.entry_gone(&seg.path) => {
+                segment_deleted(&ctx, &seg);
+                return;
+            }
             Ok(()) => {
                 end = at + tail.len() as u64;
                 break;
@@ -956,9 +1009,24 @@ async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     let made = std::mem::take(&mut seg.st.borrow_mut().undurable);
     ctx.made_durable(&seg, made);
     {
+        let (frames, notices) = {
+            let mut s = seg.st.borrow_mut();
+            (
+                std::mem::take(&mut s.durable_frames),
+                std::mem::take(&mut s.durable_notices),
+            )
+        };
         let mut st = ctx.st.borrow_mut();
         st.segments.retain(|s| !Rc::ptr_eq(s, &seg));
         st.written.push(seg.path.clone());
+        if let Some(id) = seg.file.identity() {
+            st.finished.push(FinishedSegment {
+                path: seg.path.clone(),
+                id,
+                frames,
+                notices,
+            });
+        }
     }
     ctx.update_durable();
     tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
@@ -1016,6 +1084,88 @@ fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
     seal(ctx, seg);
 }
 
+/// The file of `seg` lost its name while it was recorded (deleted, renamed away, or its
+/// directory removed): nothing in it can be found. Its frames, durable ones included, move from
+/// written to `dropped{segment_deleted}` (their drop notices, and those it carried, go to a later
+/// segment if one can be made); the segment takes no more writes and is left as it is.
+fn segment_deleted(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+    let (durable, undurable, notices) = {
+        let mut st = seg.st.borrow_mut();
+        st.sealed = true;
+        st.cut = Some((st.head_len, DropReason::SegmentDeleted));
+        st.chunks.clear();
+        (
+            std::mem::take(&mut st.durable_frames),
+            std::mem::take(&mut st.undurable),
+            std::mem::take(&mut st.durable_notices),
+        )
+    };
+    let mut notices = notices;
+    let mut seqs: Vec<FrameSeq> = Vec::new();
+    for u in undurable {
+        seqs.extend(u.metas.iter().map(|m| m.seq));
+        notices.extend(u.drops);
+    }
+    ctx.st.borrow_mut().segments.retain(|s| !Rc::ptr_eq(s, seg));
+    lost_with_file(ctx, &seg.path, &durable, seqs, notices);
+    // Its directory may be gone with it, and the segments finished in it.
+    check_finished(ctx);
+}
+
+/// Counts the frames of a segment file that is gone as `dropped{segment_deleted}` instead of
+/// written: `durable` (runs of sequence numbers) and `seqs`; its drop notices go to a later
+/// segment.
+fn lost_with_file(
+    ctx: &Ctx,
+    path: &Path,
+    durable: &[(u64, u64)],
+    mut seqs: Vec<FrameSeq>,
+    notices: Vec<segment::DropRange>,
+) {
+    seqs.extend(durable.iter().flat_map(|&(a, b)| (a..=b).map(FrameSeq)));
+    ctx.drops.restore(notices);
+    ctx.counters
+        .written_frames
+        .fetch_sub(seqs.len() as u64, Ordering::AcqRel);
+    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::SegmentDeleted);
+    never_durable(ctx, &seqs);
+    ctx.st.borrow_mut().written.retain(|p| p != path);
+    ctx.failure(WriterError::SegmentDeleted {
+        segment: path.to_path_buf(),
+        frames: seqs.len() as u64,
+    });
+}
+
+/// Looks for finalized segments whose file is gone (deleted, or the directory removed) and
+/// counts their frames as lost. One `stat` per finalized segment: called when a loss was seen,
+/// when the directory changed, and once at the end of the run.
+fn check_finished(ctx: &Ctx) {
+    use std::os::unix::fs::MetadataExt;
+    let gone: Vec<FinishedSegment> = {
+        let mut st = ctx.st.borrow_mut();
+        let (gone, kept) = std::mem::take(&mut st.finished).into_iter().partition(|f| {
+            std::fs::metadata(&f.path)
+                .map(|m| (m.dev(), m.ino()) != f.id)
+                .unwrap_or_else(|e| e.kind() == io::ErrorKind::NotFound)
+        });
+        st.finished = kept;
+        gone
+    };
+    for f in gone {
+        lost_with_file(ctx, &f.path, &f.frames, Vec::new(), f.notices);
+    }
+}
+
+/// True when the recording directory is no longer the one the run started in (removed, or
+/// removed and made again).
+fn directory_changed(ctx: &Ctx) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(&ctx.target.dir) {
+        Ok(m) => ctx.dir_id.is_some_and(|id| id != (m.dev(), m.ino())),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     let _ = ctx.counters.backend.set(ctx.backend.as_str());
     let first_id = take_segment_id(&ctx);
@@ -1033,6 +1183,8 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     let syncer = spawn_local(syncer(ctx.clone()));
     spawn_local(publisher(ctx.clone()));
     supervise_writers(&ctx).await;
+    // Segments deleted while the run went on are losses, and their notices need a new home.
+    check_finished(&ctx);
     // Drop notices that no later write carried: try hard, they are the only record of a gap.
     let h = Rc::new(RefCell::new(Histograms::default()));
     ctx.st.borrow_mut().task_histograms.push(h.clone());
@@ -1171,6 +1323,9 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
             apply_live(ctx, live);
         }
         check_free_space(ctx);
+        if directory_changed(ctx) {
+            check_finished(ctx);
+        }
         rounds += 1;
         if rounds.is_multiple_of(10) {
             apply_retention(ctx, false).await;
@@ -1288,6 +1443,11 @@ async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
     .await;
     match deleted {
         Ok(paths) => {
+            // Deleted by the user's retention policy: not a loss.
+            ctx.st
+                .borrow_mut()
+                .finished
+                .retain(|f| !paths.contains(&f.path));
             for p in paths {
                 ctx.counters
                     .segments_deleted
@@ -1392,15 +1552,17 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
         .map(|f| f.buf.region().len() as u64)
         .sum::<u64>()
         + 4096 * (1 + drops.len() as u64 / 16);
-    // The disk refused a segment or space a moment ago: do not ask again for every batch.
+    // The disk refused a segment or space a moment ago: do not ask again for every batch
+    // (drop notices alone still go to the open segment, which keeps room for them).
+    let notices_only = frames.is_empty();
     let paused = ctx
         .st
         .borrow()
         .retry_at
-        .filter(|(until, _)| Instant::now() < *until);
+        .filter(|(until, _)| Instant::now() < *until && !notices_only);
     let seg = match paused {
         Some((_, reason)) => Err(reason),
-        None => segment_for(ctx, estimate).await,
+        None => segment_for(ctx, estimate, notices_only).await,
     };
     let seg = match seg {
         Ok(s) => s,
@@ -1488,7 +1650,10 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     }
     let mut metas = w.metas;
     let mut spans = spans;
-    if matches!(w.seg.st.borrow().cut, Some((_, DropReason::FsyncError))) {
+    if matches!(
+        w.seg.st.borrow().cut,
+        Some((_, DropReason::FsyncError | DropReason::SegmentDeleted))
+    ) {
         spans = rewrite_later(ctx, &mut metas, spans);
     }
     let mut bytes = 0u64;
@@ -1774,6 +1939,7 @@ async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
         (st.written_end, st.written_seq)
     };
     match fsync(ctx, seg).await {
+        Ok(()) if seg.file.entry_gone(&seg.path) => segment_deleted(ctx, seg),
         Ok(()) => {
             let mut st = seg.st.borrow_mut();
             if st.cut.is_some() {
