@@ -46,6 +46,12 @@ fn crash_once(run: u64, kill_after: Duration) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let durable = last_durable(&std::fs::read_to_string(&log_path).unwrap());
+    if common::segments(&dir).is_empty() {
+        // Killed before its first segment existed (a slow start on a loaded machine): nothing
+        // was recorded, so nothing may have been reported durable.
+        assert_eq!(durable, None, "run {run}: durable frames but no segment");
+        return;
+    }
 
     let r = framerec(&["recover", dir.to_str().unwrap()]);
     assert!(r.status.success(), "run {run}: recover: {}", text(&r));

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use crate::frame::{DropReason, FrameSeq};
 
+use super::crc_range::RangeCrc;
 use super::*;
 
 /// What is wrong at a place in a segment file.
@@ -354,8 +355,44 @@ fn channel(body: &[u8]) -> R<ChannelRecord> {
 /// Bytes of a chunk record before its records: prefix, times, sizes, CRC, compression, length.
 const CHUNK_FIXED: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
 
-/// True when a chunk record that checks out (framing, no compression, CRC) starts at `at`.
-fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
+/// Finds intact chunks after damage. Candidates are tested cheapest first (opcode, framing,
+/// lengths), and the CRC of a candidate's records comes from a [`RangeCrc`] built on the first
+/// candidate that needs one: bounded work per candidate, so a scan over any input (even one
+/// crafted to hold a fake chunk header every few bytes, each claiming the rest of the file) is
+/// linear in its size.
+struct Resync<'a> {
+    bytes: &'a [u8],
+    crc: std::cell::OnceCell<RangeCrc<'a>>,
+}
+
+impl<'a> Resync<'a> {
+    fn new(bytes: &'a [u8]) -> Resync<'a> {
+        Resync {
+            bytes,
+            crc: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The offset of the next intact chunk at or after `from`, if any.
+    fn next(&self, from: usize) -> Option<usize> {
+        let bytes = self.bytes;
+        let mut at = from;
+        while at < bytes.len() {
+            let next = at + bytes[at..].iter().position(|b| *b == OP_CHUNK)?;
+            if intact_chunk_at(bytes, next, |r| {
+                self.crc.get_or_init(|| RangeCrc::new(bytes)).crc(r)
+            }) {
+                return Some(next);
+            }
+            at = next + 1;
+        }
+        None
+    }
+}
+
+/// True when a chunk record that checks out (framing, no compression, CRC) starts at `at`;
+/// `crc` hashes a range of `bytes`.
+fn intact_chunk_at(bytes: &[u8], at: usize, hash: impl FnOnce(Range<usize>) -> u32) -> bool {
     if bytes.get(at) != Some(&OP_CHUNK) || bytes.len() - at < CHUNK_FIXED {
         return false;
     }
@@ -370,11 +407,12 @@ fn intact_chunk_at(bytes: &[u8], at: usize) -> bool {
     let crc = u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4]));
     let compression_len = u32::from_le_bytes(b[28..32].try_into().unwrap_or([0; 4]));
     let records = &b[CHUNK_FIXED - RECORD_PREFIX..];
+    let start = at + CHUNK_FIXED;
     compression_len == 0
         && le64(32) == records.len() as u64
         && le64(16) == records.len() as u64
         && crc != 0
-        && crc32fast::hash(records) == crc
+        && hash(start..start + records.len()) == crc
 }
 
 /// True when the chunk record `record` parses cleanly on its own in a segment that defines
@@ -402,20 +440,7 @@ pub(super) fn chunk_is_clean(record: &[u8]) -> bool {
 
 /// True when any intact chunk is left anywhere in `bytes`.
 pub fn has_intact_chunk(bytes: &[u8]) -> bool {
-    resync(bytes, 0).is_some()
-}
-
-/// The offset of the next intact chunk at or after `from`, if any.
-fn resync(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while at < bytes.len() {
-        let next = at + bytes[at..].iter().position(|b| *b == OP_CHUNK)?;
-        if intact_chunk_at(bytes, next) {
-            return Some(next);
-        }
-        at = next + 1;
-    }
-    None
+    Resync::new(bytes).next(0).is_some()
 }
 
 /// Scans a whole segment file. Damage in the data section (a torn or zeroed record, a chunk
@@ -432,6 +457,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
     let mut summary = SummaryInfo::default();
     out.data_end = at as u64;
     out.head_end = at as u64;
+    let scan = Resync::new(bytes);
     loop {
         if at >= bytes.len() {
             out.damage.push(DecodeError::Unfinished);
@@ -446,7 +472,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                     opcode: r.opcode,
                     what: "not a record framerec writes in the data section",
                 });
-                match skip_damage(bytes, at, &mut out) {
+                match skip_damage(&scan, at, &mut out) {
                     Some(next) => {
                         at = next;
                         continue;
@@ -459,7 +485,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 if in_summary {
                     break;
                 }
-                match skip_damage(bytes, at, &mut out) {
+                match skip_damage(&scan, at, &mut out) {
                     Some(next) => {
                         at = next;
                         continue;
@@ -506,7 +532,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 if let Err(e) = scan_chunk(&rec, &mut out) {
                     // Its length field may be damaged too: resync rather than trust it.
                     out.damage.push(e);
-                    match skip_damage(bytes, at, &mut out) {
+                    match skip_damage(&scan, at, &mut out) {
                         Some(next) => {
                             at = next;
                             continue;
@@ -625,8 +651,9 @@ fn is_garbage(opcode: u8) -> bool {
 
 /// Skips damage at `at`: notes the skipped range and returns where the next intact chunk
 /// starts, or `None` (the rest of the file is unreadable; the segment is unfinished).
-fn skip_damage(bytes: &[u8], at: usize, out: &mut SegmentContents) -> Option<usize> {
-    match resync(bytes, at + 1) {
+fn skip_damage(scan: &Resync<'_>, at: usize, out: &mut SegmentContents) -> Option<usize> {
+    let bytes = scan.bytes;
+    match scan.next(at + 1) {
         Some(next) => {
             out.skipped.push(at as u64..next as u64);
             Some(next)

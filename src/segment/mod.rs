@@ -38,6 +38,7 @@
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
 
+mod crc_range;
 mod decode;
 mod encode;
 mod recover;

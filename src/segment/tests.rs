@@ -450,3 +450,37 @@ fn fuzz_regressions_recover_into_valid_segments() {
         }
     }
 }
+
+/// Damage made of fake chunk headers whose lengths are consistent and claim the rest of the file
+/// (the worst case for a resyncing scanner) hides no intact chunk after it: the scan still finds
+/// the real chunks, whose CRCs are checked through range CRCs far from any checkpoint.
+#[test]
+fn fake_chunk_headers_claiming_the_rest_of_the_file_hide_no_real_chunk() {
+    let s = stream(64, 48);
+    let batches: Vec<(Vec<u64>, Vec<DropRange>)> = (0..40).map(|i| (vec![i], vec![])).collect();
+    let good = build(&s, &batches, false);
+    let chunks = parse_segment(&good).chunks;
+    let mut bad = good.clone();
+    let (a, b) = (chunks[1].offset as usize, chunks[30].offset as usize);
+    const FIXED: usize = 8 + 8 + 8 + 4 + 4 + 8;
+    let mut at = a;
+    while at + 64 <= b {
+        let records = (good.len() - at - RECORD_PREFIX - FIXED) as u64;
+        let mut h = vec![OP_CHUNK];
+        h.extend_from_slice(&(FIXED as u64 + records).to_le_bytes());
+        h.extend_from_slice(&[0; 16]);
+        h.extend_from_slice(&records.to_le_bytes());
+        h.extend_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&records.to_le_bytes());
+        bad[at..at + h.len()].copy_from_slice(&h);
+        bad[at + h.len()..at + 64].fill(0x55);
+        at += 64;
+    }
+    bad[at..b].fill(0);
+    let rec = recover_segment(&bad, &[]).unwrap();
+    let mut want = vec![0];
+    want.extend(30..40);
+    assert_eq!(kept(&rec.bytes), want);
+    assert_eq!(rec.lost_ranges, vec![(1, 29)]);
+}
