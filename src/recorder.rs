@@ -26,6 +26,7 @@ use crate::service::{Notifier, Progress};
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
 };
+use crate::store::lock::{self, LockError};
 use crate::writer::{
     self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
 };
@@ -48,6 +49,8 @@ pub enum RecordError {
         "{dir} already holds a fakenect dump (INDEX.txt); the fakenect layout records into a new directory"
     )]
     ExistingDump { dir: PathBuf },
+    #[error("{0}")]
+    Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]
     Source(SourceError),
     #[error("cannot start a thread: {0}")]
@@ -484,6 +487,8 @@ pub fn record_with(
         path: dir.clone(),
         source,
     };
+    // One writer per directory, taken before anything (repair included) touches its files.
+    let mut dir_lock = Some(lock::lock_dir(&dir)?);
     if cfg.layout == Layout::Fakenect && dir.join(writer::files::INDEX).exists() {
         return Err(RecordError::ExistingDump { dir });
     }
@@ -699,7 +704,9 @@ pub fn record_with(
     };
     let (report, gave_up) = if timed_out {
         // The writers wait on the disk: their thread is left to the process's exit (the kernel
-        // completes or cancels its I/O); nothing in flight is dropped here.
+        // completes or cancels its I/O); nothing in flight is dropped here. The directory stays
+        // locked until then too: the kernel releases the lock when the process exits.
+        std::mem::forget(dir_lock.take());
         let failure = RunFailure::StopTimeout {
             after: cfg.writer.stop_timeout,
             queued: queue.len() as u64,
@@ -746,6 +753,7 @@ pub fn record_with(
         .lock()
         .map(|h| h.total.clone())
         .unwrap_or_default();
+    drop(dir_lock);
     Ok(RunReport {
         dir,
         stop: stop_reason,

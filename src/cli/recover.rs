@@ -83,12 +83,15 @@ pub fn print(outcomes: &[Outcome]) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let segments = super::segment_paths(&args.path)?;
-    let outcomes = repair(
-        &segments.paths,
-        segments.starts_at_zero,
-        args.discard_damaged,
-    )?;
+    anyhow::ensure!(args.path.exists(), "{} does not exist", args.path.display());
+    // Repair rewrites segments: never while a recorder (or another repair) writes them.
+    let _lock = framerec::store::lock::lock_dir(super::lock_dir_of(&args.path))?;
+    let paths = super::all_segment_paths(&args.path)?;
+    let starts_at_zero = args.path.is_dir()
+        && framerec::writer::existing_segments(&args.path)?
+            .first()
+            .is_some_and(|(id, _)| *id == 0);
+    let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;
     if outcomes.is_empty() {
         println!(
             "{}: nothing to recover: every segment is intact",

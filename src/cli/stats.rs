@@ -21,6 +21,9 @@ pub struct Args {
     /// (`.svg` or `.png`).
     #[arg(long, requires = "path")]
     plot: Option<PathBuf>,
+    /// Replace the `--plot` file if it exists.
+    #[arg(long, requires = "plot")]
+    force: bool,
     /// The recorder's statistics socket (default: $RUNTIME_DIRECTORY/framerec.sock under
     /// systemd, else rec/framerec.sock).
     #[arg(long)]
@@ -181,6 +184,13 @@ fn offline_table(r: &Report) -> String {
 }
 
 fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.plot {
+        anyhow::ensure!(
+            args.force || std::fs::symlink_metadata(out).is_err(),
+            "{} already exists; --force replaces it",
+            out.display()
+        );
+    }
     let (report, intervals) = Report::read(path)
         .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
     if args.json {
