@@ -181,6 +181,29 @@ struct IntervalLog {
     histograms: SharedHistograms,
     /// Swapped with the shared interval histograms, so no interval allocates.
     spare: Histograms,
+    /// Asks the log's sync thread to make what was written durable.
+    sync: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// A thread that fdatasyncs the interval log whenever asked, so that neither the supervision
+/// loop (stop timeouts, the watchdog) nor the writers wait on it; a request made while one
+/// sync runs is merged into the next. Ends when its sender is dropped.
+fn spawn_log_syncer(
+    writer: &IntervalLogWriter,
+) -> std::io::Result<std::sync::mpsc::SyncSender<()>> {
+    let file = writer.sync_handle()?;
+    let path = writer.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("framerec-hlog-sync".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(log = %path.display(), error = %e, "cannot make the latency interval log durable");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 impl IntervalLog {
@@ -190,11 +213,15 @@ impl IntervalLog {
         match IntervalLogWriter::create(&dir, target.first_segment_id, &target.recording_id) {
             Ok(writer) => {
                 tracing::info!(log = %writer.path().display(), every = ?every, "writing the latency interval log");
+                let sync = spawn_log_syncer(&writer)
+                    .inspect_err(|e| tracing::warn!(log = %writer.path().display(), error = %e, "cannot start the interval log's sync thread; it is made durable at the end only"))
+                    .ok();
                 Some(IntervalLog {
                     writer,
                     every,
                     histograms: histograms.clone(),
                     spare: Histograms::default(),
+                    sync,
                 })
             }
             Err(e) => {
@@ -216,6 +243,10 @@ impl IntervalLog {
         self.take();
         if let Err(e) = self.writer.write_interval(&self.spare, s) {
             tracing::warn!(log = %self.writer.path().display(), error = %e, "writing the latency interval log failed");
+        }
+        if let Some(tx) = &self.sync {
+            // Full: a sync is already pending and will cover this interval too.
+            let _ = tx.try_send(());
         }
     }
 
