@@ -147,12 +147,14 @@ pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {
     let segments = listing(path)?;
     let starts_at_zero = path.is_dir() && segments[0].0 == 0;
     let dir = lock_dir_of(path);
-    let writer = framerec::store::lock::writer_of(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot check whether {} is being written: {e}",
+    // Not knowing (an unreadable lock file) reads the directory as finished, as before locks.
+    let writer = framerec::store::lock::writer_of(dir).unwrap_or_else(|e| {
+        eprintln!(
+            "framerec: cannot check whether {} is being written ({e}); reading it as finished",
             dir.display()
-        )
-    })?;
+        );
+        None
+    });
     let mut paths: Vec<std::path::PathBuf> = segments.into_iter().map(|(_, p)| p).collect();
     let mut live = Vec::new();
     if writer.is_some() {
