@@ -241,10 +241,11 @@ fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
     assert_eq!(&first[header.len()..], &be[..]);
 }
 
-/// Waits (10 s at most) until a recorder started on `dir` holds its lock.
-fn wait_for_lock(dir: &Path) {
+/// Waits (10 s at most) until the recorder `pid` holds the lock of `dir` and has a segment open.
+fn wait_for_lock(dir: &Path, pid: u32) {
     for _ in 0..200 {
-        if dir.join(".framerec.lock").exists()
+        let holder = std::fs::read_to_string(dir.join(".framerec.lock")).unwrap_or_default();
+        if holder.trim() == pid.to_string()
             && std::fs::read_dir(dir).is_ok_and(|d| {
                 d.filter_map(|e| e.ok())
                     .any(|e| e.file_name().to_string_lossy().ends_with(".mcap"))
@@ -254,7 +255,7 @@ fn wait_for_lock(dir: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no recorder took {}", dir.display());
+    panic!("recorder {pid} did not take {}", dir.display());
 }
 
 fn side_files(dir: &Path) -> Vec<String> {
@@ -278,7 +279,7 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
         Stdio::piped(),
     );
     let pid = format!("PID {}", first.id());
-    wait_for_lock(&dir);
+    wait_for_lock(&dir, first.id());
 
     let second = record(&dir, &["--frames", "10", "--fps", "0"]);
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
@@ -333,7 +334,7 @@ fn a_killed_recorder_leaves_no_lock_that_blocks_a_restart() {
         Stdio::null(),
         Stdio::null(),
     );
-    wait_for_lock(&dir);
+    wait_for_lock(&dir, first.id());
     std::thread::sleep(Duration::from_millis(500));
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
@@ -493,7 +494,7 @@ fn retention_counts_and_deletes_damaged_originals_across_kill_restart_cycles() {
             Stdio::null(),
             Stdio::null(),
         );
-        wait_for_lock(&dir);
+        wait_for_lock(&dir, child.id());
         std::thread::sleep(Duration::from_millis(1200));
         child.kill().unwrap(); // SIGKILL: the open segments are left for repair
         child.wait().unwrap();
