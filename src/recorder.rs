@@ -49,7 +49,7 @@ pub enum RecordError {
         "{dir} already holds a fakenect dump (INDEX.txt); the fakenect layout records into a new directory"
     )]
     ExistingDump { dir: PathBuf },
-    #[error("{0}")]
+    #[error(transparent)]
     Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]
     Source(SourceError),

@@ -284,6 +284,12 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     let second = record(&dir, &["--frames", "10", "--fps", "0"]);
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
     assert!(text(&second).contains(&pid), "{}", text(&second));
+    assert_eq!(
+        text(&second).matches("being written").count(),
+        1,
+        "said once: {}",
+        text(&second)
+    );
 
     let r = framerec(&["recover", d]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
