@@ -1,5 +1,6 @@
 //! `framerec export PATH --format pgm|png|fakenect --out DIR`: one image file per frame, with frame and
-//! time selection, and a progress bar when stderr is a terminal.
+//! time selection, and a progress bar when stderr is a terminal. The output directory must be
+//! new or empty (`--force` writes into it anyway) and is locked while export writes it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

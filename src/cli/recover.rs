@@ -1,7 +1,8 @@
 //! `framerec recover PATH`: repair every damaged or unfinished segment of a recording (or one
 //! segment file). The damaged original is kept aside as `NAME.mcap.damaged` (which `verify`
 //! and readers of the directory ignore) unless `--discard-damaged` is given. Running it again
-//! changes nothing.
+//! changes nothing. It holds the directory's lock while it works, so it refuses (exit 2) to
+//! touch a recording a recorder is writing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
