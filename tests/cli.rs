@@ -273,7 +273,17 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     let dir = tmp.path().join("rec");
     let d = dir.to_str().unwrap();
     let first = spawn_framerec(
-        &[&["record", "--out", d, "--fps", "30", "--frames", "120"][..]],
+        &[&[
+            "record",
+            "--out",
+            d,
+            "--fps",
+            "30",
+            "--frames",
+            "120",
+            "--interval-log-s",
+            "1",
+        ][..]],
         "warn",
         Stdio::piped(),
         Stdio::piped(),
@@ -311,6 +321,11 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     let i = framerec(&["info", d]);
     assert!(i.status.success(), "{}", text(&i));
     assert!(text(&i).contains("still being written"), "{}", text(&i));
+    std::thread::sleep(Duration::from_millis(1200)); // an interval in the log
+    let s = framerec(&["stats", d]);
+    assert!(s.status.success(), "{}", text(&s));
+    assert!(text(&s).contains("still being written"), "{}", text(&s));
+    assert!(!text(&s).contains("did not end cleanly"), "{}", text(&s));
 
     let out = first.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
