@@ -272,7 +272,7 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let d = dir.to_str().unwrap();
-    let first = spawn_framerec(
+    let mut first = spawn_framerec(
         &[&[
             "record",
             "--out",
@@ -280,7 +280,7 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
             "--fps",
             "30",
             "--frames",
-            "120",
+            "300", // 10 s: every check below runs while it records, even on a busy machine
             "--interval-log-s",
             "1",
         ][..]],
@@ -315,6 +315,7 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     }
 
     let v = framerec(&["verify", d]);
+    assert!(first.try_wait().unwrap().is_none(), "still recording");
     assert!(v.status.success(), "{}", text(&v));
     assert!(text(&v).contains("still being written"), "{}", text(&v));
     assert!(!text(&v).contains("DAMAGED"), "{}", text(&v));
@@ -323,6 +324,7 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     assert!(text(&i).contains("still being written"), "{}", text(&i));
     std::thread::sleep(Duration::from_millis(1200)); // an interval in the log
     let s = framerec(&["stats", d]);
+    assert!(first.try_wait().unwrap().is_none(), "still recording");
     assert!(s.status.success(), "{}", text(&s));
     assert!(text(&s).contains("still being written"), "{}", text(&s));
     assert!(!text(&s).contains("did not end cleanly"), "{}", text(&s));
@@ -330,13 +332,13 @@ fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
     let out = first.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("written 120, dropped 0"),
+        text(&out).contains("written 300, dropped 0"),
         "{}",
         text(&out)
     );
     let v = framerec(&["verify", d]);
     assert!(v.status.success(), "{}", text(&v));
-    assert!(text(&v).contains("OK: 120 frames written"), "{}", text(&v));
+    assert!(text(&v).contains("OK: 300 frames written"), "{}", text(&v));
     assert!(side_files(&dir).is_empty(), "{:?}", side_files(&dir));
     assert!(
         !dir.join(".framerec.lock").exists(),
