@@ -20,8 +20,10 @@
 //! `frames-per-write` (frames). After each interval's histograms comes a `#framerec-counters` line
 //! with the cumulative counters at its end, which other readers skip as a comment. A run that
 //! ended cleanly closes its log with `#framerec-end reason=...`. A new run of the same
-//! recording appends a new StartTime header. Lines are flushed at every interval, so a crash
-//! loses at most the interval in progress (a torn last line is ignored on reading).
+//! recording appends a new StartTime header. Lines are written at every interval, so a crash
+//! loses at most the interval in progress (a torn last line is ignored on reading); the header
+//! is made durable on creation, each interval by the recorder right after it is written (off
+//! the writers' thread), and the end line on [`IntervalLogWriter::finish`].
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -87,11 +89,20 @@ impl IntervalLogWriter {
             .begin_log_with(&mut w.buf, &mut w.serializer)?;
         w.buf.extend_from_slice(LEGEND.as_bytes());
         w.flush_buf()?;
+        // The header and the file's name survive a power cut from here on.
+        w.file.sync_data()?;
+        File::open(dir)?.sync_all()?;
         Ok(w)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A second handle on the log for making it durable from another thread (`fdatasync` can
+    /// take as long as the disk wants; whoever writes intervals should not wait for it).
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
     }
 
     fn flush_buf(&mut self) -> io::Result<()> {

@@ -22,4 +22,5 @@ pub mod segment;
 pub mod serve;
 pub mod service;
 pub mod source;
+pub mod store;
 pub mod writer;

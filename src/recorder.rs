@@ -26,6 +26,7 @@ use crate::service::{Notifier, Progress};
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
 };
+use crate::store::lock::{self, LockError};
 use crate::writer::{
     self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
 };
@@ -48,6 +49,8 @@ pub enum RecordError {
         "{dir} already holds a fakenect dump (INDEX.txt); the fakenect layout records into a new directory"
     )]
     ExistingDump { dir: PathBuf },
+    #[error(transparent)]
+    Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]
     Source(SourceError),
     #[error("cannot start a thread: {0}")]
@@ -206,6 +209,29 @@ struct IntervalLog {
     histograms: SharedHistograms,
     /// Swapped with the shared interval histograms, so no interval allocates.
     spare: Histograms,
+    /// Asks the log's sync thread to make what was written durable.
+    sync: Option<std::sync::mpsc::SyncSender<()>>,
+}
+
+/// A thread that fdatasyncs the interval log whenever asked, so that neither the supervision
+/// loop (stop timeouts, the watchdog) nor the writers wait on it; a request made while one
+/// sync runs is merged into the next. Ends when its sender is dropped.
+fn spawn_log_syncer(
+    writer: &IntervalLogWriter,
+) -> std::io::Result<std::sync::mpsc::SyncSender<()>> {
+    let file = writer.sync_handle()?;
+    let path = writer.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("framerec-hlog-sync".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(log = %path.display(), error = %e, "cannot make the latency interval log durable");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 impl IntervalLog {
@@ -215,11 +241,15 @@ impl IntervalLog {
         match IntervalLogWriter::create(&dir, target.first_segment_id, &target.recording_id) {
             Ok(writer) => {
                 tracing::info!(log = %writer.path().display(), every = ?every, "writing the latency interval log");
+                let sync = spawn_log_syncer(&writer)
+                    .inspect_err(|e| tracing::warn!(log = %writer.path().display(), error = %e, "cannot start the interval log's sync thread; it is made durable at the end only"))
+                    .ok();
                 Some(IntervalLog {
                     writer,
                     every,
                     histograms: histograms.clone(),
                     spare: Histograms::default(),
+                    sync,
                 })
             }
             Err(e) => {
@@ -241,6 +271,10 @@ impl IntervalLog {
         self.take();
         if let Err(e) = self.writer.write_interval(&self.spare, s) {
             tracing::warn!(log = %self.writer.path().display(), error = %e, "writing the latency interval log failed");
+        }
+        if let Some(tx) = &self.sync {
+            // Full: a sync is already pending and will cover this interval too.
+            let _ = tx.try_send(());
         }
     }
 
@@ -516,6 +550,8 @@ pub fn record_with(
         path: dir.clone(),
         source,
     };
+    // One writer per directory, taken before anything (repair included) touches its files.
+    let mut dir_lock = Some(lock::lock_dir(&dir)?);
     if cfg.layout == Layout::Fakenect && dir.join(writer::files::INDEX).exists() {
         return Err(RecordError::ExistingDump { dir });
     }
@@ -734,7 +770,9 @@ pub fn record_with(
     };
     let (report, gave_up) = if timed_out {
         // The writers wait on the disk: their thread is left to the process's exit (the kernel
-        // completes or cancels its I/O); nothing in flight is dropped here.
+        // completes or cancels its I/O); nothing in flight is dropped here. The directory stays
+        // locked until then too: the kernel releases the lock when the process exits.
+        std::mem::forget(dir_lock.take());
         let failure = RunFailure::StopTimeout {
             after: cfg.writer.stop_timeout,
             queued: queue.len() as u64,
@@ -782,6 +820,7 @@ pub fn record_with(
         .lock()
         .map(|h| h.total.clone())
         .unwrap_or_default();
+    drop(dir_lock);
     Ok(RunReport {
         dir,
         stop: stop_reason,

@@ -340,39 +340,6 @@ pub struct ResumePoint {
     pub next_seq: u64,
 }
 
-/// The side files of repairs in `dir` (`ID.mcap.damaged`, `ID.mcap.damaged.N`,
-/// `ID.mcap.recovering`), with the id of the segment each belongs to, sorted.
-pub fn side_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(id) = side_file_segment_id(name) {
-            out.push((id, e.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// The segment id of a repair's side file name, if `name` is one.
-pub fn side_file_segment_id(name: &str) -> Option<u64> {
-    let (segment, rest) = name.split_at_checked(name.find(".mcap.")? + ".mcap".len())?;
-    let side = rest == RECOVERING_SUFFIX
-        || rest == DAMAGED_SUFFIX
-        || rest
-            .strip_prefix(DAMAGED_SUFFIX)
-            .and_then(|n| n.strip_prefix('.'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    side.then(|| segment::parse_segment_file_name(segment))?
-}
-
 /// The highest sequence number a segment file's intact chunks name (frames or drop notices),
 /// and its recording id.
 fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
@@ -387,11 +354,15 @@ fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
 
 /// The resume point of the recording in `dir`, or None when it holds no segment. Reads
 /// segments from the newest back to the first that holds a frame or a drop notice, and every
-/// side file a repair left (`*.damaged`, `*.recovering`): a sequence number or segment id found
+/// damaged original a repair kept aside (`*.damaged`): a sequence number or segment id found
 /// in any of them is never used again.
 pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
     let segments = crate::writer::existing_segments(dir)?;
-    let sides = side_files(dir)?;
+    let sides: Vec<(u64, PathBuf)> = crate::store::list(dir)?
+        .into_iter()
+        .filter(|f| f.kind == crate::store::FileKind::Side)
+        .map(|f| (f.id, f.path))
+        .collect();
     let Some(last_id) = segments.iter().chain(&sides).map(|(id, _)| *id).max() else {
         return Ok(None);
     };

@@ -240,3 +240,297 @@ fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
     let be: Vec<u8> = expected.chunks(2).flat_map(|s| [s[1], s[0]]).collect();
     assert_eq!(&first[header.len()..], &be[..]);
 }
+
+/// Waits (10 s at most) until the recorder `pid` holds the lock of `dir` and has a segment open.
+fn wait_for_lock(dir: &Path, pid: u32) {
+    for _ in 0..200 {
+        let holder = std::fs::read_to_string(dir.join(".framerec.lock")).unwrap_or_default();
+        if holder.trim() == pid.to_string()
+            && std::fs::read_dir(dir).is_ok_and(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".mcap"))
+            })
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("recorder {pid} did not take {}", dir.display());
+}
+
+fn side_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".damaged"))
+        .collect()
+}
+
+#[test]
+fn one_writer_per_directory_while_readers_see_a_recording_in_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let mut first = spawn_framerec(
+        &[&[
+            "record",
+            "--out",
+            d,
+            "--fps",
+            "30",
+            "--frames",
+            "300", // 10 s: every check below runs while it records, even on a busy machine
+            "--interval-log-s",
+            "1",
+        ][..]],
+        "warn",
+        Stdio::piped(),
+        Stdio::piped(),
+    );
+    let pid = format!("PID {}", first.id());
+    wait_for_lock(&dir, first.id());
+
+    let second = record(&dir, &["--frames", "10", "--fps", "0"]);
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(text(&second).contains(&pid), "{}", text(&second));
+    assert_eq!(
+        text(&second).matches("being written").count(),
+        1,
+        "said once: {}",
+        text(&second)
+    );
+
+    let r = framerec(&["recover", d]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(text(&r).contains(&pid), "{}", text(&r));
+
+    for force in [false, true] {
+        let mut args = vec!["export", d, "--format", "pgm", "--out", d];
+        if force {
+            args.push("--force");
+        }
+        let e = framerec(&args);
+        assert_eq!(e.status.code(), Some(2), "{}", text(&e));
+    }
+
+    let v = framerec(&["verify", d]);
+    assert!(first.try_wait().unwrap().is_none(), "still recording");
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("still being written"), "{}", text(&v));
+    assert!(!text(&v).contains("DAMAGED"), "{}", text(&v));
+    let i = framerec(&["info", d]);
+    assert!(i.status.success(), "{}", text(&i));
+    assert!(text(&i).contains("still being written"), "{}", text(&i));
+    std::thread::sleep(Duration::from_millis(1200)); // an interval in the log
+    let s = framerec(&["stats", d]);
+    assert!(first.try_wait().unwrap().is_none(), "still recording");
+    assert!(s.status.success(), "{}", text(&s));
+    assert!(text(&s).contains("still being written"), "{}", text(&s));
+    assert!(!text(&s).contains("did not end cleanly"), "{}", text(&s));
+
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("written 300, dropped 0"),
+        "{}",
+        text(&out)
+    );
+    let v = framerec(&["verify", d]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("OK: 300 frames written"), "{}", text(&v));
+    assert!(side_files(&dir).is_empty(), "{:?}", side_files(&dir));
+    assert!(
+        !dir.join(".framerec.lock").exists(),
+        "a recorder that ends removes its lock file"
+    );
+}
+
+#[test]
+fn a_killed_recorder_leaves_no_lock_that_blocks_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let mut first = spawn_framerec(
+        &[&["record", "--out", d, "--fps", "30"][..]],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    );
+    wait_for_lock(&dir, first.id());
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let stale = std::fs::read_to_string(dir.join(".framerec.lock")).unwrap();
+    assert_eq!(
+        stale.trim(),
+        first.id().to_string(),
+        "the file names its holder"
+    );
+
+    let again = record(&dir, &["--frames", "10", "--fps", "0"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let v = framerec(&["verify", d]);
+    assert!(v.status.success(), "{}", text(&v));
+}
+
+#[test]
+fn export_never_writes_over_files_it_did_not_create() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let out = record(
+        &dir,
+        &["--frames", "3", "--fps", "0", "--interval-log-s", "1"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Every format refuses a directory that holds files, and leaves them as they were.
+    let dump = tmp.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    std::fs::write(dump.join("INDEX.txt"), "someone else's dump\n").unwrap();
+    for format in ["fakenect", "pgm", "png"] {
+        let e = framerec(&[
+            "export",
+            d,
+            "--format",
+            format,
+            "--out",
+            dump.to_str().unwrap(),
+        ]);
+        assert_eq!(e.status.code(), Some(2), "{format}: {}", text(&e));
+        assert!(text(&e).contains("not empty"), "{}", text(&e));
+        assert_eq!(
+            std::fs::read_to_string(dump.join("INDEX.txt")).unwrap(),
+            "someone else's dump\n"
+        );
+        assert_eq!(std::fs::read_dir(&dump).unwrap().count(), 1, "{format}");
+    }
+    let e = framerec(&[
+        "export",
+        d,
+        "--format",
+        "fakenect",
+        "--out",
+        dump.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(e.status.success(), "{}", text(&e));
+    assert_eq!(
+        std::fs::read_to_string(dump.join("INDEX.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // An empty directory is fine.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = framerec(&[
+        "export",
+        d,
+        "--format",
+        "pgm",
+        "--out",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(e.status.success(), "{}", text(&e));
+
+    // `stats --plot` does not replace a file either.
+    let plot = tmp.path().join("mine.svg");
+    std::fs::write(&plot, "not a plot").unwrap();
+    let s = framerec(&["stats", d, "--plot", plot.to_str().unwrap()]);
+    assert_eq!(s.status.code(), Some(2), "{}", text(&s));
+    assert_eq!(std::fs::read_to_string(&plot).unwrap(), "not a plot");
+    let s = framerec(&["stats", d, "--plot", plot.to_str().unwrap(), "--force"]);
+    assert!(s.status.success(), "{}", text(&s));
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+}
+
+#[test]
+fn fakenect_export_refuses_a_size_libfreenect_cannot_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = record(
+        &dir,
+        &[
+            "--frames", "3", "--fps", "0", "--width", "64", "--height", "48",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let dump = tmp.path().join("dump");
+    let e = framerec(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "fakenect",
+        "--out",
+        dump.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(2), "{}", text(&e));
+    assert!(
+        text(&e).contains("64x48") && text(&e).contains("640x480"),
+        "{}",
+        text(&e)
+    );
+    assert!(!dump.exists(), "nothing written");
+}
+
+/// Bytes of `dir`'s segments and damaged originals (apparent length or allocated, the larger).
+fn recording_bytes(dir: &Path) -> (u64, Vec<String>) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = 0;
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(".mcap") {
+            let m = e.metadata().unwrap();
+            total += m.len().max(m.blocks() * 512);
+            names.push(format!("{name} {}", m.len()));
+        }
+    }
+    names.sort();
+    (total, names)
+}
+
+#[test]
+fn retention_counts_and_deletes_damaged_originals_across_kill_restart_cycles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let cfg = tmp.path().join("ring.toml");
+    let limit: u64 = 8 << 20;
+    let segment: u64 = 2 << 20;
+    std::fs::write(
+        &cfg,
+        format!("[output]\nmax-total-bytes = {limit}\n[segment]\nmax-bytes = {segment}\n"),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let common = [
+        "record", "--config", c, "--out", d, "--width", "320", "--height", "240",
+    ];
+    for _ in 0..6 {
+        let mut child = spawn_framerec(
+            &[&common[..], &["--fps", "200"][..]],
+            "warn",
+            Stdio::null(),
+            Stdio::null(),
+        );
+        wait_for_lock(&dir, child.id());
+        std::thread::sleep(Duration::from_millis(1200));
+        child.kill().unwrap(); // SIGKILL: the open segments are left for repair
+        child.wait().unwrap();
+    }
+    let last = framerec(&[&common[..], &["--fps", "0", "--frames", "30"][..]].concat());
+    assert!(last.status.success(), "{}", text(&last));
+    assert!(text(&last).contains("repaired at start"), "{}", text(&last));
+    let (total, names) = recording_bytes(&dir);
+    // The newest segment always stays, so one segment over the limit is allowed.
+    assert!(
+        total <= limit + segment,
+        "{total} bytes kept, limit {limit}: {names:#?}"
+    );
+    let v = framerec(&["verify", d]);
+    assert!(v.status.success(), "{}", text(&v));
+}

@@ -133,3 +133,74 @@ fn power_cut_keeps_every_durable_frame() {
         have.len()
     );
 }
+
+/// The interval log is made durable as it is written: a cut 3.5 s into a recording with 1-s
+/// intervals finds the log's intervals on the "device", not an empty file (ext4 keeps
+/// written-but-not-synced data in memory for up to 30 s, so without a sync nothing is there).
+#[test]
+fn power_cut_keeps_the_interval_log_written_before_it() {
+    if std::env::var_os("FRAMEREC_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("power-cut test skipped: FRAMEREC_SKIP_ROOT_TESTS is set");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("fs.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    ok("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+    let mnt = Mounted::new(
+        &["-o", "loop", image.to_str().unwrap()],
+        &tmp.path().join("mnt"),
+    );
+    let dir = mnt.0.join("rec");
+    let mut child = spawn_framerec(
+        &[&[
+            "record",
+            "--out",
+            dir.to_str().unwrap(),
+            "--fps",
+            "30",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--interval-log-s",
+            "1",
+            "--stats-socket",
+            "off",
+        ][..]],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    ok("kill", &["-STOP", &child.id().to_string()]);
+    let copy = tmp.path().join("cut.img");
+    std::fs::copy(&image, &copy).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(mnt);
+
+    let fsck = sh("e2fsck", &["-fy", copy.to_str().unwrap()]);
+    assert!(
+        fsck.status.code().is_some_and(|c| c <= 1),
+        "e2fsck: {}",
+        text(&fsck)
+    );
+    let after = Mounted::new(
+        &["-o", "loop,ro", copy.to_str().unwrap()],
+        &tmp.path().join("after"),
+    );
+    let log = after.0.join("rec").join(framerec::hlog::file_name(0));
+    let bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let (runs, _) = framerec::hlog::read_log(&log).unwrap_or_default();
+    let intervals: usize = runs.iter().map(|r| r.intervals.len()).sum();
+    assert!(
+        intervals >= 2,
+        "{}: {bytes} bytes, {intervals} intervals survived a cut after 3.5 s of 1-s intervals",
+        log.display()
+    );
+    eprintln!("power cut: the interval log kept {intervals} intervals ({bytes} bytes)");
+}

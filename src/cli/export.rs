@@ -1,12 +1,14 @@
 //! `framerec export PATH --format pgm|png|fakenect --out DIR`: one image file per frame, with frame and
-//! time selection, and a progress bar when stderr is a terminal.
+//! time selection, and a progress bar when stderr is a terminal. The output directory must be
+//! new or empty (`--force` writes into it anyway) and is locked while export writes it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use framerec::segment::{decode_raw_image, verify_segment};
+use framerec::store::lock::{LOCK_FILE, lock_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
@@ -22,9 +24,12 @@ pub struct Args {
     path: PathBuf,
     #[arg(long, value_enum)]
     format: Format,
-    /// Output directory (created).
+    /// Output directory (created; must be empty unless `--force`).
     #[arg(long)]
     out: PathBuf,
+    /// Write into a directory that already holds files, replacing any of the same names.
+    #[arg(long)]
+    force: bool,
     /// First frame sequence number to export.
     #[arg(long)]
     from_seq: Option<u64>,
@@ -39,10 +44,48 @@ pub struct Args {
     end: Option<Duration>,
 }
 
+/// Sizes libfreenect's fakenect replays: it hands the file's samples to the program as a
+/// 640x480 depth frame, whatever the file's header says.
+const FAKENECT_SIZE: (u32, u32) = (640, 480);
+
+/// The files of `dir` an export would overwrite or mix with (all but the lock file); None when
+/// `dir` does not exist.
+fn existing_entries(dir: &Path) -> anyhow::Result<Option<usize>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut n = 0;
+            for e in entries {
+                let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+                n += usize::from(e.file_name() != LOCK_FILE);
+            }
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    }
+}
+
+/// Refuses an output directory that holds files, unless `--force`.
+fn check_out(args: &Args) -> anyhow::Result<()> {
+    match existing_entries(&args.out)? {
+        Some(n) if n > 0 && !args.force => bail!(
+            "{} is not empty ({n} entries): export writes into a new or empty directory; --force writes into it anyway, replacing files of the same names",
+            args.out.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let files = super::segment_paths(&args.path)?.paths;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let segments = super::segment_paths(&args.path)?;
+    if let (Some(w), false) = (segments.writer, segments.live.is_empty()) {
+        eprintln!(
+            "note: {} is being written by a running recorder ({w}); its newest segment is unfinished: exporting the frames it holds so far",
+            args.path.display()
+        );
+    }
+    let files: Vec<PathBuf> = segments.paths.into_iter().chain(segments.live).collect();
+    check_out(&args)?;
     // First pass: which frames are selected (messages only; payloads are read per segment).
     let mut segments = Vec::new();
     for f in &files {
@@ -70,6 +113,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if total == 0 {
         bail!("no frames match the selection");
     }
+    if args.format == Format::Fakenect {
+        for (bytes, report) in &segments {
+            for m in report
+                .contents
+                .messages
+                .iter()
+                .filter(|m| selected(m.sequence as u64, m.log_time))
+            {
+                let img = decode_raw_image(&bytes[m.data.clone()])
+                    .map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
+                if (img.width, img.height) != FAKENECT_SIZE {
+                    bail!(
+                        "frame {} is {}x{}: the fakenect format carries 640x480 depth frames only (libfreenect's fakenect replays any file as 640x480); export it as pgm or png instead",
+                        m.sequence,
+                        img.width,
+                        img.height
+                    );
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let _lock = lock_dir(&args.out)?;
+    // Checked again under the lock: another export may have written it meanwhile.
+    check_out(&args)?;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -14,7 +14,8 @@ fn secs(ns: u64) -> f64 {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = super::verify::verify_path(&args.path)?;
+    let checked = super::verify::verify_path(&args.path)?;
+    let report = &checked.report;
     let mut total_bytes = 0;
     for s in &report.segments {
         total_bytes += s.bytes;
@@ -56,6 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (reason, n) in &s.dropped {
             println!("  dropped {n} frames: {reason}");
         }
+    }
+    if let Some(line) = checked.live_line() {
+        println!("{line}");
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();

@@ -99,12 +99,34 @@ pub fn init_logging() {
 
 /// The segment files of a recording directory (or the one file given), in recording order.
 pub struct Segments {
+    /// The segments to read as finished data (all of them unless a recorder is at work).
     pub paths: Vec<std::path::PathBuf>,
     /// A directory whose first segment is segment 0: frame 0 must be accounted for.
     pub starts_at_zero: bool,
+    /// The newest segments a running recorder is still writing (no summary yet): not damage.
+    pub live: Vec<std::path::PathBuf>,
+    /// The recorder writing the directory, if one is.
+    pub writer: Option<framerec::store::lock::Holder>,
 }
 
-pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {
+/// The directory whose lock covers `path` (the path itself, or a segment file's directory).
+pub fn lock_dir_of(path: &std::path::Path) -> &std::path::Path {
+    if path.is_dir() {
+        path
+    } else {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        }
+    }
+}
+
+/// Every segment of `path`, for a command that holds the directory's lock (`recover`).
+pub fn all_segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    Ok(listing(path)?.into_iter().map(|(_, p)| p).collect())
+}
+
+fn listing(path: &std::path::Path) -> anyhow::Result<Vec<(u64, std::path::PathBuf)>> {
     if path.is_dir() {
         let segments = framerec::writer::existing_segments(path)?;
         anyhow::ensure!(
@@ -112,15 +134,43 @@ pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {
             "{} holds no segments (*.mcap named by segment id)",
             path.display()
         );
-        Ok(Segments {
-            starts_at_zero: segments[0].0 == 0,
-            paths: segments.into_iter().map(|(_, p)| p).collect(),
-        })
+        Ok(segments)
     } else {
         anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-        Ok(Segments {
-            paths: vec![path.to_path_buf()],
-            starts_at_zero: false,
-        })
+        Ok(vec![(u64::MAX, path.to_path_buf())])
     }
+}
+
+/// The segments of `path` for a reader: when a recorder is writing the directory, its newest
+/// unfinished segments are set apart as `live`.
+pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {
+    let segments = listing(path)?;
+    let starts_at_zero = path.is_dir() && segments[0].0 == 0;
+    let dir = lock_dir_of(path);
+    // Not knowing (an unreadable lock file) reads the directory as finished, as before locks.
+    let writer = framerec::store::lock::writer_of(dir).unwrap_or_else(|e| {
+        eprintln!(
+            "framerec: cannot check whether {} is being written ({e}); reading it as finished",
+            dir.display()
+        );
+        None
+    });
+    let mut paths: Vec<std::path::PathBuf> = segments.into_iter().map(|(_, p)| p).collect();
+    let mut live = Vec::new();
+    if writer.is_some() {
+        while let Some(p) = paths.last() {
+            // A segment finished while it was listed reads as finished: either is right.
+            if framerec::repair::looks_finished(p).unwrap_or(false) {
+                break;
+            }
+            live.push(paths.pop().expect("checked"));
+        }
+        live.reverse();
+    }
+    Ok(Segments {
+        paths,
+        starts_at_zero,
+        live,
+        writer,
+    })
 }

@@ -1,7 +1,8 @@
 //! `framerec recover PATH`: repair every damaged or unfinished segment of a recording (or one
 //! segment file). The damaged original is kept aside as `NAME.mcap.damaged` (which `verify`
 //! and readers of the directory ignore) unless `--discard-damaged` is given. Running it again
-//! changes nothing.
+//! changes nothing. It holds the directory's lock while it works, so it refuses (exit 2) to
+//! touch a recording a recorder is writing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,8 @@ pub fn print(outcomes: &[Outcome]) -> bool {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Repair rewrites segments: never while a recorder (or another repair) writes them.
+    let _lock = framerec::store::lock::lock_dir(super::lock_dir_of(&args.path))?;
     // What a repair killed half-way left is finished (or rolled back) first.
     let finished = if args.path.is_dir() {
         finish_interrupted(&args.path, None)?
@@ -96,12 +99,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             p.display()
         );
     }
-    let segments = super::segment_paths(&args.path)?;
-    let outcomes = repair(
-        &segments.paths,
-        segments.starts_at_zero,
-        args.discard_damaged,
-    )?;
+    anyhow::ensure!(args.path.exists(), "{} does not exist", args.path.display());
+    let paths = super::all_segment_paths(&args.path)?;
+    let starts_at_zero = args.path.is_dir()
+        && framerec::writer::existing_segments(&args.path)?
+            .first()
+            .is_some_and(|(id, _)| *id == 0);
+    let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;
     if outcomes.is_empty() {
         println!(
             "{}: nothing to recover: every segment is intact",

@@ -21,6 +21,9 @@ pub struct Args {
     /// (`.svg` or `.png`).
     #[arg(long, requires = "path")]
     plot: Option<PathBuf>,
+    /// Replace the `--plot` file if it exists.
+    #[arg(long, requires = "plot")]
+    force: bool,
     /// The recorder's statistics socket (default: $RUNTIME_DIRECTORY/framerec.sock under
     /// systemd, else rec/framerec.sock).
     #[arg(long)]
@@ -110,10 +113,12 @@ fn table(s: &Snapshot) -> String {
     .join("\n")
 }
 
-/// The offline report as text: runs, overall percentiles, then one row per interval.
-fn offline_table(r: &Report) -> String {
+/// The offline report as text: runs, overall percentiles, then one row per interval. `live`:
+/// the recorder writing the directory, whose run (the newest) has not ended yet.
+fn offline_table(r: &Report, live: Option<framerec::store::lock::Holder>) -> String {
     let mut out = Vec::new();
-    for run in &r.runs {
+    let newest = r.runs.len().checked_sub(1);
+    for (i, run) in r.runs.iter().enumerate() {
         let started = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + Duration::from_secs_f64(run.start.max(0.0)),
         );
@@ -121,9 +126,12 @@ fn offline_table(r: &Report) -> String {
             "run of {} from {started}: {} interval(s), {}",
             run.file.display(),
             run.intervals,
-            match &run.ended {
-                Some(reason) => format!("ended: {reason}"),
-                None => "did not end cleanly (killed or crashed; the last interval is lost)".into(),
+            match (&run.ended, live) {
+                (Some(reason), _) => format!("ended: {reason}"),
+                (None, Some(w)) if Some(i) == newest =>
+                    format!("still being written by a running recorder ({w})"),
+                (None, _) =>
+                    "did not end cleanly (killed or crashed; the last interval is lost)".into(),
             }
         ));
     }
@@ -181,12 +189,23 @@ fn offline_table(r: &Report) -> String {
 }
 
 fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &args.plot {
+        anyhow::ensure!(
+            args.force || std::fs::symlink_metadata(out).is_err(),
+            "{} already exists; --force replaces it",
+            out.display()
+        );
+    }
     let (report, intervals) = Report::read(path)
         .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", offline_table(&report));
+        let live = path
+            .is_dir()
+            .then(|| framerec::store::lock::writer_of(path).ok().flatten())
+            .flatten();
+        println!("{}", offline_table(&report, live));
     }
     if let Some(out) = &args.plot {
         framerec::plot::plot(&report, &intervals, out)?;

@@ -15,8 +15,31 @@ pub struct Args {
     json: bool,
 }
 
-/// Verifies one recording directory, or one segment file on its own.
-pub fn verify_path(path: &std::path::Path) -> anyhow::Result<RecordingReport> {
+/// What verifying a recording found, and what it left for its recorder to finish.
+pub struct Checked {
+    pub report: RecordingReport,
+    /// Segments a running recorder is still writing: not verified, not damage.
+    pub live: Vec<PathBuf>,
+    pub writer: Option<framerec::store::lock::Holder>,
+}
+
+impl Checked {
+    /// The line naming the segments still being written, if any.
+    pub fn live_line(&self) -> Option<String> {
+        let w = self.writer?;
+        (!self.live.is_empty()).then(|| {
+            let names: Vec<String> = self.live.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "{} still being written by a running recorder ({w}): not verified until it is finished",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+/// Verifies one recording directory, or one segment file on its own. The newest segments of a
+/// recording that a recorder is writing are set apart, not verified.
+pub fn verify_path(path: &std::path::Path) -> anyhow::Result<Checked> {
     let segments = super::segment_paths(path)?;
     let files = &segments.paths;
     let mut reports = Vec::with_capacity(files.len());
@@ -25,7 +48,11 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<RecordingReport> {
             std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
         reports.push(verify_segment(&f.display().to_string(), &bytes));
     }
-    Ok(verify_recording(reports, segments.starts_at_zero))
+    Ok(Checked {
+        report: verify_recording(reports, segments.starts_at_zero),
+        live: segments.live,
+        writer: segments.writer,
+    })
 }
 
 /// A fakenect-layout directory: INDEX.txt and no segments.
@@ -128,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
-        let report = match verify_path(path) {
+        let checked = match verify_path(path) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e:#}", path.display());
@@ -136,9 +163,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        let report = &checked.report;
         all_ok &= report.ok;
         if args.json {
-            out.push(serde_json::json!({ "path": path, "report": report }));
+            out.push(serde_json::json!({
+                "path": path,
+                "report": report,
+                "being_written": checked.live,
+                "writer_pid": checked.writer.and_then(|w| w.pid),
+            }));
             continue;
         }
         for s in &report.segments {
@@ -163,6 +196,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         for p in &report.problems {
             println!("  {p}");
+        }
+        if let Some(line) = checked.live_line() {
+            println!("  {line}");
         }
         let drops: Vec<String> = report
             .dropped

@@ -1397,13 +1397,17 @@ fn check_free_space(ctx: &Ctx) {
     }
 }
 
-/// Deletes the oldest finished segments while the directory's segments hold more than
-/// `retain_bytes` or the oldest is older than `retain_age`. Open segments are never touched.
-/// Runs every second and once more when every segment is closed (`closing`), off the writer
-/// thread (unlinking a large file takes a while).
+/// Deletes the oldest finished segments, and the damaged originals repair kept aside beside
+/// them, per [`crate::store::retention`]. Open segments are never touched. Runs every second
+/// and once more when every segment is closed (`closing`), off the writer thread (unlinking a
+/// large file takes a while).
 async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
-    let (bytes, age) = (ctx.cfg.retain_bytes, ctx.cfg.retain_age);
-    if bytes.is_none() && age.is_none() {
+    use crate::store::{self, FileKind, retention};
+    let limits = retention::Limits {
+        max_total_bytes: ctx.cfg.retain_bytes,
+        max_age: ctx.cfg.retain_age,
+    };
+    if limits == retention::Limits::default() {
         return;
     }
     let Some(first_open) = ctx
@@ -1419,24 +1423,20 @@ async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
     };
     let dir = ctx.target.dir.clone();
     let deleted = file::blocking(move || {
-        let mut list = Vec::new();
-        for (id, path) in existing_segments(&dir)? {
-            let m = std::fs::metadata(&path)?;
-            list.push((id, path, m.len(), m.modified()?));
-        }
-        let mut total: u64 = list.iter().map(|s| s.2).sum();
+        let files = store::list(&dir)?;
+        let entries: Vec<retention::Entry> = files
+            .iter()
+            .map(|f| retention::Entry {
+                id: f.id,
+                kind: f.kind,
+                len: f.len,
+                modified: f.modified,
+            })
+            .collect();
         let mut deleted = Vec::new();
-        // The newest segment always stays, whatever the limits.
-        list.pop();
-        for (id, path, len, modified) in list {
-            let too_big = bytes.is_some_and(|b| total > b);
-            let too_old = age.is_some_and(|a| modified.elapsed().is_ok_and(|e| e > a));
-            if id >= first_open || !(too_big || too_old) {
-                break;
-            }
-            std::fs::remove_file(&path)?;
-            total -= len;
-            deleted.push(path);
+        for i in retention::to_delete(&entries, limits, first_open, std::time::SystemTime::now()) {
+            std::fs::remove_file(&files[i].path)?;
+            deleted.push((files[i].kind, files[i].path.clone()));
         }
         Ok(deleted)
     })
@@ -1447,12 +1447,16 @@ async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
             ctx.st
                 .borrow_mut()
                 .finished
-                .retain(|f| !paths.contains(&f.path));
-            for p in paths {
-                ctx.counters
-                    .segments_deleted
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(segment = %p.display(), "segment deleted (retention)");
+                .retain(|f| !paths.iter().any(|(_, p)| *p == f.path));
+            for (kind, p) in paths {
+                if kind == FileKind::Segment {
+                    ctx.counters
+                        .segments_deleted
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(segment = %p.display(), "segment deleted (retention)");
+                } else {
+                    tracing::info!(file = %p.display(), "damaged original deleted (retention)");
+                }
             }
         }
         Err(e) => tracing::warn!(error = %e, "retention: cannot delete old segments"),
