@@ -122,3 +122,30 @@ fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
         "verify finds every lost frame named in the recording: {r}\n{t}"
     );
 }
+
+/// A file that stands where a later segment will be created is someone else's: the segment
+/// cannot be created there, and the file is left exactly as it was.
+#[test]
+fn a_file_in_the_way_of_a_segment_is_never_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    std::fs::create_dir(&dir).unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[segment]\nmax-bytes = 1048576\n[writer]\nmax-write-bytes = 65536\n",
+    )
+    .unwrap();
+    // Segments 0, 1, 2 ... are made as the run goes (about 9 a second); 15 is taken by then.
+    let child = spawn_record(&cfg, &dir, false);
+    std::thread::sleep(Duration::from_millis(300));
+    let theirs = dir.join("0000000000000015.mcap");
+    std::fs::write(&theirs, b"not framerec's").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        std::fs::read(&theirs).unwrap(),
+        b"not framerec's",
+        "{}",
+        text(&out)
+    );
+}

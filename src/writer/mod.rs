@@ -715,7 +715,11 @@ pub(crate) fn note_success(c: &Counters) {
 async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError> {
     let path = ctx.target.dir.join(segment::segment_file_name(id));
     let r = create_segment(&ctx, &path, id).await;
-    if r.is_err() && path.exists() {
+    // Remove what this attempt made, never a file that was there before it (`create_new`
+    // failed: someone else's file stands in the way, and it is theirs).
+    let not_ours = matches!(&r, Err(WriterError::CreateSegment { source, .. })
+        if source.kind() == io::ErrorKind::AlreadyExists);
+    if r.is_err() && !not_ours && path.exists() {
         let _ = std::fs::remove_file(&path);
     }
     r
