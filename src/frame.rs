@@ -35,7 +35,7 @@ impl std::fmt::Display for FrameSeq {
     }
 }
 
-/// Why a frame the receiver accepted was not written. Every drop is counted under one reason.
+/// Why a frame a source delivered was not written. Every drop is counted under one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
     /// The queue was full (frames or bytes) and the policy is `drop-newest`.
@@ -54,16 +54,28 @@ pub enum DropReason {
     /// Found missing when a crashed recording was recovered: its write never completed, or
     /// its chunk was damaged, or the drop notice naming it was never written.
     Lost,
+    /// Delivered by a device faster than the receiver took frames: lost in the source before
+    /// acceptance (the libfreenect callback found its hand-off full).
+    SourceOverrun,
+    /// A `pipe:`/`unix:` sender's own sequence numbers jumped: frames it skipped before they
+    /// reached framerec (beyond those framerec rejected).
+    SenderGap,
+    /// A `pipe:`/`unix:` frame framerec refused (wrong size, bad version, format, header or
+    /// length, or a torn tail); `source_rejects` says why.
+    Rejected,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::QueueEvicted,
         DropReason::IoError,
         DropReason::DiskFull,
         DropReason::FsyncError,
         DropReason::Lost,
+        DropReason::SourceOverrun,
+        DropReason::SenderGap,
+        DropReason::Rejected,
     ];
 
     /// The name used in files, statistics and logs.
@@ -75,6 +87,9 @@ impl DropReason {
             DropReason::DiskFull => "disk_full",
             DropReason::FsyncError => "fsync_error",
             DropReason::Lost => "lost",
+            DropReason::SourceOverrun => "source_overrun",
+            DropReason::SenderGap => "sender_gap",
+            DropReason::Rejected => "rejected",
         }
     }
 

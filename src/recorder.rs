@@ -23,6 +23,7 @@ use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
+use crate::source::pipe::Reject;
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
 };
@@ -91,6 +92,9 @@ pub struct Totals {
     pub failures: u64,
     /// Frames written again after an fsync failed while their write was in flight.
     pub frames_rewritten: u64,
+    /// What a `pipe:`/`unix:` source rejected, by reason (resynchronisations for `bad_magic`,
+    /// frames otherwise).
+    pub source_rejects: BTreeMap<&'static str, u64>,
 }
 
 impl Totals {
@@ -110,6 +114,10 @@ impl Totals {
             failures: c.failures.load(Ordering::Relaxed),
             frames_rewritten: c.frames_rewritten.load(Ordering::Relaxed),
             durable_seq: c.durable_seq(),
+            source_rejects: Reject::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.source_rejects.get(*r)))
+                .collect(),
         }
     }
 

@@ -8,7 +8,7 @@
 //!      0     4  magic "FRF1"
 //!      4     2  version = 1
 //!      6     2  header length in bytes, 48..=4096 (later versions append fields; skipped)
-//!      8     8  sender's sequence number (a jump is logged as frames the sender skipped)
+//!      8     8  sender's sequence number (a jump is recorded as frames lost before framerec)
 //!     16     8  device timestamp, nanoseconds
 //!     24     4  width, pixels
 //!     28     4  height, pixels
@@ -23,6 +23,14 @@
 //! counting rejects by reason; a Unix-socket client that sends nothing valid for
 //! [`GIVE_UP_BYTES`] is disconnected and the next one accepted. Nothing a client sends stops
 //! the recorder: only the end of stdin or of a FIFO ends a `pipe:` recording.
+//!
+//! # Losses
+//! Every frame framerec rejects (a header with the magic that fails a check, or a torn tail)
+//! is reported to the receiver as lost (`rejected`), and a jump in the sender's sequence
+//! numbers beyond the frames rejected in it as lost (`sender_gap`), each before the next frame
+//! taken, so the recording names the gap where it happened. Bytes skipped looking for the magic
+//! are counted (`bad_magic`, per resynchronisation) but are no frame. Numbering restarts with
+//! each client.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -31,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo};
+use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo};
 
 use super::{Capture, Source, SourceError};
 
@@ -90,6 +98,12 @@ impl Reject {
         Reject::BadLength,
         Reject::Truncated,
     ];
+
+    /// True when the reject is a whole frame (a header with the magic, or a torn tail); bad
+    /// magic is bytes between frames.
+    pub fn is_frame(self) -> bool {
+        self != Reject::BadMagic
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -269,6 +283,10 @@ pub struct PipeSource {
     /// Bytes from the current client since its last valid frame.
     garbage: u64,
     last_sequence: Option<u64>,
+    /// Frames rejected since the last frame taken.
+    rejected: u64,
+    /// Losses not yet reported by `take_lost`.
+    lost: Vec<(DropReason, u64)>,
 }
 
 impl PipeSource {
@@ -311,13 +329,39 @@ impl PipeSource {
             rejects,
             garbage: 0,
             last_sequence: None,
+            rejected: 0,
+            lost: Vec::new(),
         })
+    }
+
+    fn reject(&mut self, why: Reject) {
+        self.rejects.add(why);
+        if why.is_frame() {
+            self.rejected += 1;
+        }
+    }
+
+    /// Reports the frames rejected since the last frame taken, and `gap` frames the sender's
+    /// numbering skipped, of which the rejected ones are part.
+    fn note_lost(&mut self, gap: u64) {
+        let rejected = std::mem::take(&mut self.rejected);
+        if rejected > 0 {
+            self.lost.push((DropReason::Rejected, rejected));
+        }
+        let skipped = gap.saturating_sub(rejected);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "the sender skipped sequence numbers (frames lost before framerec)"
+            );
+            self.lost.push((DropReason::SenderGap, skipped));
+        }
     }
 
     /// Drops the current client; for `pipe:` that is the end of the source.
     fn disconnect(&mut self, why: &str) {
         if self.len > 0 {
-            self.rejects.add(Reject::Truncated);
+            self.reject(Reject::Truncated);
         }
         tracing::warn!(why, "frame sender disconnected");
         self.conn = None;
@@ -337,14 +381,11 @@ impl PipeSource {
         payload.copy_from_slice(&self.buf[h.header_len..h.header_len + h.payload_len]);
         self.consume(h.header_len + h.payload_len);
         self.garbage = 0;
-        if let Some(last) = self.last_sequence
-            && h.sequence > last + 1
-        {
-            tracing::warn!(
-                skipped = h.sequence - last - 1,
-                "the sender skipped sequence numbers (frames lost before framerec)"
-            );
-        }
+        let gap = match self.last_sequence {
+            Some(last) if h.sequence > last => h.sequence - last - 1,
+            _ => 0,
+        };
+        self.note_lost(gap);
         self.last_sequence = Some(h.sequence);
         Ok(Capture {
             device_ns: h.device_ns,
@@ -379,7 +420,7 @@ impl Source for PipeSource {
                     Parsed::Frame(h) => return self.take_frame(h, out).map(Some),
                     Parsed::NeedMore => break,
                     Parsed::Skip(n, why) => {
-                        self.rejects.add(why);
+                        self.reject(why);
                         self.garbage += n as u64;
                         self.consume(n);
                     }
@@ -430,6 +471,15 @@ impl Source for PipeSource {
                 }
             }
         }
+    }
+
+    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+        std::mem::take(&mut self.lost)
+    }
+
+    fn close(&mut self) {
+        // Frames rejected after the last one taken (a torn tail at the end, say).
+        self.note_lost(0);
     }
 }
 
