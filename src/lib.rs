@@ -20,5 +20,6 @@ pub mod repair;
 pub mod segment;
 pub mod serve;
 pub mod service;
+pub mod socket_path;
 pub mod source;
 pub mod writer;

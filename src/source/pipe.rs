@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo};
+use crate::socket_path::{self, SocketFile};
 
 use super::{Capture, Source, SourceError};
 
@@ -275,6 +276,8 @@ pub struct PipeSource {
     cfg: PipeConfig,
     stream: StreamInfo,
     listener: Option<UnixListener>,
+    /// The socket file of `listener`, removed on drop if it is still ours.
+    _socket_file: Option<SocketFile>,
     conn: Option<Conn>,
     buf: Vec<u8>,
     /// Bytes of `buf` holding data.
@@ -292,25 +295,21 @@ pub struct PipeSource {
 impl PipeSource {
     pub fn open(cfg: PipeConfig, rejects: Arc<Rejects>) -> Result<PipeSource, SourceError> {
         let frame_len = cfg.width as usize * cfg.height as usize * 2;
-        let (listener, conn) = match &cfg.endpoint {
-            PipeEndpoint::Stdin => (None, Some(Conn::Stdin(std::io::stdin()))),
+        let (listener, socket_file, conn) = match &cfg.endpoint {
+            PipeEndpoint::Stdin => (None, None, Some(Conn::Stdin(std::io::stdin()))),
             PipeEndpoint::Fifo(p) => {
                 // Opening a FIFO blocks until a writer opens it; that is the start of the source.
                 let f = std::fs::File::open(p).map_err(|e| {
                     SourceError::Device(format!("cannot open {}: {e}", p.display()))
                 })?;
-                (None, Some(Conn::File(f)))
+                (None, None, Some(Conn::File(f)))
             }
             PipeEndpoint::Unix(p) => {
-                if p.exists() {
-                    let _ = std::fs::remove_file(p);
-                }
-                let l = UnixListener::bind(p).map_err(|e| {
-                    SourceError::Device(format!("cannot listen on {}: {e}", p.display()))
-                })?;
+                let (l, file) =
+                    socket_path::bind(p).map_err(|e| SourceError::Device(e.to_string()))?;
                 l.set_nonblocking(true)?;
                 tracing::info!(socket = %p.display(), "waiting for a frame sender");
-                (Some(l), None)
+                (Some(l), Some(file), None)
             }
         };
         Ok(PipeSource {
@@ -323,6 +322,7 @@ impl PipeSource {
             },
             cfg,
             listener,
+            _socket_file: socket_file,
             conn,
             buf: vec![0; MAX_HEADER_LEN + frame_len + 65_536],
             len: 0,
@@ -480,14 +480,6 @@ impl Source for PipeSource {
     fn close(&mut self) {
         // Frames rejected after the last one taken (a torn tail at the end, say).
         self.note_lost(0);
-    }
-}
-
-impl Drop for PipeSource {
-    fn drop(&mut self) {
-        if let PipeEndpoint::Unix(p) = &self.cfg.endpoint {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 
