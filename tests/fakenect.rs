@@ -431,6 +431,25 @@ fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_
     assert_eq!(n(&report["frames"]), written, "{report}");
     assert_eq!(n(&report["dropped"]["source_overrun"]), overrun, "{report}");
     assert_eq!((n(&report["first_seq"]), n(&report["last_seq"])), (0, 89));
+    // The drop notices were noticed while earlier frames still queued: in file order every
+    // message's log time still follows the one before (what `mcap doctor
+    // --strict-message-order` checks).
+    let bytes = std::fs::read(rec.join("0000000000000000.mcap")).unwrap();
+    let times: Vec<(u64, String)> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| {
+            let m = m.unwrap();
+            (m.log_time, m.channel.topic.clone())
+        })
+        .collect();
+    assert!(
+        times.iter().any(|(_, topic)| topic == "/framerec/drops"),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0].0 <= w[1].0),
+        "log times out of order: {times:?}"
+    );
     let info = Command::new(bin)
         .args(["info", rec.to_str().unwrap()])
         .output()
