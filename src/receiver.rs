@@ -228,6 +228,8 @@ impl ReceiverStats {
 /// sequence number, and names them in the recording.
 fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
     for (reason, frames) in source.take_lost() {
+        // Never past the end of the sequence space, whatever a source claims.
+        let frames = frames.min(u64::MAX - *seq);
         if frames == 0 {
             continue;
         }

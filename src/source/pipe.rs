@@ -30,7 +30,8 @@
 //! numbers beyond the frames rejected in it as lost (`sender_gap`), each before the next frame
 //! taken, so the recording names the gap where it happened. Bytes skipped looking for the magic
 //! are counted (`bad_magic`, per resynchronisation) but are no frame. Numbering restarts with
-//! each client.
+//! each client; a jump backwards or of more than [`MAX_SENDER_GAP`] is taken as the sender
+//! renumbering (logged, nothing counted), so a crafted number cannot claim billions of losses.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -49,6 +50,9 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 48;
 const MAX_HEADER_LEN: usize = 4096;
 pub const FORMAT_DEPTH16: u32 = 1;
+/// The largest jump in a sender's sequence numbers counted as frames it skipped (about 9.7
+/// hours at 30 fps); a larger one is taken as the sender renumbering.
+pub const MAX_SENDER_GAP: u64 = 1 << 20;
 /// A client sending this many bytes without one valid frame is disconnected.
 pub const GIVE_UP_BYTES: u64 = 64 << 20;
 
@@ -350,10 +354,6 @@ impl PipeSource {
         }
         let skipped = gap.saturating_sub(rejected);
         if skipped > 0 {
-            tracing::warn!(
-                skipped,
-                "the sender skipped sequence numbers (frames lost before framerec)"
-            );
             self.lost.push((DropReason::SenderGap, skipped));
         }
     }
@@ -382,7 +382,17 @@ impl PipeSource {
         self.consume(h.header_len + h.payload_len);
         self.garbage = 0;
         let gap = match self.last_sequence {
-            Some(last) if h.sequence > last => h.sequence - last - 1,
+            Some(last) if h.sequence > last && h.sequence - last - 1 <= MAX_SENDER_GAP => {
+                h.sequence - last - 1
+            }
+            Some(last) if h.sequence != last + 1 => {
+                tracing::warn!(
+                    last,
+                    next = h.sequence,
+                    "the sender's sequence numbers jumped backwards or too far: taken as renumbering, no gap counted"
+                );
+                0
+            }
             _ => 0,
         };
         self.note_lost(gap);
@@ -492,7 +502,7 @@ mod tests {
         let mut out = Header {
             header_len: HEADER_LEN,
             sequence: seq,
-            device_ns: seq * 1000,
+            device_ns: seq.wrapping_mul(1000),
             width: w,
             height: h,
             format: FORMAT_DEPTH16,
@@ -535,6 +545,53 @@ mod tests {
         assert_eq!(seqs, [0, 1, 3]);
         assert!(rejects.contains(&Reject::BadMagic));
         assert!(rejects.contains(&Reject::WrongSize));
+    }
+
+    /// The losses reported before each frame a file of `stream` delivers.
+    fn losses(stream: &[u8]) -> Vec<Vec<(DropReason, u64)>> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("frames");
+        std::fs::write(&path, stream).unwrap();
+        let cfg = PipeConfig {
+            endpoint: PipeEndpoint::Fifo(path),
+            width: 4,
+            height: 2,
+            topic: "/t".into(),
+            frame_id: "f".into(),
+        };
+        let mut src = PipeSource::open(cfg, Arc::default()).unwrap();
+        let mut buf = FrameBuf::new(16);
+        let stop = AtomicBool::new(false);
+        let mut out = Vec::new();
+        while src.next_frame(&mut buf, &stop).unwrap().is_some() {
+            out.push(src.take_lost());
+        }
+        src.close();
+        out.push(src.take_lost());
+        out
+    }
+
+    #[test]
+    fn gaps_and_rejects_are_reported_before_the_next_frame_and_a_crafted_jump_is_not_a_gap() {
+        let mut s = frame(0, 4, 2, 0);
+        let mut wrong = frame(1, 4, 2, 0);
+        wrong[24..28].copy_from_slice(&8u32.to_le_bytes());
+        s.extend(wrong);
+        s.extend(frame(4, 4, 2, 0));
+        s.extend(frame(u64::MAX - 1, 4, 2, 0));
+        s.extend(frame(3, 4, 2, 0));
+        s.extend(&frame(4, 4, 2, 0)[..20]);
+        use DropReason::{Rejected, SenderGap};
+        assert_eq!(
+            losses(&s),
+            [
+                vec![],
+                vec![(Rejected, 1), (SenderGap, 2)],
+                vec![],
+                vec![],
+                vec![(Rejected, 1)],
+            ]
+        );
     }
 
     #[test]
