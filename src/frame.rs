@@ -35,7 +35,7 @@ impl std::fmt::Display for FrameSeq {
     }
 }
 
-/// Why a frame the receiver accepted was not written. Every drop is counted under one reason.
+/// Why a frame a source delivered was not written. Every drop is counted under one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
     /// The queue was full (frames or bytes) and the policy is `drop-newest`.
@@ -57,10 +57,19 @@ pub enum DropReason {
     /// Written to a segment whose file was deleted (or renamed away) while it was recorded:
     /// found at its next fsync, it is no longer counted as written (or durable).
     SegmentDeleted,
+    /// Delivered by a device faster than the receiver took frames: lost in the source before
+    /// acceptance (the libfreenect callback found its hand-off full).
+    SourceOverrun,
+    /// A `pipe:`/`unix:` sender's own sequence numbers jumped: frames it skipped before they
+    /// reached framerec (beyond those framerec rejected).
+    SenderGap,
+    /// A `pipe:`/`unix:` frame framerec refused (wrong size, bad version, format, header or
+    /// length, or a torn tail); `source_rejects` says why.
+    Rejected,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::QueueFull,
         DropReason::QueueEvicted,
         DropReason::IoError,
@@ -68,6 +77,9 @@ impl DropReason {
         DropReason::FsyncError,
         DropReason::Lost,
         DropReason::SegmentDeleted,
+        DropReason::SourceOverrun,
+        DropReason::SenderGap,
+        DropReason::Rejected,
     ];
 
     /// The name used in files, statistics and logs.
@@ -80,6 +92,9 @@ impl DropReason {
             DropReason::FsyncError => "fsync_error",
             DropReason::Lost => "lost",
             DropReason::SegmentDeleted => "segment_deleted",
+            DropReason::SourceOverrun => "source_overrun",
+            DropReason::SenderGap => "sender_gap",
+            DropReason::Rejected => "rejected",
         }
     }
 

@@ -21,6 +21,7 @@ pub mod repair;
 pub mod segment;
 pub mod serve;
 pub mod service;
+pub mod socket_path;
 pub mod source;
 pub mod store;
 pub mod writer;

@@ -63,7 +63,14 @@ pub fn run(
     limits: Limits,
 ) -> Result<StopReason, SourceError> {
     let mut stats = ReceiverStats::default();
-    let result = receive(source.as_mut(), &parts, limits, &mut stats);
+    let mut seq = parts.first_seq;
+    let result = receive(source.as_mut(), &parts, limits, &mut stats, &mut seq);
+    // Frames the source was delivered and never handed over are counted and named in the
+    // recording, after the last frame taken; frames past a frame limit were not asked for.
+    if !matches!(result, Ok(StopReason::FrameLimit)) {
+        source.close();
+        lost_in_source(source.as_mut(), &parts, &mut seq);
+    }
     parts.queue.close();
     if let Some(shared) = &parts.histograms {
         stats.publish(shared);
@@ -76,18 +83,18 @@ fn receive(
     p: &ReceiverParts,
     limits: Limits,
     stats: &mut ReceiverStats,
+    seq: &mut u64,
 ) -> Result<StopReason, SourceError> {
     let started = Instant::now();
     // A buffer in hand, and one to receive into when the budget is spent (the frame is then
     // received, counted and dropped, so the source never stalls).
     let mut spare: Option<FrameBuf> = None;
     let mut discard: Option<FrameBuf> = None;
-    let mut seq = p.first_seq;
     loop {
         if p.stop.load(Ordering::Relaxed) {
             return Ok(StopReason::Signal);
         }
-        if limits.frames.is_some_and(|n| seq - p.first_seq >= n) {
+        if limits.frames.is_some_and(|n| *seq - p.first_seq >= n) {
             return Ok(StopReason::FrameLimit);
         }
         if limits.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -122,8 +129,10 @@ fn receive(
                 StopReason::EndOfSource
             });
         };
+        // Frames the source lost before this one take the sequence numbers before it.
+        lost_in_source(source, p, seq);
         let meta = FrameMeta {
-            seq: FrameSeq(seq),
+            seq: FrameSeq(*seq),
             device_ns: capture.device_ns,
             host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
             host_real_ns: host_real_ns(),
@@ -131,7 +140,7 @@ fn receive(
         if let Some(shared) = &p.histograms {
             stats.frame(meta.host_mono_ns, shared);
         }
-        seq += 1;
+        *seq += 1;
         let len = into.payload_len() as u64;
         p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
         p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
@@ -212,6 +221,32 @@ impl ReceiverStats {
         if let Ok(mut s) = shared.lock() {
             s.absorb(&mut self.h);
         }
+    }
+}
+
+/// Counts the frames `source` reports lost as received and dropped, each under the next
+/// sequence number, and names them in the recording.
+fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
+    for (reason, frames) in source.take_lost() {
+        // Never past the end of the sequence space, whatever a source claims.
+        let frames = frames.min(u64::MAX - *seq);
+        if frames == 0 {
+            continue;
+        }
+        let (first, last) = (FrameSeq(*seq), FrameSeq(*seq + frames - 1));
+        *seq += frames;
+        p.counters
+            .received_frames
+            .fetch_add(frames, Ordering::Relaxed);
+        p.counters.add_dropped(reason, frames);
+        p.drops.add(first, last, reason, host_real_ns());
+        tracing::warn!(
+            frames,
+            reason = reason.as_str(),
+            first = first.0,
+            last = last.0,
+            "frames lost in the source before the receiver took them"
+        );
     }
 }
 

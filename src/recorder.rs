@@ -21,8 +21,9 @@ use crate::observe::{
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
-use crate::serve::{RenderFn, Server, SnapshotFn};
+use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
+use crate::source::pipe::Reject;
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
 };
@@ -53,6 +54,9 @@ pub enum RecordError {
     Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]
     Source(SourceError),
+    /// The statistics socket's or the Prometheus socket's path holds something else.
+    #[error("cannot serve statistics: {0}")]
+    Serve(ServeError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("{0}")]
@@ -122,6 +126,9 @@ pub struct Totals {
     pub failures: u64,
     /// Frames written again after an fsync failed while their write was in flight.
     pub frames_rewritten: u64,
+    /// What a `pipe:`/`unix:` source rejected, by reason (resynchronisations for `bad_magic`,
+    /// frames otherwise).
+    pub source_rejects: BTreeMap<&'static str, u64>,
 }
 
 impl Totals {
@@ -141,6 +148,10 @@ impl Totals {
             failures: c.failures.load(Ordering::Relaxed),
             frames_rewritten: c.frames_rewritten.load(Ordering::Relaxed),
             durable_seq: c.durable_seq(),
+            source_rejects: Reject::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.source_rejects.get(*r)))
+                .collect(),
         }
     }
 
@@ -638,7 +649,6 @@ pub fn record_with(
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
-    let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
         queue: queue.clone(),
@@ -650,12 +660,80 @@ pub fn record_with(
         record_histograms: cfg.stats.histograms,
         live: live.clone(),
     };
+    // The statistics endpoints are bound before anything records: a path taken by something
+    // else refuses the start.
+    let started = Instant::now();
+    let snapshot: SnapshotFn = {
+        let (counters, queue, dir, histograms) = (
+            counters.clone(),
+            queue.clone(),
+            dir.clone(),
+            histograms.clone(),
+        );
+        Arc::new(move || {
+            let free = nix::sys::statvfs::statvfs(&dir)
+                .ok()
+                .map(|s| s.blocks_available() * s.fragment_size());
+            // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
+            let take = |h: &Histograms| {
+                Snapshot::take(
+                    &counters,
+                    h,
+                    || queue.len() as u64,
+                    started.elapsed().as_secs_f64(),
+                    free,
+                )
+            };
+            match histograms.lock() {
+                Ok(h) => take(&h.total),
+                Err(_) => take(&Histograms::default()),
+            }
+        })
+    };
+    let server = match cfg.stats.socket.resolve(&dir) {
+        None => None,
+        Some(path) => match Server::stats(&path, snapshot.clone()) {
+            Ok(s) => Some(s),
+            Err(e) if e.path_taken() => return Err(RecordError::Serve(e)),
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
+                None
+            }
+        },
+    };
+    if let Some(s) = &server {
+        tracing::info!(socket = %s.addr, "serving statistics");
+    }
+    let render: RenderFn = {
+        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
+        Arc::new(move || {
+            let s = snapshot();
+            match histograms.lock() {
+                Ok(h) => prometheus_text(&s, &h.total),
+                Err(_) => prometheus_text(&s, &Histograms::default()),
+            }
+        })
+    };
+    let metrics = match cfg.stats.metrics_addr.as_deref() {
+        None => None,
+        Some(addr) => match Server::metrics(addr, render) {
+            Ok(m) => {
+                tracing::info!(addr = %m.addr, "serving Prometheus metrics");
+                Some(m)
+            }
+            Err(e) if e.path_taken() => return Err(RecordError::Serve(e)),
+            Err(e) => {
+                tracing::warn!(addr, error = %e, "Prometheus endpoint unavailable; recording without it");
+                None
+            }
+        },
+    };
+    let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let (wcfg, scfg, dcfg) = (
         cfg.writer.clone(),
         cfg.segment.clone(),
         cfg.durability.clone(),
     );
-    let started = Instant::now();
     let layout = cfg.layout;
     let writer = std::thread::Builder::new()
         .name("framerec-writer".into())
@@ -689,63 +767,6 @@ pub fn record_with(
             return Err(RecordError::Thread(e));
         }
     };
-    let snapshot: SnapshotFn = {
-        let (counters, queue, dir, histograms) = (
-            counters.clone(),
-            queue.clone(),
-            dir.clone(),
-            histograms.clone(),
-        );
-        Arc::new(move || {
-            let free = nix::sys::statvfs::statvfs(&dir)
-                .ok()
-                .map(|s| s.blocks_available() * s.fragment_size());
-            // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
-            let take = |h: &Histograms| {
-                Snapshot::take(
-                    &counters,
-                    h,
-                    || queue.len() as u64,
-                    started.elapsed().as_secs_f64(),
-                    free,
-                )
-            };
-            match histograms.lock() {
-                Ok(h) => take(&h.total),
-                Err(_) => take(&Histograms::default()),
-            }
-        })
-    };
-    let server = cfg.stats.socket.resolve(&dir).and_then(|path| match Server::stats(&path, snapshot.clone()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
-            None
-        }
-    });
-    if let Some(s) = &server {
-        tracing::info!(socket = %s.addr, "serving statistics");
-    }
-    let render: RenderFn = {
-        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
-        Arc::new(move || {
-            let s = snapshot();
-            match histograms.lock() {
-                Ok(h) => prometheus_text(&s, &h.total),
-                Err(_) => prometheus_text(&s, &Histograms::default()),
-            }
-        })
-    };
-    let metrics = cfg.stats.metrics_addr.as_deref().and_then(|addr| match Server::metrics(addr, render) {
-        Ok(m) => {
-            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
-            Some(m)
-        }
-        Err(e) => {
-            tracing::warn!(addr, error = %e, "Prometheus endpoint unavailable; recording without it");
-            None
-        }
-    });
     let mut supervision = Supervision {
         snapshot: &snapshot,
         counters: &counters,

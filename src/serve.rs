@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,6 +17,24 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::observe::Snapshot;
+use crate::socket_path::{self, SocketFile, SocketPathError};
+
+/// Why a statistics endpoint cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Path(#[from] SocketPathError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: io::Error },
+}
+
+impl ServeError {
+    /// True when the path is taken by something framerec must not remove (see
+    /// [`SocketPathError::path_taken`]): the recorder refuses to start.
+    pub fn path_taken(&self) -> bool {
+        matches!(self, ServeError::Path(e) if e.path_taken())
+    }
+}
 
 /// Builds a snapshot on demand; called from the server thread.
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
@@ -26,7 +44,7 @@ pub type RenderFn = Arc<dyn Fn() -> String + Send + Sync>;
 
 enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, SocketFile),
 }
 
 enum Stream {
@@ -59,27 +77,26 @@ impl Write for Stream {
 }
 
 impl Listener {
-    /// A Unix socket of mode 0600 at `path`. A socket file left by a crashed recorder is
-    /// replaced; one a live recorder still answers on is an error.
-    fn unix(path: &Path) -> io::Result<Listener> {
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("another recorder serves {}", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let l = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        l.set_nonblocking(true)?;
-        Ok(Listener::Unix(l, path.to_path_buf()))
+    /// A Unix socket of mode 0600 at `path`. A socket left by a crashed recorder is replaced;
+    /// anything else at the path is an error (see [`socket_path`]).
+    fn unix(path: &Path) -> Result<Listener, ServeError> {
+        let (l, file) = socket_path::bind(path)?;
+        let listen = |source| ServeError::Listen {
+            addr: path.display().to_string(),
+            source,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
+        l.set_nonblocking(true).map_err(listen)?;
+        Ok(Listener::Unix(l, file))
     }
 
-    fn tcp(addr: &str) -> io::Result<Listener> {
-        let l = TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
+    fn tcp(addr: &str) -> Result<Listener, ServeError> {
+        let listen = |source| ServeError::Listen {
+            addr: addr.to_string(),
+            source,
+        };
+        let l = TcpListener::bind(addr).map_err(listen)?;
+        l.set_nonblocking(true).map_err(listen)?;
         Ok(Listener::Tcp(l))
     }
 
@@ -93,7 +110,7 @@ impl Listener {
     fn addr(&self) -> io::Result<String> {
         Ok(match self {
             Listener::Tcp(l) => l.local_addr()?.to_string(),
-            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+            Listener::Unix(_, f) => format!("unix:{}", f.path().display()),
         })
     }
 
@@ -120,12 +137,11 @@ impl Listener {
 }
 
 /// One listening thread, asleep in `poll` until a connection comes; stops at once, and removes
-/// its Unix socket file, when dropped.
+/// its Unix socket file (if it is still the one it bound), when dropped.
 pub struct Server {
     /// Closing it wakes the thread to stop.
     wake: Option<UnixStream>,
     thread: Option<JoinHandle<()>>,
-    unix_path: Option<PathBuf>,
     /// Where it listens: the bound TCP address (the real port when port 0 was asked for), or
     /// `unix:PATH`.
     pub addr: String,
@@ -138,10 +154,6 @@ impl Server {
         answer: impl Fn(&mut Stream) + Send + 'static,
     ) -> io::Result<Server> {
         let addr = listener.addr()?;
-        let unix_path = match &listener {
-            Listener::Unix(_, p) => Some(p.clone()),
-            Listener::Tcp(_) => None,
-        };
         let (wake, woken) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -175,13 +187,16 @@ impl Server {
         Ok(Server {
             wake: Some(wake),
             thread: Some(thread),
-            unix_path,
             addr,
         })
     }
 
     /// The live statistics socket at `path`: each connection gets one JSON snapshot.
-    pub fn stats(path: &Path, snapshot: SnapshotFn) -> io::Result<Server> {
+    pub fn stats(path: &Path, snapshot: SnapshotFn) -> Result<Server, ServeError> {
+        let listen = |source| ServeError::Listen {
+            addr: path.display().to_string(),
+            source,
+        };
         Server::spawn(Listener::unix(path)?, "framerec-stats", move |stream| {
             match serde_json::to_vec(&snapshot()) {
                 Ok(json) => {
@@ -190,11 +205,12 @@ impl Server {
                 Err(e) => tracing::warn!(error = %e, "cannot encode a statistics snapshot"),
             }
         })
+        .map_err(listen)
     }
 
     /// Prometheus exposition over HTTP at a TCP address (`127.0.0.1:9477`) or a Unix socket
     /// (`unix:/run/framerec/metrics.sock`); every request gets the current metrics.
-    pub fn metrics(addr: &str, render: RenderFn) -> io::Result<Server> {
+    pub fn metrics(addr: &str, render: RenderFn) -> Result<Server, ServeError> {
         let listener = match addr.strip_prefix("unix:") {
             Some(path) => Listener::unix(Path::new(path))?,
             None => Listener::tcp(addr)?,
@@ -202,17 +218,19 @@ impl Server {
         Server::spawn(listener, "framerec-metrics", move |stream| {
             answer_http(stream, &render)
         })
+        .map_err(|source| ServeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         drop(self.wake.take());
+        // The thread owns the listener and its socket file, removed as the thread ends.
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-        if let Some(p) = &self.unix_path {
-            let _ = std::fs::remove_file(p);
         }
     }
 }

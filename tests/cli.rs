@@ -534,3 +534,150 @@ fn retention_counts_and_deletes_damaged_originals_across_kill_restart_cycles() {
     let v = framerec(&["verify", d]);
     assert!(v.status.success(), "{}", text(&v));
 }
+
+/// One 64x48 frame in the `unix:` source's framing.
+fn sender_frame(seq: u64) -> Vec<u8> {
+    use framerec::source::pipe::{FORMAT_DEPTH16, HEADER_LEN, Header};
+    let len = 64 * 48 * 2;
+    let mut out = Header {
+        header_len: HEADER_LEN,
+        sequence: seq,
+        device_ns: seq * 1_000,
+        width: 64,
+        height: 48,
+        format: FORMAT_DEPTH16,
+        payload_len: len,
+    }
+    .encode()
+    .to_vec();
+    out.resize(HEADER_LEN + len, seq as u8);
+    out
+}
+
+/// The three socket flags, each pointed at `path` (the others off).
+fn socket_flags(path: &Path) -> [Vec<String>; 3] {
+    let p = path.display().to_string();
+    [
+        vec!["--stats-socket".into(), p.clone()],
+        vec![
+            "--stats-socket".into(),
+            "off".into(),
+            "--metrics-addr".into(),
+            format!("unix:{p}"),
+        ],
+        vec![
+            "--stats-socket".into(),
+            "off".into(),
+            "--source".into(),
+            format!("unix:{p}"),
+            "--width".into(),
+            "64".into(),
+            "--height".into(),
+            "48".into(),
+        ],
+    ]
+}
+
+#[test]
+fn socket_flags_pointed_at_a_file_exit_2_and_leave_it_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let segment = tmp.path().join("0000000000000000.mcap");
+    std::fs::write(&segment, b"a finished segment").unwrap();
+    for (i, flags) in socket_flags(&segment).iter().enumerate() {
+        let dir = tmp.path().join(format!("rec{i}"));
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend(["--frames", "5"]);
+        let out = record(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{} is a regular file", segment.display())),
+            "{flags:?}: {}",
+            text(&out)
+        );
+        assert_eq!(std::fs::read(&segment).unwrap(), b"a finished segment");
+        assert!(
+            !dir.join("0000000000000000.mcap").exists(),
+            "{flags:?}: nothing recorded"
+        );
+    }
+}
+
+#[test]
+fn socket_flags_refuse_a_live_socket_and_replace_a_stale_one() {
+    use std::io::Write;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let tmp = tempfile::tempdir().unwrap();
+    // Live: someone answers on it. Each flag refuses, and the socket keeps serving.
+    let live = tmp.path().join("live.sock");
+    let listener = UnixListener::bind(&live).unwrap();
+    for (i, flags) in socket_flags(&live).iter().enumerate() {
+        let dir = tmp.path().join(format!("live{i}"));
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend(["--frames", "5"]);
+        let out = record(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("answers on the socket {}", live.display())),
+            "{flags:?}: {}",
+            text(&out)
+        );
+        assert!(UnixStream::connect(&live).is_ok(), "{flags:?}: still live");
+    }
+    drop(listener);
+
+    // Stale (nobody answers): replaced, and removed on exit since this run created it.
+    let stale = |name: &str| {
+        let p = tmp.path().join(name);
+        drop(UnixListener::bind(&p).unwrap());
+        assert!(UnixStream::connect(&p).is_err() && p.exists());
+        p
+    };
+    let (stats, metrics) = (stale("stats.sock"), stale("metrics.sock"));
+    let out = record(
+        &tmp.path().join("stale"),
+        &[
+            "--frames",
+            "5",
+            "--fps",
+            "0",
+            "--stats-socket",
+            stats.to_str().unwrap(),
+            "--metrics-addr",
+            &format!("unix:{}", metrics.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!stats.exists() && !metrics.exists(), "removed on exit");
+
+    let source = stale("frames.sock");
+    let dir = tmp.path().join("stale-source");
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--source", &format!("unix:{}", source.display())])
+        .args(["--width", "64", "--height", "48", "--stats-socket", "off"])
+        .args(["--out", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut sender = loop {
+        if let Ok(s) = UnixStream::connect(&source) {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for seq in 0..3 {
+        sender.write_all(&sender_frame(seq)).unwrap();
+    }
+    drop(sender);
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("written 3"), "{}", text(&out));
+    assert!(!source.exists(), "removed on exit");
+}

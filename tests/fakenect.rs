@@ -358,3 +358,105 @@ fn a_killed_fakenect_layout_recording_names_only_complete_files() {
         assert_eq!(bytes.len(), 17 + 640 * 480 * 2, "frame {i} complete");
     }
 }
+
+/// The first JSON document in `bytes` (fakenect's replay library prints a line after it).
+fn first_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::Deserializer::from_slice(bytes)
+        .into_iter::<serde_json::Value>()
+        .next()
+        .expect("a JSON document")
+        .expect("valid JSON")
+}
+
+#[test]
+fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    // 90 frames that all carry the same host time: Debian's fakenect library replays them as
+    // fast as it can, far faster than a receiver held up by a slow disk takes them.
+    let dump = tmp.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    let mut index = String::new();
+    for i in 0..90u64 {
+        let name = format!("d-1.000000-{}.pgm", i * 2_000_000);
+        let mut pgm = b"P5 640 480 65535\n".to_vec();
+        pgm.extend((0..640 * 480 * 2).map(|b: u64| (b + i * 7) as u8));
+        std::fs::write(dump.join(&name), pgm).unwrap();
+        index.push_str(&name);
+        index.push('\n');
+    }
+    std::fs::write(dump.join("INDEX.txt"), index).unwrap();
+    let rec = tmp.path().join("rec");
+    // The queue holds 2 frames, every write takes 20 ms and the receiver waits for room
+    // (`block`): the callback's hand-off fills up and frames are lost in the source.
+    let out = Command::new("timeout")
+        .args(["60", "fakenect", dump.to_str().unwrap(), bin, "record"])
+        .args(["--source", "freenect", "--stats-socket", "off", "--json"])
+        .args(["--overflow", "block", "--queue-frames", "2"])
+        .args(["--out", rec.to_str().unwrap()])
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "20")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let totals = &first_json(&out.stdout)["totals"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let written = n(&totals["written_frames"]);
+    let overrun = n(&totals["dropped"]["source_overrun"]);
+    let dropped: u64 = totals["dropped"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(n(&totals["received_frames"]), 90, "{totals}");
+    assert_eq!(
+        written + dropped,
+        90,
+        "delivered = written + dropped: {totals}"
+    );
+    assert!(overrun > 0 && overrun == dropped, "{totals}");
+    assert!(
+        err.contains(&format!("dropped {dropped} ")) && err.contains("source_overrun"),
+        "{err}"
+    );
+
+    // The file names every lost frame under its own sequence number, and verify agrees.
+    let verify = Command::new(bin)
+        .args(["verify", "--json", rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let report = &first_json(&verify.stdout)[0]["report"];
+    assert_eq!(n(&report["frames"]), written, "{report}");
+    assert_eq!(n(&report["dropped"]["source_overrun"]), overrun, "{report}");
+    assert_eq!((n(&report["first_seq"]), n(&report["last_seq"])), (0, 89));
+    // The drop notices were noticed while earlier frames still queued: in file order every
+    // message's log time still follows the one before (what `mcap doctor
+    // --strict-message-order` checks).
+    let bytes = std::fs::read(rec.join("0000000000000000.mcap")).unwrap();
+    let times: Vec<(u64, String)> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| {
+            let m = m.unwrap();
+            (m.log_time, m.channel.topic.clone())
+        })
+        .collect();
+    assert!(
+        times.iter().any(|(_, topic)| topic == "/framerec/drops"),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0].0 <= w[1].0),
+        "log times out of order: {times:?}"
+    );
+    let info = Command::new(bin)
+        .args(["info", rec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(&format!("dropped {overrun} frames: source_overrun")),
+        "{info}"
+    );
+}

@@ -177,3 +177,113 @@ fn a_unix_socket_takes_one_client_after_another_and_survives_a_bad_one() {
     }
     assert!(!sock.exists(), "the socket is removed on exit");
 }
+
+#[test]
+fn a_sender_gap_and_rejected_frames_are_counted_and_named_in_the_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record", "--source", "pipe:-", "--width", "64", "--height", "48",
+        ])
+        .args([
+            "--json",
+            "--out",
+            dir.to_str().unwrap(),
+            "--stats-socket",
+            "off",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = Vec::new();
+    for seq in 0..5 {
+        stream.extend(frame(seq));
+    }
+    // Sender frame 5 has the wrong size: rejected.
+    let mut wrong = frame(5);
+    wrong[24..28].copy_from_slice(&32u32.to_le_bytes());
+    stream.extend(&wrong);
+    for seq in 6..9 {
+        stream.extend(frame(seq));
+    }
+    // The sender skips 9, 10 and 11.
+    for seq in 12..16 {
+        stream.extend(frame(seq));
+    }
+    // Sender frame 16 has a bad version: rejected.
+    let mut version = frame(16);
+    version[4] = 9;
+    stream.extend(&version);
+    for seq in 17..21 {
+        stream.extend(frame(seq));
+    }
+    // A torn tail: rejected.
+    stream.extend(&frame(21)[..100]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&stream).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = &summary["totals"];
+    assert_eq!(totals["written_frames"], 16, "{totals}");
+    assert_eq!(totals["received_frames"], 22, "{totals}");
+    assert_eq!(totals["dropped"]["sender_gap"], 3, "{totals}");
+    assert_eq!(totals["dropped"]["rejected"], 3, "{totals}");
+    let rejects = &totals["source_rejects"];
+    assert_eq!(rejects["wrong_size"], 1, "{totals}");
+    assert_eq!(rejects["bad_version"], 1, "{totals}");
+    assert_eq!(rejects["truncated"], 1, "{totals}");
+    assert!(rejects["bad_magic"].as_u64().unwrap() >= 1, "{totals}");
+    assert!(
+        err.contains("sender_gap 3") && err.contains("rejected 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("source rejects:") && err.contains("wrong_size 1"),
+        "{err}"
+    );
+
+    // The gaps are in the file, each where it happened: framerec's numbering follows the
+    // sender's here (rejected 5, gap 9..=11, rejected 16, the torn tail 21).
+    let verify = framerec(&["verify", "--json", dir.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    let report = &serde_json::from_slice::<serde_json::Value>(&verify.stdout).unwrap()[0]["report"];
+    assert_eq!(report["frames"], 16, "{report}");
+    assert_eq!(report["dropped"]["sender_gap"], 3, "{report}");
+    assert_eq!(report["dropped"]["rejected"], 3, "{report}");
+    assert_eq!(
+        (&report["first_seq"], &report["last_seq"]),
+        (&0.into(), &21.into())
+    );
+    let frames = recorded(&dir);
+    let sent: Vec<u64> = (0..21)
+        .filter(|s| ![5, 9, 10, 11, 16].contains(s))
+        .collect();
+    assert_eq!(frames.len(), sent.len());
+    for ((device_ns, data), seq) in frames.iter().zip(&sent) {
+        assert!(data[..] == frame(*seq)[HEADER_LEN..], "sender frame {seq}");
+        assert_eq!(*device_ns, 1_000_000 + seq * 33_333_333);
+    }
+    let segment = common::segments(&dir).remove(0);
+    let contents = framerec::segment::parse_segment(&std::fs::read(&segment).unwrap());
+    let drops: Vec<(u64, u64, String)> = contents
+        .drops
+        .iter()
+        .map(|d| (d.first.0, d.last.0, d.reason.clone()))
+        .collect();
+    assert_eq!(
+        drops,
+        [
+            (5, 5, "rejected".to_string()),
+            (9, 11, "sender_gap".to_string()),
+            (16, 16, "rejected".to_string()),
+            (21, 21, "rejected".to_string()),
+        ]
+    );
+}

@@ -328,6 +328,14 @@ fn print_summary(r: &RunReport) {
         t.dropped_total(),
         drops.join(", ")
     );
+    if t.source_rejects.values().any(|n| *n > 0) {
+        let rejects: Vec<String> = t
+            .source_rejects
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        eprintln!("  source rejects: {}", rejects.join(", "));
+    }
     eprintln!("  {}", line("write latency", r.write_latency()));
     eprintln!(
         "  {}",

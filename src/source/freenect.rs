@@ -5,10 +5,13 @@
 //!
 //! libfreenect runs on a dedicated event thread: it initialises the library, opens the device,
 //! selects the 11-bit depth mode and loops on `freenect_process_events_timeout` until told to
-//! stop. The depth callback copies each frame out (libfreenect reuses its buffer) into a
-//! bounded channel the receiver reads; if the receiver falls that far behind, the callback
-//! drops the frame and counts it (a live device cannot wait). The device's 32-bit 60 MHz
-//! timestamp is unwrapped to 64 bits. No panic crosses the FFI boundary.
+//! stop. The depth callback numbers every frame the device delivers and copies it out
+//! (libfreenect reuses its buffer) into a bounded channel the receiver reads; if the receiver
+//! falls that far behind, the callback drops the frame (a live device cannot wait). The gaps in
+//! the delivery numbers the receiver sees, and the frames delivered after the last one it took,
+//! are reported as `source_overrun` losses, each in its place, so delivered = written + dropped.
+//! The device's 32-bit 60 MHz timestamp is unwrapped to 64 bits. No panic crosses the FFI
+//! boundary.
 //!
 //! This module holds the crate's FFI and so its `unsafe`: every call is to a symbol resolved
 //! from the loaded library with the C signature of Debian's `libfreenect.h` (0.5).
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use libloading::Library;
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
+use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
 
 use super::{Capture, DeviceClock, Source, SourceError};
 
@@ -144,6 +147,8 @@ enum Event {
         data: Vec<u8>,
         timestamp: u32,
         host_mono_ns: u64,
+        /// Which frame of the session this is, counting every frame delivered, from 0.
+        index: u64,
     },
     /// The end of a fakenect dump.
     End,
@@ -159,7 +164,8 @@ struct CallbackState {
     /// Buffers the receiver gave back, reused so the callback rarely allocates.
     spare: Receiver<Vec<u8>>,
     bytes: usize,
-    dropped: AtomicU64,
+    /// Frames the device delivered in this session, handed over or not.
+    delivered: Arc<AtomicU64>,
 }
 
 unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
@@ -178,6 +184,7 @@ unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
         }
         // SAFETY: libfreenect passes a buffer of the depth mode's `bytes`, valid for this call.
         let src = unsafe { std::slice::from_raw_parts(depth as *const u8, state.bytes) };
+        let index = state.delivered.fetch_add(1, Ordering::Relaxed);
         let mut data = state.spare.try_recv().unwrap_or_default();
         data.clear();
         data.extend_from_slice(src);
@@ -185,10 +192,10 @@ unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
             data,
             timestamp,
             host_mono_ns,
+            index,
         };
-        if state.tx.try_send(event).is_err() {
-            state.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        // A full channel loses the frame; the receiver sees the gap in the indices.
+        let _ = state.tx.try_send(event);
     });
 }
 
@@ -206,7 +213,7 @@ fn event_thread(
     spare: Receiver<Vec<u8>>,
     started: SyncSender<Result<FrameMode, String>>,
     stop: Arc<AtomicBool>,
-    dropped_total: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
 ) {
     let mut ctx: Ctx = std::ptr::null_mut();
     // SAFETY: plain libfreenect calls with the pointers it gave us, on one thread.
@@ -253,7 +260,7 @@ fn event_thread(
             tx: tx.clone(),
             spare,
             bytes: mode.bytes as usize,
-            dropped: AtomicU64::new(0),
+            delivered,
         });
         let user = &*state as *const CallbackState as *const c_void;
         USER.with(|u| u.set(Some(user)));
@@ -279,7 +286,6 @@ fn event_thread(
                 tv_usec: 100_000,
             };
             let r = (api.process_events_timeout)(ctx, &mut timeout);
-            dropped_total.store(state.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
             if r < 0 {
                 if !replay {
                     end = Event::Failed(format!(
@@ -305,7 +311,8 @@ struct Session {
     rx: Receiver<Event>,
     give_back: SyncSender<Vec<u8>>,
     stop: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
+    /// Frames the device delivered in this session (final once the thread has ended).
+    delivered: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     mode: FrameMode,
 }
@@ -318,12 +325,12 @@ impl Session {
         let (give_back, spare) = sync_channel(CHANNEL_FRAMES);
         let (started_tx, started_rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (cfg, stop, dropped) = (cfg.clone(), stop.clone(), dropped.clone());
+            let (cfg, stop, delivered) = (cfg.clone(), stop.clone(), delivered.clone());
             std::thread::Builder::new()
                 .name("framerec-freenect".into())
-                .spawn(move || event_thread(api, cfg, tx, spare, started_tx, stop, dropped))
+                .spawn(move || event_thread(api, cfg, tx, spare, started_tx, stop, delivered))
                 .map_err(SourceError::Io)?
         };
         let mode = match started_rx.recv() {
@@ -343,7 +350,7 @@ impl Session {
             rx,
             give_back,
             stop,
-            dropped,
+            delivered,
             thread: Some(thread),
             mode,
         })
@@ -371,9 +378,10 @@ pub struct FreenectSource {
     stream: StreamInfo,
     /// The device, while it is open.
     session: Option<Session>,
-    /// Frames the callback dropped in earlier sessions, and reported so far.
-    dropped_before: u64,
-    reported_drops: u64,
+    /// Delivery index of the next frame expected from the current session.
+    next_index: u64,
+    /// Frames delivered and lost in the callback, not yet reported by `take_lost`.
+    overrun: u64,
     clock: DeviceClock,
     /// Added to the device clock: a reopened Kinect's clock starts anew, so the recording's
     /// device time continues across the gap on the host's clock.
@@ -406,8 +414,8 @@ impl FreenectSource {
             cfg,
             api,
             session: Some(session),
-            dropped_before: 0,
-            reported_drops: 0,
+            next_index: 0,
+            overrun: 0,
             clock: DeviceClock::default(),
             clock_offset_ns: 0,
             last: None,
@@ -415,10 +423,14 @@ impl FreenectSource {
         })
     }
 
+    /// Stops the session; frames it delivered after the last one taken count as overrun.
     fn shut(&mut self) {
         if let Some(mut s) = self.session.take() {
             s.shut();
-            self.dropped_before += s.dropped.load(Ordering::Relaxed);
+            // The event thread has ended: the count is final.
+            let delivered = s.delivered.load(Ordering::Relaxed);
+            self.overrun += delivered.saturating_sub(self.next_index);
+            self.next_index = 0;
         }
     }
 
@@ -490,28 +502,25 @@ impl Source for FreenectSource {
             let Some(session) = self.session.as_ref() else {
                 return Ok(None);
             };
-            let dropped = self.dropped_before + session.dropped.load(Ordering::Relaxed);
-            if dropped > self.reported_drops {
-                tracing::warn!(
-                    frames = dropped - self.reported_drops,
-                    total = dropped,
-                    "the receiver fell behind the Kinect; frames dropped before they were accepted"
-                );
-                self.reported_drops = dropped;
-            }
             let event = session.rx.recv_timeout(Duration::from_millis(50));
             match event {
                 Ok(Event::Frame {
                     data,
                     timestamp,
                     host_mono_ns,
+                    index,
                 }) => {
+                    // The callback lost the frames between the last one taken and this one.
+                    self.overrun += index.saturating_sub(self.next_index);
+                    // Not taken until copied: a frame that does not fit counts as lost.
+                    self.next_index = index;
                     let len = data.len();
                     let capacity = buf.capacity();
                     let payload = buf
                         .fill(len)
                         .map_err(|_| SourceError::FrameTooLarge { len, capacity })?;
                     payload.copy_from_slice(&data);
+                    self.next_index = index + 1;
                     let _ = session.give_back.try_send(data);
                     let raw = self.clock.unwrap_ns(timestamp) as i128;
                     if std::mem::take(&mut self.reopened)
@@ -528,6 +537,7 @@ impl Source for FreenectSource {
                     }));
                 }
                 Ok(Event::End) => {
+                    // `shut` counts the frames delivered after the last one taken.
                     tracing::info!("the fakenect dump ended");
                     self.shut();
                     return Ok(None);
@@ -545,5 +555,16 @@ impl Source for FreenectSource {
                 }
             }
         }
+    }
+
+    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+        match std::mem::take(&mut self.overrun) {
+            0 => Vec::new(),
+            n => vec![(DropReason::SourceOverrun, n)],
+        }
+    }
+
+    fn close(&mut self) {
+        self.shut();
     }
 }

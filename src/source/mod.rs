@@ -7,7 +7,7 @@ pub mod synthetic;
 
 use std::sync::atomic::AtomicBool;
 
-use crate::frame::{FrameBuf, StreamInfo};
+use crate::frame::{DropReason, FrameBuf, StreamInfo};
 
 pub use fakenect::{FakenectConfig, FakenectSource};
 pub use freenect::{FreenectConfig, FreenectSource};
@@ -99,4 +99,20 @@ pub trait Source: Send {
         buf: &mut FrameBuf,
         stop: &AtomicBool,
     ) -> Result<Option<Capture>, SourceError>;
+
+    /// Frames delivered to the source that it lost before the receiver took them (a device
+    /// faster than the receiver, frames a sender skipped or framerec rejected), by reason, since
+    /// the last call. They all came before the frame `next_frame` returned last, or, once it
+    /// returned `None` or after [`Source::close`], before the end. The receiver calls this after
+    /// every frame and at the end, and gives each lost frame a sequence number of its own, so
+    /// the recording names the gap where it happened.
+    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+        Vec::new()
+    }
+
+    /// Stops delivery: after it, [`Source::take_lost`] reports every frame the source was
+    /// delivered and did not hand over. Called once when the receiver stops early (a signal,
+    /// the duration limit, an error); not after a frame limit, since frames past it were not
+    /// asked for.
+    fn close(&mut self) {}
 }

@@ -8,7 +8,7 @@
 //!      0     4  magic "FRF1"
 //!      4     2  version = 1
 //!      6     2  header length in bytes, 48..=4096 (later versions append fields; skipped)
-//!      8     8  sender's sequence number (a jump is logged as frames the sender skipped)
+//!      8     8  sender's sequence number (a jump is recorded as frames lost before framerec)
 //!     16     8  device timestamp, nanoseconds
 //!     24     4  width, pixels
 //!     28     4  height, pixels
@@ -23,6 +23,15 @@
 //! counting rejects by reason; a Unix-socket client that sends nothing valid for
 //! [`GIVE_UP_BYTES`] is disconnected and the next one accepted. Nothing a client sends stops
 //! the recorder: only the end of stdin or of a FIFO ends a `pipe:` recording.
+//!
+//! # Losses
+//! Every frame framerec rejects (a header with the magic that fails a check, or a torn tail)
+//! is reported to the receiver as lost (`rejected`), and a jump in the sender's sequence
+//! numbers beyond the frames rejected in it as lost (`sender_gap`), each before the next frame
+//! taken, so the recording names the gap where it happened. Bytes skipped looking for the magic
+//! are counted (`bad_magic`, per resynchronisation) but are no frame. Numbering restarts with
+//! each client; a jump backwards or of more than [`MAX_SENDER_GAP`] is taken as the sender
+//! renumbering (logged, nothing counted), so a crafted number cannot claim billions of losses.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -31,7 +40,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo};
+use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo};
+use crate::socket_path::{self, SocketFile};
 
 use super::{Capture, Source, SourceError};
 
@@ -40,6 +50,9 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 48;
 const MAX_HEADER_LEN: usize = 4096;
 pub const FORMAT_DEPTH16: u32 = 1;
+/// The largest jump in a sender's sequence numbers counted as frames it skipped (about 9.7
+/// hours at 30 fps); a larger one is taken as the sender renumbering.
+pub const MAX_SENDER_GAP: u64 = 1 << 20;
 /// A client sending this many bytes without one valid frame is disconnected.
 pub const GIVE_UP_BYTES: u64 = 64 << 20;
 
@@ -90,6 +103,12 @@ impl Reject {
         Reject::BadLength,
         Reject::Truncated,
     ];
+
+    /// True when the reject is a whole frame (a header with the magic, or a torn tail); bad
+    /// magic is bytes between frames.
+    pub fn is_frame(self) -> bool {
+        self != Reject::BadMagic
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -261,6 +280,8 @@ pub struct PipeSource {
     cfg: PipeConfig,
     stream: StreamInfo,
     listener: Option<UnixListener>,
+    /// The socket file of `listener`, removed on drop if it is still ours.
+    _socket_file: Option<SocketFile>,
     conn: Option<Conn>,
     buf: Vec<u8>,
     /// Bytes of `buf` holding data.
@@ -269,30 +290,30 @@ pub struct PipeSource {
     /// Bytes from the current client since its last valid frame.
     garbage: u64,
     last_sequence: Option<u64>,
+    /// Frames rejected since the last frame taken.
+    rejected: u64,
+    /// Losses not yet reported by `take_lost`.
+    lost: Vec<(DropReason, u64)>,
 }
 
 impl PipeSource {
     pub fn open(cfg: PipeConfig, rejects: Arc<Rejects>) -> Result<PipeSource, SourceError> {
         let frame_len = cfg.width as usize * cfg.height as usize * 2;
-        let (listener, conn) = match &cfg.endpoint {
-            PipeEndpoint::Stdin => (None, Some(Conn::Stdin(std::io::stdin()))),
+        let (listener, socket_file, conn) = match &cfg.endpoint {
+            PipeEndpoint::Stdin => (None, None, Some(Conn::Stdin(std::io::stdin()))),
             PipeEndpoint::Fifo(p) => {
                 // Opening a FIFO blocks until a writer opens it; that is the start of the source.
                 let f = std::fs::File::open(p).map_err(|e| {
                     SourceError::Device(format!("cannot open {}: {e}", p.display()))
                 })?;
-                (None, Some(Conn::File(f)))
+                (None, None, Some(Conn::File(f)))
             }
             PipeEndpoint::Unix(p) => {
-                if p.exists() {
-                    let _ = std::fs::remove_file(p);
-                }
-                let l = UnixListener::bind(p).map_err(|e| {
-                    SourceError::Device(format!("cannot listen on {}: {e}", p.display()))
-                })?;
+                let (l, file) =
+                    socket_path::bind(p).map_err(|e| SourceError::Device(e.to_string()))?;
                 l.set_nonblocking(true)?;
                 tracing::info!(socket = %p.display(), "waiting for a frame sender");
-                (Some(l), None)
+                (Some(l), Some(file), None)
             }
         };
         Ok(PipeSource {
@@ -305,19 +326,42 @@ impl PipeSource {
             },
             cfg,
             listener,
+            _socket_file: socket_file,
             conn,
             buf: vec![0; MAX_HEADER_LEN + frame_len + 65_536],
             len: 0,
             rejects,
             garbage: 0,
             last_sequence: None,
+            rejected: 0,
+            lost: Vec::new(),
         })
+    }
+
+    fn reject(&mut self, why: Reject) {
+        self.rejects.add(why);
+        if why.is_frame() {
+            self.rejected += 1;
+        }
+    }
+
+    /// Reports the frames rejected since the last frame taken, and `gap` frames the sender's
+    /// numbering skipped, of which the rejected ones are part.
+    fn note_lost(&mut self, gap: u64) {
+        let rejected = std::mem::take(&mut self.rejected);
+        if rejected > 0 {
+            self.lost.push((DropReason::Rejected, rejected));
+        }
+        let skipped = gap.saturating_sub(rejected);
+        if skipped > 0 {
+            self.lost.push((DropReason::SenderGap, skipped));
+        }
     }
 
     /// Drops the current client; for `pipe:` that is the end of the source.
     fn disconnect(&mut self, why: &str) {
         if self.len > 0 {
-            self.rejects.add(Reject::Truncated);
+            self.reject(Reject::Truncated);
         }
         tracing::warn!(why, "frame sender disconnected");
         self.conn = None;
@@ -337,14 +381,21 @@ impl PipeSource {
         payload.copy_from_slice(&self.buf[h.header_len..h.header_len + h.payload_len]);
         self.consume(h.header_len + h.payload_len);
         self.garbage = 0;
-        if let Some(last) = self.last_sequence
-            && h.sequence > last + 1
-        {
-            tracing::warn!(
-                skipped = h.sequence - last - 1,
-                "the sender skipped sequence numbers (frames lost before framerec)"
-            );
-        }
+        let gap = match self.last_sequence {
+            Some(last) if h.sequence > last && h.sequence - last - 1 <= MAX_SENDER_GAP => {
+                h.sequence - last - 1
+            }
+            Some(last) if h.sequence != last + 1 => {
+                tracing::warn!(
+                    last,
+                    next = h.sequence,
+                    "the sender's sequence numbers jumped backwards or too far: taken as renumbering, no gap counted"
+                );
+                0
+            }
+            _ => 0,
+        };
+        self.note_lost(gap);
         self.last_sequence = Some(h.sequence);
         Ok(Capture {
             device_ns: h.device_ns,
@@ -379,7 +430,7 @@ impl Source for PipeSource {
                     Parsed::Frame(h) => return self.take_frame(h, out).map(Some),
                     Parsed::NeedMore => break,
                     Parsed::Skip(n, why) => {
-                        self.rejects.add(why);
+                        self.reject(why);
                         self.garbage += n as u64;
                         self.consume(n);
                     }
@@ -431,13 +482,14 @@ impl Source for PipeSource {
             }
         }
     }
-}
 
-impl Drop for PipeSource {
-    fn drop(&mut self) {
-        if let PipeEndpoint::Unix(p) = &self.cfg.endpoint {
-            let _ = std::fs::remove_file(p);
-        }
+    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+        std::mem::take(&mut self.lost)
+    }
+
+    fn close(&mut self) {
+        // Frames rejected after the last one taken (a torn tail at the end, say).
+        self.note_lost(0);
     }
 }
 
@@ -450,7 +502,7 @@ mod tests {
         let mut out = Header {
             header_len: HEADER_LEN,
             sequence: seq,
-            device_ns: seq * 1000,
+            device_ns: seq.wrapping_mul(1000),
             width: w,
             height: h,
             format: FORMAT_DEPTH16,
@@ -493,6 +545,53 @@ mod tests {
         assert_eq!(seqs, [0, 1, 3]);
         assert!(rejects.contains(&Reject::BadMagic));
         assert!(rejects.contains(&Reject::WrongSize));
+    }
+
+    /// The losses reported before each frame a file of `stream` delivers.
+    fn losses(stream: &[u8]) -> Vec<Vec<(DropReason, u64)>> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("frames");
+        std::fs::write(&path, stream).unwrap();
+        let cfg = PipeConfig {
+            endpoint: PipeEndpoint::Fifo(path),
+            width: 4,
+            height: 2,
+            topic: "/t".into(),
+            frame_id: "f".into(),
+        };
+        let mut src = PipeSource::open(cfg, Arc::default()).unwrap();
+        let mut buf = FrameBuf::new(16);
+        let stop = AtomicBool::new(false);
+        let mut out = Vec::new();
+        while src.next_frame(&mut buf, &stop).unwrap().is_some() {
+            out.push(src.take_lost());
+        }
+        src.close();
+        out.push(src.take_lost());
+        out
+    }
+
+    #[test]
+    fn gaps_and_rejects_are_reported_before_the_next_frame_and_a_crafted_jump_is_not_a_gap() {
+        let mut s = frame(0, 4, 2, 0);
+        let mut wrong = frame(1, 4, 2, 0);
+        wrong[24..28].copy_from_slice(&8u32.to_le_bytes());
+        s.extend(wrong);
+        s.extend(frame(4, 4, 2, 0));
+        s.extend(frame(u64::MAX - 1, 4, 2, 0));
+        s.extend(frame(3, 4, 2, 0));
+        s.extend(&frame(4, 4, 2, 0)[..20]);
+        use DropReason::{Rejected, SenderGap};
+        assert_eq!(
+            losses(&s),
+            [
+                vec![],
+                vec![(Rejected, 1), (SenderGap, 2)],
+                vec![],
+                vec![],
+                vec![(Rejected, 1)],
+            ]
+        );
     }
 
     #[test]

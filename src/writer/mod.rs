@@ -1554,7 +1554,7 @@ fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
 /// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
 /// intake lock held.
 async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
-    let drops = ctx.drops.take();
+    let mut drops = ctx.drops.take();
     let estimate: u64 = frames
         .iter()
         .map(|f| f.buf.region().len() as u64)
@@ -1602,6 +1602,14 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     let mut spans = Vec::with_capacity(frames.len() + 1);
     let mut chunks = Vec::new();
     if !drops.is_empty() {
+        // The notices go before this batch in the file, and the batch may hold frames taken
+        // before a drop was noticed: a notice's log time may not pass the batch's first frame,
+        // or the file leaves log-time order (`mcap doctor --strict-message-order`).
+        if let Some(first) = frames.first() {
+            for d in &mut drops {
+                d.time_ns = d.time_ns.min(first.meta.host_real_ns);
+            }
+        }
         let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.target.stream.topic, at, direct);
         at += (span.1 - span.0) as u64;
         spans.push(IoSpan::new(buf, span, false));
