@@ -3,6 +3,7 @@
 //!
 //! `config/framerec.toml` documents every key; keep it in step with the structs below.
 
+use crate::socket_path::SocketAccess;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,11 @@ struct SourceSection {
     library: PathBuf,
     /// freenect: on a device failure mid-recording, `stop` (default) or `retry`.
     on_device_error: OnDeviceError,
+    /// unix: permission bits of the socket, set before anyone can connect (whatever the
+    /// umask). Default 0o600 (the recorder's user only); range 0-0o777.
+    socket_mode: Int<0, 0o777>,
+    /// unix: group of the socket (a group id); -1 = the recorder's group. Default -1.
+    socket_gid: Int<-1, { u32::MAX as i64 - 1 }>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -180,6 +186,8 @@ impl Default for SourceSection {
             device_index: Int(0),
             library: PathBuf::new(),
             on_device_error: OnDeviceError::Stop,
+            socket_mode: Int(0o600),
+            socket_gid: Int(-1),
         }
     }
 }
@@ -503,6 +511,10 @@ impl FileConfig {
                     height: s.height.0 as u32,
                     topic: s.topic,
                     frame_id: s.frame_id,
+                    access: SocketAccess {
+                        mode: s.socket_mode.0 as u32,
+                        group: u32::try_from(s.socket_gid.0).ok(),
+                    },
                 }),
                 SourceKind::Freenect => SourceConfig::Freenect(FreenectConfig {
                     device_index: s.device_index.0 as u32,

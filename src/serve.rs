@@ -6,7 +6,6 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -80,12 +79,11 @@ impl Listener {
     /// A Unix socket of mode 0600 at `path`. A socket left by a crashed recorder is replaced;
     /// anything else at the path is an error (see [`socket_path`]).
     fn unix(path: &Path) -> Result<Listener, ServeError> {
-        let (l, file) = socket_path::bind(path)?;
+        let (l, file) = socket_path::bind(path, socket_path::SocketAccess::OWNER_ONLY)?;
         let listen = |source| ServeError::Listen {
             addr: path.display().to_string(),
             source,
         };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
         l.set_nonblocking(true).map_err(listen)?;
         Ok(Listener::Unix(l, file))
     }

@@ -6,6 +6,11 @@
 //! directory, a symlink, anything else, or a socket someone answers on is refused, never
 //! removed: a finished segment at a mistyped path must survive. On exit only the socket this
 //! process bound is removed, recognised by its device and inode.
+//!
+//! A socket is created with its final mode (and group) before anyone can reach it, whatever
+//! the umask: it is bound inside a fresh mode-0700 directory beside `path`, given its mode and
+//! group there, and only then renamed to `path` (refusing to replace anything that appeared
+//! meanwhile). No `chmod` after the fact, so no window in which another user can connect.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -90,8 +95,67 @@ fn kind(ft: std::fs::FileType) -> &'static str {
     }
 }
 
-/// Listens on a Unix stream socket at `path`, replacing a stale socket there and nothing else.
-pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), SocketPathError> {
+/// Who may connect to a socket framerec listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketAccess {
+    /// Permission bits (`0o600`: the recorder's user only).
+    pub mode: u32,
+    /// Group of the socket file (None: the recorder's).
+    pub group: Option<u32>,
+}
+
+impl SocketAccess {
+    /// The recorder's user only.
+    pub const OWNER_ONLY: SocketAccess = SocketAccess {
+        mode: 0o600,
+        group: None,
+    };
+}
+
+/// Binds `path` with `access` already in force: in a private directory beside it, then moved
+/// into place without replacing anything.
+fn bind_private(path: &Path, access: SocketAccess) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let private = parent.join(format!(".framerec-bind-{}-{}", std::process::id(), {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| {
+        let inner = private.join(name);
+        let listener = UnixListener::bind(&inner)?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(access.mode & 0o777))?;
+        if let Some(gid) = access.group {
+            std::os::unix::fs::chown(&inner, None, Some(gid))?;
+        }
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &inner,
+            nix::fcntl::AT_FDCWD,
+            path,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(io::Error::from)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(private.join(name));
+    let _ = std::fs::remove_dir(&private);
+    result
+}
+
+/// Listens on a Unix stream socket at `path` with `access`, replacing a stale socket there and
+/// nothing else.
+pub fn bind(
+    path: &Path,
+    access: SocketAccess,
+) -> Result<(UnixListener, SocketFile), SocketPathError> {
     let p = || path.to_path_buf();
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -112,8 +176,13 @@ pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), SocketPathError> 
             Err(source) => return Err(SocketPathError::Probe { path: p(), source }),
         },
     }
-    let listener =
-        UnixListener::bind(path).map_err(|source| SocketPathError::Bind { path: p(), source })?;
+    let listener = bind_private(path, access).map_err(|source| match source.raw_os_error() {
+        Some(libc::EEXIST) => SocketPathError::Occupied {
+            path: p(),
+            kind: "file that appeared while the socket was made",
+        },
+        _ => SocketPathError::Bind { path: p(), source },
+    })?;
     let m = std::fs::symlink_metadata(path)
         .map_err(|source| SocketPathError::Stat { path: p(), source })?;
     Ok((
@@ -144,7 +213,7 @@ mod tests {
             (&dir, "directory"),
             (&link, "symlink"),
         ] {
-            let e = bind(path).unwrap_err();
+            let e = bind(path, SocketAccess::OWNER_ONLY).unwrap_err();
             assert!(e.path_taken(), "{e}");
             let text = e.to_string();
             assert!(
@@ -163,9 +232,10 @@ mod tests {
         let path = tmp.path().join("s.sock");
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "a stale socket file remains");
-        let (listener, file) = bind(&path).expect("the stale socket is replaced");
+        let (listener, file) =
+            bind(&path, SocketAccess::OWNER_ONLY).expect("the stale socket is replaced");
         // Now it is live: a second bind refuses and leaves it.
-        let e = bind(&path).unwrap_err();
+        let e = bind(&path, SocketAccess::OWNER_ONLY).unwrap_err();
         assert!(matches!(e, SocketPathError::Live { .. }), "{e}");
         assert!(UnixStream::connect(&path).is_ok(), "still served");
         drop(listener);
@@ -180,7 +250,7 @@ mod tests {
         let beside = tmp.path().join("beside");
         // Replacements are made beside and renamed over the path while ours still exists, so
         // they cannot reuse its inode number.
-        let (listener, file) = bind(&path).unwrap();
+        let (listener, file) = bind(&path, SocketAccess::OWNER_ONLY).unwrap();
         drop(listener);
         std::fs::write(&beside, b"not ours").unwrap();
         std::fs::rename(&beside, &path).unwrap();
@@ -188,7 +258,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"not ours");
         std::fs::remove_file(&path).unwrap();
 
-        let (l1, f1) = bind(&path).unwrap();
+        let (l1, f1) = bind(&path, SocketAccess::OWNER_ONLY).unwrap();
         drop(l1);
         let other = UnixListener::bind(&beside).unwrap();
         std::fs::rename(&beside, &path).unwrap();

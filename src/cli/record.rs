@@ -119,6 +119,12 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             SourceConfig::Freenect(f) => (f.topic.clone(), f.frame_id.clone()),
             SourceConfig::Pipe(p) => (p.topic.clone(), p.frame_id.clone()),
         };
+        // The socket's mode and group come from the configuration file even when the flag
+        // names the socket.
+        let access = match &cfg.source {
+            SourceConfig::Pipe(p) => p.access,
+            _ => framerec::socket_path::SocketAccess::OWNER_ONLY,
+        };
         let pipe = |endpoint| {
             let d = SyntheticConfig::default();
             SourceConfig::Pipe(PipeConfig {
@@ -127,6 +133,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 height: d.height,
                 topic: topic.clone(),
                 frame_id: frame_id.clone(),
+                access,
             })
         };
         cfg.source = match (src.as_str(), src.strip_prefix("fakenect:")) {

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo};
-use crate::socket_path::{self, SocketFile};
+use crate::socket_path::{self, SocketAccess, SocketFile};
 
 use super::{Capture, Source, SourceError};
 
@@ -75,6 +75,8 @@ pub struct PipeConfig {
     pub height: u32,
     pub topic: String,
     pub frame_id: String,
+    /// `unix:`: who may connect (mode and group of the socket file).
+    pub access: SocketAccess,
 }
 
 /// Why bytes from a client were rejected.
@@ -309,8 +311,8 @@ impl PipeSource {
                 (None, None, Some(Conn::File(f)))
             }
             PipeEndpoint::Unix(p) => {
-                let (l, file) =
-                    socket_path::bind(p).map_err(|e| SourceError::Device(e.to_string()))?;
+                let (l, file) = socket_path::bind(p, cfg.access)
+                    .map_err(|e| SourceError::Device(e.to_string()))?;
                 l.set_nonblocking(true)?;
                 tracing::info!(socket = %p.display(), "waiting for a frame sender");
                 (Some(l), Some(file), None)
@@ -558,6 +560,7 @@ mod tests {
             height: 2,
             topic: "/t".into(),
             frame_id: "f".into(),
+            access: SocketAccess::OWNER_ONLY,
         };
         let mut src = PipeSource::open(cfg, Arc::default()).unwrap();
         let mut buf = FrameBuf::new(16);
