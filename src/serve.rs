@@ -60,6 +60,22 @@ impl Read for Stream {
     }
 }
 
+impl Stream {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        let t = Some(t.max(Duration::from_millis(1)));
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+}
+
+/// Connections answered at once; more are closed at once, so a crowd of idle clients cannot
+/// take every thread or much memory.
+const MAX_CONNECTIONS: usize = 16;
+/// How long one connection may take, from accept to the end of its answer.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -146,12 +162,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// Each connection is answered on a thread of its own (at most [`MAX_CONNECTIONS`] at
+    /// once, each within [`CONNECTION_DEADLINE`]): a client that connects and says nothing
+    /// delays nobody else.
     fn spawn(
         listener: Listener,
         name: &str,
-        answer: impl Fn(&mut Stream) + Send + 'static,
+        answer: impl Fn(&mut Stream, std::time::Instant) + Send + Sync + 'static,
     ) -> io::Result<Server> {
         let addr = listener.addr()?;
+        let answer = Arc::new(answer);
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let conn_name = format!("{name}-conn");
         let (wake, woken) = UnixStream::pair()?;
         let thread = std::thread::Builder::new()
             .name(name.into())
@@ -173,7 +195,26 @@ impl Server {
                         return;
                     }
                     match listener.accept() {
-                        Ok(mut stream) => answer(&mut stream),
+                        Ok(mut stream) => {
+                            use std::sync::atomic::Ordering::AcqRel;
+                            if active.fetch_add(1, AcqRel) >= MAX_CONNECTIONS {
+                                active.fetch_sub(1, AcqRel);
+                                tracing::debug!("too many statistics clients at once; closing one");
+                                continue;
+                            }
+                            let (answer, done) = (answer.clone(), active.clone());
+                            let deadline = std::time::Instant::now() + CONNECTION_DEADLINE;
+                            let spawned = std::thread::Builder::new()
+                                .name(conn_name.clone())
+                                .spawn(move || {
+                                    answer(&mut stream, deadline);
+                                    done.fetch_sub(1, AcqRel);
+                                });
+                            if let Err(e) = spawned {
+                                active.fetch_sub(1, AcqRel);
+                                tracing::warn!(error = %e, "cannot start a thread for a statistics client");
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "statistics accept failed");
@@ -195,7 +236,7 @@ impl Server {
             addr: path.display().to_string(),
             source,
         };
-        Server::spawn(Listener::unix(path)?, "framerec-stats", move |stream| {
+        Server::spawn(Listener::unix(path)?, "framerec-stats", move |stream, _| {
             match serde_json::to_vec(&snapshot()) {
                 Ok(json) => {
                     let _ = stream.write_all(&json);
@@ -213,8 +254,8 @@ impl Server {
             Some(path) => Listener::unix(Path::new(path))?,
             None => Listener::tcp(addr)?,
         };
-        Server::spawn(listener, "framerec-metrics", move |stream| {
-            answer_http(stream, &render)
+        Server::spawn(listener, "framerec-metrics", move |stream, deadline| {
+            answer_http(stream, &render, deadline)
         })
         .map_err(|source| ServeError::Listen {
             addr: addr.to_string(),
@@ -233,24 +274,62 @@ impl Drop for Server {
     }
 }
 
-/// Reads the request head (bounded, with a timeout) and answers with the metrics.
-fn answer_http(stream: &mut Stream, render: &RenderFn) {
+/// What an HTTP request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Metrics,
+    NotFound,
+    BadMethod,
+    Bad,
+}
+
+/// Parses the request line of `head`: only `GET /metrics` (a query string allowed) is served.
+fn parse_request(head: &[u8]) -> Request {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let mut parts = line.split(|b| *b == b' ').filter(|p| !p.is_empty());
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Request::Bad;
+    };
+    let path = target.split(|b| *b == b'?').next().unwrap_or(&[]);
+    match (method, path) {
+        (b"GET" | b"HEAD", b"/metrics") => Request::Metrics,
+        (b"GET" | b"HEAD", _) => Request::NotFound,
+        _ => Request::BadMethod,
+    }
+}
+
+/// Reads the request head (at most 8 KiB, before `deadline`) and answers: the metrics for
+/// `GET /metrics`, 404 for any other path, 405 for any other method.
+fn answer_http(stream: &mut Stream, render: &RenderFn, deadline: std::time::Instant) {
     let mut head = [0u8; 8192];
     let mut got = 0;
     while got < head.len() {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return;
+        };
+        if stream.set_read_timeout(left).is_err() {
+            return;
+        }
         match stream.read(&mut head[got..]) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                // Only the new bytes (and the 3 before them) can complete the blank line.
+                let from = got.saturating_sub(3);
                 got += n;
-                if head[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                if head[from..got].windows(4).any(|w| w == b"\r\n\r\n") {
                     break;
                 }
             }
         }
     }
-    let body = render();
+    let (status, body) = match parse_request(&head[..got]) {
+        Request::Metrics => ("200 OK", render()),
+        Request::NotFound => ("404 Not Found", "only /metrics is served\n".to_string()),
+        Request::BadMethod => ("405 Method Not Allowed", "use GET\n".to_string()),
+        Request::Bad => ("400 Bad Request", "not an HTTP request\n".to_string()),
+    };
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes());
@@ -263,4 +342,32 @@ pub fn fetch(path: &Path) -> io::Result<Snapshot> {
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf)?;
     serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_get_metrics_is_served() {
+        assert_eq!(
+            parse_request(b"GET /metrics HTTP/1.1\r\n\r\n"),
+            Request::Metrics
+        );
+        assert_eq!(
+            parse_request(b"GET /metrics?x=1 HTTP/1.0\r\n"),
+            Request::Metrics
+        );
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\n"), Request::NotFound);
+        assert_eq!(
+            parse_request(b"GET /metricsx HTTP/1.1\r\n"),
+            Request::NotFound
+        );
+        assert_eq!(
+            parse_request(b"POST /metrics HTTP/1.1\r\n"),
+            Request::BadMethod
+        );
+        assert_eq!(parse_request(b""), Request::Bad);
+        assert_eq!(parse_request(b"\xff\xfe"), Request::Bad);
+    }
 }

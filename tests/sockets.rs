@@ -74,3 +74,59 @@ fn the_source_socket_takes_its_mode_and_group_from_the_configuration() {
     assert_eq!(gid, 65534);
     assert_eq!(stats, 0o600);
 }
+
+/// Idle clients of the Prometheus endpoint hold no one up: with 8 connections open and silent,
+/// a scrape is answered (within the client's 4 s timeout; answered one at a time, 8 idle
+/// clients used to hold the server 2 s each). Only `/metrics` is served.
+#[test]
+fn idle_scrapers_delay_no_scrape_and_only_metrics_is_served() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--fps", "30", "--width", "64", "--height", "48"])
+        .args(["--duration", "20s", "--metrics-addr", &addr])
+        .args(["--out", tmp.path().join("rec").to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if TcpStream::connect(&addr).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = |path: &str| -> String {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let scrape = get("/metrics");
+    let other = get("/");
+    drop(idle);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(up, "the endpoint never came up: {}", text(&out));
+    assert!(
+        scrape.starts_with("HTTP/1.1 200") && scrape.contains("framerec_"),
+        "scrape with 8 idle clients: {scrape:?}"
+    );
+    assert!(other.starts_with("HTTP/1.1 404"), "{other:?}");
+}
