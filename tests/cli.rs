@@ -215,7 +215,7 @@ fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
     assert!(e.status.success(), "{}", text(&e));
     assert!(text(&e).contains("exported 8 frames"), "{}", text(&e));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_png.py");
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, png.to_str().unwrap(), "3", "160", "120"])
         .output()
         .unwrap();

@@ -148,7 +148,7 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/scrape_prometheus.py"
     );
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, &format!("http://127.0.0.1:{port}/metrics")])
         .output()
         .unwrap();
@@ -227,7 +227,7 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
     assert_eq!(sum("dropped"), 0, "{ours}");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_hlog.py");
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, dir.to_str().unwrap()])
         .output()
         .unwrap();
