@@ -240,3 +240,65 @@ fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
     let be: Vec<u8> = expected.chunks(2).flat_map(|s| [s[1], s[0]]).collect();
     assert_eq!(&first[header.len()..], &be[..]);
 }
+
+/// Runs `framerec args` with its standard output a pipe whose reader has already gone, as in
+/// `framerec info DIR | head -c 10` once `head` is done.
+fn into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_subcommand_ends_quietly_on_a_closed_stdout() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let pngs = tmp.path().join("png");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/framerec.toml");
+    let runs: [&[&str]; 8] = [
+        &[
+            "record", "--out", d, "--frames", "5", "--fps", "0", "--json",
+        ],
+        &["verify", d],
+        &["verify", "--json", d],
+        &["info", d],
+        &["recover", d],
+        &["stats", d],
+        &[
+            "export",
+            d,
+            "--format",
+            "png",
+            "--out",
+            pngs.to_str().unwrap(),
+        ],
+        &["check-config", config],
+    ];
+    for args in runs {
+        let out = into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Ended by SIGPIPE's default action, as `cat` or `ls` are: the shell's 141, no message.
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        // No complaint about the pipe (`record` prints its summary on stderr as always).
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("standard output"), "{args:?}: {stderr}");
+    }
+    // The recording whose summary found no reader is whole.
+    let v = framerec(&["verify", d]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("OK: 5 frames written"), "{}", text(&v));
+}

@@ -184,9 +184,9 @@ fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
     let (report, intervals) = Report::read(path)
         .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", offline_table(&report));
+        outln!("{}", offline_table(&report));
     }
     if let Some(out) = &args.plot {
         framerec::plot::plot(&report, &intervals, out)?;
@@ -212,12 +212,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         })?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?);
         } else {
             if args.watch {
-                print!("\x1b[2J\x1b[H");
+                out!("\x1b[2J\x1b[H");
             }
-            println!("{}", table(&s));
+            outln!("{}", table(&s));
         }
         if !args.watch {
             return Ok(ExitCode::SUCCESS);

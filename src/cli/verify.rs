@@ -109,9 +109,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             if let Some(p) = &r.problem {
-                println!("  {p}");
+                outln!("  {p}");
             }
-            println!(
+            outln!(
                 "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}",
                 path.display(),
                 if r.ok { "OK" } else { "FAILED" },
@@ -142,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         for s in &report.segments {
-            println!(
+            outln!(
                 "{}  {}  {} frames{}  {}",
                 s.name,
                 if s.ok() { "ok" } else { "DAMAGED" },
@@ -158,18 +158,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             );
             for p in &s.problems {
-                println!("    {p}");
+                outln!("    {p}");
             }
         }
         for p in &report.problems {
-            println!("  {p}");
+            outln!("  {p}");
         }
         let drops: Vec<String> = report
             .dropped
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!(
+        outln!(
             "{}: {}: {} frames written, {} dropped and recorded as gaps{}",
             path.display(),
             if report.ok { "OK" } else { "FAILED" },
@@ -183,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
