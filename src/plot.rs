@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::hlog::{Interval, Report, merge_by_tag};
+use crate::hlog::{ByTag, Report};
 
 /// Font files tried in order when `$FRAMEREC_FONT` is not set.
 const FONT_PATHS: [&str; 5] = [
@@ -79,7 +79,7 @@ const DISTRIBUTION: [(&str, &str, RGBColor); 4] = [
 ];
 
 /// Draws `report`'s plot into `out` (`.svg` or `.png`, by extension).
-pub fn plot(report: &Report, intervals: &[Interval], out: &Path) -> Result<(), PlotError> {
+pub fn plot(report: &Report, merged: &ByTag, out: &Path) -> Result<(), PlotError> {
     let ext = out
         .extension()
         .and_then(|e| e.to_str())
@@ -94,21 +94,21 @@ pub fn plot(report: &Report, intervals: &[Interval], out: &Path) -> Result<(), P
     fn finish<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
         report: &Report,
-        intervals: &[Interval],
+        merged: &ByTag,
     ) -> Result<(), String> {
-        draw_all(&root, report, intervals)?;
+        draw_all(&root, report, merged)?;
         root.present().map_err(|e| e.to_string())
     }
     match ext.as_deref() {
         Some("svg") => finish(
             SVGBackend::new(out, size).into_drawing_area(),
             report,
-            intervals,
+            merged,
         ),
         Some("png") => finish(
             BitMapBackend::new(out, size).into_drawing_area(),
             report,
-            intervals,
+            merged,
         ),
         _ => return Err(PlotError::Format(out.to_path_buf())),
     }
@@ -122,11 +122,10 @@ fn ms(ns: u64) -> f64 {
 fn draw_all<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     report: &Report,
-    intervals: &[Interval],
+    all: &ByTag,
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let all = merge_by_tag(intervals);
     let has_samples = DISTRIBUTION
         .iter()
         .any(|(tag, _, _)| all.get(*tag).is_some_and(|h| !h.is_empty()));

@@ -181,7 +181,7 @@ fn offline_table(r: &Report) -> String {
 }
 
 fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let (report, intervals) = Report::read(path)
+    let (report, merged) = Report::read(path)
         .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -189,7 +189,7 @@ fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
         outln!("{}", offline_table(&report));
     }
     if let Some(out) = &args.plot {
-        framerec::plot::plot(&report, &intervals, out)?;
+        framerec::plot::plot(&report, &merged, out)?;
         eprintln!("plot written to {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
