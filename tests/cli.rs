@@ -302,3 +302,87 @@ fn every_subcommand_ends_quietly_on_a_closed_stdout() {
     assert!(v.status.success(), "{}", text(&v));
     assert!(text(&v).contains("OK: 5 frames written"), "{}", text(&v));
 }
+
+/// A 3-frame fakenect-layout recording in `dir`.
+fn fakenect_dump(dir: &Path) {
+    let out = record(
+        dir,
+        &[
+            "--layout", "fakenect", "--frames", "3", "--fps", "0", "--width", "8", "--height", "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `framerec args` with its address space limited to 1 GiB, so that reading what a crafted input
+/// claims fails at once (and spares the machine) instead of passing unseen.
+fn in_1_gib(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_fakenect_index_with_no_newline_fails_clearly_in_bounded_memory() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    fakenect_dump(&dump);
+    let index = dump.join("INDEX.txt");
+    std::fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+    let out = in_1_gib(&[
+        "record",
+        "--source",
+        &format!("fakenect:{}", dump.display()),
+        "--out",
+        tmp.path().join("rec").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.signal(), None, "{}", text(&out));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("INDEX.txt:1: a line longer than 255 bytes"),
+        "{}",
+        text(&out)
+    );
+
+    // 1.1 GB of zeros with no newline (sparse), verified in 1 GiB of address space.
+    std::fs::remove_file(&index).unwrap();
+    std::fs::File::create(&index)
+        .unwrap()
+        .set_len(1_100_000_000)
+        .unwrap();
+    let out = in_1_gib(&["verify", dump.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("INDEX.txt:1: a line longer than 255 bytes"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).len() < 1000, "{}", text(&out));
+    assert!(!text(&out).contains("not in INDEX.txt"), "{}", text(&out));
+}
+
+#[test]
+fn a_drops_range_that_runs_backwards_fails_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    fakenect_dump(&dump);
+    let v = framerec(&["verify", dump.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+    std::fs::write(dump.join("DROPS.txt"), "5 3 queue_full\n").unwrap();
+    let v = framerec(&["verify", dump.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("DROPS.txt:1: the range 5..=3 runs backwards"),
+        "{}",
+        text(&v)
+    );
+    assert!(!text(&v).contains("18446744073709551615"), "{}", text(&v));
+}
