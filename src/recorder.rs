@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::UsageWho;
 use serde::Serialize;
 
-use crate::config::{Config, Layout, SourceConfig};
+use crate::config::{Config, Layout, SourceConfig, StatsSocket};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
 use crate::observe::{
@@ -52,6 +52,16 @@ pub enum RecordError {
     Source(SourceError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot serve statistics on the socket {path}")]
+    StatsSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot serve Prometheus metrics at {addr}")]
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Backend(WriterError),
 }
@@ -567,7 +577,6 @@ pub fn record_with(
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
-    let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
         queue: queue.clone(),
@@ -579,12 +588,79 @@ pub fn record_with(
         record_histograms: cfg.stats.histograms,
         live: live.clone(),
     };
+    let started = Instant::now();
+    let snapshot: SnapshotFn = {
+        let (counters, queue, dir, histograms) = (
+            counters.clone(),
+            queue.clone(),
+            dir.clone(),
+            histograms.clone(),
+        );
+        Arc::new(move || {
+            let free = nix::sys::statvfs::statvfs(&dir)
+                .ok()
+                .map(|s| s.blocks_available() * s.fragment_size());
+            // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
+            let take = |h: &Histograms| {
+                Snapshot::take(
+                    &counters,
+                    h,
+                    || queue.len() as u64,
+                    started.elapsed().as_secs_f64(),
+                    free,
+                )
+            };
+            match histograms.lock() {
+                Ok(h) => take(&h.total),
+                Err(_) => take(&Histograms::default()),
+            }
+        })
+    };
+    // A socket or address the user named is one they will look for: failing to serve it is an
+    // error at start. The default socket beside the recording is a convenience: a warning.
+    let server = match cfg.stats.socket.resolve(&dir) {
+        None => None,
+        Some(path) => match Server::stats(&path, snapshot.clone()) {
+            Ok(s) => Some(s),
+            Err(source) if matches!(cfg.stats.socket, StatsSocket::At(_)) => {
+                return Err(RecordError::StatsSocket { path, source });
+            }
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
+                None
+            }
+        },
+    };
+    if let Some(s) = &server {
+        tracing::info!(socket = %s.addr, "serving statistics");
+    }
+    let render: RenderFn = {
+        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
+        Arc::new(move || {
+            let s = snapshot();
+            match histograms.lock() {
+                Ok(h) => prometheus_text(&s, &h.total),
+                Err(_) => prometheus_text(&s, &Histograms::default()),
+            }
+        })
+    };
+    let metrics = match cfg.stats.metrics_addr.as_deref() {
+        None => None,
+        Some(addr) => {
+            let m = Server::metrics(addr, render).map_err(|source| RecordError::Metrics {
+                addr: addr.to_string(),
+                source,
+            })?;
+            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
+            Some(m)
+        }
+    };
+    let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let (wcfg, scfg, dcfg) = (
         cfg.writer.clone(),
         cfg.segment.clone(),
         cfg.durability.clone(),
     );
-    let started = Instant::now();
     let layout = cfg.layout;
     let writer = std::thread::Builder::new()
         .name("framerec-writer".into())
@@ -618,63 +694,6 @@ pub fn record_with(
             return Err(RecordError::Thread(e));
         }
     };
-    let snapshot: SnapshotFn = {
-        let (counters, queue, dir, histograms) = (
-            counters.clone(),
-            queue.clone(),
-            dir.clone(),
-            histograms.clone(),
-        );
-        Arc::new(move || {
-            let free = nix::sys::statvfs::statvfs(&dir)
-                .ok()
-                .map(|s| s.blocks_available() * s.fragment_size());
-            // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
-            let take = |h: &Histograms| {
-                Snapshot::take(
-                    &counters,
-                    h,
-                    || queue.len() as u64,
-                    started.elapsed().as_secs_f64(),
-                    free,
-                )
-            };
-            match histograms.lock() {
-                Ok(h) => take(&h.total),
-                Err(_) => take(&Histograms::default()),
-            }
-        })
-    };
-    let server = cfg.stats.socket.resolve(&dir).and_then(|path| match Server::stats(&path, snapshot.clone()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
-            None
-        }
-    });
-    if let Some(s) = &server {
-        tracing::info!(socket = %s.addr, "serving statistics");
-    }
-    let render: RenderFn = {
-        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
-        Arc::new(move || {
-            let s = snapshot();
-            match histograms.lock() {
-                Ok(h) => prometheus_text(&s, &h.total),
-                Err(_) => prometheus_text(&s, &Histograms::default()),
-            }
-        })
-    };
-    let metrics = cfg.stats.metrics_addr.as_deref().and_then(|addr| match Server::metrics(addr, render) {
-        Ok(m) => {
-            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
-            Some(m)
-        }
-        Err(e) => {
-            tracing::warn!(addr, error = %e, "Prometheus endpoint unavailable; recording without it");
-            None
-        }
-    });
     let mut supervision = Supervision {
         snapshot: &snapshot,
         counters: &counters,

@@ -66,7 +66,8 @@ fn invalid_config_is_rejected_with_every_location() {
     )
     .unwrap();
     let c = framerec(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(c.status.code(), Some(1));
+    // One exit code for one mistake: 2, as `record` below.
+    assert_eq!(c.status.code(), Some(2));
     let err = text(&c);
     let name = cfg.display().to_string();
     for at in ["2:11", "3:1", "5:12"] {
@@ -385,4 +386,46 @@ fn a_drops_range_that_runs_backwards_fails_verify() {
         text(&v)
     );
     assert!(!text(&v).contains("18446744073709551615"), "{}", text(&v));
+}
+
+#[test]
+fn a_surface_that_cannot_be_served_stops_record_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let missing = tmp.path().join("no/such/dir/s.sock");
+    let r = record(
+        &rec,
+        &[
+            "--frames",
+            "3",
+            "--fps",
+            "0",
+            "--stats-socket",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(
+        text(&r).contains(&format!(
+            "cannot serve statistics on the socket {}: No such file or directory",
+            missing.display()
+        )),
+        "{}",
+        text(&r)
+    );
+    assert!(common::segments(&rec).is_empty(), "nothing recorded");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = record(
+        &rec,
+        &["--frames", "3", "--fps", "0", "--metrics-addr", &addr],
+    );
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(
+        text(&r).contains(&format!("cannot serve Prometheus metrics at {addr}: ")),
+        "{}",
+        text(&r)
+    );
+    assert!(common::segments(&rec).is_empty(), "nothing recorded");
 }

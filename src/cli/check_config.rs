@@ -39,7 +39,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            Ok(ExitCode::from(1))
+            // As `record` does with the same file: a configuration error is a usage error.
+            Ok(ExitCode::from(2))
         }
     }
 }

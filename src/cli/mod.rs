@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand. Exit codes: 0 success, 1 the work found or hit a
-//! problem (a failed recording, a damaged file, an invalid config), 2 a usage or setup error.
+//! problem (a failed recording, a damaged file), 2 a usage, configuration or setup error (an
+//! invalid config, for `record` and `check-config` alike).
 //! Standard output closed by its reader (`framerec info DIR | head`) ends the process quietly,
 //! by SIGPIPE's default action, as coreutils do: subcommands print with [`outln!`], never
 //! `println!` (which panics on a closed stdout).
