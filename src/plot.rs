@@ -37,6 +37,11 @@ pub enum PlotError {
     Empty,
     #[error("drawing {path} failed: {why}")]
     Draw { path: PathBuf, why: String },
+    #[error("cannot write the plot {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Registers a TrueType font for plotters' text (`$FRAMEREC_FONT` or a common path).
@@ -99,20 +104,47 @@ pub fn plot(report: &Report, merged: &ByTag, out: &Path) -> Result<(), PlotError
         draw_all(&root, report, merged)?;
         root.present().map_err(|e| e.to_string())
     }
-    match ext.as_deref() {
-        Some("svg") => finish(
-            SVGBackend::new(out, size).into_drawing_area(),
-            report,
-            merged,
-        ),
-        Some("png") => finish(
-            BitMapBackend::new(out, size).into_drawing_area(),
-            report,
-            merged,
-        ),
+    // Drawn in memory and written here, so that a file that cannot be written is reported as
+    // such (plotters' own file backends report it as a debug dump of their error types).
+    let bytes = match ext.as_deref() {
+        Some("svg") => {
+            let mut svg = String::new();
+            finish(
+                SVGBackend::with_string(&mut svg, size).into_drawing_area(),
+                report,
+                merged,
+            )
+            .map_err(draw)?;
+            svg.into_bytes()
+        }
+        Some("png") => {
+            let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+            finish(
+                BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
+                report,
+                merged,
+            )
+            .map_err(draw)?;
+            rgb_png(&rgb, size).map_err(|e| draw(e.to_string()))?
+        }
         _ => return Err(PlotError::Format(out.to_path_buf())),
-    }
-    .map_err(draw)
+    };
+    std::fs::write(out, bytes).map_err(|error| PlotError::Write {
+        path: out.to_path_buf(),
+        error,
+    })
+}
+
+/// An 8-bit RGB image as PNG bytes.
+fn rgb_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header()?;
+    w.write_image_data(rgb)?;
+    w.finish()?;
+    Ok(out)
 }
 
 fn ms(ns: u64) -> f64 {

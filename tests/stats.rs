@@ -294,6 +294,25 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
     let bad = framerec(&["stats", dir.to_str().unwrap(), "--plot", "/tmp/x.gif"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains(".svg or .png"), "{}", text(&bad));
+    // A plot that cannot be written is a sentence naming the file and why, for either format.
+    for ext in ["png", "svg"] {
+        let to = dir.join(format!("no/such/dir/x.{ext}"));
+        let bad = framerec(&[
+            "stats",
+            dir.to_str().unwrap(),
+            "--plot",
+            to.to_str().unwrap(),
+        ]);
+        assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "framerec: cannot write the plot {}: No such file or directory (os error 2)",
+                to.display()
+            ),
+        );
+    }
 }
 
 #[test]
@@ -437,5 +456,42 @@ fn crafted_interval_logs_are_refused_without_allocating_what_they_claim() {
             .count(),
         200,
         "{t}"
+    );
+}
+
+#[test]
+fn a_statistics_socket_that_never_stops_sending_is_cut_off() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("endless.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        for mut stream in listener.incoming().flatten() {
+            while stream.write_all(&chunk).is_ok() {}
+        }
+    });
+    // In 1 GiB of address space: reading all of it would fail there rather than pass unseen.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576; exec "$0" stats --socket "$1""#)
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{:?} {}",
+        out.status,
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(&format!(
+            "cannot read statistics from {} (is a recorder running?): the reply is longer than 1048576 bytes",
+            path.display()
+        )),
+        "{}",
+        text(&out)
     );
 }
