@@ -33,7 +33,7 @@ use crate::writer::{
 /// Errors that keep a recording from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot create the output directory {path}: {source}")]
+    #[error("cannot create the output directory {path}")]
     OutputDir {
         path: PathBuf,
         source: std::io::Error,
