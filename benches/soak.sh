@@ -30,7 +30,7 @@ wait "$pid"
 "$bin" verify "$rec" | tail -1 || true
 "$bin" stats "$rec" --json >"$dir/stats.json"
 "$bin" stats "$rec" --plot "$dir/latency.png" >"$dir/stats.txt"
-python3 - "$dir" <<'PY'
+/usr/bin/python3 - "$dir" <<'PY'
 import csv, json, sys
 d = sys.argv[1]
 s = json.load(open(f"{d}/summary.json"))

@@ -14,6 +14,13 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
+            if e.downcast_ref::<cli::StdoutError>()
+                .is_some_and(cli::StdoutError::is_closed_pipe)
+            {
+                // As coreutils do: end by SIGPIPE's default action, quietly. Only when that
+                // fails (it aborts instead) would the line below run.
+                let _ = signal_hook::low_level::emulate_default_handler(libc::SIGPIPE);
+            }
             eprintln!("framerec: {e:#}");
             ExitCode::from(2)
         }

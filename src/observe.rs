@@ -113,9 +113,14 @@ impl Counters {
     }
 }
 
+/// The highest value a histogram tracks: 1 hour in nanoseconds; values above are clamped.
+pub const HIGHEST_TRACKABLE: u64 = 3_600_000_000_000;
+/// Significant decimal digits every histogram keeps.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
 fn histogram() -> Histogram<u64> {
-    // 1 ns to 1 hour at 3 significant figures; values above are clamped.
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, HIGHEST_TRACKABLE, SIGNIFICANT_DIGITS)
+        .expect("static histogram bounds are valid")
 }
 
 /// Every latency histogram the recorder keeps. Each recording thread or task owns one and

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::hlog::{Interval, Report, merge_by_tag};
+use crate::hlog::{ByTag, Report};
 
 /// Font files tried in order when `$FRAMEREC_FONT` is not set.
 const FONT_PATHS: [&str; 5] = [
@@ -37,6 +37,11 @@ pub enum PlotError {
     Empty,
     #[error("drawing {path} failed: {why}")]
     Draw { path: PathBuf, why: String },
+    #[error("cannot write the plot {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Registers a TrueType font for plotters' text (`$FRAMEREC_FONT` or a common path).
@@ -79,7 +84,7 @@ const DISTRIBUTION: [(&str, &str, RGBColor); 4] = [
 ];
 
 /// Draws `report`'s plot into `out` (`.svg` or `.png`, by extension).
-pub fn plot(report: &Report, intervals: &[Interval], out: &Path) -> Result<(), PlotError> {
+pub fn plot(report: &Report, merged: &ByTag, out: &Path) -> Result<(), PlotError> {
     let ext = out
         .extension()
         .and_then(|e| e.to_str())
@@ -94,25 +99,52 @@ pub fn plot(report: &Report, intervals: &[Interval], out: &Path) -> Result<(), P
     fn finish<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
         report: &Report,
-        intervals: &[Interval],
+        merged: &ByTag,
     ) -> Result<(), String> {
-        draw_all(&root, report, intervals)?;
+        draw_all(&root, report, merged)?;
         root.present().map_err(|e| e.to_string())
     }
-    match ext.as_deref() {
-        Some("svg") => finish(
-            SVGBackend::new(out, size).into_drawing_area(),
-            report,
-            intervals,
-        ),
-        Some("png") => finish(
-            BitMapBackend::new(out, size).into_drawing_area(),
-            report,
-            intervals,
-        ),
+    // Drawn in memory and written here, so that a file that cannot be written is reported as
+    // such (plotters' own file backends report it as a debug dump of their error types).
+    let bytes = match ext.as_deref() {
+        Some("svg") => {
+            let mut svg = String::new();
+            finish(
+                SVGBackend::with_string(&mut svg, size).into_drawing_area(),
+                report,
+                merged,
+            )
+            .map_err(draw)?;
+            svg.into_bytes()
+        }
+        Some("png") => {
+            let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+            finish(
+                BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area(),
+                report,
+                merged,
+            )
+            .map_err(draw)?;
+            rgb_png(&rgb, size).map_err(|e| draw(e.to_string()))?
+        }
         _ => return Err(PlotError::Format(out.to_path_buf())),
-    }
-    .map_err(draw)
+    };
+    std::fs::write(out, bytes).map_err(|error| PlotError::Write {
+        path: out.to_path_buf(),
+        error,
+    })
+}
+
+/// An 8-bit RGB image as PNG bytes.
+fn rgb_png(rgb: &[u8], (width, height): (u32, u32)) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header()?;
+    w.write_image_data(rgb)?;
+    w.finish()?;
+    Ok(out)
 }
 
 fn ms(ns: u64) -> f64 {
@@ -122,11 +154,10 @@ fn ms(ns: u64) -> f64 {
 fn draw_all<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     report: &Report,
-    intervals: &[Interval],
+    all: &ByTag,
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let all = merge_by_tag(intervals);
     let has_samples = DISTRIBUTION
         .iter()
         .any(|(tag, _, _)| all.get(*tag).is_some_and(|h| !h.is_empty()));

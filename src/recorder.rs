@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::resource::UsageWho;
 use serde::Serialize;
 
-use crate::config::{Config, Layout, SourceConfig};
+use crate::config::{Config, Layout, SourceConfig, StatsSocket};
 use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
 use crate::observe::{
@@ -35,7 +35,7 @@ use crate::writer::{
 /// Errors that keep a recording from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot create the output directory {path}: {source}")]
+    #[error("cannot create the output directory {path}")]
     OutputDir {
         path: PathBuf,
         source: std::io::Error,
@@ -54,7 +54,7 @@ pub enum RecordError {
     Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]
     Source(SourceError),
-    /// The statistics socket's or the Prometheus socket's path holds something else.
+    /// A statistics surface the user named (socket path, Prometheus address) cannot be served.
     #[error("cannot serve statistics: {0}")]
     Serve(ServeError),
     #[error("cannot start a thread: {0}")]
@@ -690,11 +690,15 @@ pub fn record_with(
             }
         })
     };
+    // A socket or address the user named is one they will look for: failing to serve it is an
+    // error at start. The default socket beside the recording is a convenience: a warning.
     let server = match cfg.stats.socket.resolve(&dir) {
         None => None,
         Some(path) => match Server::stats(&path, snapshot.clone()) {
             Ok(s) => Some(s),
-            Err(e) if e.path_taken() => return Err(RecordError::Serve(e)),
+            Err(e) if e.path_taken() || matches!(cfg.stats.socket, StatsSocket::At(_)) => {
+                return Err(RecordError::Serve(e));
+            }
             Err(e) => {
                 tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
                 None
@@ -716,17 +720,11 @@ pub fn record_with(
     };
     let metrics = match cfg.stats.metrics_addr.as_deref() {
         None => None,
-        Some(addr) => match Server::metrics(addr, render) {
-            Ok(m) => {
-                tracing::info!(addr = %m.addr, "serving Prometheus metrics");
-                Some(m)
-            }
-            Err(e) if e.path_taken() => return Err(RecordError::Serve(e)),
-            Err(e) => {
-                tracing::warn!(addr, error = %e, "Prometheus endpoint unavailable; recording without it");
-                None
-            }
-        },
+        Some(addr) => {
+            let m = Server::metrics(addr, render).map_err(RecordError::Serve)?;
+            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
+            Some(m)
+        }
     };
     let mut hlog = IntervalLog::open(cfg, &target, &histograms);
     let (wcfg, scfg, dcfg) = (

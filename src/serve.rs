@@ -335,12 +335,56 @@ fn answer_http(stream: &mut Stream, render: &RenderFn, deadline: std::time::Inst
     let _ = stream.write_all(response.as_bytes());
 }
 
-/// Reads one snapshot from a recorder's statistics socket.
+/// The largest reply [`fetch`] reads: a snapshot is a few KB.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 20;
+/// How long [`fetch`] waits for a whole reply.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads one snapshot from a recorder's statistics socket: at most [`MAX_SNAPSHOT_BYTES`],
+/// within [`FETCH_TIMEOUT`] in all, whatever the other end sends.
 pub fn fetch(path: &Path) -> io::Result<Snapshot> {
     let mut stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let deadline = std::time::Instant::now() + FETCH_TIMEOUT;
+    let timed_out = || {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete reply within {} s", FETCH_TIMEOUT.as_secs()),
+        )
+    };
     let mut buf = Vec::new();
-    stream.read_to_end(&mut buf)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(timed_out)?;
+        stream.set_read_timeout(Some(left))?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        if buf.len() + n > MAX_SNAPSHOT_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the reply is longer than {MAX_SNAPSHOT_BYTES} bytes: not a framerec statistics socket"
+                ),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -66,7 +66,8 @@ fn invalid_config_is_rejected_with_every_location() {
     )
     .unwrap();
     let c = framerec(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(c.status.code(), Some(1));
+    // One exit code for one mistake: 2, as `record` below.
+    assert_eq!(c.status.code(), Some(2));
     let err = text(&c);
     let name = cfg.display().to_string();
     for at in ["2:11", "3:1", "5:12"] {
@@ -215,7 +216,7 @@ fn export_png_is_read_by_pillow_as_the_recorded_16_bit_frames() {
     assert!(e.status.success(), "{}", text(&e));
     assert!(text(&e).contains("exported 8 frames"), "{}", text(&e));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_png.py");
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, png.to_str().unwrap(), "3", "160", "120"])
         .output()
         .unwrap();
@@ -680,4 +681,194 @@ fn socket_flags_refuse_a_live_socket_and_replace_a_stale_one() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("written 3"), "{}", text(&out));
     assert!(!source.exists(), "removed on exit");
+}
+
+/// Runs `framerec args` with its standard output a pipe whose reader has already gone, as in
+/// `framerec info DIR | head -c 10` once `head` is done.
+fn into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_subcommand_ends_quietly_on_a_closed_stdout() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let pngs = tmp.path().join("png");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/framerec.toml");
+    let runs: [&[&str]; 8] = [
+        &[
+            "record", "--out", d, "--frames", "5", "--fps", "0", "--json",
+        ],
+        &["verify", d],
+        &["verify", "--json", d],
+        &["info", d],
+        &["recover", d],
+        &["stats", d],
+        &[
+            "export",
+            d,
+            "--format",
+            "png",
+            "--out",
+            pngs.to_str().unwrap(),
+        ],
+        &["check-config", config],
+    ];
+    for args in runs {
+        let out = into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Ended by SIGPIPE's default action, as `cat` or `ls` are: the shell's 141, no message.
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        // No complaint about the pipe (`record` prints its summary on stderr as always).
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("standard output"), "{args:?}: {stderr}");
+    }
+    // The recording whose summary found no reader is whole.
+    let v = framerec(&["verify", d]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("OK: 5 frames written"), "{}", text(&v));
+}
+
+/// A 3-frame fakenect-layout recording in `dir`.
+fn fakenect_dump(dir: &Path) {
+    let out = record(
+        dir,
+        &[
+            "--layout", "fakenect", "--frames", "3", "--fps", "0", "--width", "8", "--height", "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `framerec args` with its address space limited to 1 GiB, so that reading what a crafted input
+/// claims fails at once (and spares the machine) instead of passing unseen.
+fn in_1_gib(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_fakenect_index_with_no_newline_fails_clearly_in_bounded_memory() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    fakenect_dump(&dump);
+    let index = dump.join("INDEX.txt");
+    std::fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+    let out = in_1_gib(&[
+        "record",
+        "--source",
+        &format!("fakenect:{}", dump.display()),
+        "--out",
+        tmp.path().join("rec").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.signal(), None, "{}", text(&out));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("INDEX.txt:1: a line longer than 255 bytes"),
+        "{}",
+        text(&out)
+    );
+
+    // 1.1 GB of zeros with no newline (sparse), verified in 1 GiB of address space.
+    std::fs::remove_file(&index).unwrap();
+    std::fs::File::create(&index)
+        .unwrap()
+        .set_len(1_100_000_000)
+        .unwrap();
+    let out = in_1_gib(&["verify", dump.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("INDEX.txt:1: a line longer than 255 bytes"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).len() < 1000, "{}", text(&out));
+    assert!(!text(&out).contains("not in INDEX.txt"), "{}", text(&out));
+}
+
+#[test]
+fn a_drops_range_that_runs_backwards_fails_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    fakenect_dump(&dump);
+    let v = framerec(&["verify", dump.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+    std::fs::write(dump.join("DROPS.txt"), "5 3 queue_full\n").unwrap();
+    let v = framerec(&["verify", dump.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("DROPS.txt:1: the range 5..=3 runs backwards"),
+        "{}",
+        text(&v)
+    );
+    assert!(!text(&v).contains("18446744073709551615"), "{}", text(&v));
+}
+
+#[test]
+fn a_surface_that_cannot_be_served_stops_record_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let missing = tmp.path().join("no/such/dir/s.sock");
+    let r = record(
+        &rec,
+        &[
+            "--frames",
+            "3",
+            "--fps",
+            "0",
+            "--stats-socket",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(
+        text(&r).contains(&format!(
+            "cannot serve statistics: cannot listen on {}: No such file or directory",
+            missing.display()
+        )),
+        "{}",
+        text(&r)
+    );
+    assert!(common::segments(&rec).is_empty(), "nothing recorded");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = record(
+        &rec,
+        &["--frames", "3", "--fps", "0", "--metrics-addr", &addr],
+    );
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    assert!(
+        text(&r).contains(&format!(
+            "cannot serve statistics: cannot listen on {addr}: "
+        )),
+        "{}",
+        text(&r)
+    );
+    assert!(common::segments(&rec).is_empty(), "nothing recorded");
 }

@@ -195,7 +195,8 @@ fn power_cut_keeps_the_interval_log_written_before_it() {
     );
     let log = after.0.join("rec").join(framerec::hlog::file_name(0));
     let bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
-    let (runs, _) = framerec::hlog::read_log(&log).unwrap_or_default();
+    let mut merged = framerec::hlog::ByTag::new();
+    let (runs, _) = framerec::hlog::read_log(&log, &mut merged).unwrap_or_default();
     let intervals: usize = runs.iter().map(|r| r.intervals.len()).sum();
     assert!(
         intervals >= 2,

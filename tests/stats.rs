@@ -148,7 +148,7 @@ fn the_prometheus_endpoint_parses_and_agrees_with_the_snapshot() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/scrape_prometheus.py"
     );
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, &format!("http://127.0.0.1:{port}/metrics")])
         .output()
         .unwrap();
@@ -227,7 +227,7 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
     assert_eq!(sum("dropped"), 0, "{ours}");
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_hlog.py");
-    let py = Command::new("python3")
+    let py = Command::new(common::python())
         .args([script, dir.to_str().unwrap()])
         .output()
         .unwrap();
@@ -294,6 +294,25 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
     let bad = framerec(&["stats", dir.to_str().unwrap(), "--plot", "/tmp/x.gif"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains(".svg or .png"), "{}", text(&bad));
+    // A plot that cannot be written is a sentence naming the file and why, for either format.
+    for ext in ["png", "svg"] {
+        let to = dir.join(format!("no/such/dir/x.{ext}"));
+        let bad = framerec(&[
+            "stats",
+            dir.to_str().unwrap(),
+            "--plot",
+            to.to_str().unwrap(),
+        ]);
+        assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "framerec: cannot write the plot {}: No such file or directory (os error 2)",
+                to.display()
+            ),
+        );
+    }
 }
 
 #[test]
@@ -344,4 +363,135 @@ fn a_killed_recording_keeps_its_finished_intervals() {
     let none = framerec(&["stats", empty.to_str().unwrap()]);
     assert_eq!(none.status.code(), Some(2));
     assert!(text(&none).contains("no interval logs"), "{}", text(&none));
+}
+
+/// A V2 histogram header (HdrHistogram's encoding, no counts), deflated behind the compressed
+/// cookie, in base64.
+fn crafted_histogram(payload: u32, digits: u32, highest: u64) -> String {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut v2 = Vec::new();
+    v2.extend_from_slice(&0x1c84_9313u32.to_be_bytes());
+    v2.extend_from_slice(&payload.to_be_bytes());
+    v2.extend_from_slice(&0u32.to_be_bytes());
+    v2.extend_from_slice(&digits.to_be_bytes());
+    v2.extend_from_slice(&1u64.to_be_bytes());
+    v2.extend_from_slice(&highest.to_be_bytes());
+    v2.extend_from_slice(&1.0f64.to_be_bytes());
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&v2).unwrap();
+    let z = z.finish().unwrap();
+    let mut b = 0x1c84_9314u32.to_be_bytes().to_vec();
+    b.extend_from_slice(&u32::try_from(z.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(&z);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// `framerec stats FILE` with its address space limited to 1 GiB: an allocation taken from
+/// what a crafted log claims fails (the process aborts) instead of passing unseen.
+fn stats_in_1_gib(file: &std::path::Path) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576; exec "$0" stats "$1""#)
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .arg(file)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn crafted_interval_logs_are_refused_without_allocating_what_they_claim() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One line whose histogram claims a 4 GB payload (83 bytes in all).
+    let huge = tmp.path().join("huge.hlog");
+    let line = format!(
+        "Tag=write,0.000,1.000,0.0,{}\n",
+        crafted_histogram(u32::MAX - 15, 3, 3_600_000_000_000)
+    );
+    std::fs::write(&huge, &line).unwrap();
+    let out = stats_in_1_gib(&huge);
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!(
+            "skipped an unreadable line at {}:1: its histogram is unreadable: the payload claims 4294967280 bytes",
+            huge.display()
+        )),
+        "{t}"
+    );
+
+    // Valid headers, each a 270 KB histogram once decoded, under 5000 different tags.
+    let tags = tmp.path().join("tags.hlog");
+    let h = crafted_histogram(0, 3, 3_600_000_000_000);
+    let log: String = (0..5000)
+        .map(|i| format!("Tag=t{i},0.000,1.000,0.0,{h}\n"))
+        .collect();
+    std::fs::write(&tags, &log).unwrap();
+    let out = stats_in_1_gib(&tags);
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out));
+    let t = text(&out);
+    assert_eq!(
+        t.matches("a tag beyond the 32 different ones a log can have")
+            .count(),
+        5000 - 32,
+        "{t}"
+    );
+
+    // 200 lines claiming 5 significant digits over the widest range.
+    let fine = tmp.path().join("fine.hlog");
+    let mut log = String::new();
+    for i in 0..200 {
+        log.push_str(&format!(
+            "Tag=write,{i}.000,1.000,0.0,{}\n",
+            crafted_histogram(0, 5, i64::MAX as u64)
+        ));
+    }
+    std::fs::write(&fine, &log).unwrap();
+    let out = stats_in_1_gib(&fine);
+    assert!(out.status.success(), "{:?} {}", out.status, text(&out));
+    let t = text(&out);
+    assert_eq!(
+        t.matches("it claims 5 significant digits; framerec keeps 3")
+            .count(),
+        200,
+        "{t}"
+    );
+}
+
+#[test]
+fn a_statistics_socket_that_never_stops_sending_is_cut_off() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("endless.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        for mut stream in listener.incoming().flatten() {
+            while stream.write_all(&chunk).is_ok() {}
+        }
+    });
+    // In 1 GiB of address space: reading all of it would fail there rather than pass unseen.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 1048576; exec "$0" stats --socket "$1""#)
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{:?} {}",
+        out.status,
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(&format!(
+            "cannot read statistics from {} (is a recorder running?): the reply is longer than 1048576 bytes",
+            path.display()
+        )),
+        "{}",
+        text(&out)
+    );
 }

@@ -1,5 +1,5 @@
 //! Fuzzes the other readers of outside input: the pipe/unix framing (a stream of frames from
-//! another process) and the HdrHistogram interval-log reader. Arbitrary bytes must never
+//! another process), the HdrHistogram interval-log reader and the fakenect layout's DROPS.txt. Arbitrary bytes must never
 //! panic; the framer must always make progress and never claim more bytes than it was given.
 #![no_main]
 
@@ -24,5 +24,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let text = String::from_utf8_lossy(data);
-    let _ = framerec::hlog::parse_log(&text, std::path::Path::new("fuzz.hlog"));
+    let mut merged = framerec::hlog::ByTag::new();
+    let _ = framerec::hlog::parse_log(&text, std::path::Path::new("fuzz.hlog"), &mut merged);
+    assert!(merged.len() <= framerec::hlog::MAX_TAGS);
+    if let Ok(drops) = framerec::writer::files::read_drops(data) {
+        assert!(drops.iter().all(|(first, last, _)| first <= last));
+    }
 });

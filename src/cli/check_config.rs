@@ -23,7 +23,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => {
             let p = default_config_path();
             if !p.exists() {
-                println!(
+                outln!(
                     "no configuration file at {}; the built-in defaults apply and are valid",
                     p.display()
                 );
@@ -34,12 +34,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match framerec::config::load(&path) {
         Ok(_) => {
-            println!("{}: ok", path.display());
+            outln!("{}: ok", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             eprintln!("{errors}");
-            Ok(ExitCode::from(1))
+            // As `record` does with the same file: a configuration error is a usage error.
+            Ok(ExitCode::from(2))
         }
     }
 }

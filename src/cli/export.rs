@@ -185,6 +185,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.format == Format::Fakenect {
         std::fs::write(args.out.join("INDEX.txt"), index).context("cannot write INDEX.txt")?;
     }
-    println!("exported {written} frames to {}", args.out.display());
+    outln!("exported {written} frames to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for s in &report.segments {
         total_bytes += s.bytes;
         let c = &s.contents;
-        println!("{}", s.name);
-        println!(
+        outln!("{}", s.name);
+        outln!(
             "  {} bytes, {}, {} chunks",
             s.bytes,
             if s.finalized {
@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             s.chunks
         );
         if let Some(id) = c.metadata.get("recording_id") {
-            println!(
+            outln!(
                 "  recording {id}, segment {}",
                 c.metadata.get("segment_id").map_or("?", |s| s.as_str())
             );
@@ -44,10 +44,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 } else {
                     0
                 };
-            println!("  channel {id}: {topic} ({enc}), {n} messages");
+            outln!("  channel {id}: {topic} ({enc}), {n} messages");
         }
         if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
-            println!(
+            outln!(
                 "  time {:.3} .. {:.3} ({:.3} s)",
                 secs(a),
                 secs(b),
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         for (reason, n) in &s.dropped {
-            println!("  dropped {n} frames: {reason}");
+            outln!("  dropped {n} frames: {reason}");
         }
     }
     if let Some(line) = checked.live_line() {
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();
-    println!(
+    outln!(
         "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped, {:.3} s, {}",
         report.segments.len(),
         total_bytes,

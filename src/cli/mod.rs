@@ -1,5 +1,23 @@
 //! The command line: one file per subcommand. Exit codes: 0 success, 1 the work found or hit a
-//! problem (a failed recording, a damaged file, an invalid config), 2 a usage or setup error.
+//! problem (a failed recording, a damaged file), 2 a usage, configuration or setup error (an
+//! invalid config, for `record` and `check-config` alike).
+//! Standard output closed by its reader (`framerec info DIR | head`) ends the process quietly,
+//! by SIGPIPE's default action, as coreutils do: subcommands print with [`outln!`], never
+//! `println!` (which panics on a closed stdout).
+
+/// `println!` that returns [`StdoutError`] through `?` instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*), true)?
+    };
+}
+
+/// `print!` that returns [`StdoutError`] through `?` instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*), false)?
+    };
+}
 
 mod check_config;
 mod export;
@@ -40,6 +58,34 @@ enum Command {
     Export(export::Args),
     /// Validate a configuration file without recording.
     CheckConfig(check_config::Args),
+}
+
+/// Writing to standard output failed; when its reader went away (`BrokenPipe`), `main` ends the
+/// process quietly instead of reporting it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
+impl StdoutError {
+    /// The reader closed the pipe: not an error to report, the output is simply not wanted.
+    pub fn is_closed_pipe(&self) -> bool {
+        self.0.kind() == std::io::ErrorKind::BrokenPipe
+    }
+}
+
+/// Writes `args` (and a newline) to standard output.
+pub fn write_stdout(args: std::fmt::Arguments, newline: bool) -> Result<(), StdoutError> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                out.flush()
+            }
+        })
+        .map_err(StdoutError)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -464,11 +464,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = framerec::recorder::record_with(&cfg, limits, controls)?;
     if !report.repaired.is_empty() {
         eprintln!("repaired at start (left unfinished by a crashed run):");
-        super::recover::print(&report.repaired);
+        super::recover::print(&report.repaired)?;
     }
     print_summary(&report);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json_summary(&report))?);
+        outln!("{}", serde_json::to_string_pretty(&json_summary(&report))?);
     }
     match &report.failure {
         None => Ok(ExitCode::SUCCESS),

@@ -43,7 +43,7 @@ fn original(aside: &Option<PathBuf>) -> String {
 }
 
 /// Prints what repair did; returns false when a segment could not be repaired.
-pub fn print(outcomes: &[Outcome]) -> bool {
+pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
     let mut ok = true;
     for o in outcomes {
         match o {
@@ -52,7 +52,7 @@ pub fn print(outcomes: &[Outcome]) -> bool {
                 aside,
                 recovered: r,
             } => {
-                println!(
+                outln!(
                     "{}: recovered: kept {} frames in {} chunks (seq {}); lost {} (named in the file as lost); {} damaged chunks, {} bytes skipped; {}",
                     path.display(),
                     r.kept_frames,
@@ -64,11 +64,11 @@ pub fn print(outcomes: &[Outcome]) -> bool {
                     original(aside)
                 );
                 for d in &r.damage {
-                    println!("    {d}");
+                    outln!("    {d}");
                 }
             }
             Outcome::Emptied { path, aside, why } => {
-                println!(
+                outln!(
                     "{}: holds no intact chunk ({why}); {}",
                     path.display(),
                     original(aside)
@@ -80,7 +80,7 @@ pub fn print(outcomes: &[Outcome]) -> bool {
             }
         }
     }
-    ok
+    Ok(ok)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -107,13 +107,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .is_some_and(|(id, _)| *id == 0);
     let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;
     if outcomes.is_empty() {
-        println!(
+        outln!(
             "{}: nothing to recover: every segment is intact",
             args.path.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    Ok(if print(&outcomes) {
+    Ok(if print(&outcomes)? {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -196,19 +196,19 @@ fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let (report, intervals) = Report::read(path)
+    let (report, merged) = Report::read(path)
         .with_context(|| format!("cannot read the interval logs of {}", path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let live = path
             .is_dir()
             .then(|| framerec::store::lock::writer_of(path).ok().flatten())
             .flatten();
-        println!("{}", offline_table(&report, live));
+        outln!("{}", offline_table(&report, live));
     }
     if let Some(out) = &args.plot {
-        framerec::plot::plot(&report, &intervals, out)?;
+        framerec::plot::plot(&report, &merged, out)?;
         eprintln!("plot written to {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -231,12 +231,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         })?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?);
         } else {
             if args.watch {
-                print!("\x1b[2J\x1b[H");
+                out!("\x1b[2J\x1b[H");
             }
-            println!("{}", table(&s));
+            outln!("{}", table(&s));
         }
         if !args.watch {
             return Ok(ExitCode::SUCCESS);

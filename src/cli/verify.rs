@@ -82,12 +82,14 @@ fn verify_dump(path: &Path) -> DumpReport {
         problem: None,
         orphans: 0,
     };
-    let drops =
-        std::fs::read_to_string(path.join(framerec::writer::files::DROPS)).unwrap_or_default();
-    report.dropped = framerec::writer::files::read_drops(&drops)
-        .iter()
-        .map(|(a, b, _)| b.0 - a.0 + 1)
-        .sum();
+    use framerec::writer::files::{DROPS, DropsError, dropped_frames, read_drops};
+    let drops = match std::fs::File::open(path.join(DROPS)) {
+        Ok(f) => read_drops(std::io::BufReader::new(f)).map(|d| dropped_frames(&d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(DropsError::Io(e)),
+    };
+    let drops = drops.map_err(|e| format!("{}: {e}", path.display()));
+    report.dropped = *drops.as_ref().unwrap_or(&0);
     let cfg = FakenectConfig {
         dir: path.to_path_buf(),
         paced: false,
@@ -96,20 +98,19 @@ fn verify_dump(path: &Path) -> DumpReport {
         frame_id: String::new(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut listed = std::collections::HashSet::new();
     let result = FakenectSource::open(cfg).and_then(|mut src| {
+        listed.extend(src.depth_files().map(str::to_string));
         let mut buf = framerec::frame::FrameBuf::new(src.stream().frame_bytes());
         while src.next_frame(&mut buf, &stop)?.is_some() {
             report.frames += 1;
         }
         Ok(())
     });
-    let listed: std::collections::HashSet<String> =
-        std::fs::read_to_string(path.join(framerec::writer::files::INDEX))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
+    // Orphans only make sense against an index that could be read.
     report.orphans = std::fs::read_dir(path)
+        .ok()
+        .filter(|_| result.is_ok())
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
@@ -117,9 +118,10 @@ fn verify_dump(path: &Path) -> DumpReport {
                 .count()
         })
         .unwrap_or(0);
-    match result {
-        Ok(()) => report.ok = true,
-        Err(e) => report.problem = Some(e.to_string()),
+    match (result, drops) {
+        (Ok(()), Ok(_)) => report.ok = true,
+        (Err(e), _) => report.problem = Some(e.to_string()),
+        (_, Err(e)) => report.problem = Some(e),
     }
     report
 }
@@ -136,9 +138,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
             if let Some(p) = &r.problem {
-                println!("  {p}");
+                outln!("  {p}");
             }
-            println!(
+            outln!(
                 "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}",
                 path.display(),
                 if r.ok { "OK" } else { "FAILED" },
@@ -175,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         for s in &report.segments {
-            println!(
+            outln!(
                 "{}  {}  {} frames{}  {}",
                 s.name,
                 if s.ok() { "ok" } else { "DAMAGED" },
@@ -191,11 +193,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             );
             for p in &s.problems {
-                println!("    {p}");
+                outln!("    {p}");
             }
         }
         for p in &report.problems {
-            println!("  {p}");
+            outln!("  {p}");
         }
         if let Some(line) = checked.live_line() {
             println!("  {line}");
@@ -205,7 +207,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!(
+        outln!(
             "{}: {}: {} frames written, {} dropped and recorded as gaps{}",
             path.display(),
             if report.ok { "OK" } else { "FAILED" },
@@ -219,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

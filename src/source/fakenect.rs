@@ -15,8 +15,10 @@
 //! timestamp is the Kinect's 32-bit 60 MHz counter; it is unwrapped to 64 bits here.
 //! Video and accelerometer lines are validated and skipped (only depth is recorded).
 //!
-//! Everything is validated: a bad line, a CRLF, a blank line, a missing or truncated file is an
-//! error naming the file and line; nothing is read past a file's end.
+//! Everything is validated: a bad line, a CRLF, a blank line, a line longer than a file name can
+//! be, a missing or truncated file is an error naming the file and line; nothing is read past a
+//! file's end, no line is held past [`MAX_INDEX_LINE`] bytes, and an error quotes at most
+//! [`MAX_QUOTED`] characters of what it read.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -49,6 +51,19 @@ struct Entry {
     timestamp: u32,
 }
 
+/// The longest `INDEX.txt` line: a file name, at most `NAME_MAX` bytes on Linux.
+pub const MAX_INDEX_LINE: usize = 255;
+/// The most characters of input an error message quotes.
+pub const MAX_QUOTED: usize = 64;
+
+/// `s` quoted for an error message, cut at [`MAX_QUOTED`] characters.
+pub(crate) fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
 /// Why a dump cannot be replayed.
 fn bad(dir: &Path, what: impl std::fmt::Display) -> SourceError {
     SourceError::Dump(format!("{}: {what}", dir.display()))
@@ -64,7 +79,10 @@ fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
     let mut n = 0;
     loop {
         raw.clear();
-        let read = reader
+        // At most one byte past the longest line, so a file with no newline (or /dev/zero)
+        // costs no more than that.
+        let read = (&mut reader)
+            .take(MAX_INDEX_LINE as u64 + 1)
             .read_until(b'\n', &mut raw)
             .map_err(|e| bad(dir, format!("reading INDEX.txt: {e}")))?;
         if read == 0 {
@@ -74,6 +92,10 @@ fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
         let at = |what: String| bad(dir, format!("INDEX.txt:{n}: {what}"));
         if raw.last() == Some(&b'\n') {
             raw.pop();
+        } else if raw.len() > MAX_INDEX_LINE {
+            return Err(at(format!(
+                "a line longer than {MAX_INDEX_LINE} bytes, the longest a file name can be"
+            )));
         }
         if raw.last() == Some(&b'\r') {
             return Err(at(
@@ -102,37 +124,44 @@ fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
 
 /// `d-<time>-<timestamp>.pgm` (or `r-...ppm`, `a-...dump`) to (kind, time, timestamp).
 fn parse_line(line: &str) -> Result<(char, f64, u32), String> {
+    let quote = quoted(line);
     if line.contains('/') || line.contains('\\') || line.starts_with('.') {
-        return Err(format!("{line:?} is not a file name in the dump directory"));
+        return Err(format!("{quote} is not a file name in the dump directory"));
     }
     let mut parts = line.splitn(3, '-');
     let kind = parts.next().unwrap_or_default();
     let (time, rest) = (parts.next(), parts.next());
     let (Some(time), Some(rest)) = (time, rest) else {
         return Err(format!(
-            "{line:?} is not <kind>-<time>-<timestamp>.<ext> (e.g. d-1795470472.528635-0.pgm)"
+            "{quote} is not <kind>-<time>-<timestamp>.<ext> (e.g. d-1795470472.528635-0.pgm)"
         ));
     };
     let (timestamp, ext) = rest
         .split_once('.')
-        .ok_or_else(|| format!("{line:?} has no file extension"))?;
+        .ok_or_else(|| format!("{quote} has no file extension"))?;
     let kind = match (kind, ext) {
         ("d", "pgm") => 'd',
         ("r", "ppm") => 'r',
         ("a", "dump") => 'a',
         _ => {
-            return Err(format!(
-                "{line:?}: expected d-...pgm, r-...ppm or a-...dump"
-            ));
+            return Err(format!("{quote}: expected d-...pgm, r-...ppm or a-...dump"));
         }
     };
     let time: f64 = time
         .parse()
         .ok()
         .filter(|t: &f64| t.is_finite() && *t >= 0.0)
-        .ok_or_else(|| format!("{line:?}: the time {time:?} is not a number of seconds"))?;
+        .ok_or_else(|| {
+            format!(
+                "{quote}: the time {} is not a number of seconds",
+                quoted(time)
+            )
+        })?;
     let timestamp: u32 = timestamp.parse().map_err(|_| {
-        format!("{line:?}: the device timestamp {timestamp:?} is not a 32-bit unsigned number")
+        format!(
+            "{quote}: the device timestamp {} is not a 32-bit unsigned number",
+            quoted(timestamp)
+        )
     })?;
     Ok((kind, time, timestamp))
 }
@@ -212,6 +241,11 @@ impl FakenectSource {
             start: None,
             loop_offset: 0.0,
         })
+    }
+
+    /// The depth files `INDEX.txt` names, in order.
+    pub fn depth_files(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.file.as_str())
     }
 
     /// Frames (depth entries) in one pass of the dump.
@@ -454,6 +488,46 @@ mod tests {
 
         std::fs::write(tmp.path().join("INDEX.txt"), "a-1.0-5.dump\n").unwrap();
         assert!(error_of(tmp.path()).contains("no depth frames"));
+    }
+
+    #[test]
+    fn an_index_without_newlines_is_an_error_after_one_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        dump(tmp.path(), &[(0, frame(1))]);
+        let index = tmp.path().join("INDEX.txt");
+        std::fs::remove_file(&index).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &index).unwrap();
+        let e = error_of(tmp.path());
+        assert!(
+            e.contains("INDEX.txt:1: a line longer than 255 bytes"),
+            "{e}"
+        );
+        std::fs::remove_file(&index).unwrap();
+        // A valid first line, then 64 MiB with no newline.
+        let mut text = b"d-1000.000000-0.pgm\n".to_vec();
+        text.resize(64 << 20, b'd');
+        std::fs::write(&index, &text).unwrap();
+        let e = error_of(tmp.path());
+        assert!(
+            e.contains("INDEX.txt:2: a line longer than 255 bytes"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn errors_quote_a_bounded_part_of_a_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        dump(tmp.path(), &[(0, frame(1))]);
+        let long = format!("d-1.0-{}.pgm\n", "9".repeat(240));
+        std::fs::write(tmp.path().join("INDEX.txt"), &long).unwrap();
+        let e = error_of(tmp.path());
+        assert!(e.contains("is not a 32-bit unsigned number"), "{e}");
+        assert!(
+            e.contains(&format!("{}\"... (240 bytes)", "9".repeat(10))),
+            "{e}"
+        );
+        assert!(!e.contains(&"9".repeat(MAX_QUOTED + 1)), "{e}");
     }
 
     proptest::proptest! {

@@ -467,15 +467,91 @@ async fn index_done(ctx: &Rc<Ctx>) {
     }
 }
 
-/// The `FrameSeq`s listed in a `DROPS.txt`, with reasons; bad lines are skipped.
-pub fn read_drops(text: &str) -> Vec<(FrameSeq, FrameSeq, DropReason)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let first = f.next()?.parse().ok()?;
-            let last = f.next()?.parse().ok()?;
-            let reason = DropReason::from_name(f.next()?)?;
-            Some((FrameSeq(first), FrameSeq(last), reason))
-        })
-        .collect()
+/// The longest `DROPS.txt` line a reader takes: framerec's are two 20-digit numbers and a
+/// reason.
+pub const MAX_DROPS_LINE: usize = 128;
+
+/// Why a `DROPS.txt` cannot be trusted (its lines are 1-based).
+#[derive(Debug, thiserror::Error)]
+pub enum DropsError {
+    #[error("cannot read {DROPS}: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{DROPS}:{line}: a line longer than {MAX_DROPS_LINE} bytes (not written by framerec)")]
+    TooLong { line: usize },
+    #[error("{DROPS}:{line}: the range {first}..={last} runs backwards")]
+    Inverted { line: usize, first: u64, last: u64 },
+}
+
+/// The drop ranges a `DROPS.txt` lists (`<first seq> <last seq> <reason>`), with reasons. A line
+/// that does not parse (a torn last line after a crash) is skipped; an over-long line or a range
+/// that runs backwards is damage.
+pub fn read_drops(
+    mut reader: impl std::io::BufRead,
+) -> Result<Vec<(FrameSeq, FrameSeq, DropReason)>, DropsError> {
+    use std::io::{BufRead as _, Read as _};
+    let mut out = Vec::new();
+    let mut raw = Vec::new();
+    for line in 1.. {
+        raw.clear();
+        let read = (&mut reader)
+            .take(MAX_DROPS_LINE as u64 + 1)
+            .read_until(b'\n', &mut raw)?;
+        if read == 0 {
+            break;
+        }
+        if raw.last() != Some(&b'\n') && raw.len() > MAX_DROPS_LINE {
+            return Err(DropsError::TooLong { line });
+        }
+        let Ok(text) = std::str::from_utf8(&raw) else {
+            continue;
+        };
+        let mut f = text.split_whitespace();
+        let (Some(first), Some(last), Some(reason)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(first), Ok(last), Some(reason)) = (
+            first.parse::<u64>(),
+            last.parse::<u64>(),
+            DropReason::from_name(reason),
+        ) else {
+            continue;
+        };
+        if last < first {
+            return Err(DropsError::Inverted { line, first, last });
+        }
+        out.push((FrameSeq(first), FrameSeq(last), reason));
+    }
+    Ok(out)
+}
+
+/// Frames in `ranges` (inclusive), saturating rather than wrapping.
+pub fn dropped_frames(ranges: &[(FrameSeq, FrameSeq, DropReason)]) -> u64 {
+    ranges.iter().fold(0u64, |sum, (first, last, _)| {
+        sum.saturating_add((last.0 - first.0).saturating_add(1))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_ranges_that_run_backwards_or_overflow_are_caught() {
+        let read = |text: &str| read_drops(text.as_bytes());
+        let d = read("3 5 queue_full\n7 7 disk_full\n9 1").unwrap();
+        assert_eq!(d.len(), 2, "the torn last line is skipped");
+        assert_eq!(dropped_frames(&d), 4);
+        assert!(matches!(
+            read("3 5 queue_full\n5 3 queue_full\n"),
+            Err(DropsError::Inverted {
+                line: 2,
+                first: 5,
+                last: 3
+            })
+        ));
+        let all = read(&format!("0 {} queue_full\n1 2 queue_full\n", u64::MAX)).unwrap();
+        assert_eq!(dropped_frames(&all), u64::MAX);
+        let long = format!("1 2 queue_full{}\n", " ".repeat(MAX_DROPS_LINE));
+        assert!(matches!(read(&long), Err(DropsError::TooLong { line: 1 })));
+    }
 }

@@ -156,6 +156,24 @@ pub fn last_durable(log: &str) -> Option<u64> {
         .next_back()
 }
 
+/// The Python interpreter of the virtual environment `tests/run` prepares (with the packages of
+/// `tests/python/requirements.txt`): `$FRAMEREC_PYTHON`, else `.venv/bin/python3` in the
+/// checkout. Panics with the command to run when there is neither.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("FRAMEREC_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        venv.exists(),
+        "{} does not exist: run `tests/run --python-only` to create the tests' Python \
+         environment (or set FRAMEREC_PYTHON to an interpreter with \
+         tests/python/requirements.txt installed)",
+        venv.display()
+    );
+    venv
+}
+
 /// Sequence numbers of the frames the official Python reader reads from `dir`, after it
 /// checked each one byte-exact against the synthetic definition for `seed`.
 pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64> {
@@ -163,11 +181,11 @@ pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64>
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/read_recording.py"
     );
-    let py = std::process::Command::new("python3")
+    let py = std::process::Command::new(python())
         .args([script, dir.to_str().unwrap()])
         .args([seed.to_string(), width.to_string(), height.to_string()])
         .output()
-        .expect("python3 runs (tests/run installs tests/python/requirements.txt)");
+        .expect("the tests' python runs");
     assert!(py.status.success(), "python reader: {}", text(&py));
     let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     r["seqs"]
