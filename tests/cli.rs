@@ -872,3 +872,38 @@ fn a_surface_that_cannot_be_served_stops_record_at_start() {
     );
     assert!(common::segments(&rec).is_empty(), "nothing recorded");
 }
+
+/// A second SIGINT exits at once (130) and says what it leaves and how to repair it; `recover`
+/// then does.
+#[test]
+fn a_second_sigint_says_what_it_leaves_and_recover_repairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--fps", "0", "--width", "320", "--height", "240"])
+        .args(["--out", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        // A slow disk: the drain after the first signal takes a while.
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("second SIGINT")
+            && err.contains(&format!("framerec recover {}", dir.display())),
+        "{err}"
+    );
+    let r = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", text(&v));
+}

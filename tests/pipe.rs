@@ -287,3 +287,42 @@ fn a_sender_gap_and_rejected_frames_are_counted_and_named_in_the_recording() {
         ]
     );
 }
+
+/// `pipe:FIFO` with no writer yet says it waits, and a SIGINT stops it at once (it used to sit
+/// in `open` until a writer came, deaf to signals: under systemd, `stop` hung to the timeout).
+#[test]
+fn a_fifo_with_no_writer_waits_visibly_and_stops_on_sigint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("frames");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--source", &format!("pipe:{}", fifo.display())])
+        .args(["--out", tmp.path().join("rec").to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited.is_some(), "still waiting 10 s after SIGINT: {err}");
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("waiting for a frame sender to open the FIFO"),
+        "{err}"
+    );
+}

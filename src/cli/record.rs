@@ -295,13 +295,31 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
 }
 
 /// SIGINT/SIGTERM: the first stops intake and drains; a second exits at once (status 130),
-/// leaving segments that `framerec recover` repairs.
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// saying what it leaves: queued frames are lost and the last segments are unfinished, which
+/// `framerec recover DIR` repairs. The signals are taken on a thread of their own, so the
+/// message is ordinary code, not a signal handler's.
+fn stop_on_signals(dir: PathBuf) -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("framerec-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!(
+                        "framerec: second {name}: exiting now without draining; frames still queued or being written are lost and the last segments are left without a summary: `framerec recover {}` repairs them",
+                        dir.display()
+                    );
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "framerec: {name}: stopping: draining the queue and finishing the segments (a second signal exits at once)"
+                );
+            }
+        })?;
     Ok(stop)
 }
 
@@ -446,7 +464,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = config_path(&args) {
         tracing::info!(config = %path.display(), "configuration loaded");
     }
-    let stop = stop_on_signals().context("cannot install signal handlers")?;
+    let stop = stop_on_signals(cfg.output_dir.clone()).context("cannot install signal handlers")?;
     let limits = Limits {
         frames: args.frames,
         duration: args.duration,

@@ -304,10 +304,21 @@ impl PipeSource {
         let (listener, socket_file, conn) = match &cfg.endpoint {
             PipeEndpoint::Stdin => (None, None, Some(Conn::Stdin(std::io::stdin()))),
             PipeEndpoint::Fifo(p) => {
-                // Opening a FIFO blocks until a writer opens it; that is the start of the source.
-                let f = std::fs::File::open(p).map_err(|e| {
-                    SourceError::Device(format!("cannot open {}: {e}", p.display()))
-                })?;
+                // Opened without blocking: a FIFO with no writer yet would hold `open` (and
+                // with it every signal) until one came. Reads wait in `poll`, which sees the
+                // stop flag every 50 ms; the first writer's data starts the source, its close
+                // (or the end of a file) ends it.
+                use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(p)
+                    .map_err(|e| {
+                        SourceError::Device(format!("cannot open {}: {e}", p.display()))
+                    })?;
+                if f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+                    tracing::info!(fifo = %p.display(), "waiting for a frame sender to open the FIFO");
+                }
                 (None, None, Some(Conn::File(f)))
             }
             PipeEndpoint::Unix(p) => {
@@ -474,7 +485,11 @@ impl Source for PipeSource {
                     }
                 }
                 Ok(n) => self.len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) => {
                     if self.listener.is_none() {
                         return Err(SourceError::Io(e));
