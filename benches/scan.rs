@@ -6,6 +6,11 @@
 //! MB at each size and its ratio to the smallest (1.0 = linear; the old scanner was quadratic:
 //! 0.7 / 2.8 / 11.6 / 51.5 s on 2 / 4 / 8 / 16 MB). Rounds interleave the sizes so drift hits
 //! every size alike. `cargo bench --bench scan` (`-- --quick`: 1 round, 4/16/64 MB).
+//!
+//! The `pipe:` source's resynchronisation gets the same treatment: a stream of almost-valid
+//! headers (`FRF1` and a wrong version, over and over) of 2, 8 and 32 MB, read by the source for
+//! 640x480 frames (its buffer then holds ~680 KB). The old buffer shifted its whole content for
+//! every byte skipped: 1.4 s of CPU per MB.
 
 use std::time::Duration;
 
@@ -53,6 +58,28 @@ fn cpu() -> Duration {
     t(u.user_time()) + t(u.system_time())
 }
 
+/// CPU seconds per MB the `pipe:` source takes to read `bytes` (no valid frame in it).
+fn pipe_resync(bytes: &[u8], dir: &std::path::Path) -> f64 {
+    use framerec::socket_path::SocketAccess;
+    use framerec::source::{PipeConfig, PipeEndpoint, PipeSource, Source};
+    let path = dir.join("almost");
+    std::fs::write(&path, bytes).unwrap();
+    let cfg = PipeConfig {
+        endpoint: PipeEndpoint::Fifo(path),
+        width: 640,
+        height: 480,
+        topic: "/t".into(),
+        frame_id: "f".into(),
+        access: SocketAccess::OWNER_ONLY,
+    };
+    let mut src = PipeSource::open(cfg, Default::default()).unwrap();
+    let mut buf = framerec::frame::FrameBuf::new(640 * 480 * 2);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let t = cpu();
+    while src.next_frame(&mut buf, &stop).unwrap().is_some() {}
+    (cpu() - t).as_secs_f64() / (bytes.len() as f64 / (1 << 20) as f64)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (sizes, rounds): (&[usize], usize) = if quick {
@@ -81,6 +108,21 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let tmp = std::env::temp_dir().join(format!("framerec-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let pipe_sizes: &[usize] = if quick { &[1, 4] } else { &[2, 8, 32] };
+    let almost: Vec<Vec<u8>> = pipe_sizes
+        .iter()
+        .map(|mb| b"FRF1\x02\x00".repeat((mb << 20) / 6))
+        .collect();
+    let mut pipe_s = vec![Vec::new(); pipe_sizes.len()];
+    for round in 0..rounds {
+        for k in 0..pipe_sizes.len() {
+            let i = (k + round) % pipe_sizes.len();
+            pipe_s[i].push(pipe_resync(&almost[i], &tmp));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
     println!("| size MB | verify ms/MB | ratio | recover ms/MB | ratio |");
     println!("|---|---|---|---|---|");
     let v0 = median(&mut verify_s[0].clone());
@@ -96,5 +138,13 @@ fn main() {
             r * 1e3,
             r / r0
         );
+    }
+    println!();
+    println!("| pipe: almost-valid headers MB | ms/MB | ratio |");
+    println!("|---|---|---|");
+    let p0 = median(&mut pipe_s[0].clone());
+    for i in 0..pipe_sizes.len() {
+        let p = median(&mut pipe_s[i]);
+        println!("| {} | {:.3} | {:.2} |", pipe_sizes[i], p * 1e3, p / p0);
     }
 }

@@ -33,6 +33,7 @@
 //! each client; a jump backwards or of more than [`MAX_SENDER_GAP`] is taken as the sender
 //! renumbering (logged, nothing counted), so a crafted number cannot claim billions of losses.
 
+use bytes::{Buf, BytesMut};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -49,6 +50,8 @@ pub const MAGIC: [u8; 4] = *b"FRF1";
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 48;
 const MAX_HEADER_LEN: usize = 4096;
+/// Bytes asked of the sender per read.
+const READ_BYTES: usize = 65_536;
 pub const FORMAT_DEPTH16: u32 = 1;
 /// The largest jump in a sender's sequence numbers counted as frames it skipped (about 9.7
 /// hours at 30 fps); a larger one is taken as the sender renumbering.
@@ -285,9 +288,11 @@ pub struct PipeSource {
     /// The socket file of `listener`, removed on drop if it is still ours.
     _socket_file: Option<SocketFile>,
     conn: Option<Conn>,
-    buf: Vec<u8>,
-    /// Bytes of `buf` holding data.
-    len: usize,
+    /// Bytes received and not yet parsed. Parsing consumes from the front in O(1)
+    /// (`advance`), so skipping garbage a byte at a time is linear; the space in front is
+    /// reclaimed when more room is needed. Never more than [`PipeSource::max_buffered`].
+    buf: BytesMut,
+    max_buffered: usize,
     rejects: Arc<Rejects>,
     /// Bytes from the current client since its last valid frame.
     garbage: u64,
@@ -341,8 +346,8 @@ impl PipeSource {
             listener,
             _socket_file: socket_file,
             conn,
-            buf: vec![0; MAX_HEADER_LEN + frame_len + 65_536],
-            len: 0,
+            buf: BytesMut::with_capacity(MAX_HEADER_LEN + frame_len + READ_BYTES),
+            max_buffered: MAX_HEADER_LEN + frame_len + READ_BYTES,
             rejects,
             garbage: 0,
             last_sequence: None,
@@ -373,12 +378,12 @@ impl PipeSource {
 
     /// Drops the current client; for `pipe:` that is the end of the source.
     fn disconnect(&mut self, why: &str) {
-        if self.len > 0 {
+        if !self.buf.is_empty() {
             self.reject(Reject::Truncated);
         }
         tracing::warn!(why, "frame sender disconnected");
         self.conn = None;
-        self.len = 0;
+        self.buf.clear();
         self.garbage = 0;
         self.last_sequence = None;
     }
@@ -417,8 +422,7 @@ impl PipeSource {
     }
 
     fn consume(&mut self, n: usize) {
-        self.buf.copy_within(n..self.len, 0);
-        self.len -= n;
+        self.buf.advance(n);
     }
 }
 
@@ -439,7 +443,7 @@ impl Source for PipeSource {
         loop {
             // Frames already buffered first.
             loop {
-                match parse(&self.buf[..self.len], self.cfg.width, self.cfg.height) {
+                match parse(&self.buf, self.cfg.width, self.cfg.height) {
                     Parsed::Frame(h) => return self.take_frame(h, out).map(Some),
                     Parsed::NeedMore => break,
                     Parsed::Skip(n, why) => {
@@ -476,15 +480,22 @@ impl Source for PipeSource {
             if !readable(conn.fd()) {
                 continue;
             }
-            let len = self.len;
-            match conn.read(&mut self.buf[len..]) {
+            let len = self.buf.len();
+            let room = READ_BYTES.min(self.max_buffered - len);
+            // Reclaims the consumed space in front (a copy of what is left, at most once per
+            // buffer's worth of bytes consumed) or grows to the bound.
+            self.buf.reserve(room);
+            self.buf.resize(len + room, 0);
+            let read = conn.read(&mut self.buf[len..]);
+            self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+            match read {
                 Ok(0) => {
                     self.disconnect("end of stream");
                     if self.listener.is_none() {
                         return Ok(None);
                     }
                 }
-                Ok(n) => self.len += n,
+                Ok(_) => {}
                 Err(e)
                     if matches!(
                         e.kind(),
