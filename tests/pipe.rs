@@ -326,3 +326,63 @@ fn a_fifo_with_no_writer_waits_visibly_and_stops_on_sigint() {
         "{err}"
     );
 }
+
+/// A `unix:` sender that stalls in the middle of a frame, or sits idle while another sender
+/// waits, is disconnected after `SENDER_STALL` (2 s): a real sender behind it gets through (a
+/// client sending 8 bytes of a header used to hold the socket forever).
+#[test]
+fn a_stalled_sender_cannot_hold_the_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let sock = tmp.path().join("frames.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--source", &format!("unix:{}", sock.display())])
+        .args([
+            "--width", "64", "--height", "48", "--frames", "10", "--json",
+        ])
+        .args(["--out", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut held = Vec::new();
+    for (stall, base) in [("mid-frame", 0u64), ("idle", 5)] {
+        let mut first = UnixStream::connect(&sock).unwrap();
+        if stall == "mid-frame" {
+            first.write_all(&frame(base)[..8]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // A real sender connects behind it and sends 5 frames, then closes.
+        let mut real = UnixStream::connect(&sock).unwrap();
+        for seq in base..base + 5 {
+            real.write_all(&frame(seq)).unwrap();
+        }
+        held.push(first);
+    }
+    // The recorder ends by itself once the 10 frames are in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the real senders' frames never got through: {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
+    // The stalled half frame counts as one rejected frame (a torn frame); the limit of 10
+    // received frames is then reached by 9 of the real senders' frames.
+    assert_eq!(v["totals"]["dropped"]["rejected"], 1, "{s}");
+    assert_eq!(v["totals"]["source_rejects"]["truncated"], 1, "{s}");
+    assert_eq!(v["totals"]["written_frames"], 9, "{s}");
+    drop(held);
+}

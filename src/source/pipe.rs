@@ -50,6 +50,10 @@ pub const MAGIC: [u8; 4] = *b"FRF1";
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 48;
 const MAX_HEADER_LEN: usize = 4096;
+/// A `unix:` sender that has been in the middle of a frame this long, or has sent no whole
+/// frame this long while another sender waits to connect, is disconnected: one sender at a
+/// time, and none can hold the socket by stalling.
+pub const SENDER_STALL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bytes asked of the sender per read.
 const READ_BYTES: usize = 65_536;
 pub const FORMAT_DEPTH16: u32 = 1;
@@ -281,6 +285,13 @@ fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     matches!(poll(&mut fds, PollTimeout::from(50u16)), Ok(n) if n > 0)
 }
 
+/// Whether `fd` is readable now (a sender waits to be accepted), without waiting.
+fn readable_now(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
 pub struct PipeSource {
     cfg: PipeConfig,
     stream: StreamInfo,
@@ -293,6 +304,8 @@ pub struct PipeSource {
     /// reclaimed when more room is needed. Never more than [`PipeSource::max_buffered`].
     buf: BytesMut,
     max_buffered: usize,
+    /// When the current client connected or last delivered a whole frame.
+    progress_at: std::time::Instant,
     rejects: Arc<Rejects>,
     /// Bytes from the current client since its last valid frame.
     garbage: u64,
@@ -348,6 +361,7 @@ impl PipeSource {
             conn,
             buf: BytesMut::with_capacity(MAX_HEADER_LEN + frame_len + READ_BYTES),
             max_buffered: MAX_HEADER_LEN + frame_len + READ_BYTES,
+            progress_at: std::time::Instant::now(),
             rejects,
             garbage: 0,
             last_sequence: None,
@@ -399,6 +413,7 @@ impl PipeSource {
         payload.copy_from_slice(&self.buf[h.header_len..h.header_len + h.payload_len]);
         self.consume(h.header_len + h.payload_len);
         self.garbage = 0;
+        self.progress_at = std::time::Instant::now();
         let gap = match self.last_sequence {
             Some(last) if h.sequence > last && h.sequence - last - 1 <= MAX_SENDER_GAP => {
                 h.sequence - last - 1
@@ -471,12 +486,25 @@ impl Source for PipeSource {
                         s.set_nonblocking(false)?;
                         tracing::info!("frame sender connected");
                         self.conn = Some(Conn::Unix(s));
+                        self.progress_at = std::time::Instant::now();
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => tracing::warn!(error = %e, "accepting a frame sender failed"),
                 }
                 continue;
             };
+            if let Some(listener) = &self.listener
+                && self.progress_at.elapsed() > SENDER_STALL
+            {
+                if !self.buf.is_empty() {
+                    self.disconnect("stalled in the middle of a frame");
+                    continue;
+                }
+                if readable_now(listener.as_fd()) {
+                    self.disconnect("idle while another sender waits");
+                    continue;
+                }
+            }
             if !readable(conn.fd()) {
                 continue;
             }
