@@ -5,7 +5,8 @@
 //! (parse + checks) and `recover` run on 16, 64 and 256 MB of it; the report is the CPU time per
 //! MB at each size and its ratio to the smallest (1.0 = linear; the old scanner was quadratic:
 //! 0.7 / 2.8 / 11.6 / 51.5 s on 2 / 4 / 8 / 16 MB). Rounds interleave the sizes so drift hits
-//! every size alike. `cargo bench --bench scan` (`-- --quick`: 1 round, 4/16/64 MB).
+//! every size alike. `cargo bench --bench scan` (`-- --quick`: 1 round, 4/16/64 MB); under
+//! `cargo test` a smoke run on 1-2 MB that asserts the outcomes, not the times.
 //!
 //! The `pipe:` source's resynchronisation gets the same treatment: a stream of almost-valid
 //! headers (`FRF1` and a wrong version, over and over) of 2, 8 and 32 MB, read by the source for
@@ -81,11 +82,13 @@ fn pipe_resync(bytes: &[u8], dir: &std::path::Path) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; under `cargo test` this is a smoke run of every path.
+    let bench = std::env::args().any(|a| a == "--bench");
     let quick = std::env::args().any(|a| a == "--quick");
-    let (sizes, rounds): (&[usize], usize) = if quick {
-        (&[4, 16, 64], 1)
-    } else {
-        (&[16, 64, 256], 3)
+    let (sizes, rounds): (&[usize], usize) = match (bench, quick) {
+        (false, _) => (&[1, 2], 1),
+        (true, true) => (&[4, 16, 64], 1),
+        (true, false) => (&[16, 64, 256], 3),
     };
     let files: Vec<Vec<u8>> = sizes.iter().map(|mb| crafted(mb << 20)).collect();
     // seconds per MB, per size and operation, summed over rounds
@@ -110,7 +113,11 @@ fn main() {
     };
     let tmp = std::env::temp_dir().join(format!("framerec-scan-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
-    let pipe_sizes: &[usize] = if quick { &[1, 4] } else { &[2, 8, 32] };
+    let pipe_sizes: &[usize] = match (bench, quick) {
+        (false, _) => &[1],
+        (true, true) => &[1, 4],
+        (true, false) => &[2, 8, 32],
+    };
     let almost: Vec<Vec<u8>> = pipe_sizes
         .iter()
         .map(|mb| b"FRF1\x02\x00".repeat((mb << 20) / 6))
