@@ -84,10 +84,8 @@ fn verify_dump(path: &Path) -> DumpReport {
     };
     let drops =
         std::fs::read_to_string(path.join(framerec::writer::files::DROPS)).unwrap_or_default();
-    report.dropped = framerec::writer::files::read_drops(&drops)
-        .iter()
-        .map(|(a, b, _)| b.0 - a.0 + 1)
-        .sum();
+    report.dropped =
+        framerec::writer::files::count_drops(&framerec::writer::files::read_drops(&drops));
     let cfg = FakenectConfig {
         dir: path.to_path_buf(),
         paced: false,
