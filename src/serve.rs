@@ -242,9 +242,24 @@ fn answer_http(stream: &mut Stream, render: &RenderFn) {
 
 /// Reads one snapshot from a recorder's statistics socket.
 pub fn fetch(path: &Path) -> io::Result<Snapshot> {
-    let mut stream = UnixStream::connect(path)?;
+    let stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::new();
-    stream.read_to_end(&mut buf)?;
-    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    // A snapshot is a few KiB: whatever answers on the socket cannot make the client hold more.
+    stream.take(MAX_REPLY + 1).read_to_end(&mut buf)?;
+    parse_snapshot(&buf)
+}
+
+/// Longest statistics reply [`fetch`] reads, in bytes.
+pub const MAX_REPLY: u64 = 1 << 20;
+
+/// Parses a statistics socket's reply (one JSON [`Snapshot`]), at most [`MAX_REPLY`] bytes.
+pub fn parse_snapshot(reply: &[u8]) -> io::Result<Snapshot> {
+    if reply.len() as u64 > MAX_REPLY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the reply is longer than {MAX_REPLY} bytes"),
+        ));
+    }
+    serde_json::from_slice(reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

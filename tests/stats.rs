@@ -345,3 +345,37 @@ fn a_killed_recording_keeps_its_finished_intervals() {
     assert_eq!(none.status.code(), Some(2));
     assert!(text(&none).contains("no interval logs"), "{}", text(&none));
 }
+
+/// Whatever listens on the statistics socket (a stale path reused by another program, a
+/// hostile local process) cannot make `framerec stats` read without bound: past 1 MiB the reply
+/// is refused with a sentence, not buffered.
+#[test]
+fn an_endless_statistics_reply_is_refused_not_buffered() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("stats.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        // Spaces are JSON whitespace: a reader that buffers all of it only fails at the end.
+        let block = vec![b' '; 1 << 16];
+        let mut sent = 0usize;
+        for _ in 0..1024 {
+            if conn.write_all(&block).is_err() {
+                break;
+            }
+            sent += block.len();
+        }
+        sent
+    });
+    let out = framerec(&["stats", "--socket", socket.to_str().unwrap()]);
+    let sent = server.join().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    // The client hung up after 1 MiB (plus what the socket buffers), not after all 64 MiB.
+    assert!(sent < 8 << 20, "the client read {sent} bytes");
+    assert!(
+        text(&out).contains("longer than 1048576 bytes"),
+        "{}",
+        text(&out)
+    );
+}
