@@ -63,4 +63,5 @@ fuzz_target!(|data: &[u8]| {
     let path = dir.join("fuzz.hlog");
     std::fs::write(&path, text.as_bytes()).unwrap();
     let _ = Report::read(&path);
+    let _ = std::fs::remove_dir_all(&dir);
 });
