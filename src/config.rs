@@ -646,8 +646,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Blanks the key/value entry that contains `at` (keeping newlines, so every other offset and
-/// line stays put). Returns false when no entry contains it.
+/// Blanks the key/value entry that contains `at` (a space per byte, keeping newlines, so every
+/// other offset and line stays put). Returns false when no entry contains it.
 fn blank_entry(text: &mut String, at: usize) -> bool {
     use toml::de::{DeTable, DeValue};
     let Ok(doc) = DeTable::parse(text) else {
@@ -674,9 +674,16 @@ fn blank_entry(text: &mut String, at: usize) -> bool {
         return false;
     };
     drop(doc);
+    // One space per byte: a multi-byte character must not move the offsets after it.
     let blanked: String = text[range.clone()]
         .chars()
-        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .map(|c| {
+            if c == '\n' {
+                "\n"
+            } else {
+                &"    "[..c.len_utf8()]
+            }
+        })
         .collect();
     // Keep a blanked table header parseable: `[name]` becomes blank, children stay valid keys.
     text.replace_range(range, &blanked);
@@ -859,6 +866,21 @@ mod tests {
             errs[3].message
         );
         assert!(errs[0].to_string().starts_with("f.toml:2:11: "));
+    }
+
+    /// The input is also the config fuzz target's regression (fuzz/regressions/config/):
+    /// blanking a bad value holding multi-byte characters moved every later offset, so later
+    /// errors named the wrong place, or one inside a character and `check-config` panicked.
+    #[test]
+    fn errors_after_a_multibyte_value_keep_their_place() {
+        let text = "[queue]\nmax-bytes = \"\u{20ac}\"\n[writer]\n# \u{e9}\nbogus = 1\n";
+        let e = parse(text, "f.toml").unwrap_err();
+        let places: Vec<(usize, usize)> = e.0.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(places, vec![(2, 13), (5, 1)], "{e}");
+        assert_eq!(
+            include_str!("../fuzz/regressions/config/multibyte-value-moves-later-errors.toml"),
+            text
+        );
     }
 
     #[test]

@@ -173,11 +173,11 @@ pub struct Interval {
 
 impl Interval {
     pub fn dropped_total(&self) -> u64 {
+        // Saturating: a crafted log's counters must not overflow the sum.
         self.counters
             .iter()
             .filter(|(k, _)| k.starts_with("dropped."))
-            .map(|(_, v)| v)
-            .sum()
+            .fold(0u64, |sum, (_, v)| sum.saturating_add(*v))
     }
 }
 
@@ -663,8 +663,7 @@ impl Report {
                 let dropped_before: u64 = prev
                     .iter()
                     .filter(|(k, _)| k.starts_with("dropped."))
-                    .map(|(_, v)| v)
-                    .sum();
+                    .fold(0u64, |sum, (_, v)| sum.saturating_add(*v));
                 intervals.push(IntervalSummary {
                     start_s: iv.start - origin,
                     length_s: iv.length,
@@ -702,6 +701,25 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
+
+    /// Found by the fuzzer: counters in a crafted log overflowed the drop total (a panic in
+    /// debug builds, a wrapped total otherwise).
+    #[test]
+    fn crafted_drop_counters_saturate() {
+        let iv = Interval {
+            start: 0.0,
+            length: 1.0,
+            histograms: BTreeMap::new(),
+            counters: [
+                ("dropped.lost".to_string(), u64::MAX),
+                ("dropped.io_error".to_string(), 5),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(iv.dropped_total(), u64::MAX);
+    }
+
     use super::*;
     use crate::observe::{Counters, record};
 

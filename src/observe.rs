@@ -418,8 +418,9 @@ impl Snapshot {
         }
     }
 
+    /// Saturating: a snapshot read back from a socket holds whatever its sender put there.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped.values().sum()
+        self.dropped.values().fold(0, |a, b| a.saturating_add(*b))
     }
 
     /// `DEGRADED (...)` or `DISK FULL (...)` while frames are dropped because of the disk.
@@ -501,6 +502,16 @@ mod tests {
         assert!((499_000..=501_000).contains(&p.p50), "{p:?}");
         assert!(p.max >= 999_000, "{p:?}");
         assert_eq!(fmt_ns(1_500_000), "1.5ms");
+    }
+
+    /// The stats_reply fuzz target's regression (fuzz/regressions/stats_reply/): a reply whose
+    /// drop counts add past u64::MAX made `framerec stats` panic (debug) or print a wrapped total.
+    #[test]
+    fn a_crafted_reply_does_not_overflow_the_drop_total() {
+        let reply = include_bytes!("../fuzz/regressions/stats_reply/dropped-total-overflows.json");
+        let s = crate::serve::parse_snapshot(reply).unwrap();
+        assert_eq!(s.dropped_total(), u64::MAX);
+        assert!(s.log_line(None).contains("dropped 18446744073709551615"));
     }
 }
 

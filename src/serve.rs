@@ -385,7 +385,18 @@ pub fn fetch(path: &Path) -> io::Result<Snapshot> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    parse_snapshot(&buf)
+}
+
+/// Parses a statistics socket's reply (one JSON [`Snapshot`]), at most [`MAX_SNAPSHOT_BYTES`].
+pub fn parse_snapshot(reply: &[u8]) -> io::Result<Snapshot> {
+    if reply.len() > MAX_SNAPSHOT_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the reply is longer than {MAX_SNAPSHOT_BYTES} bytes"),
+        ));
+    }
+    serde_json::from_slice(reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

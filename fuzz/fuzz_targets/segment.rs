@@ -3,6 +3,9 @@
 //! with no structural damage (its messages are the input's, so their content may still be bad).
 #![no_main]
 
+#[path = "alloc_limit.rs"]
+mod alloc_limit;
+
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

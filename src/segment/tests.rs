@@ -435,8 +435,8 @@ proptest! {
 #[test]
 fn fuzz_regressions_recover_into_valid_segments() {
     let cases: [&[u8]; 2] = [
-        include_bytes!("../../fuzz/regressions/recover-damaged-channel-in-head.bin"),
-        include_bytes!("../../fuzz/regressions/recover-zero-crc-chunk-with-bad-json.bin"),
+        include_bytes!("../../fuzz/regressions/segment/recover-damaged-channel-in-head.bin"),
+        include_bytes!("../../fuzz/regressions/segment/recover-zero-crc-chunk-with-bad-json.bin"),
     ];
     for input in cases {
         let _ = verify_segment("regression", input);

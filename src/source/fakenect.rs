@@ -122,6 +122,9 @@ fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
     Ok(entries)
 }
 
+/// The latest time an INDEX.txt entry may carry, in seconds since the epoch.
+const MAX_TIME_S: f64 = 1e10;
+
 /// `d-<time>-<timestamp>.pgm` (or `r-...ppm`, `a-...dump`) to (kind, time, timestamp).
 fn parse_line(line: &str) -> Result<(char, f64, u32), String> {
     let quote = quoted(line);
@@ -150,7 +153,9 @@ fn parse_line(line: &str) -> Result<(char, f64, u32), String> {
     let time: f64 = time
         .parse()
         .ok()
-        .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+        // Seconds since the epoch, as libfreenect's recorder writes them: up to 1e10 (the year
+        // 2286); beyond that a time is no clock's, and would overflow the pacing.
+        .filter(|t: &f64| t.is_finite() && (0.0..=MAX_TIME_S).contains(t))
         .ok_or_else(|| {
             format!(
                 "{quote}: the time {} is not a number of seconds",
@@ -329,7 +334,8 @@ impl Source for FakenectSource {
         let (start, start_mono, t0) = *self
             .start
             .get_or_insert_with(|| (Instant::now(), host_mono_ns(), t));
-        let due = Duration::from_secs_f64((t - t0).max(0.0));
+        // Times are bounded when INDEX.txt is read; looping adds at most their span per lap.
+        let due = Duration::try_from_secs_f64((t - t0).max(0.0)).unwrap_or(Duration::MAX);
         if self.cfg.paced {
             loop {
                 if stop.load(Ordering::Relaxed) {
@@ -346,7 +352,9 @@ impl Source for FakenectSource {
         self.next += 1;
         Ok(Some(Capture {
             device_ns: self.clock.unwrap_ns(e.timestamp),
-            host_mono_ns: self.cfg.paced.then(|| start_mono + due.as_nanos() as u64),
+            host_mono_ns: self.cfg.paced.then(|| {
+                start_mono.saturating_add(u64::try_from(due.as_nanos()).unwrap_or(u64::MAX))
+            }),
         }))
     }
 }
@@ -429,6 +437,26 @@ mod tests {
             );
             last = Some(cap.device_ns);
         }
+    }
+
+    /// Found by the fuzzer: a time no clock gives (1e300 s) made the paced replay panic
+    /// converting it to a Duration; such a line is now refused when INDEX.txt is read.
+    #[test]
+    fn a_time_beyond_any_clock_is_refused_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["d-1.0-0.pgm", "d-1e300-5.pgm"] {
+            let mut bytes = b"P5 4 2 65535\n".to_vec();
+            bytes.extend_from_slice(&frame(1));
+            std::fs::write(tmp.path().join(name), bytes).unwrap();
+        }
+        std::fs::write(tmp.path().join("INDEX.txt"), "d-1.0-0.pgm\nd-1e300-5.pgm\n").unwrap();
+        let mut c = cfg(tmp.path());
+        c.paced = true;
+        let e = match FakenectSource::open(c).and_then(|mut s| read_all(&mut s)) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("is not a number of seconds"), "{e}");
     }
 
     fn error_of(tmp: &Path) -> String {

@@ -1,0 +1,95 @@
+//! Fuzzes the fakenect dump reader behind `--source fakenect:DIR` and `verify` of a
+//! fakenect-layout directory: `INDEX.txt` lines, the `P5` header of each depth file and
+//! `DROPS.txt`. The input is a flags byte (bit 0: looped replay), then sections split at
+//! [`SEP`]: `INDEX.txt`, `DROPS.txt`, then the contents of the files the index names, in order.
+//! Arbitrary bytes must never panic; every frame replayed has exactly the dump's frame size,
+//! and a drop line names a range, first <= last.
+#![no_main]
+
+#[path = "alloc_limit.rs"]
+mod alloc_limit;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use framerec::frame::FrameBuf;
+use framerec::source::{FakenectConfig, FakenectSource, Source};
+use framerec::writer::files::{DROPS, INDEX, dropped_frames, read_drops};
+use libfuzzer_sys::fuzz_target;
+
+const SEP: &[u8] = b"\n--8<--\n";
+/// Frame files written per input, and frames read (a looped replay never ends by itself).
+const MAX_FILES: usize = 8;
+const MAX_FRAMES: usize = 24;
+
+fn scratch() -> PathBuf {
+    let dir = Path::new("/dev/shm").join(format!("framerec-fuzz-fakenect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+fn split<'a>(mut data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    while let Some(at) = data.windows(sep.len()).position(|w| w == sep) {
+        out.push(&data[..at]);
+        data = &data[at + sep.len()..];
+    }
+    out.push(data);
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let sections = split(rest, SEP);
+    let dir = scratch();
+    let index = sections[0];
+    std::fs::write(dir.join(INDEX), index).unwrap();
+    let drops = sections.get(1).copied().unwrap_or_default();
+    std::fs::write(dir.join(DROPS), drops).unwrap();
+    let names = index
+        .split(|b| *b == b'\n')
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 100
+                && !n.contains(['/', '\0'])
+                && *n != "."
+                && *n != ".."
+                && *n != INDEX
+                && *n != DROPS
+        });
+    for (name, body) in names.zip(sections.iter().skip(2)).take(MAX_FILES) {
+        let _ = std::fs::write(dir.join(name), body);
+    }
+
+    if let Ok(listed) = read_drops(drops) {
+        for (first, last, _) in &listed {
+            assert!(first <= last, "DROPS.txt range {first:?}..={last:?}");
+        }
+        let _ = dropped_frames(&listed);
+    }
+
+    let cfg = FakenectConfig {
+        dir: dir.clone(),
+        paced: false,
+        looped: flags & 1 == 1,
+        topic: "/camera/depth".into(),
+        frame_id: "camera_depth".into(),
+    };
+    if let Ok(mut src) = FakenectSource::open(cfg) {
+        assert!(src.frames() >= 1);
+        let len = src.stream().frame_bytes();
+        let stop = AtomicBool::new(false);
+        let mut buf = FrameBuf::new(len);
+        for _ in 0..MAX_FRAMES {
+            match src.next_frame(&mut buf, &stop) {
+                Ok(Some(_)) => assert_eq!(buf.payload().len(), len),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+});
