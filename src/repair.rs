@@ -368,15 +368,23 @@ pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
     };
     let mut recording_id = None;
     let mut highest: Option<u64> = None;
-    for (_, p) in segments.iter().rev() {
+    // Segment ids grow with sequence numbers (a frame written again after a failed fsync only
+    // moves to a later segment), so the damaged originals of segments older than the newest one
+    // holding a frame cannot hold a higher number: only the others are read.
+    let mut newest_with_frames = None;
+    for (seg_id, p) in segments.iter().rev() {
         let (seq, id) = highest_seq(p)?;
         recording_id = recording_id.or(id);
         if seq.is_some() {
             highest = seq;
+            newest_with_frames = Some(*seg_id);
             break;
         }
     }
-    for (_, p) in &sides {
+    for (_, p) in sides
+        .iter()
+        .filter(|(id, _)| newest_with_frames.is_none_or(|n| *id >= n))
+    {
         let (seq, id) = highest_seq(p)?;
         recording_id = recording_id.or(id);
         highest = highest.max(seq);
