@@ -48,12 +48,24 @@ fn spawn_record(cfg: &Path, dir: &Path, as_nobody: bool) -> std::process::Child 
 
 #[test]
 fn a_deleted_output_directory_is_a_loss_not_a_success() {
+    deleted_directory("", Some(1));
+}
+
+/// `writer.fail-on-io-loss = false`: the same losses, counted and named, but exit 0.
+#[test]
+fn losses_to_the_disk_can_be_accepted_by_configuration() {
+    deleted_directory("[writer]\nfail-on-io-loss = false\n", Some(0));
+}
+
+/// `rm -rf` of the output directory 1.2 s into a 3 s run, with `extra` configuration; the run
+/// must exit with `status`.
+fn deleted_directory(extra: &str, status: Option<i32>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let cfg = tmp.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "[durability]\nfsync-interval-ms = 200\n[segment]\nmax-bytes = 8388608\n",
+        format!("[durability]\nfsync-interval-ms = 200\n[segment]\nmax-bytes = 8388608\n{extra}"),
     )
     .unwrap();
     let child = spawn_record(&cfg, &dir, false);
@@ -75,7 +87,7 @@ fn a_deleted_output_directory_is_a_loss_not_a_success() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(t["received_frames"].as_u64().unwrap(), dropped_all, "{t}");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), status, "{}", text(&out));
     assert!(
         text(&out).contains("segment_deleted"),
         "the loss is named: {}",
