@@ -51,42 +51,38 @@ pub const RECOVERING_SUFFIX: &str = ".recovering";
 /// Suffix of the name a repaired segment's original is kept under (then `.1`, `.2`, ...).
 pub const DAMAGED_SUFFIX: &str = ".damaged";
 
-/// A name beside `path` that does not exist yet: `NAME.damaged`, `NAME.damaged.1`, ...
-fn aside_name(path: &Path) -> PathBuf {
+/// The names a kept original of `path` may take, in order: `NAME.damaged`, `NAME.damaged.1`, ...
+fn aside_names(path: &Path) -> impl Iterator<Item = PathBuf> {
     let base = format!("{}{DAMAGED_SUFFIX}", path.display());
-    let mut candidate = PathBuf::from(&base);
-    let mut n = 1;
-    while candidate.symlink_metadata().is_ok() {
-        candidate = PathBuf::from(format!("{base}.{n}"));
-        n += 1;
-    }
-    candidate
+    std::iter::once(PathBuf::from(&base))
+        .chain((1u64..).map(move |n| PathBuf::from(format!("{base}.{n}"))))
 }
 
-/// An existing aside name of `path` that already is `path` (same inode): a repair killed after
-/// giving the original its second name.
-fn existing_aside(path: &Path) -> io::Result<Option<PathBuf>> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(path)?;
-    let base = format!("{}{DAMAGED_SUFFIX}", path.display());
-    let mut candidate = PathBuf::from(&base);
-    let mut n = 1;
-    while let Ok(a) = candidate.symlink_metadata() {
-        if a.file_type().is_file() && a.dev() == m.dev() && a.ino() == m.ino() {
-            return Ok(Some(candidate));
-        }
-        candidate = PathBuf::from(format!("{base}.{n}"));
-        n += 1;
-    }
-    Ok(None)
+/// A name beside `path` that does not exist yet.
+fn aside_name(path: &Path) -> PathBuf {
+    aside_names(path)
+        .find(|c| c.symlink_metadata().is_err())
+        .expect("an endless list of names")
 }
 
 /// Gives the original at `path` a second name beside it and returns it; `path` keeps it too.
+/// A name that already is `path` (same inode: a repair killed after this step) is reused.
 fn keep_original(path: &Path) -> io::Result<PathBuf> {
-    if let Some(aside) = existing_aside(path)? {
-        return Ok(aside);
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path)?;
+    let mut aside = PathBuf::new();
+    for candidate in aside_names(path) {
+        match candidate.symlink_metadata() {
+            Ok(a) if a.file_type().is_file() && (a.dev(), a.ino()) == (m.dev(), m.ino()) => {
+                return Ok(candidate);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                aside = candidate;
+                break;
+            }
+        }
     }
-    let aside = aside_name(path);
     match fs::hard_link(path, &aside) {
         Ok(()) => {}
         // No hard links here (some FUSE and network filesystems): a durable copy instead.

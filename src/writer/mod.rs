@@ -636,6 +636,9 @@ impl Ctx {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let mut seg_st = seg.st.borrow_mut();
+        // The frames each fsync covered, for the debug log (tests/watermark.rs reads it); built
+        // only when that log is on.
+        let log = tracing::enabled!(tracing::Level::DEBUG);
         let mut seqs = Vec::new();
         for u in made {
             seg_st.durable_notices.extend(u.drops);
@@ -653,7 +656,7 @@ impl Ctx {
                     );
                 }
             }
-            if let (Some(first), Some(last)) = (u.metas.first(), u.metas.last()) {
+            if log && let (Some(first), Some(last)) = (u.metas.first(), u.metas.last()) {
                 seqs.push(format!("{}-{}", first.seq.0, last.seq.0));
             }
         }
