@@ -57,8 +57,9 @@ pub enum DropReason {
     /// Written to a segment whose file was deleted (or renamed away) while it was recorded:
     /// found at its next fsync, it is no longer counted as written (or durable).
     SegmentDeleted,
-    /// Delivered by a device faster than the receiver took frames: lost in the source before
-    /// acceptance (the libfreenect callback found its hand-off full).
+    /// Delivered by a source but never taken: a replay's frame that was waiting for room
+    /// (`block`) when the run stopped. (Recordings of earlier versions also use it for frames
+    /// a libfreenect callback could not hand over.)
     SourceOverrun,
     /// A `pipe:`/`unix:` sender's own sequence numbers jumped: frames it skipped before they
     /// reached framerec (beyond those framerec rejected).

@@ -12,6 +12,7 @@ pub mod export;
 mod failpoint;
 pub mod frame;
 pub mod hlog;
+pub mod intake;
 pub mod observe;
 pub mod plot;
 pub mod queue;

@@ -11,7 +11,7 @@ use crate::frame::{
 };
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
-use crate::source::{Source, SourceError};
+use crate::source::{Capture, Source, SourceError};
 use crate::writer::PUBLISH_EVERY;
 
 /// When the receiver stops taking frames (besides the stop flag and the end of the source).
@@ -101,19 +101,9 @@ fn receive(
             return Ok(StopReason::DurationLimit);
         }
 
-        let mut buf = match spare.take().or_else(|| p.pool.get()) {
-            Some(b) => Some(b),
-            None => match p.policy {
-                OverflowPolicy::DropOldest => p.queue.pop().map(|old| {
-                    drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
-                    old.buf
-                }),
-                OverflowPolicy::Block => match wait_for_buffer(p) {
-                    Some(b) => Some(b),
-                    None => return Ok(StopReason::Signal),
-                },
-                OverflowPolicy::DropNewest => None,
-            },
+        let mut buf = match take_buffer(p, &mut spare, || p.stop.load(Ordering::Relaxed)) {
+            Ok(b) => b,
+            Err(Stopping) => return Ok(StopReason::Signal),
         };
         let into = match buf.as_mut() {
             Some(b) => b,
@@ -131,70 +121,125 @@ fn receive(
         };
         // Frames the source lost before this one take the sequence numbers before it.
         lost_in_source(source, p, seq);
-        let meta = FrameMeta {
-            seq: FrameSeq(*seq),
-            device_ns: capture.device_ns,
-            host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
-            host_real_ns: host_real_ns(),
-        };
-        if let Some(shared) = &p.histograms {
-            stats.frame(meta.host_mono_ns, shared);
-        }
-        *seq += 1;
+        let meta = stamp(p, stats, seq, capture);
         let len = into.payload_len() as u64;
-        p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-        p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
-
-        let Some(buf) = buf else {
-            drop_frame(p, meta.seq, DropReason::QueueFull);
-            continue;
-        };
-        if p.counters.refusing.load(Ordering::Acquire) {
-            // The output filesystem is under its free-space floor.
-            drop_frame(p, meta.seq, DropReason::DiskFull);
-            spare = Some(buf);
-            continue;
-        }
-        // Timed only when statistics are on (no clock read per frame otherwise).
-        let enqueue_started = p.histograms.is_some().then(Instant::now);
-        let frame = Frame {
-            meta,
-            buf,
-            span: (0, 0),
-        };
-        match p.policy {
-            OverflowPolicy::DropNewest => {
-                if let Err(back) = p.queue.push(frame) {
-                    drop_frame(p, back.meta.seq, DropReason::QueueFull);
-                    spare = Some(back.buf);
-                }
-            }
-            OverflowPolicy::DropOldest => {
-                if let Some(old) = p.queue.force_push(frame) {
-                    drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
-                    spare = Some(old.buf);
-                }
-            }
-            OverflowPolicy::Block => {
-                // The frame is accepted: wait for room even when stopping. Writers pop until
-                // the queue closes (after a failure they count frames as io_error), so room comes.
-                let mut frame = frame;
-                while let Err(back) = p.queue.push(frame) {
-                    frame = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
-        }
-        if let Some(t) = enqueue_started {
-            stats.enqueued(t.elapsed());
-        }
-        p.counters.note_queue_depth(p.queue.len() as u64);
+        spare = accept(p, stats, meta, len, buf);
     }
+}
+
+/// Under `block`, the wait for room was given up because the run is stopping.
+pub(crate) struct Stopping;
+
+/// A buffer to receive the next frame into, by the overflow policy: `None` when the frame is
+/// to be received and dropped (`drop-newest` with the budget spent). Under `block` it waits
+/// for the writers to give one back, until `stopping()`.
+pub(crate) fn take_buffer(
+    p: &ReceiverParts,
+    spare: &mut Option<FrameBuf>,
+    stopping: impl Fn() -> bool,
+) -> Result<Option<FrameBuf>, Stopping> {
+    if let Some(b) = spare.take().or_else(|| p.pool.get()) {
+        return Ok(Some(b));
+    }
+    Ok(match p.policy {
+        OverflowPolicy::DropOldest => p.queue.pop().map(|old| {
+            drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+            old.buf
+        }),
+        OverflowPolicy::Block => loop {
+            if let Some(b) = p.pool.get() {
+                break Some(b);
+            }
+            if stopping() {
+                return Err(Stopping);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        },
+        OverflowPolicy::DropNewest => None,
+    })
+}
+
+/// Gives a received frame the next sequence number and its times.
+pub(crate) fn stamp(
+    p: &ReceiverParts,
+    stats: &mut ReceiverStats,
+    seq: &mut u64,
+    capture: Capture,
+) -> FrameMeta {
+    let meta = FrameMeta {
+        seq: FrameSeq(*seq),
+        device_ns: capture.device_ns,
+        host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
+        host_real_ns: host_real_ns(),
+    };
+    if let Some(shared) = &p.histograms {
+        stats.frame(meta.host_mono_ns, shared);
+    }
+    *seq += 1;
+    meta
+}
+
+/// Counts a received frame of `len` bytes and queues it by the overflow policy (`buf` holds its payload;
+/// `None`: no room, it is dropped). Returns a buffer the receiver may reuse.
+pub(crate) fn accept(
+    p: &ReceiverParts,
+    stats: &mut ReceiverStats,
+    meta: FrameMeta,
+    len: u64,
+    buf: Option<FrameBuf>,
+) -> Option<FrameBuf> {
+    p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+    p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
+    let Some(buf) = buf else {
+        drop_frame(p, meta.seq, DropReason::QueueFull);
+        return None;
+    };
+    if p.counters.refusing.load(Ordering::Acquire) {
+        // The output filesystem is under its free-space floor.
+        drop_frame(p, meta.seq, DropReason::DiskFull);
+        return Some(buf);
+    }
+    // Timed only when statistics are on (no clock read per frame otherwise).
+    let enqueue_started = p.histograms.is_some().then(Instant::now);
+    let frame = Frame {
+        meta,
+        buf,
+        span: (0, 0),
+    };
+    let mut spare = None;
+    match p.policy {
+        OverflowPolicy::DropNewest => {
+            if let Err(back) = p.queue.push(frame) {
+                drop_frame(p, back.meta.seq, DropReason::QueueFull);
+                spare = Some(back.buf);
+            }
+        }
+        OverflowPolicy::DropOldest => {
+            if let Some(old) = p.queue.force_push(frame) {
+                drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+                spare = Some(old.buf);
+            }
+        }
+        OverflowPolicy::Block => {
+            // The frame is accepted: wait for room even when stopping. Writers pop until
+            // the queue closes (after a failure they count frames as io_error), so room comes.
+            let mut frame = frame;
+            while let Err(back) = p.queue.push(frame) {
+                frame = back;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    if let Some(t) = enqueue_started {
+        stats.enqueued(t.elapsed());
+    }
+    p.counters.note_queue_depth(p.queue.len() as u64);
+    spare
 }
 
 /// The receiver's own histograms, published every [`PUBLISH_EVERY`].
 #[derive(Default)]
-struct ReceiverStats {
+pub(crate) struct ReceiverStats {
     h: Histograms,
     last_capture: Option<u64>,
     last_publish: u64,
@@ -217,7 +262,7 @@ impl ReceiverStats {
         record(&mut self.h.enqueue_ns, took.as_nanos() as u64);
     }
 
-    fn publish(&mut self, shared: &SharedHistograms) {
+    pub(crate) fn publish(&mut self, shared: &SharedHistograms) {
         if let Ok(mut s) = shared.lock() {
             s.absorb(&mut self.h);
         }
@@ -250,20 +295,7 @@ fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
     }
 }
 
-fn drop_frame(p: &ReceiverParts, seq: FrameSeq, reason: DropReason) {
+pub(crate) fn drop_frame(p: &ReceiverParts, seq: FrameSeq, reason: DropReason) {
     p.counters.add_dropped(reason, 1);
     p.drops.add(seq, seq, reason, host_real_ns());
-}
-
-/// Under `block`, waits for a buffer to come back from the writers; `None` once stopping.
-fn wait_for_buffer(p: &ReceiverParts) -> Option<FrameBuf> {
-    loop {
-        if let Some(b) = p.pool.get() {
-            return Some(b);
-        }
-        if p.stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }

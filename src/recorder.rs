@@ -12,8 +12,9 @@ use nix::sys::resource::UsageWho;
 use serde::Serialize;
 
 use crate::config::{Config, Layout, SourceConfig, StatsSocket};
-use crate::frame::{ALIGN, BufferPool, DropReason, host_real_ns, round_up};
+use crate::frame::{ALIGN, BufferPool, DropReason, StreamInfo, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
+use crate::intake;
 use crate::observe::{
     Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, cpu_time,
     prometheus_text,
@@ -25,7 +26,7 @@ use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
 use crate::source::pipe::Reject;
 use crate::source::{
-    FakenectSource, FreenectSource, PipeSource, Source, SourceError, SyntheticSource,
+    FakenectSource, FreenectSource, PipeSource, PushSource, Source, SourceError, SyntheticSource,
 };
 use crate::store::lock::{self, LockError};
 use crate::writer::{
@@ -193,23 +194,47 @@ impl RunReport {
 
 /// The source, continuing at frame `first_seq` where the source can (synthetic content is a
 /// function of the sequence number).
+/// A source of either kind: asked for each frame, or delivering on its own thread.
+enum AnySource {
+    Pull(Box<dyn Source>),
+    Push(Box<dyn PushSource>),
+}
+
+impl AnySource {
+    fn stream(&self) -> &StreamInfo {
+        match self {
+            AnySource::Pull(s) => s.stream(),
+            AnySource::Push(s) => s.stream(),
+        }
+    }
+
+    fn can_wait(&self) -> bool {
+        match self {
+            AnySource::Pull(s) => s.can_wait(),
+            AnySource::Push(s) => s.can_wait(),
+        }
+    }
+}
+
 fn build_source(
     cfg: &SourceConfig,
     first_seq: u64,
     counters: &Counters,
-) -> Result<Box<dyn Source>, SourceError> {
+) -> Result<AnySource, SourceError> {
     Ok(match cfg {
-        SourceConfig::Synthetic(s) => Box::new(SyntheticSource::starting_at(s.clone(), first_seq)),
+        SourceConfig::Synthetic(s) => {
+            AnySource::Pull(Box::new(SyntheticSource::starting_at(s.clone(), first_seq)))
+        }
         SourceConfig::Fakenect(f) => {
             let src = FakenectSource::open(f.clone())?;
             tracing::info!(dump = %f.dir.display(), frames = src.frames(), paced = f.paced, looped = f.looped, "replaying a fakenect dump");
-            Box::new(src)
+            AnySource::Pull(Box::new(src))
         }
-        SourceConfig::Freenect(f) => Box::new(FreenectSource::open(f.clone())?),
-        SourceConfig::Pipe(p) => Box::new(PipeSource::open(
+        SourceConfig::Freenect(f) => AnySource::Push(Box::new(FreenectSource::open(f.clone())?)),
+        SourceConfig::Pipe(p) => AnySource::Pull(Box::new(PipeSource::open(
             p.clone(),
             counters.source_rejects.clone(),
-        )?),
+        )?)),
     })
 }
 
@@ -632,6 +657,16 @@ pub fn record_with(
     } else {
         OverflowPolicy::DropNewest
     });
+    if policy == OverflowPolicy::Block && matches!(source, AnySource::Push(_)) && !source.can_wait()
+    {
+        // The device's callback would stall its USB transfers: frames lost where nobody counts.
+        return Err(RecordError::Source(SourceError::Device(
+            "queue.overflow = \"block\" cannot apply to a live Kinect: its callback must never \
+             wait (frames would be lost inside libfreenect, uncounted); use \"drop-newest\" or \
+             \"drop-oldest\" (block is for replays)"
+                .into(),
+        )));
+    }
     let frame_bytes = stream.frame_bytes();
     let buffer_bytes = (round_up(frame_bytes, ALIGN) + 2 * ALIGN) as u64;
     let max_buffers = (cfg.queue.max_bytes / buffer_bytes).max(2) as usize;
@@ -754,7 +789,10 @@ pub fn record_with(
     let receiver = std::thread::Builder::new()
         .name("framerec-receiver".into())
         .spawn(move || {
-            let received = receiver::run(source, rparts, limits);
+            let received = match source {
+                AnySource::Pull(s) => receiver::run(s, rparts, limits),
+                AnySource::Push(s) => intake::run(s, rparts, limits),
+            };
             (received, cpu_time(UsageWho::RUSAGE_THREAD))
         });
     let receiver = match receiver {

@@ -131,3 +131,54 @@ fn with_retry_an_unplug_is_survived_and_the_device_clock_unwraps() {
         "unwrapped past 2^32 ticks: {times:?}"
     );
 }
+
+#[test]
+fn a_live_kinect_never_waits_for_room_and_every_frame_it_delivers_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = mock_library(tmp.path());
+    // Waiting in the callback would lose frames inside libfreenect, where nobody counts them.
+    let block = record(&lib, &tmp.path().join("a"), &["--overflow", "block"], &[]);
+    assert_eq!(block.status.code(), Some(2), "{}", stderr(&block));
+    assert!(
+        stderr(&block).contains("cannot apply to a live Kinect"),
+        "{}",
+        stderr(&block)
+    );
+    assert!(!tmp.path().join("a/0000000000000000.mcap").exists());
+
+    // 200 frames a second into a 2-frame queue whose writes take 20 ms each: most find it full.
+    // Each is numbered at delivery, and kept or dropped under its reason.
+    let out = tmp.path().join("rec");
+    let o = record(
+        &lib,
+        &out,
+        &["--frames", "60", "--queue-frames", "2", "--json"],
+        &[("FRAMEREC_TEST_WRITE_DELAY_MS", "20")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::Deserializer::from_slice(&o.stdout)
+        .into_iter()
+        .next()
+        .expect("a JSON summary")
+        .expect("valid JSON");
+    let totals = &json["totals"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let written = n(&totals["written_frames"]);
+    let full = n(&totals["dropped"]["queue_full"]);
+    let dropped: u64 = totals["dropped"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(n(&totals["received_frames"]), 60, "{totals}");
+    assert_eq!(written + dropped, 60, "{totals}");
+    assert!(full > 0 && full == dropped, "{totals}");
+    let verify = common::framerec(&["verify", "--json", out.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", common::text(&verify));
+    let report: serde_json::Value = serde_json::Deserializer::from_slice(&verify.stdout)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    let report = &report[0]["report"];
+    assert_eq!(n(&report["frames"]), written, "{report}");
+    assert_eq!(n(&report["dropped"]["queue_full"]), full, "{report}");
+    assert_eq!((n(&report["first_seq"]), n(&report["last_seq"])), (0, 59));
+    assert_eq!(frames(&out).len() as u64, written);
+}

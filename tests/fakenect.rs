@@ -5,7 +5,7 @@
 //! device timestamps and bytes. Needs `cc`, libfreenect-dev and libfreenect-bin (tests/run
 //! installs them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -368,13 +368,10 @@ fn first_json(bytes: &[u8]) -> serde_json::Value {
         .expect("valid JSON")
 }
 
-#[test]
-fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_framerec");
-    // 90 frames that all carry the same host time: Debian's fakenect library replays them as
-    // fast as it can, far faster than a receiver held up by a slow disk takes them.
-    let dump = tmp.path().join("dump");
+/// A dump of 90 frames that all carry the same host time: Debian's fakenect library replays
+/// them as fast as it can, far faster than writers held up by a slow disk take them.
+fn burst_dump(dir: &Path) -> PathBuf {
+    let dump = dir.join("dump");
     std::fs::create_dir(&dump).unwrap();
     let mut index = String::new();
     for i in 0..90u64 {
@@ -386,24 +383,47 @@ fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_
         index.push('\n');
     }
     std::fs::write(dump.join("INDEX.txt"), index).unwrap();
-    let rec = tmp.path().join("rec");
-    // The queue holds 2 frames, every write takes 20 ms and the receiver waits for room
-    // (`block`): the callback's hand-off fills up and frames are lost in the source.
+    dump
+}
+
+/// Records `dump` through libfreenect's fakenect with a 2-frame queue and 20 ms writes.
+fn record_burst(dump: &Path, rec: &Path, extra: &[&str]) -> (std::process::Output, String) {
     let out = Command::new("timeout")
-        .args(["60", "fakenect", dump.to_str().unwrap(), bin, "record"])
-        .args(["--source", "freenect", "--stats-socket", "off", "--json"])
-        .args(["--overflow", "block", "--queue-frames", "2"])
+        .args(["60", "fakenect", dump.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .args([
+            "record",
+            "--source",
+            "freenect",
+            "--stats-socket",
+            "off",
+            "--json",
+        ])
+        .args(["--queue-frames", "2"])
+        .args(extra)
         .args(["--out", rec.to_str().unwrap()])
         .env("FRAMEREC_TEST_WRITE_DELAY_MS", "20")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
+#[test]
+fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let dump = burst_dump(tmp.path());
+    let rec = tmp.path().join("rec");
+    // As a live device: the callback never waits; what finds the queue full is dropped there,
+    // numbered at delivery.
+    let (out, err) = record_burst(&dump, &rec, &["--overflow", "drop-newest"]);
     assert!(out.status.success(), "{err}");
     let totals = &first_json(&out.stdout)["totals"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap();
     let written = n(&totals["written_frames"]);
-    let overrun = n(&totals["dropped"]["source_overrun"]);
+    let full = n(&totals["dropped"]["queue_full"]);
     let dropped: u64 = totals["dropped"].as_object().unwrap().values().map(n).sum();
     assert_eq!(n(&totals["received_frames"]), 90, "{totals}");
     assert_eq!(
@@ -411,9 +431,9 @@ fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_
         90,
         "delivered = written + dropped: {totals}"
     );
-    assert!(overrun > 0 && overrun == dropped, "{totals}");
+    assert!(full > 0 && full == dropped, "{totals}");
     assert!(
-        err.contains(&format!("dropped {dropped} ")) && err.contains("source_overrun"),
+        err.contains(&format!("dropped {dropped} ")) && err.contains("queue_full"),
         "{err}"
     );
 
@@ -429,9 +449,9 @@ fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_
     );
     let report = &first_json(&verify.stdout)[0]["report"];
     assert_eq!(n(&report["frames"]), written, "{report}");
-    assert_eq!(n(&report["dropped"]["source_overrun"]), overrun, "{report}");
+    assert_eq!(n(&report["dropped"]["queue_full"]), full, "{report}");
     assert_eq!((n(&report["first_seq"]), n(&report["last_seq"])), (0, 89));
-    // The drop notices were noticed while earlier frames still queued: in file order every
+    // The drops were noticed while earlier frames still queued: in file order every
     // message's log time still follows the one before (what `mcap doctor
     // --strict-message-order` checks).
     let bytes = std::fs::read(rec.join("0000000000000000.mcap")).unwrap();
@@ -456,7 +476,36 @@ fn frames_a_device_delivers_faster_than_they_are_taken_are_counted_and_named_in_
         .unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(
-        info.contains(&format!("dropped {overrun} frames: source_overrun")),
+        info.contains(&format!("dropped {full} frames: queue_full")),
         "{info}"
     );
+}
+
+#[test]
+fn a_replay_through_libfreenect_waits_for_room_and_loses_nothing() {
+    // The callback hands each frame to the queue itself: under `block` (the default for a
+    // replay) it waits for the slow writers, and fakenect's replay waits with it. Through a
+    // second hand-off in between, frames were lost in it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = burst_dump(tmp.path());
+    let rec = tmp.path().join("rec");
+    let (out, err) = record_burst(&dump, &rec, &[]);
+    assert!(out.status.success(), "{err}");
+    let totals = &first_json(&out.stdout)["totals"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let dropped: u64 = totals["dropped"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(
+        (
+            n(&totals["received_frames"]),
+            n(&totals["written_frames"]),
+            dropped
+        ),
+        (90, 90, 0),
+        "{totals}"
+    );
+    // Byte for byte, in order.
+    let frames = exported(&rec);
+    let want = dump_frames(&dump);
+    assert_eq!(frames.len(), want.len());
+    assert!(frames == want, "the recorded frames differ from the dump's");
 }

@@ -4,14 +4,13 @@
 //! through the real libfreenect API.
 //!
 //! libfreenect runs on a dedicated event thread: it initialises the library, opens the device,
-//! selects the 11-bit depth mode and loops on `freenect_process_events_timeout` until told to
-//! stop. The depth callback numbers every frame the device delivers and copies it out
-//! (libfreenect reuses its buffer) into a bounded channel the receiver reads; if the receiver
-//! falls that far behind, the callback drops the frame (a live device cannot wait). The gaps in
-//! the delivery numbers the receiver sees, and the frames delivered after the last one it took,
-//! are reported as `source_overrun` losses, each in its place, so delivered = written + dropped.
-//! The device's 32-bit 60 MHz timestamp is unwrapped to 64 bits. No panic crosses the FFI
-//! boundary.
+//! selects the 11-bit depth mode and, once the recorder starts the source, loops on
+//! `freenect_process_events_timeout` until told to stop. The depth callback hands every frame
+//! the device delivers to the recorder's intake ([`FrameSink`]), which numbers it, copies it
+//! once into a queued buffer (libfreenect reuses its own) or counts it dropped under the
+//! overflow policy. A live device never waits there: `overflow = "block"` is for a fakenect
+//! replay only, which slows down instead. The device's 32-bit 60 MHz timestamp is unwrapped to
+//! 64 bits. No panic crosses the FFI boundary.
 //!
 //! This module holds the crate's FFI and so its `unsafe`: every call is to a symbol resolved
 //! from the loaded library with the C signature of Debian's `libfreenect.h` (0.5).
@@ -19,17 +18,17 @@
 
 use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use libloading::Library;
 
-use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
+use crate::frame::{PixelFormat, StreamInfo, host_mono_ns};
 
-use super::{Capture, DeviceClock, Source, SourceError};
+use super::{Capture, DeviceClock, FrameSink, PushSource, SourceError};
 
 /// The library's soname; the `fakenect` wrapper puts its replay library first on the path
 /// under the same name.
@@ -141,31 +140,55 @@ impl Api {
     }
 }
 
-/// What the event thread sends the receiver.
+/// What the event thread tells the receiver thread, besides frames (those go to the sink).
 enum Event {
-    Frame {
-        data: Vec<u8>,
-        timestamp: u32,
-        host_mono_ns: u64,
-        /// Which frame of the session this is, counting every frame delivered, from 0.
-        index: u64,
-    },
     /// The end of a fakenect dump.
     End,
     Failed(String),
 }
 
-/// Frames the callback may hold for the receiver before it drops.
-const CHANNEL_FRAMES: usize = 16;
+/// The device clock as the recording sees it: unwrapped, and continued across a reopen.
+#[derive(Default)]
+struct Clock {
+    device: DeviceClock,
+    /// Added to the device clock: a reopened Kinect's clock starts anew, so the recording's
+    /// device time continues across the gap on the host's clock.
+    offset_ns: i128,
+    /// Device time and host monotonic stamp of the last frame, to bridge a reopen.
+    last: Option<(u64, u64)>,
+    /// The device was reopened: the next frame sets `offset_ns`.
+    reopened: bool,
+}
+
+impl Clock {
+    fn capture(&mut self, timestamp: u32, host_mono_ns: u64) -> Capture {
+        let raw = self.device.unwrap_ns(timestamp) as i128;
+        if std::mem::take(&mut self.reopened)
+            && let Some((last_dev, last_host)) = self.last
+        {
+            let gap = host_mono_ns.saturating_sub(last_host) as i128;
+            self.offset_ns = last_dev as i128 + gap - raw;
+        }
+        let device_ns = (raw + self.offset_ns).max(0) as u64;
+        self.last = Some((device_ns, host_mono_ns));
+        Capture {
+            device_ns,
+            host_mono_ns: Some(host_mono_ns),
+        }
+    }
+
+    /// The device is being reopened: its clock restarts.
+    fn reopen(&mut self) {
+        self.device = DeviceClock::default();
+        self.reopened = true;
+    }
+}
 
 /// What the depth callback reaches (through the event thread's [`USER`]).
 struct CallbackState {
-    tx: SyncSender<Event>,
-    /// Buffers the receiver gave back, reused so the callback rarely allocates.
-    spare: Receiver<Vec<u8>>,
+    sink: Arc<dyn FrameSink>,
     bytes: usize,
-    /// Frames the device delivered in this session, handed over or not.
-    delivered: Arc<AtomicU64>,
+    clock: Arc<Mutex<Clock>>,
 }
 
 unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
@@ -184,18 +207,13 @@ unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
         }
         // SAFETY: libfreenect passes a buffer of the depth mode's `bytes`, valid for this call.
         let src = unsafe { std::slice::from_raw_parts(depth as *const u8, state.bytes) };
-        let index = state.delivered.fetch_add(1, Ordering::Relaxed);
-        let mut data = state.spare.try_recv().unwrap_or_default();
-        data.clear();
-        data.extend_from_slice(src);
-        let event = Event::Frame {
-            data,
-            timestamp,
-            host_mono_ns,
-            index,
-        };
-        // A full channel loses the frame; the receiver sees the gap in the indices.
-        let _ = state.tx.try_send(event);
+        let capture = state
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .capture(timestamp, host_mono_ns);
+        // The one copy: into a queued buffer (or counted dropped).
+        state.sink.deliver(src, capture);
     });
 }
 
@@ -204,17 +222,31 @@ thread_local! {
     static USER: std::cell::Cell<Option<*const c_void>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs libfreenect on this thread until `stop`: reports the stream (or why it cannot start)
-/// on `started`, then frames on `tx`.
-fn event_thread(
+/// What the event thread is given to run a session.
+struct Thread {
     api: Arc<Api>,
     cfg: FreenectConfig,
-    tx: SyncSender<Event>,
-    spare: Receiver<Vec<u8>>,
+    /// Reports the depth mode once the device is open (or why it cannot open).
     started: SyncSender<Result<FrameMode, String>>,
+    /// Where to deliver, once the recorder starts the source; dropped: close without starting.
+    go: Receiver<Arc<dyn FrameSink>>,
+    events: SyncSender<Event>,
     stop: Arc<AtomicBool>,
-    delivered: Arc<AtomicU64>,
-) {
+    clock: Arc<Mutex<Clock>>,
+}
+
+/// Runs libfreenect on this thread until `stop`: opens the device and reports its mode (or why
+/// it cannot) on `started`; once given a sink on `go`, starts depth and delivers frames to it.
+fn event_thread(t: Thread) {
+    let Thread {
+        api,
+        cfg,
+        started,
+        go,
+        events,
+        stop,
+        clock,
+    } = t;
     let mut ctx: Ctx = std::ptr::null_mut();
     // SAFETY: plain libfreenect calls with the pointers it gave us, on one thread.
     unsafe {
@@ -249,90 +281,100 @@ fn event_thread(
             (api.shutdown)(ctx);
             return;
         }
+        let close = || {
+            (api.close_device)(dev);
+            (api.shutdown)(ctx);
+        };
         let mode = (api.find_depth_mode)(FREENECT_RESOLUTION_MEDIUM, FREENECT_DEPTH_11BIT);
         if mode.is_valid == 0 || mode.bytes <= 0 || mode.width <= 0 || mode.height <= 0 {
             let _ = started.send(Err("libfreenect has no 640x480 11-bit depth mode".into()));
-            (api.close_device)(dev);
-            (api.shutdown)(ctx);
+            close();
             return;
         }
-        let state = Box::new(CallbackState {
-            tx: tx.clone(),
-            spare,
-            bytes: mode.bytes as usize,
-            delivered,
-        });
-        let user = &*state as *const CallbackState as *const c_void;
-        USER.with(|u| u.set(Some(user)));
         if (api.set_depth_mode)(dev, mode) < 0 {
             let _ = started.send(Err("freenect_set_depth_mode failed".into()));
-            (api.close_device)(dev);
-            (api.shutdown)(ctx);
-            return;
-        }
-        (api.set_depth_callback)(dev, on_depth);
-        if (api.start_depth)(dev) < 0 {
-            let _ = started.send(Err("freenect_start_depth failed".into()));
-            (api.close_device)(dev);
-            (api.shutdown)(ctx);
+            close();
             return;
         }
         let _ = started.send(Ok(mode));
+        let Ok(sink) = go.recv() else {
+            // Never started (the recording ended before it began).
+            close();
+            return;
+        };
+        let state = Box::new(CallbackState {
+            sink,
+            bytes: mode.bytes as usize,
+            clock,
+        });
+        let user = &*state as *const CallbackState as *const c_void;
+        USER.with(|u| u.set(Some(user)));
+        (api.set_depth_callback)(dev, on_depth);
         let replay = std::env::var_os("FAKENECT_PATH").is_some();
         let mut end = Event::End;
-        while !stop.load(Ordering::Relaxed) {
-            let mut timeout = Timeval {
-                tv_sec: 0,
-                tv_usec: 100_000,
-            };
-            let r = (api.process_events_timeout)(ctx, &mut timeout);
-            if r < 0 {
-                if !replay {
-                    end = Event::Failed(format!(
-                        "libfreenect's event loop failed (error {r}): the Kinect was unplugged or stopped responding"
-                    ));
+        if (api.start_depth)(dev) < 0 {
+            end = Event::Failed("freenect_start_depth failed".into());
+        } else {
+            while !stop.load(Ordering::Relaxed) {
+                let mut timeout = Timeval {
+                    tv_sec: 0,
+                    tv_usec: 100_000,
+                };
+                let r = (api.process_events_timeout)(ctx, &mut timeout);
+                if r < 0 {
+                    if !replay {
+                        end = Event::Failed(format!(
+                            "libfreenect's event loop failed (error {r}): the Kinect was unplugged or stopped responding"
+                        ));
+                    }
+                    break;
                 }
-                break;
             }
+            (api.stop_depth)(dev);
         }
-        (api.stop_depth)(dev);
-        (api.close_device)(dev);
-        (api.shutdown)(ctx);
+        close();
         USER.with(|u| u.set(None));
         drop(state);
         if !stop.load(Ordering::Relaxed) {
-            let _ = tx.send(end);
+            let _ = events.send(end);
         }
     }
 }
 
 /// One opened device: its event thread and the channels to it.
 struct Session {
-    rx: Receiver<Event>,
-    give_back: SyncSender<Vec<u8>>,
+    events: Receiver<Event>,
+    /// Taken when the session starts delivering.
+    go: Option<SyncSender<Arc<dyn FrameSink>>>,
     stop: Arc<AtomicBool>,
-    /// Frames the device delivered in this session (final once the thread has ended).
-    delivered: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     mode: FrameMode,
 }
 
 impl Session {
-    /// Opens the device and starts depth on a new event thread.
-    fn start(api: &Arc<Api>, cfg: &FreenectConfig) -> Result<Session, SourceError> {
-        let api = api.clone();
-        let (tx, rx) = sync_channel(CHANNEL_FRAMES);
-        let (give_back, spare) = sync_channel(CHANNEL_FRAMES);
-        let (started_tx, started_rx) = sync_channel(1);
+    /// Opens the device on a new event thread; depth starts with [`Session::go`].
+    fn open(
+        api: &Arc<Api>,
+        cfg: &FreenectConfig,
+        clock: &Arc<Mutex<Clock>>,
+    ) -> Result<Session, SourceError> {
+        let (events_tx, events) = sync_channel(1);
+        let (go, go_rx) = sync_channel(1);
+        let (started, started_rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
-        let delivered = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (cfg, stop, delivered) = (cfg.clone(), stop.clone(), delivered.clone());
-            std::thread::Builder::new()
-                .name("framerec-freenect".into())
-                .spawn(move || event_thread(api, cfg, tx, spare, started_tx, stop, delivered))
-                .map_err(SourceError::Io)?
+        let t = Thread {
+            api: api.clone(),
+            cfg: cfg.clone(),
+            started,
+            go: go_rx,
+            events: events_tx,
+            stop: stop.clone(),
+            clock: clock.clone(),
         };
+        let thread = std::thread::Builder::new()
+            .name("framerec-freenect".into())
+            .spawn(move || event_thread(t))
+            .map_err(SourceError::Io)?;
         let mode = match started_rx.recv() {
             Ok(Ok(mode)) => mode,
             Ok(Err(why)) => {
@@ -347,18 +389,25 @@ impl Session {
             }
         };
         Ok(Session {
-            rx,
-            give_back,
+            events,
+            go: Some(go),
             stop,
-            delivered,
             thread: Some(thread),
             mode,
         })
     }
 
+    /// Starts depth: frames go to `sink` from now on.
+    fn go(&mut self, sink: Arc<dyn FrameSink>) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(sink);
+        }
+    }
+
+    /// Stops depth and ends the event thread: no frame is delivered after it returns.
     fn shut(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        while let Ok(Event::Frame { .. }) = self.rx.try_recv() {}
+        self.go.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -378,30 +427,26 @@ pub struct FreenectSource {
     stream: StreamInfo,
     /// The device, while it is open.
     session: Option<Session>,
-    /// Delivery index of the next frame expected from the current session.
-    next_index: u64,
-    /// Frames delivered and lost in the callback, not yet reported by `take_lost`.
-    overrun: u64,
-    clock: DeviceClock,
-    /// Added to the device clock: a reopened Kinect's clock starts anew, so the recording's
-    /// device time continues across the gap on the host's clock.
-    clock_offset_ns: i128,
-    /// Device time and host monotonic stamp of the last frame, to bridge a reopen.
-    last: Option<(u64, u64)>,
-    reopened: bool,
+    /// Where frames go, once started (a reopened device delivers there too).
+    sink: Option<Arc<dyn FrameSink>>,
+    clock: Arc<Mutex<Clock>>,
+    /// Replaying a dump through Debian's fakenect library, which can wait.
+    replay: bool,
 }
 
 impl FreenectSource {
-    /// Loads libfreenect, opens the device and starts depth; errors say what to do.
+    /// Loads libfreenect and opens the device; errors say what to do. Depth starts with
+    /// [`PushSource::start`].
     pub fn open(cfg: FreenectConfig) -> Result<FreenectSource, SourceError> {
         let api = Arc::new(Api::load(&cfg)?);
-        let session = Session::start(&api, &cfg)?;
+        let clock = Arc::new(Mutex::new(Clock::default()));
+        let session = Session::open(&api, &cfg, &clock)?;
         let mode = session.mode;
         tracing::info!(
             device = cfg.device_index,
             width = mode.width,
             height = mode.height,
-            "Kinect depth started (11-bit)"
+            "Kinect opened (11-bit depth)"
         );
         Ok(FreenectSource {
             stream: StreamInfo {
@@ -414,28 +459,20 @@ impl FreenectSource {
             cfg,
             api,
             session: Some(session),
-            next_index: 0,
-            overrun: 0,
-            clock: DeviceClock::default(),
-            clock_offset_ns: 0,
-            last: None,
-            reopened: false,
+            sink: None,
+            clock,
+            replay: std::env::var_os("FAKENECT_PATH").is_some(),
         })
     }
 
-    /// Stops the session; frames it delivered after the last one taken count as overrun.
     fn shut(&mut self) {
         if let Some(mut s) = self.session.take() {
             s.shut();
-            // The event thread has ended: the count is final.
-            let delivered = s.delivered.load(Ordering::Relaxed);
-            self.overrun += delivered.saturating_sub(self.next_index);
-            self.next_index = 0;
         }
     }
 
     /// After a device failure: stop, or (`on-device-error = "retry"`) reopen it every second
-    /// until it is back or `stop` is set. `Ok(false)` when stopping.
+    /// until it is back (`Ok(true)`) or `stop` is set (`Ok(false)`).
     fn recover(&mut self, why: String, stop: &AtomicBool) -> Result<bool, SourceError> {
         self.shut();
         if !self.cfg.retry {
@@ -449,8 +486,8 @@ impl FreenectSource {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            match Session::start(&self.api, &self.cfg) {
-                Ok(s)
+            match Session::open(&self.api, &self.cfg, &self.clock) {
+                Ok(mut s)
                     if (s.mode.width as u32, s.mode.height as u32)
                         == (self.stream.width, self.stream.height) =>
                 {
@@ -458,9 +495,14 @@ impl FreenectSource {
                         device = self.cfg.device_index,
                         "the Kinect is back; recording on (its clock restarts: device time continues from the host clock across the gap)"
                     );
+                    self.clock
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .reopen();
+                    if let Some(sink) = &self.sink {
+                        s.go(sink.clone());
+                    }
                     self.session = Some(s);
-                    self.clock = DeviceClock::default();
-                    self.reopened = true;
                     return Ok(true);
                 }
                 Ok(_) => {
@@ -480,91 +522,45 @@ impl Drop for FreenectSource {
     }
 }
 
-impl Source for FreenectSource {
+impl PushSource for FreenectSource {
     fn stream(&self) -> &StreamInfo {
         &self.stream
     }
 
     fn can_wait(&self) -> bool {
-        false
+        self.replay
     }
 
-    fn next_frame(
-        &mut self,
-        buf: &mut FrameBuf,
-        stop: &AtomicBool,
-    ) -> Result<Option<Capture>, SourceError> {
-        loop {
-            if stop.load(Ordering::Relaxed) {
+    fn start(&mut self, sink: Arc<dyn FrameSink>) -> Result<(), SourceError> {
+        self.sink = Some(sink.clone());
+        match self.session.as_mut() {
+            Some(s) => {
+                s.go(sink);
+                Ok(())
+            }
+            None => Err(SourceError::Device("the Kinect is closed".into())),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration, stop: &AtomicBool) -> Result<bool, SourceError> {
+        let Some(session) = self.session.as_ref() else {
+            return Ok(false);
+        };
+        match session.events.recv_timeout(timeout) {
+            Err(RecvTimeoutError::Timeout) => Ok(true),
+            Ok(Event::End) => {
+                tracing::info!("the fakenect dump ended");
                 self.shut();
-                return Ok(None);
+                Ok(false)
             }
-            let Some(session) = self.session.as_ref() else {
-                return Ok(None);
-            };
-            let event = session.rx.recv_timeout(Duration::from_millis(50));
-            match event {
-                Ok(Event::Frame {
-                    data,
-                    timestamp,
-                    host_mono_ns,
-                    index,
-                }) => {
-                    // The callback lost the frames between the last one taken and this one.
-                    self.overrun += index.saturating_sub(self.next_index);
-                    // Not taken until copied: a frame that does not fit counts as lost.
-                    self.next_index = index;
-                    let len = data.len();
-                    let capacity = buf.capacity();
-                    let payload = buf
-                        .fill(len)
-                        .map_err(|_| SourceError::FrameTooLarge { len, capacity })?;
-                    payload.copy_from_slice(&data);
-                    self.next_index = index + 1;
-                    let _ = session.give_back.try_send(data);
-                    let raw = self.clock.unwrap_ns(timestamp) as i128;
-                    if std::mem::take(&mut self.reopened)
-                        && let Some((last_dev, last_host)) = self.last
-                    {
-                        let gap = host_mono_ns.saturating_sub(last_host) as i128;
-                        self.clock_offset_ns = last_dev as i128 + gap - raw;
-                    }
-                    let device_ns = (raw + self.clock_offset_ns).max(0) as u64;
-                    self.last = Some((device_ns, host_mono_ns));
-                    return Ok(Some(Capture {
-                        device_ns,
-                        host_mono_ns: Some(host_mono_ns),
-                    }));
-                }
-                Ok(Event::End) => {
-                    // `shut` counts the frames delivered after the last one taken.
-                    tracing::info!("the fakenect dump ended");
-                    self.shut();
-                    return Ok(None);
-                }
-                Ok(Event::Failed(why)) => {
-                    if !self.recover(why, stop)? {
-                        return Ok(None);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    if !self.recover("the libfreenect event thread ended".into(), stop)? {
-                        return Ok(None);
-                    }
-                }
+            Ok(Event::Failed(why)) => self.recover(why, stop),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.recover("the libfreenect event thread ended".into(), stop)
             }
         }
     }
 
-    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
-        match std::mem::take(&mut self.overrun) {
-            0 => Vec::new(),
-            n => vec![(DropReason::SourceOverrun, n)],
-        }
-    }
-
-    fn close(&mut self) {
+    fn stop(&mut self) {
         self.shut();
     }
 }

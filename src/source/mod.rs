@@ -1,11 +1,18 @@
 //! Frame sources: where frames come from. A source fills buffers; it never sees the queue.
+//!
+//! Two kinds: a pull [`Source`] is asked for each frame by the receiver thread (a generator, a
+//! file, a pipe); a [`PushSource`] delivers frames on its own thread when the device does (a
+//! libfreenect callback), into a [`FrameSink`] that copies each one straight into a queued
+//! buffer.
 
 pub mod fakenect;
 pub mod freenect;
 pub mod pipe;
 pub mod synthetic;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use crate::frame::{DropReason, FrameBuf, StreamInfo};
 
@@ -115,4 +122,42 @@ pub trait Source: Send {
     /// the duration limit, an error); not after a frame limit, since frames past it were not
     /// asked for.
     fn close(&mut self) {}
+}
+
+/// Where a [`PushSource`] delivers: the recorder's intake (numbers, copies and queues each frame
+/// under the overflow policy).
+///
+/// # Threading
+/// Called from the source's own thread (a device callback); never blocks on the disk. Under
+/// `overflow = "block"` it may wait for the writers to free a buffer.
+pub trait FrameSink: Send + Sync {
+    /// Takes a frame the device delivered; `payload` is only read during the call. Returns
+    /// false when the frame was not asked for (a frame limit was reached): it is not counted.
+    /// Every other frame is counted, as kept or as dropped under its reason.
+    fn deliver(&self, payload: &[u8], capture: Capture) -> bool;
+}
+
+/// A producer that delivers frames on its own thread, as a device does.
+///
+/// # Threading
+/// Created on any thread, then moved to the receiver thread, which calls `start`, `wait` and
+/// `stop`; frames reach the sink from the source's own thread in between.
+pub trait PushSource: Send {
+    /// What every frame of this source looks like; fixed for the source's life.
+    fn stream(&self) -> &StreamInfo;
+
+    /// True when delivery may wait for queue room without losing anything (a replay); false for
+    /// a live device, whose callback must never wait.
+    fn can_wait(&self) -> bool;
+
+    /// Starts delivering into `sink`.
+    fn start(&mut self, sink: Arc<dyn FrameSink>) -> Result<(), SourceError>;
+
+    /// Waits up to about `timeout` for the source to end: `Ok(true)` while it delivers,
+    /// `Ok(false)` at its end (a replay's end; `stop` set while reopening a device). An error
+    /// ends the recording.
+    fn wait(&mut self, timeout: Duration, stop: &AtomicBool) -> Result<bool, SourceError>;
+
+    /// Stops delivery: once it returns, no frame reaches the sink any more.
+    fn stop(&mut self);
 }
