@@ -173,12 +173,17 @@ pub struct FrameMeta {
 }
 
 /// One aligned, reusable allocation holding a frame's payload plus room around it.
+///
+/// A buffer handed out by a [`BufferPool`] goes back to it when dropped, wherever that happens
+/// (written, dropped, evicted, discarded at the end): nobody returns one by hand.
 pub struct FrameBuf {
     storage: Box<[u8]>,
     /// Offset of the ALIGN-aligned start inside `storage`.
     base: usize,
     capacity: usize,
     payload_len: usize,
+    /// The pool this buffer came from and returns to on drop.
+    home: Option<Arc<BufferPool>>,
 }
 
 impl FrameBuf {
@@ -194,6 +199,7 @@ impl FrameBuf {
             base,
             capacity: rounded,
             payload_len: 0,
+            home: None,
         }
     }
 
@@ -232,6 +238,20 @@ impl FrameBuf {
     pub fn region_mut(&mut self) -> &mut [u8] {
         let end = self.base + HEADROOM + self.capacity + TAILROOM;
         &mut self.storage[self.base..end]
+    }
+}
+
+impl Drop for FrameBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.home.take() {
+            pool.give_back(FrameBuf {
+                storage: std::mem::take(&mut self.storage),
+                base: self.base,
+                capacity: self.capacity,
+                payload_len: 0,
+                home: None,
+            });
+        }
     }
 }
 
@@ -283,8 +303,8 @@ pub const fn round_up(n: usize, align: usize) -> usize {
 
 /// A bounded free list of equally sized frame buffers.
 ///
-/// `get` hands out a recycled buffer, or allocates while fewer than `max_buffers` exist;
-/// `put` returns one. Any thread may call either; neither blocks.
+/// `get` hands out a recycled buffer, or allocates while fewer than `max_buffers` exist; the
+/// buffer returns itself when dropped. Any thread may get or drop one; neither blocks.
 #[derive(Debug)]
 pub struct BufferPool {
     free: ArrayQueue<FrameBuf>,
@@ -307,8 +327,14 @@ impl BufferPool {
         self.buffer_capacity
     }
 
-    /// A buffer, or `None` when all `max_buffers` are out.
-    pub fn get(&self) -> Option<FrameBuf> {
+    /// A buffer, or `None` when all `max_buffers` are out. It comes back when dropped.
+    pub fn get(self: &Arc<Self>) -> Option<FrameBuf> {
+        let mut buf = self.take()?;
+        buf.home = Some(self.clone());
+        Some(buf)
+    }
+
+    fn take(&self) -> Option<FrameBuf> {
         if let Some(buf) = self.free.pop() {
             return Some(buf);
         }
@@ -329,12 +355,9 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer for reuse. A buffer of another size is freed instead.
-    pub fn put(&self, buf: FrameBuf) {
-        if buf.capacity() != round_up(self.buffer_capacity.max(1), ALIGN) {
-            self.allocated.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
+    /// Takes back a dropped buffer for reuse (its `home` is cleared: the free list holds no
+    /// reference to the pool).
+    fn give_back(&self, buf: FrameBuf) {
         if self.free.push(buf).is_err() {
             self.allocated.fetch_sub(1, Ordering::Relaxed);
         }
@@ -369,11 +392,21 @@ mod tests {
         let b = pool.get().unwrap();
         assert!(pool.get().is_none());
         let ptr = a.region().as_ptr();
-        pool.put(a);
+        drop(a);
         let c = pool.get().unwrap();
-        assert_eq!(c.region().as_ptr(), ptr, "the freed buffer is reused");
-        pool.put(b);
-        pool.put(c);
+        assert_eq!(c.region().as_ptr(), ptr, "the dropped buffer is reused");
+        // Dropped anywhere (here: inside a frame on another thread), a buffer comes back.
+        let frame = Frame {
+            meta: FrameMeta::default(),
+            buf: b,
+            span: (0, 0),
+        };
+        std::thread::spawn(move || drop(frame)).join().unwrap();
+        drop(c);
         assert_eq!(pool.allocated(), 2);
+        assert_eq!(pool.free.len(), 2, "both buffers are back");
+        let (x, y) = (pool.get().unwrap(), pool.get().unwrap());
+        assert!(pool.get().is_none(), "and no more were made");
+        drop((x, y));
     }
 }

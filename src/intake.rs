@@ -71,9 +71,7 @@ impl Intake {
     /// Publishes the receive statistics; the source has stopped.
     fn finish(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = inner.spare.take() {
-            self.parts.pool.put(b);
-        }
+        inner.spare = None;
         if let Some(shared) = &self.parts.histograms {
             inner.stats.publish(shared);
         }

@@ -110,9 +110,7 @@ fn receive(
             None => discard.get_or_insert_with(|| FrameBuf::new(p.pool.buffer_capacity())),
         };
         let Some(capture) = source.next_frame(into, &p.stop)? else {
-            if let Some(b) = buf {
-                p.pool.put(b);
-            }
+            drop(buf);
             return Ok(if p.stop.load(Ordering::Relaxed) {
                 StopReason::Signal
             } else {

@@ -687,7 +687,6 @@ pub fn record_with(
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
         queue: queue.clone(),
-        pool: pool.clone(),
         drops: drops.clone(),
         counters: counters.clone(),
         stop: stop.clone(),

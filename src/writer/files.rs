@@ -299,7 +299,6 @@ fn give_up(ctx: &Ctx, frame: Frame) {
         DropReason::IoError,
     );
     p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
-    p.pool.put(frame.buf);
 }
 
 /// Writes one frame as `name`: temporary file, one write, fdatasync, rename.
@@ -336,7 +335,7 @@ async fn write_frame(
     let file = match SegFile::create_off_thread(tmp.clone(), false, ctx.backend).await {
         Ok(f) => f,
         Err(e) => {
-            p.pool.put(buf);
+            drop(buf);
             return Err(fail(e, "creating the frame file"));
         }
     };
@@ -347,9 +346,8 @@ async fn write_frame(
         .await;
     let write_ns = started.elapsed().as_nanos() as u64;
     p.counters.writes_in_flight.fetch_sub(1, Ordering::Relaxed);
-    for s in spans {
-        p.pool.put(s.buf);
-    }
+    // The buffer goes back to the pool.
+    drop(spans);
     res.map_err(|e| fail(e, "writing the frame file"))?;
     let t = Instant::now();
     file.sync_data()

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
-use crate::frame::{BufferPool, DropReason, Frame, FrameMeta, FrameSeq, StreamInfo, host_mono_ns};
+use crate::frame::{DropReason, Frame, FrameMeta, FrameSeq, StreamInfo, host_mono_ns};
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{DropLog, FrameQueue};
 use crate::segment::{
@@ -209,7 +209,6 @@ pub struct RecordingTarget {
 #[derive(Clone)]
 pub struct WriterParts {
     pub queue: Arc<FrameQueue>,
-    pub pool: Arc<BufferPool>,
     pub drops: Arc<DropLog>,
     pub counters: Arc<Counters>,
     /// Set by the writers when they fail, so the receiver stops.
@@ -376,7 +375,7 @@ fn discard_queue(parts: &WriterParts) {
                 &[f.meta.seq],
                 DropReason::IoError,
             );
-            parts.pool.put(f.buf);
+            drop(f);
         }
         if parts.queue.is_closed() && parts.queue.is_empty() {
             return;
@@ -522,7 +521,6 @@ struct Ctx {
     live: Arc<LiveSettings>,
     target: RecordingTarget,
     queue: Arc<FrameQueue>,
-    pool: Arc<BufferPool>,
     drops: Arc<DropLog>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -584,7 +582,6 @@ impl Ctx {
             }),
             target,
             queue: parts.queue.clone(),
-            pool: parts.pool.clone(),
             drops: parts.drops.clone(),
             counters: parts.counters.clone(),
             stop: parts.stop.clone(),
@@ -1548,9 +1545,7 @@ fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
     // Frames written again after a failed fsync were taken once already.
     never_durable(ctx, &seqs);
     release_frames(ctx, seqs.len());
-    for f in frames.drain(..) {
-        ctx.pool.put(f.buf);
-    }
+    frames.clear();
 }
 
 /// Picks the segment, assigns the offset and encodes drop notices and frames in place, moving
@@ -1677,9 +1672,9 @@ async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
     }
     let mut bytes = 0u64;
     for s in spans {
+        // A frame's buffer goes back to the pool as the span drops.
         if s.pooled {
             bytes += s.buf.payload_len() as u64;
-            ctx.pool.put(s.buf);
         }
     }
     w.seg.finish(
