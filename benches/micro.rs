@@ -133,7 +133,6 @@ fn coalescing(c: &mut Criterion) {
         ),
     ] {
         let q = FrameQueue::new(512);
-        let in_writers = AtomicU64::new(0);
         let mut spare = frames(256, len);
         let mut batch = Vec::with_capacity(256);
         let per_batch = {
@@ -141,7 +140,7 @@ fn coalescing(c: &mut Criterion) {
                 assert!(q.push(f).is_ok());
             }
             let mut bytes = 0;
-            limits.fill(&q, &mut batch, &mut bytes, &in_writers);
+            limits.fill(&q, &mut batch, &mut bytes);
             batch.len()
         };
         g.throughput(Throughput::Elements(per_batch as u64));
@@ -155,7 +154,7 @@ fn coalescing(c: &mut Criterion) {
                     }
                     let start = Instant::now();
                     let mut bytes = 0;
-                    limits.fill(&q, &mut batch, &mut bytes, &in_writers);
+                    limits.fill(&q, &mut batch, &mut bytes);
                     black_box(limits.full(batch.len(), bytes));
                     took += start.elapsed();
                 }

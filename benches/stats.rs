@@ -4,10 +4,10 @@
 //! Target: well under 1 µs per frame. `cargo bench --bench stats`.
 
 use std::hint::black_box;
-use std::sync::atomic::Ordering;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use framerec::observe::{Counters, Histograms, record};
+use framerec::ledger::Ledger;
+use framerec::observe::{Histograms, record};
 
 /// Latencies spread over the range a recorder sees (100 µs to 100 ms), in nanoseconds.
 fn latencies() -> Vec<u64> {
@@ -24,24 +24,25 @@ fn latencies() -> Vec<u64> {
 
 fn per_frame(c: &mut Criterion) {
     let values = latencies();
-    let counters = Counters::default();
+    let ledger = Ledger::default();
     let mut h = Histograms::default();
     let mut i = 0usize;
-    c.bench_function("stats per frame (4 histogram records + 3 counters)", |b| {
-        b.iter(|| {
-            let v = values[i % values.len()];
-            i += 1;
-            record(&mut h.queue_wait_ns, black_box(v / 3));
-            record(&mut h.capture_to_written_ns, black_box(v));
-            record(&mut h.capture_to_durable_ns, black_box(v * 5));
-            record(&mut h.inter_arrival_ns, black_box(33_333_333));
-            counters.received_frames.fetch_add(1, Ordering::Relaxed);
-            counters.written_frames.fetch_add(1, Ordering::AcqRel);
-            counters
-                .written_bytes
-                .fetch_add(black_box(614_400), Ordering::Relaxed);
-        })
-    });
+    c.bench_function(
+        "stats per frame (4 histogram records + ledger: queued, taken, written)",
+        |b| {
+            b.iter(|| {
+                let v = values[i % values.len()];
+                i += 1;
+                record(&mut h.queue_wait_ns, black_box(v / 3));
+                record(&mut h.capture_to_written_ns, black_box(v));
+                record(&mut h.capture_to_durable_ns, black_box(v * 5));
+                record(&mut h.inter_arrival_ns, black_box(33_333_333));
+                ledger.queued(black_box(614_400));
+                ledger.taken(1);
+                ledger.written(1, black_box(614_400));
+            })
+        },
+    );
     c.bench_function("stats per write (2 histogram records)", |b| {
         b.iter(|| {
             let v = values[i % values.len()];

@@ -724,12 +724,18 @@ mod tests {
     use crate::observe::{Counters, record};
 
     fn snapshot(received: u64) -> Snapshot {
-        let c = Counters::default();
-        c.received_frames
-            .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
-        c.written_frames
-            .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
-        Snapshot::take(&c, &Histograms::default(), || 0, 1.0, None)
+        let tally = crate::ledger::Tally {
+            received_frames: received,
+            written_frames: received,
+            ..Default::default()
+        };
+        Snapshot::take(
+            &Counters::default(),
+            &tally,
+            &Histograms::default(),
+            1.0,
+            None,
+        )
     }
 
     #[test]

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::frame::{DropReason, FrameBuf, FrameSeq};
 use crate::receiver::{
-    Limits, ReceiverParts, ReceiverStats, StopReason, Stopping, accept, drop_frame, stamp,
-    take_buffer,
+    Limits, ReceiverParts, ReceiverStats, StopReason, Stopping, accept, stamp, take_buffer,
 };
 use crate::source::{Capture, FrameSink, PushSource, SourceError};
 
@@ -97,9 +96,7 @@ impl FrameSink for Intake {
                 // Delivered while the run stopped, with no room to wait for: named as lost.
                 let seq = FrameSeq(inner.seq);
                 inner.seq += 1;
-                p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-                p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
-                drop_frame(p, seq, DropReason::SourceOverrun);
+                p.ledger.refused(seq, seq, len, DropReason::SourceOverrun);
             }
             Ok(mut buf) => {
                 let too_large = match buf.as_mut().map(|b| b.fill(payload.len())) {
@@ -120,9 +117,7 @@ impl FrameSink for Intake {
                     inner.spare = buf.take();
                     let seq = FrameSeq(inner.seq);
                     inner.seq += 1;
-                    p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-                    p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
-                    drop_frame(p, seq, DropReason::Rejected);
+                    p.ledger.refused(seq, seq, len, DropReason::Rejected);
                 } else {
                     let meta = stamp(p, &mut inner.stats, &mut inner.seq, capture);
                     inner.spare = accept(p, &mut inner.stats, meta, len, buf);

@@ -13,6 +13,7 @@ mod failpoint;
 pub mod frame;
 pub mod hlog;
 pub mod intake;
+pub mod ledger;
 pub mod observe;
 pub mod plot;
 pub mod queue;

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::frame::DropReason;
+use crate::ledger::Tally;
 
 /// No durable frame yet.
 const NONE: u64 = u64::MAX;
@@ -17,17 +18,10 @@ const NONE: u64 = u64::MAX;
 /// Counters and gauges shared by the receiver and the writers.
 #[derive(Debug)]
 pub struct Counters {
-    pub received_frames: AtomicU64,
-    pub received_bytes: AtomicU64,
-    pub written_frames: AtomicU64,
-    pub written_bytes: AtomicU64,
-    dropped: [AtomicU64; DropReason::ALL.len()],
     pub writes: AtomicU64,
     pub writes_in_flight: AtomicU64,
     /// Writer tasks running.
     pub writers: AtomicU64,
-    /// Frames a writer took from the queue and has not yet written or dropped.
-    pub frames_in_writers: AtomicU64,
     pub queue_high_water: AtomicU64,
     pub segments_opened: AtomicU64,
     /// Segments deleted by retention.
@@ -53,15 +47,9 @@ pub struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            received_frames: AtomicU64::new(0),
-            received_bytes: AtomicU64::new(0),
-            written_frames: AtomicU64::new(0),
-            written_bytes: AtomicU64::new(0),
-            dropped: Default::default(),
             writes: AtomicU64::new(0),
             writes_in_flight: AtomicU64::new(0),
             writers: AtomicU64::new(0),
-            frames_in_writers: AtomicU64::new(0),
             queue_high_water: AtomicU64::new(0),
             segments_opened: AtomicU64::new(0),
             segments_deleted: AtomicU64::new(0),
@@ -79,18 +67,6 @@ impl Default for Counters {
 }
 
 impl Counters {
-    pub fn add_dropped(&self, reason: DropReason, frames: u64) {
-        self.dropped[reason.index()].fetch_add(frames, Ordering::Relaxed);
-    }
-
-    pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()].load(Ordering::Relaxed)
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
-    }
-
     /// Stops (`true`) or resumes (`false`) admitting frames; returns whether that changed.
     pub fn set_refusing(&self, refusing: bool) -> bool {
         self.refusing.swap(refusing, Ordering::AcqRel) != refusing
@@ -344,33 +320,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Takes a snapshot whose counters are consistent: received = written + dropped +
-    /// queue_depth + frames_in_writers (read until two reads in a row agree).
+    /// Takes a snapshot. Its frame counts are the ledger's `tally`, consistent by
+    /// construction: received = written + dropped + queue_depth + frames_in_writers.
     pub fn take(
         counters: &Counters,
+        tally: &Tally,
         histograms: &Histograms,
-        queue_depth: impl Fn() -> u64,
         uptime_s: f64,
         free_bytes: Option<u64>,
     ) -> Snapshot {
-        let read = || {
-            (
-                counters.written_frames.load(Ordering::Acquire),
-                counters.dropped_total(),
-                counters.frames_in_writers.load(Ordering::Acquire),
-                queue_depth(),
-                counters.received_frames.load(Ordering::Acquire),
-            )
-        };
-        let mut now = read();
-        for _ in 0..100 {
-            let again = read();
-            if again == now && now.0 + now.1 + now.2 + now.3 == now.4 {
-                break;
-            }
-            now = again;
-        }
-        let (written_frames, _, frames_in_writers, queue_depth, received_frames) = now;
         Snapshot {
             uptime_s,
             backend: counters
@@ -379,21 +337,21 @@ impl Snapshot {
                 .copied()
                 .unwrap_or("starting")
                 .to_string(),
-            received_frames,
-            received_bytes: counters.received_bytes.load(Ordering::Relaxed),
-            written_frames,
-            written_bytes: counters.written_bytes.load(Ordering::Relaxed),
+            received_frames: tally.received_frames,
+            received_bytes: tally.received_bytes,
+            written_frames: tally.written_frames,
+            written_bytes: tally.written_bytes,
             dropped: DropReason::ALL
                 .iter()
-                .map(|r| (r.as_str().to_string(), counters.dropped(*r)))
+                .map(|r| (r.as_str().to_string(), tally.dropped(*r)))
                 .collect(),
             source_rejects: crate::source::pipe::Reject::ALL
                 .iter()
                 .map(|r| (r.as_str().to_string(), counters.source_rejects.get(*r)))
                 .collect(),
-            queue_depth,
+            queue_depth: tally.queued,
             queue_high_water: counters.queue_high_water.load(Ordering::Relaxed),
-            frames_in_writers,
+            frames_in_writers: tally.in_writers,
             writes_in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
             writers: counters.writers.load(Ordering::Relaxed),
             writes: counters.writes.load(Ordering::Relaxed),
@@ -784,7 +742,7 @@ mod prometheus_tests {
             record(&mut h.write_latency_ns, (ms * 1e6) as u64);
         }
         let c = Counters::default();
-        let s = Snapshot::take(&c, &h, || 0, 1.0, None);
+        let s = Snapshot::take(&c, &Tally::default(), &h, 1.0, None);
         let text = prometheus_text(&s, &h);
         let bucket = |le: &str| -> u64 {
             let key = format!("framerec_write_latency_seconds_bucket{{le=\"{le}\"}} ");
@@ -809,11 +767,11 @@ mod prometheus_tests {
     fn a_degraded_or_refusing_recorder_says_so_first_in_its_status_line_and_metrics() {
         let c = Counters::default();
         let h = Histograms::default();
-        let healthy = Snapshot::take(&c, &h, || 0, 1.0, None);
+        let healthy = Snapshot::take(&c, &Tally::default(), &h, 1.0, None);
         assert!(healthy.log_line(None).starts_with("0.0 fps"));
         c.failures_in_a_row.store(9, Ordering::Relaxed);
         c.degraded.store(true, Ordering::Relaxed);
-        let s = Snapshot::take(&c, &h, || 0, 1.0, None);
+        let s = Snapshot::take(&c, &Tally::default(), &h, 1.0, None);
         assert!(
             s.log_line(None)
                 .starts_with("DEGRADED (9 disk failures in a row"),
@@ -823,7 +781,7 @@ mod prometheus_tests {
         assert!(prometheus_text(&s, &h).contains("framerec_degraded 1"));
         c.degraded.store(false, Ordering::Relaxed);
         c.refusing.store(true, Ordering::Relaxed);
-        let s = Snapshot::take(&c, &h, || 0, 1.0, None);
+        let s = Snapshot::take(&c, &Tally::default(), &h, 1.0, None);
         assert!(s.log_line(None).starts_with("DISK FULL"));
         assert!(prometheus_text(&s, &h).contains("framerec_refusing_frames 1"));
     }

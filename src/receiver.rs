@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use crate::frame::{
     BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, host_mono_ns, host_real_ns,
 };
+use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
-use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
+use crate::queue::{FrameQueue, OverflowPolicy};
 use crate::source::{Capture, Source, SourceError};
 use crate::writer::PUBLISH_EVERY;
 
@@ -45,7 +46,8 @@ impl StopReason {
 pub struct ReceiverParts {
     pub queue: Arc<FrameQueue>,
     pub pool: Arc<BufferPool>,
-    pub drops: Arc<DropLog>,
+    /// The accounting: every frame received is queued or dropped through it.
+    pub ledger: Arc<Ledger>,
     pub counters: Arc<Counters>,
     pub policy: OverflowPolicy,
     pub stop: Arc<AtomicBool>,
@@ -141,7 +143,7 @@ pub(crate) fn take_buffer(
     }
     Ok(match p.policy {
         OverflowPolicy::DropOldest => p.queue.pop().map(|old| {
-            drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+            p.ledger.unqueued(old.meta.seq, DropReason::QueueEvicted);
             old.buf
         }),
         OverflowPolicy::Block => loop {
@@ -186,17 +188,18 @@ pub(crate) fn accept(
     len: u64,
     buf: Option<FrameBuf>,
 ) -> Option<FrameBuf> {
-    p.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-    p.counters.received_bytes.fetch_add(len, Ordering::Relaxed);
     let Some(buf) = buf else {
-        drop_frame(p, meta.seq, DropReason::QueueFull);
+        p.ledger
+            .refused(meta.seq, meta.seq, len, DropReason::QueueFull);
         return None;
     };
     if p.counters.refusing.load(Ordering::Acquire) {
         // The output filesystem is under its free-space floor.
-        drop_frame(p, meta.seq, DropReason::DiskFull);
+        p.ledger
+            .refused(meta.seq, meta.seq, len, DropReason::DiskFull);
         return Some(buf);
     }
+    p.ledger.queued(len);
     // Timed only when statistics are on (no clock read per frame otherwise).
     let enqueue_started = p.histograms.is_some().then(Instant::now);
     let frame = Frame {
@@ -208,13 +211,13 @@ pub(crate) fn accept(
     match p.policy {
         OverflowPolicy::DropNewest => {
             if let Err(back) = p.queue.push(frame) {
-                drop_frame(p, back.meta.seq, DropReason::QueueFull);
+                p.ledger.unqueued(back.meta.seq, DropReason::QueueFull);
                 spare = Some(back.buf);
             }
         }
         OverflowPolicy::DropOldest => {
             if let Some(old) = p.queue.force_push(frame) {
-                drop_frame(p, old.meta.seq, DropReason::QueueEvicted);
+                p.ledger.unqueued(old.meta.seq, DropReason::QueueEvicted);
                 spare = Some(old.buf);
             }
         }
@@ -278,11 +281,7 @@ fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
         }
         let (first, last) = (FrameSeq(*seq), FrameSeq(*seq + frames - 1));
         *seq += frames;
-        p.counters
-            .received_frames
-            .fetch_add(frames, Ordering::Relaxed);
-        p.counters.add_dropped(reason, frames);
-        p.drops.add(first, last, reason, host_real_ns());
+        p.ledger.refused(first, last, 0, reason);
         tracing::warn!(
             frames,
             reason = reason.as_str(),
@@ -291,9 +290,4 @@ fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
             "frames lost in the source before the receiver took them"
         );
     }
-}
-
-pub(crate) fn drop_frame(p: &ReceiverParts, seq: FrameSeq, reason: DropReason) {
-    p.counters.add_dropped(reason, 1);
-    p.drops.add(seq, seq, reason, host_real_ns());
 }

@@ -15,11 +15,12 @@ use crate::config::{Config, Layout, SourceConfig, StatsSocket};
 use crate::frame::{ALIGN, BufferPool, DropReason, StreamInfo, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
 use crate::intake;
+use crate::ledger::{Ledger, Tally};
 use crate::observe::{
     Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, cpu_time,
     prometheus_text,
 };
-use crate::queue::{DropLog, FrameQueue, OverflowPolicy};
+use crate::queue::{FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
@@ -133,15 +134,15 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn of(c: &Counters) -> Totals {
+    pub fn of(c: &Counters, t: &Tally) -> Totals {
         Totals {
-            received_frames: c.received_frames.load(Ordering::Relaxed),
-            received_bytes: c.received_bytes.load(Ordering::Relaxed),
-            written_frames: c.written_frames.load(Ordering::Relaxed),
-            written_bytes: c.written_bytes.load(Ordering::Relaxed),
+            received_frames: t.received_frames,
+            received_bytes: t.received_bytes,
+            written_frames: t.written_frames,
+            written_bytes: t.written_bytes,
             dropped: DropReason::ALL
                 .iter()
-                .map(|r| (r.as_str(), c.dropped(*r)))
+                .map(|r| (r.as_str(), t.dropped(*r)))
                 .collect(),
             writes: c.writes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
@@ -446,7 +447,7 @@ fn apply_reload(current: &mut Config, new: Config, live: &LiveSettings) {
 struct Supervision<'a> {
     snapshot: &'a SnapshotFn,
     counters: &'a Counters,
-    queue: &'a FrameQueue,
+    ledger: &'a Ledger,
     hlog: Option<&'a mut IntervalLog>,
     notifier: Notifier,
     reload: Option<ReloadFn>,
@@ -461,9 +462,12 @@ impl Supervision<'_> {
         Progress {
             // Writes, not fsyncs: frames waiting behind a stuck write are what matters.
             completed: c.writes.load(Ordering::Relaxed),
-            idle: self.queue.is_empty()
-                && c.frames_in_writers.load(Ordering::Relaxed) == 0
-                && c.writes_in_flight.load(Ordering::Relaxed) == 0,
+            idle: {
+                let t = self.ledger.tally();
+                t.queued == 0
+                    && t.in_writers == 0
+                    && c.writes_in_flight.load(Ordering::Relaxed) == 0
+            },
         }
     }
 
@@ -499,7 +503,7 @@ impl Supervision<'_> {
             });
             if !self.notifier.is_ready()
                 && self.counters.segments_opened.load(Ordering::Relaxed) > 0
-                && self.counters.received_frames.load(Ordering::Relaxed) > 0
+                && self.ledger.tally().received_frames > 0
             {
                 let s = (self.snapshot)();
                 self.notifier.ready(&s.log_line(None));
@@ -672,7 +676,7 @@ pub fn record_with(
     let max_buffers = (cfg.queue.max_bytes / buffer_bytes).max(2) as usize;
     let pool = BufferPool::new(max_buffers, frame_bytes);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
-    let drops = Arc::new(DropLog::default());
+    let ledger = Arc::new(Ledger::default());
 
     let target = RecordingTarget {
         dir: dir.clone(),
@@ -687,7 +691,7 @@ pub fn record_with(
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
         queue: queue.clone(),
-        drops: drops.clone(),
+        ledger: ledger.clone(),
         counters: counters.clone(),
         stop: stop.clone(),
         histograms: histograms.clone(),
@@ -698,9 +702,9 @@ pub fn record_with(
     // else refuses the start.
     let started = Instant::now();
     let snapshot: SnapshotFn = {
-        let (counters, queue, dir, histograms) = (
+        let (counters, ledger, dir, histograms) = (
             counters.clone(),
-            queue.clone(),
+            ledger.clone(),
             dir.clone(),
             histograms.clone(),
         );
@@ -712,8 +716,8 @@ pub fn record_with(
             let take = |h: &Histograms| {
                 Snapshot::take(
                     &counters,
+                    &ledger.tally(),
                     h,
-                    || queue.len() as u64,
                     started.elapsed().as_secs_f64(),
                     free,
                 )
@@ -778,7 +782,7 @@ pub fn record_with(
     let rparts = ReceiverParts {
         queue: queue.clone(),
         pool,
-        drops,
+        ledger: ledger.clone(),
         counters: counters.clone(),
         policy,
         stop: stop.clone(),
@@ -805,7 +809,7 @@ pub fn record_with(
     let mut supervision = Supervision {
         snapshot: &snapshot,
         counters: &counters,
-        queue: &queue,
+        ledger: &ledger,
         hlog: hlog.as_mut(),
         notifier: Notifier::from_env(),
         reload,
@@ -832,7 +836,7 @@ pub fn record_with(
         let failure = RunFailure::StopTimeout {
             after: cfg.writer.stop_timeout,
             queued: queue.len() as u64,
-            in_writers: counters.frames_in_writers.load(Ordering::Relaxed),
+            in_writers: ledger.tally().in_writers,
             in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
         };
         tracing::error!("{failure}");
@@ -855,7 +859,11 @@ pub fn record_with(
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
-    let totals = Totals::of(&counters);
+    let tally = ledger.tally();
+    if let Err(e) = tally.check() {
+        tracing::error!("{e}");
+    }
+    let totals = Totals::of(&counters, &tally);
     let failure = match (gave_up, report.error, source_failure) {
         (Some(t), _, _) => Some(t),
         (None, Some(w), _) => Some(RunFailure::Writer(w)),

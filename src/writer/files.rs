@@ -30,7 +30,7 @@ use crate::observe::{Histograms, record};
 use super::file::{self, IoSpan, SegFile, sync_dir};
 use super::{
     Backend, DurabilityConfig, PUBLISH_EVERY, RecordingTarget, WriterConfig, WriterError,
-    WriterParts, WriterReport, drive, drop_frames, publish_sets,
+    WriterParts, WriterReport, drive, publish_sets,
 };
 
 pub const INDEX: &str = "INDEX.txt";
@@ -205,10 +205,7 @@ async fn publisher(ctx: Rc<Ctx>) {
 async fn next_frame(ctx: &Ctx) -> Option<Frame> {
     loop {
         if let Some(f) = ctx.parts.queue.pop() {
-            ctx.parts
-                .counters
-                .frames_in_writers
-                .fetch_add(1, Ordering::AcqRel);
+            ctx.parts.ledger.taken(1);
             return Some(f);
         }
         if ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty() {
@@ -292,13 +289,7 @@ async fn indexer(ctx: Rc<Ctx>) {
 /// Counts a frame the failed recording cannot write as dropped for an I/O error.
 fn give_up(ctx: &Ctx, frame: Frame) {
     let p = &ctx.parts;
-    drop_frames(
-        &p.counters,
-        &p.drops,
-        &[frame.meta.seq],
-        DropReason::IoError,
-    );
-    p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+    p.ledger.dropped(&[frame.meta.seq], DropReason::IoError);
 }
 
 /// Writes one frame as `name`: temporary file, one write, fdatasync, rename.
@@ -320,8 +311,7 @@ async fn write_frame(
     let seq = frame.meta.seq;
     let fail = |source: std::io::Error, what: &str| {
         let reason = DropReason::of_write_error(&source);
-        drop_frames(&p.counters, &p.drops, &[seq], reason);
-        p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+        p.ledger.dropped(&[seq], reason);
         let _ = std::fs::remove_file(&tmp);
         tracing::error!(frame = seq.0, file = %path.display(), "{what} failed");
         WriterError::Write {
@@ -361,11 +351,7 @@ async fn write_frame(
         .map_err(|e| fail(e, "renaming the frame file"))?;
     super::note_success(&p.counters);
     p.counters.writes.fetch_add(1, Ordering::Relaxed);
-    p.counters.written_frames.fetch_add(1, Ordering::AcqRel);
-    p.counters
-        .written_bytes
-        .fetch_add(len as u64, Ordering::Relaxed);
-    p.counters.frames_in_writers.fetch_sub(1, Ordering::AcqRel);
+    p.ledger.written(1, len as u64);
     if p.record_histograms {
         let mut h = h.borrow_mut();
         record(&mut h.write_latency_ns, write_ns);
@@ -398,7 +384,7 @@ async fn index_done(ctx: &Rc<Ctx>) {
             }
             (lines, last, captured)
         };
-        let drops = ctx.parts.drops.take();
+        let drops = ctx.parts.ledger.notices().take();
         if lines.is_empty() && drops.is_empty() {
             break;
         }
@@ -453,7 +439,7 @@ async fn index_done(ctx: &Rc<Ctx>) {
                 }
             }
             Err(source) => {
-                ctx.parts.drops.restore(drops);
+                ctx.parts.ledger.notices().restore(drops);
                 ctx.fail(WriterError::Fsync {
                     segment: ctx.target.dir.join(INDEX),
                     frames: 0,

@@ -25,15 +25,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
 use crate::frame::{DropReason, Frame, FrameMeta, FrameSeq, StreamInfo, host_mono_ns};
+use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
-use crate::queue::{DropLog, FrameQueue};
+use crate::queue::FrameQueue;
 use crate::segment::{
     self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
 };
@@ -209,7 +210,8 @@ pub struct RecordingTarget {
 #[derive(Clone)]
 pub struct WriterParts {
     pub queue: Arc<FrameQueue>,
-    pub drops: Arc<DropLog>,
+    /// The accounting: frames taken, written and dropped move through it.
+    pub ledger: Arc<Ledger>,
     pub counters: Arc<Counters>,
     /// Set by the writers when they fail, so the receiver stops.
     pub stop: Arc<AtomicBool>,
@@ -369,26 +371,12 @@ pub fn probe(choice: BackendChoice) -> Result<Backend, WriterError> {
 fn discard_queue(parts: &WriterParts) {
     loop {
         while let Some(f) = parts.queue.pop() {
-            drop_frames(
-                &parts.counters,
-                &parts.drops,
-                &[f.meta.seq],
-                DropReason::IoError,
-            );
-            drop(f);
+            parts.ledger.unqueued(f.meta.seq, DropReason::IoError);
         }
         if parts.queue.is_closed() && parts.queue.is_empty() {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn drop_frames(counters: &Counters, drops: &DropLog, seqs: &[FrameSeq], reason: DropReason) {
-    counters.add_dropped(reason, seqs.len() as u64);
-    let now = crate::frame::host_real_ns();
-    for s in seqs {
-        drops.add(*s, *s, reason, now);
     }
 }
 
@@ -521,7 +509,7 @@ struct Ctx {
     live: Arc<LiveSettings>,
     target: RecordingTarget,
     queue: Arc<FrameQueue>,
-    drops: Arc<DropLog>,
+    ledger: Arc<Ledger>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     shared_histograms: SharedHistograms,
@@ -582,7 +570,7 @@ impl Ctx {
             }),
             target,
             queue: parts.queue.clone(),
-            drops: parts.drops.clone(),
+            ledger: parts.ledger.clone(),
             counters: parts.counters.clone(),
             stop: parts.stop.clone(),
             shared_histograms: parts.histograms.clone(),
@@ -1073,12 +1061,9 @@ fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
     let mut seqs: Vec<FrameSeq> = Vec::new();
     for u in lost {
         seqs.extend(u.metas.iter().map(|m| m.seq));
-        ctx.drops.restore(u.drops);
+        ctx.ledger.notices().restore(u.drops);
     }
-    ctx.counters
-        .written_frames
-        .fetch_sub(seqs.len() as u64, Ordering::AcqRel);
-    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::FsyncError);
+    ctx.ledger.revoked(&seqs, DropReason::FsyncError);
     never_durable(ctx, &seqs);
     ctx.failure(WriterError::Fsync {
         segment: seg.path.clone(),
@@ -1127,11 +1112,8 @@ fn lost_with_file(
     notices: Vec<segment::DropRange>,
 ) {
     seqs.extend(durable.iter().flat_map(|&(a, b)| (a..=b).map(FrameSeq)));
-    ctx.drops.restore(notices);
-    ctx.counters
-        .written_frames
-        .fetch_sub(seqs.len() as u64, Ordering::AcqRel);
-    drop_frames(&ctx.counters, &ctx.drops, &seqs, DropReason::SegmentDeleted);
+    ctx.ledger.notices().restore(notices);
+    ctx.ledger.revoked(&seqs, DropReason::SegmentDeleted);
     never_durable(ctx, &seqs);
     ctx.st.borrow_mut().written.retain(|p| p != path);
     ctx.failure(WriterError::SegmentDeleted {
@@ -1193,13 +1175,13 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     let h = Rc::new(RefCell::new(Histograms::default()));
     ctx.st.borrow_mut().task_histograms.push(h.clone());
     for _ in 0..3 {
-        if ctx.drops.is_empty() {
+        if ctx.ledger.notices().is_empty() {
             break;
         }
         ctx.st.borrow_mut().retry_at = None;
         write_batch(&ctx, &mut Vec::new(), &h).await;
     }
-    let unwritten = ctx.drops.take();
+    let unwritten = ctx.ledger.notices().take();
     if !unwritten.is_empty() {
         let frames: u64 = unwritten.iter().map(|d| d.last.0 - d.first.0 + 1).sum();
         tracing::error!(
@@ -1246,21 +1228,16 @@ pub struct BatchLimits {
 
 impl BatchLimits {
     /// Moves queued frames into `batch`, whose frames hold `bytes`, until it is full; a batch
-    /// takes one frame even when that frame alone is over the byte cap. Each frame taken is
-    /// counted in `in_writers` as it leaves the queue.
-    pub fn fill(
-        self,
-        queue: &FrameQueue,
-        batch: &mut Vec<Frame>,
-        bytes: &mut usize,
-        in_writers: &AtomicU64,
-    ) {
+    /// takes one frame even when that frame alone is over the byte cap. Returns how many it
+    /// took (for the ledger).
+    pub fn fill(self, queue: &FrameQueue, batch: &mut Vec<Frame>, bytes: &mut usize) -> usize {
+        let before = batch.len();
         while batch.len() < self.max_frames && (batch.is_empty() || *bytes < self.max_bytes) {
             let Some(f) = queue.pop() else { break };
-            in_writers.fetch_add(1, Ordering::AcqRel);
             *bytes += f.payload_len();
             batch.push(f);
         }
+        batch.len() - before
     }
 
     /// Whether a batch of `frames` holding `bytes` should be written without lingering.
@@ -1288,12 +1265,8 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
             bytes += f.payload_len();
             batch.push(f);
         }
-        limits.fill(
-            &ctx.queue,
-            batch,
-            &mut bytes,
-            &ctx.counters.frames_in_writers,
-        );
+        let taken = limits.fill(&ctx.queue, batch, &mut bytes);
+        ctx.ledger.taken(taken as u64);
         if !batch.is_empty() {
             if lingered || limits.full(batch.len(), bytes) || ctx.queue.is_closed() {
                 return true;
@@ -1307,13 +1280,6 @@ async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
         }
         ctx.queue.ready().await;
     }
-}
-
-/// The writer no longer holds `n` frames (they were written or counted as dropped).
-fn release_frames(ctx: &Ctx, n: usize) {
-    ctx.counters
-        .frames_in_writers
-        .fetch_sub(n as u64, Ordering::AcqRel);
 }
 
 /// Runs the writer tasks until the queue is closed and drained, applying new live settings
@@ -1541,10 +1507,9 @@ struct PreparedWrite {
 /// buffers, leaving `frames` empty.
 fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
     let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
-    drop_frames(&ctx.counters, &ctx.drops, &seqs, reason);
+    ctx.ledger.dropped(&seqs, reason);
     // Frames written again after a failed fsync were taken once already.
     never_durable(ctx, &seqs);
-    release_frames(ctx, seqs.len());
     frames.clear();
 }
 
@@ -1552,7 +1517,7 @@ fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
 /// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
 /// intake lock held.
 async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
-    let mut drops = ctx.drops.take();
+    let mut drops = ctx.ledger.notices().take();
     let estimate: u64 = frames
         .iter()
         .map(|f| f.buf.region().len() as u64)
@@ -1573,7 +1538,7 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
     let seg = match seg {
         Ok(s) => s,
         Err(reason) => {
-            ctx.drops.restore(drops);
+            ctx.ledger.notices().restore(drops);
             discard_frames(ctx, frames, reason);
             return None;
         }
@@ -1583,7 +1548,7 @@ async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite
         // these frames are dropped, and space is looked for again after a pause.
         let reason = DropReason::of_write_error(&e);
         ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
-        ctx.drops.restore(drops);
+        ctx.ledger.notices().restore(drops);
         let n = frames.len() as u64;
         discard_frames(ctx, frames, reason);
         ctx.failure(WriterError::Reserve {
@@ -1812,11 +1777,7 @@ fn written(
     }
     let n = metas.len() as u64;
     ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.written_frames.fetch_add(n, Ordering::AcqRel);
-    release_frames(ctx, metas.len());
-    ctx.counters
-        .written_bytes
-        .fetch_add(bytes, Ordering::Relaxed);
+    ctx.ledger.written(n, bytes);
     ctx.succeeded();
     {
         let mut st = seg.st.borrow_mut();
@@ -1841,9 +1802,8 @@ fn written(
 
 /// Counts a settled write's frames as dropped for `reason`; its drop notices go to a later write.
 fn lose(ctx: &Ctx, seqs: &[FrameSeq], drops: Vec<segment::DropRange>, reason: DropReason) {
-    ctx.drops.restore(drops);
-    drop_frames(&ctx.counters, &ctx.drops, seqs, reason);
-    release_frames(ctx, seqs.len());
+    ctx.ledger.notices().restore(drops);
+    ctx.ledger.dropped(seqs, reason);
     never_durable(ctx, seqs);
 }
 
