@@ -15,6 +15,7 @@ use crate::receiver::{
     Limits, ReceiverParts, ReceiverStats, StopReason, Stopping, accept, stamp, take_buffer,
 };
 use crate::source::{Capture, FrameSink, PushSource, SourceError};
+use crate::stop::Stop;
 
 /// How often the receiver thread looks at the stop flag, the limits and the source's end.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
@@ -155,14 +156,14 @@ pub fn run(
 fn watch(
     source: &mut dyn PushSource,
     intake: &Arc<Intake>,
-    stop: &AtomicBool,
+    stop: &Stop,
     limits: Limits,
 ) -> Result<StopReason, SourceError> {
     let started = Instant::now();
     source.start(intake.clone())?;
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(StopReason::Signal);
+        if stop.is_set() {
+            return Ok(stop.reason());
         }
         if intake.limit_reached() {
             return Ok(StopReason::FrameLimit);
@@ -170,9 +171,9 @@ fn watch(
         if limits.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok(StopReason::DurationLimit);
         }
-        if !source.wait(WATCH_EVERY, stop)? {
-            return Ok(if stop.load(Ordering::Relaxed) {
-                StopReason::Signal
+        if !source.wait(WATCH_EVERY, stop.flag())? {
+            return Ok(if stop.is_set() {
+                stop.reason()
             } else if intake.limit_reached() {
                 StopReason::FrameLimit
             } else {

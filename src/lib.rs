@@ -25,5 +25,6 @@ pub mod serve;
 pub mod service;
 pub mod socket_path;
 pub mod source;
+pub mod stop;
 pub mod store;
 pub mod writer;

@@ -3,7 +3,7 @@
 //! each drop under its reason.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::frame::{
@@ -13,6 +13,7 @@ use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::{FrameQueue, OverflowPolicy};
 use crate::source::{Capture, Source, SourceError};
+use crate::stop::Stop;
 use crate::writer::PUBLISH_EVERY;
 
 /// When the receiver stops taking frames (besides the stop flag and the end of the source).
@@ -25,7 +26,10 @@ pub struct Limits {
 /// Why the receiver stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
+    /// Asked to stop (a signal, or the caller).
     Signal,
+    /// The writers failed and asked the receiver to stop.
+    DiskFailure,
     FrameLimit,
     DurationLimit,
     EndOfSource,
@@ -35,6 +39,7 @@ impl StopReason {
     pub fn as_str(self) -> &'static str {
         match self {
             StopReason::Signal => "signal",
+            StopReason::DiskFailure => "disk-failure",
             StopReason::FrameLimit => "frame-limit",
             StopReason::DurationLimit => "duration-limit",
             StopReason::EndOfSource => "end-of-source",
@@ -50,7 +55,7 @@ pub struct ReceiverParts {
     pub ledger: Arc<Ledger>,
     pub counters: Arc<Counters>,
     pub policy: OverflowPolicy,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Arc<Stop>,
     /// Sequence number of the first frame (a resumed recording continues its numbering).
     pub first_seq: u64,
     /// Where the inter-arrival histogram is published; `None` when statistics are off.
@@ -93,8 +98,8 @@ fn receive(
     let mut spare: Option<FrameBuf> = None;
     let mut discard: Option<FrameBuf> = None;
     loop {
-        if p.stop.load(Ordering::Relaxed) {
-            return Ok(StopReason::Signal);
+        if p.stop.is_set() {
+            return Ok(p.stop.reason());
         }
         if limits.frames.is_some_and(|n| *seq - p.first_seq >= n) {
             return Ok(StopReason::FrameLimit);
@@ -103,18 +108,18 @@ fn receive(
             return Ok(StopReason::DurationLimit);
         }
 
-        let mut buf = match take_buffer(p, &mut spare, || p.stop.load(Ordering::Relaxed)) {
+        let mut buf = match take_buffer(p, &mut spare, || p.stop.is_set()) {
             Ok(b) => b,
-            Err(Stopping) => return Ok(StopReason::Signal),
+            Err(Stopping) => return Ok(p.stop.reason()),
         };
         let into = match buf.as_mut() {
             Some(b) => b,
             None => discard.get_or_insert_with(|| FrameBuf::new(p.pool.buffer_capacity())),
         };
-        let Some(capture) = source.next_frame(into, &p.stop)? else {
+        let Some(capture) = source.next_frame(into, p.stop.flag())? else {
             drop(buf);
-            return Ok(if p.stop.load(Ordering::Relaxed) {
-                StopReason::Signal
+            return Ok(if p.stop.is_set() {
+                p.stop.reason()
             } else {
                 StopReason::EndOfSource
             });

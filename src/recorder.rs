@@ -29,6 +29,7 @@ use crate::source::pipe::Reject;
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, PushSource, Source, SourceError, SyntheticSource,
 };
+use crate::stop::Stop;
 use crate::store::lock::{self, LockError};
 use crate::writer::{
     self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
@@ -580,6 +581,8 @@ pub fn record_with(
     controls: Controls,
 ) -> Result<RunReport, RecordError> {
     let Controls { stop, reload } = controls;
+    // The caller's flag, and why the run stopped: the caller, or the writers failing.
+    let halt = Stop::new(stop.clone());
     let probed = writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
     let dir = cfg.output_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| RecordError::OutputDir {
@@ -693,7 +696,7 @@ pub fn record_with(
         queue: queue.clone(),
         ledger: ledger.clone(),
         counters: counters.clone(),
-        stop: stop.clone(),
+        stop: halt.clone(),
         histograms: histograms.clone(),
         record_histograms: cfg.stats.histograms,
         live: live.clone(),
@@ -785,7 +788,7 @@ pub fn record_with(
         ledger: ledger.clone(),
         counters: counters.clone(),
         policy,
-        stop: stop.clone(),
+        stop: halt.clone(),
         first_seq,
         histograms: cfg.stats.histograms.then(|| histograms.clone()),
     };

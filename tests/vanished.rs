@@ -135,6 +135,48 @@ fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
     );
 }
 
+/// A recorder that gives up on a failing disk (`exit-when-degraded`) says the disk stopped it,
+/// not a signal.
+#[test]
+fn a_run_the_disk_stopped_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("rec");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[segment]\nmax-bytes = 1048576\n[writer]\nmax-write-bytes = 65536\npreallocate-bytes = 0\n\
+         max-consecutive-failures = 2\nexit-when-degraded = true\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let child = spawn_record(&cfg, &dir, true);
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = child.wait_with_output().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
+    assert_eq!(json["stopped"], "disk-failure", "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(stopped: disk-failure)"),
+        "{}",
+        text(&out)
+    );
+    // Everything counted: received = written + dropped.
+    let t = &json["totals"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let dropped: u64 = t["dropped"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(
+        n(&t["received_frames"]),
+        n(&t["written_frames"]) + dropped,
+        "{t}"
+    );
+}
+
 /// A file that stands where a later segment will be created is someone else's: the segment
 /// cannot be created there, and the file is left exactly as it was.
 #[test]

@@ -338,12 +338,13 @@ fn print_summary(r: &RunReport) {
     let t = &r.totals;
     let h = &r.histograms;
     eprintln!(
-        "recorded {} frames into {} in {:.1} s: {:.1} MB, {:.1} MB/s",
+        "recorded {} frames into {} in {:.1} s: {:.1} MB, {:.1} MB/s (stopped: {})",
         t.written_frames,
         r.dir.display(),
         r.elapsed.as_secs_f64(),
         t.written_bytes as f64 / 1e6,
-        r.mb_per_s()
+        r.mb_per_s(),
+        r.stop.map_or("source failed", |s| s.as_str())
     );
     let drops: Vec<String> = t.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
@@ -412,6 +413,8 @@ fn json_summary(r: &RunReport) -> serde_json::Value {
     serde_json::json!({
         "dir": r.dir,
         "elapsed_s": r.elapsed.as_secs_f64(),
+        // signal, disk-failure, frame-limit, duration-limit, end-of-source; null: the source failed.
+        "stopped": r.stop.map(|s| s.as_str()),
         "receiver_cpu_s": r.receiver_cpu.as_secs_f64(),
         "mb_per_s": r.mb_per_s(),
         "totals": r.totals,

@@ -76,7 +76,7 @@ impl Ctx {
         if st.error.is_none() {
             st.error = Some(e);
         }
-        self.parts.stop.store(true, Ordering::Relaxed);
+        self.parts.stop.disk_failed();
     }
 
     fn failed(&self) -> bool {

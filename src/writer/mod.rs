@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
@@ -38,6 +38,7 @@ use crate::queue::FrameQueue;
 use crate::segment::{
     self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
 };
+use crate::stop::Stop;
 
 pub use file::{Backend, IoSpan};
 use file::{SegFile, sync_dir};
@@ -213,8 +214,8 @@ pub struct WriterParts {
     /// The accounting: frames taken, written and dropped move through it.
     pub ledger: Arc<Ledger>,
     pub counters: Arc<Counters>,
-    /// Set by the writers when they fail, so the receiver stops.
-    pub stop: Arc<AtomicBool>,
+    /// Told by the writers when they fail, so the receiver stops.
+    pub stop: Arc<Stop>,
     /// Where the writers publish their histograms for the statistics surfaces.
     pub histograms: SharedHistograms,
     /// False to record counters only (statistics off).
@@ -322,7 +323,7 @@ pub(crate) fn drive<F: std::future::Future<Output = WriterReport>>(
     pool: impl FnOnce(Backend) -> F,
 ) -> WriterReport {
     let failed = |backend, error| {
-        parts.stop.store(true, Ordering::Relaxed);
+        parts.stop.disk_failed();
         discard_queue(parts);
         WriterReport {
             backend,
@@ -511,7 +512,7 @@ struct Ctx {
     queue: Arc<FrameQueue>,
     ledger: Arc<Ledger>,
     counters: Arc<Counters>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     shared_histograms: SharedHistograms,
     record_histograms: bool,
     backend: Backend,
@@ -595,7 +596,7 @@ impl Ctx {
         if st.error.is_none() {
             st.error = Some(e);
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.disk_failed();
     }
 
     /// A write, fsync or segment creation failed; the frames it concerned are already counted.
