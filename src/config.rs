@@ -833,6 +833,58 @@ fn key_position(text: &str, section: &str, key: &str) -> (usize, usize) {
     (1, 1)
 }
 
+/// Every `section.key` the parser accepts, from the sections' serde derives (so a key added
+/// to a section struct shows up here without anyone listing it).
+#[cfg(test)]
+pub(crate) fn accepted_keys() -> Vec<String> {
+    /// A deserializer that only notes the field names of the struct asked of it.
+    struct Fields(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("fields noted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    fn fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        let mut f = Fields(&[]);
+        let _ = T::deserialize(&mut f);
+        f.0
+    }
+    let mut keys = Vec::new();
+    for section in fields::<FileConfig>() {
+        let names = match *section {
+            "output" => fields::<OutputSection>(),
+            "source" => fields::<SourceSection>(),
+            "queue" => fields::<QueueSection>(),
+            "writer" => fields::<WriterSection>(),
+            "segment" => fields::<SegmentSection>(),
+            "durability" => fields::<DurabilitySection>(),
+            "recovery" => fields::<RecoverySection>(),
+            "stats" => fields::<StatsSection>(),
+            other => panic!("a new section [{other}]: name its struct in accepted_keys"),
+        };
+        keys.extend(names.iter().map(|k| format!("{section}.{k}")));
+    }
+    keys
+}
+
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
