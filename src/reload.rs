@@ -4,7 +4,7 @@
 //! key by key. Tests check the table against the shipped file, the keys the parser accepts, and
 //! the README's list of live keys.
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceConfig, SourceKind};
 use crate::source::PipeEndpoint;
 use crate::writer::{Live, LiveSettings};
 
@@ -69,13 +69,13 @@ macro_rules! source_key {
 }
 
 /// The `source.kind` a typed source came from.
-fn source_kind(s: &SourceConfig) -> &'static str {
+fn source_kind(s: &SourceConfig) -> SourceKind {
     match s {
-        SourceConfig::Synthetic(_) => "synthetic",
-        SourceConfig::Fakenect(_) => "fakenect",
-        SourceConfig::Freenect(_) => "freenect",
-        SourceConfig::Pipe(p) if matches!(p.endpoint, PipeEndpoint::Unix(_)) => "unix",
-        SourceConfig::Pipe(_) => "pipe",
+        SourceConfig::Synthetic(_) => SourceKind::Synthetic,
+        SourceConfig::Fakenect(_) => SourceKind::Fakenect,
+        SourceConfig::Freenect(_) => SourceKind::Freenect,
+        SourceConfig::Pipe(p) if matches!(p.endpoint, PipeEndpoint::Unix(_)) => SourceKind::Unix,
+        SourceConfig::Pipe(_) => SourceKind::Pipe,
     }
 }
 

@@ -168,6 +168,13 @@ fn a_change_to_each_key_alone_is_applied_or_left_for_a_restart_per_the_table() {
             assert!(!log.contains("nothing changed"), "{context}");
             match key.reload {
                 Reload::Live => {
+                    // Live means something running re-reads it: the writer pool's settings
+                    // or the summary log's interval.
+                    assert!(
+                        live_of(&before) != live_of(&after)
+                            || before.stats.log_interval != after.stats.log_interval,
+                        "marked live, but nothing running reads it: {context}"
+                    );
                     assert_eq!(changes.live, [key.name], "{context}");
                     assert!(changes.restart.is_empty(), "{context}");
                     assert_eq!(running, after, "applied: {context}");
