@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use crate::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
-use crate::source::{FakenectConfig, FreenectConfig, PipeConfig, PipeEndpoint, SyntheticConfig};
+use crate::source::{
+    FakenectConfig, FreenectConfig, OnDeviceError, PipeConfig, PipeEndpoint, SyntheticConfig,
+};
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
 /// An integer key restricted to `MIN..=MAX`; out-of-range values are rejected with their span.
@@ -49,21 +51,91 @@ pub enum SourceKind {
     Unix,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Overflow {
+/// A setting that is either `auto` (the recorder decides at start) or one value of `T`: config
+/// `queue.overflow = "auto"`, `--overflow auto`. `T` spells its values in both places through its
+/// serde and clap derives; anything else is an error naming every accepted value, `auto` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoOr<T> {
+    #[default]
     Auto,
-    DropNewest,
-    DropOldest,
-    Block,
+    Set(T),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum BackendName {
-    Auto,
-    IoUring,
-    Pwrite,
+impl<T> AutoOr<T> {
+    /// `None` for `auto`.
+    pub fn set(self) -> Option<T> {
+        match self {
+            AutoOr::Auto => None,
+            AutoOr::Set(v) => Some(v),
+        }
+    }
+}
+
+impl<T: clap::ValueEnum + 'static> AutoOr<T> {
+    /// `auto` and every name of `T`, as clap shows them.
+    fn possible_values() -> impl Iterator<Item = clap::builder::PossibleValue> {
+        std::iter::once(clap::builder::PossibleValue::new("auto"))
+            .chain(T::value_variants().iter().filter_map(T::to_possible_value))
+    }
+
+    /// The command-line parser: clap's own error (naming every value) for anything else.
+    pub fn value_parser() -> impl clap::builder::TypedValueParser<Value = AutoOr<T>>
+    where
+        T: Clone + Send + Sync,
+    {
+        use clap::builder::TypedValueParser;
+        clap::builder::PossibleValuesParser::new(Self::possible_values()).try_map(|name| {
+            if name == "auto" {
+                Ok(AutoOr::Auto)
+            } else {
+                T::from_str(&name, false).map(AutoOr::Set)
+            }
+        })
+    }
+}
+
+impl<'de, T> Deserialize<'de> for AutoOr<T>
+where
+    T: serde::de::DeserializeOwned + clap::ValueEnum + 'static,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names<T>(std::marker::PhantomData<T>);
+        impl<T: clap::ValueEnum + 'static> fmt::Display for Names<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of ")?;
+                for (i, v) in AutoOr::<T>::possible_values().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}`{}`", v.get_name())?;
+                }
+                Ok(())
+            }
+        }
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<T> serde::de::Visitor<'_> for Visit<T>
+        where
+            T: serde::de::DeserializeOwned + clap::ValueEnum + 'static,
+        {
+            type Value = AutoOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", Names::<T>(std::marker::PhantomData))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AutoOr<T>, E> {
+                use serde::de::IntoDeserializer;
+                if v == "auto" {
+                    return Ok(AutoOr::Auto);
+                }
+                let named: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+                    v.into_deserializer();
+                T::deserialize(named).map(AutoOr::Set).map_err(|_| {
+                    E::custom(format_args!(
+                        "unknown variant `{v}`, expected {}",
+                        Names::<T>(std::marker::PhantomData)
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(Visit(std::marker::PhantomData))
+    }
 }
 
 const MIB: i64 = 1 << 20;
@@ -75,7 +147,7 @@ struct OutputSection {
     /// Recording directory. Default "" = `$STATE_DIRECTORY` under systemd, else `./rec`.
     dir: PathBuf,
     /// `mcap` (default) or `fakenect`.
-    layout: LayoutName,
+    layout: Layout,
     /// Bytes the output filesystem keeps free: under it, arriving frames are counted as
     /// `disk_full` instead of queued, until space returns. Default 0 (off), range 0-16 TiB.
     min_free_bytes: Int<0, { 16 * 1024 * 1024 * MIB }>,
@@ -91,16 +163,9 @@ struct OutputSection {
     max_age_s: Int<0, 31_536_000>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// How a recording directory is laid out (config `output.layout`, `--layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-enum LayoutName {
-    #[default]
-    Mcap,
-    Fakenect,
-}
-
-/// How a recording directory is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Layout {
     /// MCAP segments (the default).
     #[default]
@@ -113,7 +178,7 @@ impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
             dir: PathBuf::new(),
-            layout: LayoutName::Mcap,
+            layout: Layout::Mcap,
             min_free_bytes: Int(0),
             min_free_percent: Int(0),
             max_total_bytes: Int(0),
@@ -161,14 +226,6 @@ struct SourceSection {
     socket_gid: Int<-1, { u32::MAX as i64 - 1 }>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-enum OnDeviceError {
-    #[default]
-    Stop,
-    Retry,
-}
-
 impl Default for SourceSection {
     fn default() -> Self {
         let d = SyntheticConfig::default();
@@ -202,7 +259,7 @@ struct QueueSection {
     max_bytes: Int<MIB, { 64 * 1024 * MIB }>,
     /// `auto` (default: `block` for sources that can wait, else `drop-newest`), `drop-newest`,
     /// `drop-oldest` or `block`.
-    overflow: Overflow,
+    overflow: AutoOr<OverflowPolicy>,
 }
 
 impl Default for QueueSection {
@@ -211,7 +268,7 @@ impl Default for QueueSection {
         QueueSection {
             max_frames: Int(d.max_frames as i64),
             max_bytes: Int(d.max_bytes as i64),
-            overflow: Overflow::Auto,
+            overflow: AutoOr::Auto,
         }
     }
 }
@@ -221,7 +278,7 @@ impl Default for QueueSection {
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct WriterSection {
     /// `auto` (default), `io-uring` or `pwrite`.
-    backend: BackendName,
+    backend: BackendChoice,
     /// Concurrent writes. Default 2, range 1-64.
     writers: Int<1, 64>,
     /// `O_DIRECT`. Default false.
@@ -253,7 +310,7 @@ impl Default for WriterSection {
     fn default() -> Self {
         let d = WriterConfig::default();
         WriterSection {
-            backend: BackendName::Auto,
+            backend: d.backend,
             writers: Int(d.writers as i64),
             direct_io: d.direct_io,
             max_write_bytes: Int(d.max_write_bytes as i64),
@@ -308,26 +365,18 @@ impl Default for DurabilitySection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum AtStartName {
-    Recover,
-    Refuse,
-    Leave,
-}
-
 /// `[recovery]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 struct RecoverySection {
     /// Unfinished segments in the output directory at start: `recover` (default), `refuse`, `leave`.
-    at_start: AtStartName,
+    at_start: AtStart,
 }
 
 impl Default for RecoverySection {
     fn default() -> Self {
         RecoverySection {
-            at_start: AtStartName::Recover,
+            at_start: AtStart::Recover,
         }
     }
 }
@@ -481,10 +530,7 @@ impl FileConfig {
             } else {
                 self.output.dir
             },
-            layout: match self.output.layout {
-                LayoutName::Mcap => Layout::Mcap,
-                LayoutName::Fakenect => Layout::Fakenect,
-            },
+            layout: self.output.layout,
             source: match s.kind {
                 SourceKind::Synthetic => SourceConfig::Synthetic(SyntheticConfig {
                     width: s.width.0 as u32,
@@ -519,7 +565,7 @@ impl FileConfig {
                 SourceKind::Freenect => SourceConfig::Freenect(FreenectConfig {
                     device_index: s.device_index.0 as u32,
                     library: Some(s.library).filter(|p| !p.as_os_str().is_empty()),
-                    retry: s.on_device_error == OnDeviceError::Retry,
+                    on_device_error: s.on_device_error,
                     topic: s.topic,
                     frame_id: s.frame_id,
                 }),
@@ -527,19 +573,10 @@ impl FileConfig {
             queue: QueueConfig {
                 max_frames: self.queue.max_frames.0 as usize,
                 max_bytes: self.queue.max_bytes.u64(),
-                overflow: match self.queue.overflow {
-                    Overflow::Auto => None,
-                    Overflow::DropNewest => Some(OverflowPolicy::DropNewest),
-                    Overflow::DropOldest => Some(OverflowPolicy::DropOldest),
-                    Overflow::Block => Some(OverflowPolicy::Block),
-                },
+                overflow: self.queue.overflow.set(),
             },
             writer: WriterConfig {
-                backend: match self.writer.backend {
-                    BackendName::Auto => BackendChoice::Auto,
-                    BackendName::IoUring => BackendChoice::IoUring,
-                    BackendName::Pwrite => BackendChoice::Pwrite,
-                },
+                backend: self.writer.backend,
                 writers: self.writer.writers.0 as usize,
                 direct_io: self.writer.direct_io,
                 max_write_bytes: self.writer.max_write_bytes.0 as usize,
@@ -594,11 +631,7 @@ impl FileConfig {
                 interval_log_dir: Some(PathBuf::from(self.stats.interval_log_dir))
                     .filter(|d| !d.as_os_str().is_empty()),
             },
-            recovery: match self.recovery.at_start {
-                AtStartName::Recover => AtStart::Recover,
-                AtStartName::Refuse => AtStart::Refuse,
-                AtStartName::Leave => AtStart::Leave,
-            },
+            recovery: self.recovery.at_start,
         }
     }
 }
@@ -800,6 +833,58 @@ fn key_position(text: &str, section: &str, key: &str) -> (usize, usize) {
     (1, 1)
 }
 
+/// Every `section.key` the parser accepts, from the sections' serde derives (so a key added
+/// to a section struct shows up here without anyone listing it).
+#[cfg(test)]
+pub(crate) fn accepted_keys() -> Vec<String> {
+    /// A deserializer that only notes the field names of the struct asked of it.
+    struct Fields(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("fields noted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    fn fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        let mut f = Fields(&[]);
+        let _ = T::deserialize(&mut f);
+        f.0
+    }
+    let mut keys = Vec::new();
+    for section in fields::<FileConfig>() {
+        let names = match *section {
+            "output" => fields::<OutputSection>(),
+            "source" => fields::<SourceSection>(),
+            "queue" => fields::<QueueSection>(),
+            "writer" => fields::<WriterSection>(),
+            "segment" => fields::<SegmentSection>(),
+            "durability" => fields::<DurabilitySection>(),
+            "recovery" => fields::<RecoverySection>(),
+            "stats" => fields::<StatsSection>(),
+            other => panic!("a new section [{other}]: name its struct in accepted_keys"),
+        };
+        keys.extend(names.iter().map(|k| format!("{section}.{k}")));
+    }
+    keys
+}
+
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
@@ -880,6 +965,85 @@ mod tests {
         assert_eq!(
             include_str!("../fuzz/regressions/config/multibyte-value-moves-later-errors.toml"),
             text
+        );
+    }
+
+    /// Every value a command-line enum flag accepts is spelled the same in the config file and
+    /// means the same there: the file and the flags share one enum, not two lists of strings.
+    #[test]
+    fn config_and_flags_spell_every_enum_value_alike() {
+        use clap::ValueEnum;
+        /// Parses `text(name)` for every name the flag accepts; `check` sees the value and
+        /// the configuration the file gave.
+        fn both<T>(text: impl Fn(&str) -> String, check: impl Fn(&T, Config))
+        where
+            T: ValueEnum + 'static,
+        {
+            for v in T::value_variants() {
+                let text = text(v.to_possible_value().unwrap().get_name());
+                check(
+                    v,
+                    parse(&text, "f.toml").unwrap_or_else(|e| panic!("{text}: {e}")),
+                );
+            }
+        }
+        both(
+            |n| format!("[writer]\nbackend = {n:?}\n"),
+            |v: &BackendChoice, c| assert_eq!(c.writer.backend, *v),
+        );
+        both(
+            |n| format!("[output]\nlayout = {n:?}\n"),
+            |v: &Layout, c| assert_eq!(c.layout, *v),
+        );
+        both(
+            |n| format!("[queue]\noverflow = {n:?}\n"),
+            |v: &OverflowPolicy, c| assert_eq!(c.queue.overflow, Some(*v)),
+        );
+        both(
+            |n| format!("[source]\nkind = \"freenect\"\non-device-error = {n:?}\n"),
+            |v: &OnDeviceError, c| match c.source {
+                SourceConfig::Freenect(f) => assert_eq!(f.on_device_error, *v),
+                other => panic!("{other:?}"),
+            },
+        );
+    }
+
+    /// `auto` is a value of its own, not a fallback: the file and the flag both accept it and
+    /// each named policy, and reject anything else naming every accepted value.
+    #[test]
+    fn auto_or_a_policy_and_nothing_else() {
+        let overflow = |v: &str| parse(&format!("[queue]\noverflow = {v:?}\n"), "f.toml");
+        assert_eq!(overflow("auto").unwrap().queue.overflow, None);
+        assert_eq!(
+            overflow("drop-oldest").unwrap().queue.overflow,
+            Some(OverflowPolicy::DropOldest)
+        );
+        let e = overflow("Block").unwrap_err().0;
+        assert_eq!((e[0].line, e[0].col), (2, 12), "{e:?}");
+        assert_eq!(
+            e[0].message,
+            "unknown variant `Block`, expected one of `auto`, `drop-newest`, `drop-oldest`, `block`"
+        );
+        let e = parse("[queue]\noverflow = 3\n", "f.toml").unwrap_err().0;
+        assert!(e[0].message.contains("expected one of `auto`"), "{e:?}");
+
+        #[derive(clap::Parser, Debug)]
+        struct Flag {
+            #[arg(long, value_parser = AutoOr::<OverflowPolicy>::value_parser())]
+            overflow: AutoOr<OverflowPolicy>,
+        }
+        let flag = |v: &str| {
+            <Flag as clap::Parser>::try_parse_from(["x", "--overflow", v]).map(|f| f.overflow)
+        };
+        assert_eq!(flag("auto").unwrap(), AutoOr::Auto);
+        assert_eq!(
+            flag("drop-newest").unwrap(),
+            AutoOr::Set(OverflowPolicy::DropNewest)
+        );
+        let err = flag("sometimes").unwrap_err().to_string();
+        assert!(
+            err.contains("[possible values: auto, drop-newest, drop-oldest, block]"),
+            "{err}"
         );
     }
 

@@ -19,6 +19,7 @@ pub mod plot;
 pub mod queue;
 pub mod receiver;
 pub mod recorder;
+mod reload;
 pub mod repair;
 pub mod segment;
 pub mod serve;

@@ -15,7 +15,9 @@ use crate::frame::{DropReason, Frame, FrameSeq};
 use crate::segment::DropRange;
 
 /// What the receiver does with a frame when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Config `queue.overflow` and `--overflow` spell it in kebab-case (`auto` is `None` there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum OverflowPolicy {
     /// Drop the frame that just arrived (live sources: the past is already queued).
     DropNewest,

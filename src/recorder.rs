@@ -32,7 +32,7 @@ use crate::source::{
 use crate::stop::Stop;
 use crate::store::lock::{self, LockError};
 use crate::writer::{
-    self, Backend, Live, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
+    self, Backend, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
 };
 
 /// Errors that keep a recording from starting.
@@ -336,114 +336,6 @@ pub struct Controls {
     pub reload: Option<ReloadFn>,
 }
 
-/// The settings a reload can change while recording; the rest need a restart.
-fn live_of(cfg: &Config) -> Live {
-    Live {
-        writers: cfg.writer.writers,
-        segment: cfg.segment.clone(),
-        durability: cfg.durability.clone(),
-    }
-}
-
-/// Applies what can change live from `new` to `current` and the writers; names what cannot.
-fn apply_reload(current: &mut Config, new: Config, live: &LiveSettings) {
-    let mut restart = Vec::new();
-    let mut needs = |name: &'static str, changed: bool| {
-        if changed {
-            restart.push(name);
-        }
-    };
-    needs("output.dir", new.output_dir != current.output_dir);
-    needs("source", new.source != current.source);
-    needs("queue", new.queue != current.queue);
-    needs(
-        "writer.backend",
-        new.writer.backend != current.writer.backend,
-    );
-    needs(
-        "writer.direct-io",
-        new.writer.direct_io != current.writer.direct_io,
-    );
-    needs(
-        "writer.max-write-bytes",
-        new.writer.max_write_bytes != current.writer.max_write_bytes,
-    );
-    needs(
-        "writer.linger-us",
-        new.writer.linger != current.writer.linger,
-    );
-    needs("output.layout", new.layout != current.layout);
-    let (w, c) = (&new.writer, &current.writer);
-    needs(
-        "output.min-free-bytes/-percent",
-        (w.min_free_bytes, w.min_free_percent) != (c.min_free_bytes, c.min_free_percent),
-    );
-    needs(
-        "output.max-total-bytes/max-age-s",
-        (w.retain_bytes, w.retain_age) != (c.retain_bytes, c.retain_age),
-    );
-    needs(
-        "writer.preallocate-bytes",
-        w.preallocate_bytes != c.preallocate_bytes,
-    );
-    needs(
-        "writer.max-consecutive-failures/exit-when-degraded",
-        (w.max_consecutive_failures, w.exit_when_degraded)
-            != (c.max_consecutive_failures, c.exit_when_degraded),
-    );
-    needs("writer.stop-timeout-s", w.stop_timeout != c.stop_timeout);
-    needs(
-        "writer.fail-on-io-loss",
-        w.fail_on_io_loss != c.fail_on_io_loss,
-    );
-    needs("recovery", new.recovery != current.recovery);
-    needs("stats.socket", new.stats.socket != current.stats.socket);
-    needs(
-        "stats.metrics-addr",
-        new.stats.metrics_addr != current.stats.metrics_addr,
-    );
-    needs(
-        "stats.histograms",
-        new.stats.histograms != current.stats.histograms,
-    );
-    needs(
-        "stats.interval-log-s",
-        new.stats.interval_log != current.stats.interval_log,
-    );
-    needs(
-        "stats.interval-log-dir",
-        new.stats.interval_log_dir != current.stats.interval_log_dir,
-    );
-    for name in &restart {
-        tracing::warn!(
-            setting = name,
-            "changed in the configuration, but takes a restart; keeping the running value"
-        );
-    }
-    let (old, new_live) = (live_of(current), live_of(&new));
-    if new_live != old {
-        tracing::info!(
-            writers = new_live.writers,
-            segment_max_bytes = new_live.segment.max_bytes,
-            segment_max_duration = ?new_live.segment.max_duration,
-            fsync_interval = ?new_live.durability.fsync_interval,
-            fsync_every_frames = ?new_live.durability.fsync_every_frames,
-            "applying the reloaded writer, segment and durability settings"
-        );
-        live.set(new_live.clone());
-        current.writer.writers = new.writer.writers;
-        current.segment = new.segment;
-        current.durability = new.durability;
-    }
-    if new.stats.log_interval != current.stats.log_interval {
-        tracing::info!(every = ?new.stats.log_interval, "new summary log interval");
-        current.stats.log_interval = new.stats.log_interval;
-    }
-    if restart.is_empty() && new_live == old {
-        tracing::info!("configuration reloaded: nothing changed");
-    }
-}
-
 /// What the supervision loop watches and drives while the recording runs.
 struct Supervision<'a> {
     snapshot: &'a SnapshotFn,
@@ -533,7 +425,9 @@ impl Supervision<'_> {
             {
                 self.notifier.reloading();
                 match reload() {
-                    Ok(new) => apply_reload(&mut self.current, new, self.live),
+                    Ok(new) => {
+                        crate::reload::apply(&mut self.current, &new, self.live);
+                    }
                     Err(errors) => {
                         tracing::error!(%errors, "the reloaded configuration is invalid; still running on the previous one")
                     }

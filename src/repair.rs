@@ -282,8 +282,10 @@ pub fn repair(
     Ok(outcomes)
 }
 
-/// What `record` does when its directory holds unfinished segments (a crashed run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `record` does when its directory holds unfinished segments (a crashed run); config
+/// `recovery.at-start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AtStart {
     /// Repair them, then continue the recording.
     Recover,

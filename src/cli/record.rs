@@ -8,12 +8,14 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use framerec::config::{Config, Layout, SourceConfig, StatsSocket};
+use framerec::config::{AutoOr, Config, Layout, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
 use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
-use framerec::source::{FakenectConfig, FreenectConfig, PipeConfig, PipeEndpoint, SyntheticConfig};
+use framerec::source::{
+    FakenectConfig, FreenectConfig, OnDeviceError, PipeConfig, PipeEndpoint, SyntheticConfig,
+};
 use framerec::writer::BackendChoice;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -42,8 +44,8 @@ pub struct Args {
     freenect_library: Option<PathBuf>,
     /// freenect: when the Kinect fails mid-recording (unplugged), `stop` with an error or
     /// `retry` opening it every second.
-    #[arg(long, value_parser = ["stop", "retry"])]
-    on_device_error: Option<String>,
+    #[arg(long, value_enum)]
+    on_device_error: Option<OnDeviceError>,
     /// Recording directory (created; must not already hold a recording).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -75,8 +77,8 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(..=1 << 30))]
     preallocate_bytes: Option<u64>,
     /// I/O backend: auto, io-uring, pwrite.
-    #[arg(long, value_parser = ["auto", "io-uring", "pwrite"])]
-    backend: Option<String>,
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
     /// Close a segment once it reaches this many bytes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1 << 20..))]
     segment_bytes: Option<u64>,
@@ -88,12 +90,12 @@ pub struct Args {
     queue_frames: Option<u64>,
     /// What to do when the queue is full: auto (block for sources that can wait, e.g. an
     /// unpaced synthetic source; drop-newest for live ones), drop-newest, drop-oldest, block.
-    #[arg(long, value_parser = ["auto", "drop-newest", "drop-oldest", "block"])]
-    overflow: Option<String>,
+    #[arg(long, value_parser = AutoOr::<OverflowPolicy>::value_parser())]
+    overflow: Option<AutoOr<OverflowPolicy>>,
     /// Recording layout: `mcap` (segments, the default) or `fakenect` (one file per frame plus
     /// INDEX.txt, replayable by libfreenect's fakenect).
-    #[arg(long, value_parser = ["mcap", "fakenect"])]
-    layout: Option<String>,
+    #[arg(long, value_enum)]
+    layout: Option<Layout>,
     /// Statistics socket for `framerec stats`, or `off`.
     #[arg(long)]
     stats_socket: Option<PathBuf>,
@@ -150,7 +152,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 _ => SourceConfig::Freenect(FreenectConfig {
                     device_index: 0,
                     library: None,
-                    retry: false,
+                    on_device_error: OnDeviceError::Stop,
                     topic,
                     frame_id,
                 }),
@@ -186,8 +188,8 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             if let Some(l) = &args.freenect_library {
                 f.library = Some(l.clone());
             }
-            if let Some(v) = &args.on_device_error {
-                f.retry = v == "retry";
+            if let Some(v) = args.on_device_error {
+                f.on_device_error = v;
             }
         }
         SourceConfig::Pipe(p) => {
@@ -244,12 +246,8 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(v) = args.preallocate_bytes {
         cfg.writer.preallocate_bytes = v;
     }
-    if let Some(v) = &args.backend {
-        cfg.writer.backend = match v.as_str() {
-            "io-uring" => BackendChoice::IoUring,
-            "pwrite" => BackendChoice::Pwrite,
-            _ => BackendChoice::Auto,
-        };
+    if let Some(v) = args.backend {
+        cfg.writer.backend = v;
     }
     if let Some(v) = args.segment_bytes {
         cfg.segment.max_bytes = v;
@@ -260,12 +258,8 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(v) = args.queue_frames {
         cfg.queue.max_frames = v as usize;
     }
-    if let Some(v) = &args.layout {
-        cfg.layout = if v == "fakenect" {
-            Layout::Fakenect
-        } else {
-            Layout::Mcap
-        };
+    if let Some(v) = args.layout {
+        cfg.layout = v;
     }
     if let Some(v) = &args.stats_socket {
         cfg.stats.socket = if v.as_os_str() == "off" {
@@ -283,13 +277,8 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if args.no_histograms {
         cfg.stats.histograms = false;
     }
-    if let Some(v) = &args.overflow {
-        cfg.queue.overflow = match v.as_str() {
-            "drop-newest" => Some(OverflowPolicy::DropNewest),
-            "drop-oldest" => Some(OverflowPolicy::DropOldest),
-            "block" => Some(OverflowPolicy::Block),
-            _ => None,
-        };
+    if let Some(v) = args.overflow {
+        cfg.queue.overflow = v.set();
     }
     Ok(())
 }

@@ -43,9 +43,20 @@ pub struct FreenectConfig {
     pub library: Option<PathBuf>,
     pub topic: String,
     pub frame_id: String,
-    /// On a device failure mid-recording (unplugged): reopen it every second (true) or end the
-    /// recording with an error (false, the default). The recording so far stays valid either way.
-    pub retry: bool,
+    /// On a device failure mid-recording (unplugged). The recording so far stays valid either way.
+    pub on_device_error: OnDeviceError,
+}
+
+/// What the freenect source does when the device fails mid-recording (config
+/// `source.on-device-error`, `--on-device-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDeviceError {
+    /// End the recording with an error (exit 1).
+    #[default]
+    Stop,
+    /// Reopen the device every second and record on.
+    Retry,
 }
 
 /// `freenect_frame_mode` (libfreenect.h), returned and passed by value.
@@ -475,7 +486,7 @@ impl FreenectSource {
     /// until it is back (`Ok(true)`) or `stop` is set (`Ok(false)`).
     fn recover(&mut self, why: String, stop: &AtomicBool) -> Result<bool, SourceError> {
         self.shut();
-        if !self.cfg.retry {
+        if self.cfg.on_device_error == OnDeviceError::Stop {
             return Err(SourceError::Device(why));
         }
         tracing::warn!(%why, "reopening the Kinect every second (source.on-device-error = \"retry\")");

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::frame::{DropReason, FrameBuf, StreamInfo};
 
 pub use fakenect::{FakenectConfig, FakenectSource};
-pub use freenect::{FreenectConfig, FreenectSource};
+pub use freenect::{FreenectConfig, FreenectSource, OnDeviceError};
 pub use pipe::{PipeConfig, PipeEndpoint, PipeSource};
 pub use synthetic::{SyntheticConfig, SyntheticSource};
 

@@ -43,8 +43,9 @@ use crate::stop::Stop;
 pub use file::{Backend, IoSpan};
 use file::{SegFile, sync_dir};
 
-/// Which I/O backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which I/O backend to use (config `writer.backend`, `--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
     /// io_uring when the kernel allows it, else `pwrite` with a warning.
     Auto,
