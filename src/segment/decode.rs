@@ -113,7 +113,7 @@ pub struct SummaryInfo {
 }
 
 /// Everything a scan of one segment found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentContents {
     pub messages: Vec<MessageRef>,
     pub drops: Vec<DropNotice>,
