@@ -43,7 +43,16 @@ impl Source for [u8] {
     }
 
     fn read<'a>(&'a self, range: Range<u64>, _buf: &'a mut BytesMut) -> io::Result<&'a [u8]> {
-        Ok(&self[range.start as usize..range.end as usize])
+        let (start, end) = (range.start as usize, range.end as usize);
+        self.get(start..end).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "read of bytes {start}..{end} past the end of {} bytes",
+                    <[u8]>::len(self)
+                ),
+            )
+        })
     }
 
     fn window(&self) -> usize {
