@@ -1,6 +1,12 @@
 //! Decoding: a scan of a segment's bytes into its messages, drop notices, chunks and summary,
 //! noting every damage it meets with its offset. Never panics, never allocates more than the
 //! input justifies.
+//!
+//! The scan reads through a [`Source`]: front to back, one record at a time (only the bodies
+//! of the records it parses, each into one reused buffer, at most [`MAX_RECORD_BYTES`]), and
+//! over damage in windows of [`Source::window`] bytes, with one [`RangeCrc`] pass for the
+//! candidate chunks' CRCs. The same code serves a slice (zero-copy) and a file, so both find
+//! exactly the same.
 
 use std::collections::BTreeMap;
 use std::io;
