@@ -1,7 +1,8 @@
 //! Repairing a recording directory after a crash, and finding where a new run resumes it.
-//! File I/O around the pure [`segment::recover_segment`]: every damaged or unfinished segment
-//! is rebuilt beside itself, made durable, and swapped in; the original is kept aside as
-//! `NAME.mcap.damaged` unless asked otherwise.
+//! File I/O around [`segment::recover_to`]: every damaged or unfinished segment is rebuilt
+//! beside itself (read a chunk at a time, written as it is rebuilt: bounded memory whatever its
+//! size), made durable, and swapped in; the original is kept aside as `NAME.mcap.damaged`
+//! unless asked otherwise.
 //!
 //! # Crash safety
 //! A repair is a sequence of steps each of which leaves a state the next repair finishes, so a
@@ -22,8 +23,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::segment::{
-    self, Problem, RecoverError, Recovered, recover_segment, subtract, verify_recording,
-    verify_segment,
+    self, FileSource, Problem, RecoverError, Recovered, SegmentContents, recover_to, recoverable,
+    subtract, verify_file, verify_recording,
 };
 
 /// What happened to one segment.
@@ -102,15 +103,24 @@ fn keep_original(path: &Path) -> io::Result<PathBuf> {
     Ok(aside)
 }
 
-/// Writes `bytes` (the rebuilt segment) over `path` crash-safely (see the module doc) and
-/// returns where the original was kept (None: `discard`, it is gone).
-fn swap_in(path: &Path, bytes: &[u8], discard: bool) -> io::Result<Option<PathBuf>> {
+/// Writes the rebuilt segment (what `write` writes) over `path` crash-safely (see the module
+/// doc) and returns what `write` returned and where the original was kept (None: `discard`, it
+/// is gone).
+fn swap_in<T>(
+    path: &Path,
+    discard: bool,
+    write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<T>,
+) -> io::Result<(T, Option<PathBuf>)> {
     let tmp = PathBuf::from(format!("{}{RECOVERING_SUFFIX}", path.display()));
-    {
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, bytes)?;
+    let written = {
+        let f = File::create(&tmp)?;
+        let mut w = io::BufWriter::new(&f);
+        let written = write(&mut w)?;
+        io::Write::flush(&mut w)?;
+        drop(w);
         f.sync_all()?;
-    }
+        written
+    };
     crate::failpoint::hit("repair-written");
     let aside = if discard {
         None
@@ -123,7 +133,12 @@ fn swap_in(path: &Path, bytes: &[u8], discard: bool) -> io::Result<Option<PathBu
     fs::rename(&tmp, path)?;
     crate::failpoint::hit("repair-renamed");
     sync_parent(path)?;
-    Ok(aside)
+    Ok((written, aside))
+}
+
+/// An I/O error reading `path`, naming it.
+fn read_error(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
 }
 
 /// The segment a side file of a repair belongs to: `NAME.mcap` for `NAME.mcap.recovering`.
@@ -171,8 +186,7 @@ pub fn finish_interrupted(dir: &Path, only: Option<&Path>) -> io::Result<Vec<Pat
             sync_parent(&side)?;
             continue;
         }
-        let bytes = fs::read(&side)?;
-        let intact = verify_segment(&side.display().to_string(), &bytes).ok();
+        let intact = verify_file(&side).map_err(|e| read_error(&side, e))?.ok();
         let original = PathBuf::from(format!("{}{DAMAGED_SUFFIX}", target.display()));
         if intact {
             tracing::warn!(segment = %target.display(), "finishing an interrupted repair: the rebuilt segment goes into place");
@@ -219,12 +233,17 @@ pub fn repair(
 ) -> io::Result<Vec<Outcome>> {
     let mut reports = Vec::with_capacity(files.len());
     for f in files {
-        reports.push(verify_segment(&f.display().to_string(), &fs::read(f)?));
+        reports.push(verify_file(f).map_err(|e| read_error(f, e))?);
     }
     let damaged: Vec<usize> = (0..reports.len()).filter(|i| !reports[*i].ok()).collect();
     if damaged.is_empty() {
         return Ok(Vec::new());
     }
+    // The scans of the damaged segments, which their rebuilds follow (a few records per chunk).
+    let scans: Vec<SegmentContents> = damaged
+        .iter()
+        .map(|i| reports[*i].contents.clone())
+        .collect();
     let missing: Vec<(u64, u64)> = verify_recording(reports, starts_at_zero)
         .problems
         .iter()
@@ -235,25 +254,24 @@ pub fn repair(
         .collect();
     // The frames missing from the recording are named in the last damaged segment that can be
     // rebuilt (a segment with no intact chunk is put aside, and could not carry the names).
-    let mut carrier = None;
-    for &i in &damaged {
-        if recover_segment(&fs::read(&files[i])?, &[]).is_ok() {
-            carrier = Some(i);
-        }
-    }
+    let carrier = damaged
+        .iter()
+        .zip(&scans)
+        .filter(|(_, c)| recoverable(c).is_ok())
+        .map(|(i, _)| *i)
+        .next_back();
     let mut outcomes = Vec::new();
     let mut named: Vec<(u64, u64)> = Vec::new();
-    for &i in &damaged {
+    for (&i, scan) in damaged.iter().zip(&scans) {
         let path = &files[i];
-        let bytes = fs::read(path)?;
+        let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
         let also_lost = if Some(i) == carrier {
             subtract(&missing, &named)
         } else {
             Vec::new()
         };
-        let recovered = match recover_segment(&bytes, &also_lost) {
-            Ok(r) => r,
-            Err(why) if !segment::has_intact_chunk(&bytes) => {
+        if let Err(why) = recoverable(scan) {
+            if !segment::source_has_intact_chunk(&src).map_err(|e| read_error(path, e))? {
                 let aside = put_aside(path, discard_damaged)?;
                 sync_parent(path)?;
                 outcomes.push(Outcome::Emptied {
@@ -261,18 +279,19 @@ pub fn repair(
                     aside,
                     why,
                 });
-                continue;
-            }
-            Err(why) => {
+            } else {
                 outcomes.push(Outcome::Failed {
                     path: path.clone(),
                     why,
                 });
-                continue;
             }
-        };
+            continue;
+        }
+        let (recovered, aside) = swap_in(path, discard_damaged, |out| {
+            // `recoverable` held, so the rebuild itself cannot refuse.
+            recover_to(&src, scan, &also_lost, out)?.map_err(io::Error::other)
+        })?;
         named.extend_from_slice(&recovered.lost_ranges);
-        let aside = swap_in(path, &recovered.bytes, discard_damaged)?;
         outcomes.push(Outcome::Recovered {
             path: path.clone(),
             aside,
@@ -341,12 +360,13 @@ pub struct ResumePoint {
 /// The highest sequence number a segment file's intact chunks name (frames or drop notices),
 /// and its recording id.
 fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
-    let r = verify_segment(&path.display().to_string(), &fs::read(path)?);
-    let frames = r.contents.messages.iter().map(|m| m.sequence as u64);
-    let drops = r.contents.drops.iter().map(|d| d.last.0);
+    let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
+    let c = segment::parse_source(&src, &mut |_, _| {}).map_err(|e| read_error(path, e))?;
+    let frames = c.messages.iter().map(|m| m.sequence as u64);
+    let drops = c.drops.iter().map(|d| d.last.0);
     Ok((
         frames.chain(drops).max(),
-        r.contents.metadata.get("recording_id").cloned(),
+        c.metadata.get("recording_id").cloned(),
     ))
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use framerec::segment::{decode_raw_image, verify_segment};
+use framerec::segment::{FileSource, MessageRef, Source, decode_raw_image, verify_file};
 use framerec::store::lock::{LOCK_FILE, lock_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +76,17 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// The data of message `m` of the segment `name`, read from `src` into `buf`.
+fn read_message<'a>(
+    src: &'a FileSource,
+    name: &str,
+    m: &MessageRef,
+    buf: &'a mut bytes::BytesMut,
+) -> anyhow::Result<&'a [u8]> {
+    src.read(m.data.start as u64..m.data.end as u64, buf)
+        .with_context(|| format!("cannot read frame {} from {name}", m.sequence))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let segments = super::segment_paths(&args.path)?;
     if let (Some(w), false) = (segments.writer, segments.live.is_empty()) {
@@ -86,13 +97,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let files: Vec<PathBuf> = segments.paths.into_iter().chain(segments.live).collect();
     check_out(&args)?;
-    // First pass: which frames are selected (messages only; payloads are read per segment).
+    // First pass: which frames are selected (messages only; a payload is read when it is
+    // exported, one at a time).
     let mut segments = Vec::new();
     for f in &files {
-        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let report = verify_segment(&f.display().to_string(), &bytes);
-        segments.push((bytes, report));
+        let report = verify_file(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let src = FileSource::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        segments.push((src, report));
     }
+    let mut buf = bytes::BytesMut::new();
     let t0 = segments
         .iter()
         .filter_map(|(_, r)| r.start_time_ns)
@@ -114,14 +127,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("no frames match the selection");
     }
     if args.format == Format::Fakenect {
-        for (bytes, report) in &segments {
+        for (src, report) in &segments {
             for m in report
                 .contents
                 .messages
                 .iter()
                 .filter(|m| selected(m.sequence as u64, m.log_time))
             {
-                let img = decode_raw_image(&bytes[m.data.clone()])
+                let img = decode_raw_image(read_message(src, &report.name, m, &mut buf)?)
                     .map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
                 if (img.width, img.height) != FAKENECT_SIZE {
                     bail!(
@@ -148,15 +161,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut written = 0u64;
     let mut index = String::new();
-    for (bytes, report) in &segments {
+    for (src, report) in &segments {
         for m in report
             .contents
             .messages
             .iter()
             .filter(|m| selected(m.sequence as u64, m.log_time))
         {
-            let img = decode_raw_image(&bytes[m.data.clone()])
-                .map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
+            let data = read_message(src, &report.name, m, &mut buf)?;
+            let img =
+                decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
             let (name, file) = match args.format {
                 Format::Pgm => (
                     format!("{:010}.pgm", m.sequence),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use framerec::segment::{RecordingReport, verify_recording, verify_segment};
+use framerec::segment::{RecordingReport, verify_file, verify_recording};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,9 +44,8 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<Checked> {
     let files = &segments.paths;
     let mut reports = Vec::with_capacity(files.len());
     for f in files {
-        let bytes =
-            std::fs::read(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-        reports.push(verify_segment(&f.display().to_string(), &bytes));
+        reports
+            .push(verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?);
     }
     Ok(Checked {
         report: verify_recording(reports, segments.starts_at_zero),

@@ -6,7 +6,14 @@
 //! range `a..b` then follows from the CRCs of the prefixes `..a` and `..b` (each at most `step`
 //! bytes of hashing from a checkpoint) by CRC-32's linearity:
 //! `crc(a..b) = crc(..b) ^ crc(..a) * x^(8 (b - a)) mod P`, the same algebra as zlib's
-//! `crc32_combine`. Memory: 4 bytes per `step` bytes of input, at most ~4 MiB.
+//! `crc32_combine`. Memory: 4 bytes per `step` bytes of input, at most ~4 MiB; the input is
+//! read through a [`Source`], so a file is hashed a window at a time, never held whole.
+
+use std::io;
+
+use bytes::BytesMut;
+
+use super::source::Source;
 
 /// The reflected CRC-32 (IEEE) polynomial.
 const POLY: u32 = 0xedb8_8320;
@@ -71,48 +78,57 @@ fn crc_of_suffix(crc_a: u32, crc_ab: u32, len_b: u64) -> u32 {
     crc_ab ^ mul_mod(x8n(len_b), crc_a)
 }
 
-/// Answers `crc32(bytes[a..b])` for any range in time bounded by the checkpoint step.
-pub(super) struct RangeCrc<'a> {
-    bytes: &'a [u8],
-    step: usize,
-    /// CRC of `bytes[..i * step]`.
+/// Answers `crc32(src[a..b])` for any range in time bounded by the checkpoint step: two reads
+/// of at most `step` bytes each, whatever the range.
+pub(super) struct RangeCrc<'a, S: Source + ?Sized> {
+    src: &'a S,
+    step: u64,
+    /// CRC of `src[..i * step]`.
     prefix: Vec<u32>,
 }
 
-impl<'a> RangeCrc<'a> {
-    /// One pass over `bytes`.
-    pub(super) fn new(bytes: &'a [u8]) -> RangeCrc<'a> {
-        let step = MIN_STEP.max(bytes.len().div_ceil(MAX_CHECKPOINTS));
-        let mut prefix = Vec::with_capacity(bytes.len() / step + 1);
+impl<'a, S: Source + ?Sized> RangeCrc<'a, S> {
+    /// One pass over `src`, a window at a time.
+    pub(super) fn new(src: &'a S) -> io::Result<RangeCrc<'a, S>> {
+        let len = src.len();
+        let step = (MIN_STEP as u64).max(len.div_ceil(MAX_CHECKPOINTS as u64));
+        let whole = len - len % step;
+        // Windows hold whole steps, so every checkpoint falls on a block boundary.
+        let window = step.max(src.window() as u64 / step * step);
+        let mut prefix = Vec::with_capacity((len / step + 1) as usize);
         prefix.push(0);
         let mut h = crc32fast::Hasher::new();
-        for block in bytes.chunks_exact(step) {
-            h.update(block);
-            prefix.push(h.clone().finalize());
+        let mut buf = BytesMut::new();
+        let mut at = 0;
+        while at < whole {
+            let to = whole.min(at + window);
+            for block in src.read(at..to, &mut buf)?.chunks_exact(step as usize) {
+                h.update(block);
+                prefix.push(h.clone().finalize());
+            }
+            at = to;
         }
-        RangeCrc {
-            bytes,
-            step,
-            prefix,
-        }
+        Ok(RangeCrc { src, step, prefix })
     }
 
-    /// CRC of `bytes[..at]`.
-    fn prefix_crc(&self, at: usize) -> u32 {
+    /// CRC of `src[..at]`.
+    fn prefix_crc(&self, at: u64) -> io::Result<u32> {
         let i = at / self.step;
-        let mut h = crc32fast::Hasher::new_with_initial(self.prefix[i]);
-        h.update(&self.bytes[i * self.step..at]);
-        h.finalize()
+        let mut h = crc32fast::Hasher::new_with_initial(self.prefix[i as usize]);
+        let mut buf = BytesMut::new();
+        h.update(self.src.read(i * self.step..at, &mut buf)?);
+        Ok(h.finalize())
     }
 
-    /// CRC-32 of `bytes[range]`; `range` must lie within the buffer.
-    pub(super) fn crc(&self, range: std::ops::Range<usize>) -> u32 {
-        if range.len() <= 2 * self.step {
-            return crc32fast::hash(&self.bytes[range]);
+    /// CRC-32 of `src[range]`; `range` must lie within the source.
+    pub(super) fn crc(&self, range: std::ops::Range<u64>) -> io::Result<u32> {
+        if range.end - range.start <= 2 * self.step {
+            let mut buf = BytesMut::new();
+            return Ok(crc32fast::hash(self.src.read(range, &mut buf)?));
         }
-        let a = self.prefix_crc(range.start);
-        let ab = self.prefix_crc(range.end);
-        crc_of_suffix(a, ab, range.len() as u64)
+        let a = self.prefix_crc(range.start)?;
+        let ab = self.prefix_crc(range.end)?;
+        Ok(crc_of_suffix(a, ab, range.end - range.start))
     }
 }
 
@@ -135,6 +151,7 @@ mod tests {
             len in 0usize..20_000,
             seed in any::<u64>(),
             cuts in proptest::collection::vec((any::<usize>(), any::<usize>()), 1..20),
+            window in 1usize..5000,
         ) {
             let mut x = seed | 1;
             let data: Vec<u8> = (0..len)
@@ -145,11 +162,16 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            let r = RangeCrc::new(&data);
+            let r = RangeCrc::new(&data[..]).unwrap();
+            let mut file = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut file, &data).unwrap();
+            let file = super::super::source::FileSource::new(file).unwrap().with_window(window);
+            let f = RangeCrc::new(&file).unwrap();
             for (a, b) in cuts {
                 let (a, b) = (a % (len + 1), b % (len + 1));
                 let (a, b) = (a.min(b), a.max(b));
-                prop_assert_eq!(r.crc(a..b), crc32fast::hash(&data[a..b]));
+                prop_assert_eq!(r.crc(a as u64..b as u64).unwrap(), crc32fast::hash(&data[a..b]));
+                prop_assert_eq!(f.crc(a as u64..b as u64).unwrap(), crc32fast::hash(&data[a..b]));
             }
         }
     }

@@ -1,13 +1,23 @@
 //! Decoding: a scan of a segment's bytes into its messages, drop notices, chunks and summary,
 //! noting every damage it meets with its offset. Never panics, never allocates more than the
 //! input justifies.
+//!
+//! The scan reads through a [`Source`]: front to back, one record at a time (only the bodies
+//! of the records it parses, each into one reused buffer, at most [`MAX_RECORD_BYTES`]), and
+//! over damage in windows of [`Source::window`] bytes, with one [`RangeCrc`] pass for the
+//! candidate chunks' CRCs. The same code serves a slice (zero-copy) and a file, so both find
+//! exactly the same.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::ops::Range;
+
+use bytes::BytesMut;
 
 use crate::frame::{DropReason, FrameSeq};
 
 use super::crc_range::RangeCrc;
+use super::source::{Source, hash_range};
 use super::*;
 
 /// What is wrong at a place in a segment file.
@@ -109,7 +119,7 @@ pub struct SummaryInfo {
 }
 
 /// Everything a scan of one segment found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentContents {
     pub messages: Vec<MessageRef>,
     pub drops: Vec<DropNotice>,
@@ -355,74 +365,111 @@ fn channel(body: &[u8]) -> R<ChannelRecord> {
 /// Bytes of a chunk record before its records: prefix, times, sizes, CRC, compression, length.
 const CHUNK_FIXED: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
 
+/// The largest record body a scan reads into memory (a chunk holds at most one write, and a
+/// frame is at most 8192 x 8192 x 2 bytes). A record that claims more is damage, not an
+/// allocation.
+pub const MAX_RECORD_BYTES: u64 = 256 << 20;
+
 /// Finds intact chunks after damage. Candidates are tested cheapest first (opcode, framing,
 /// lengths), and the CRC of a candidate's records comes from a [`RangeCrc`] built on the first
 /// candidate that needs one: bounded work per candidate, so a scan over any input (even one
 /// crafted to hold a fake chunk header every few bytes, each claiming the rest of the file) is
-/// linear in its size.
-struct Resync<'a> {
-    bytes: &'a [u8],
-    crc: std::cell::OnceCell<RangeCrc<'a>>,
+/// linear in its size. The source is read a window at a time.
+struct Resync<'a, S: Source + ?Sized> {
+    src: &'a S,
+    crc: Option<RangeCrc<'a, S>>,
+    window: BytesMut,
+    fixed: BytesMut,
 }
 
-impl<'a> Resync<'a> {
-    fn new(bytes: &'a [u8]) -> Resync<'a> {
+impl<'a, S: Source + ?Sized> Resync<'a, S> {
+    fn new(src: &'a S) -> Resync<'a, S> {
         Resync {
-            bytes,
-            crc: std::cell::OnceCell::new(),
+            src,
+            crc: None,
+            window: BytesMut::new(),
+            fixed: BytesMut::new(),
         }
     }
 
     /// The offset of the next intact chunk at or after `from`, if any.
-    fn next(&self, from: usize) -> Option<usize> {
-        let bytes = self.bytes;
+    fn next(&mut self, from: u64) -> io::Result<Option<u64>> {
+        let Resync {
+            src,
+            crc,
+            window,
+            fixed,
+        } = self;
+        let len = src.len();
         let mut at = from;
-        while at < bytes.len() {
-            let next = at + bytes[at..].iter().position(|b| *b == OP_CHUNK)?;
-            if intact_chunk_at(bytes, next, |r| {
-                self.crc.get_or_init(|| RangeCrc::new(bytes)).crc(r)
-            }) {
-                return Some(next);
+        while at < len {
+            let to = len.min(at.saturating_add(src.window() as u64));
+            let w = src.read(at..to, window)?;
+            let mut i = 0;
+            while let Some(p) = w[i..].iter().position(|b| *b == OP_CHUNK) {
+                let candidate = at + (i + p) as u64;
+                i += p + 1;
+                if len - candidate < CHUNK_FIXED as u64 {
+                    continue;
+                }
+                // A header that runs past the window is read on its own.
+                let head = if candidate + CHUNK_FIXED as u64 <= to {
+                    &w[i - 1..i - 1 + CHUNK_FIXED]
+                } else {
+                    src.read(candidate..candidate + CHUNK_FIXED as u64, fixed)?
+                };
+                if intact_chunk_at(head, candidate, len, |r| {
+                    if crc.is_none() {
+                        *crc = Some(RangeCrc::new(*src)?);
+                    }
+                    crc.as_ref().map_or(Ok(0), |c| c.crc(r))
+                })? {
+                    return Ok(Some(candidate));
+                }
             }
-            at = next + 1;
+            at = to;
         }
-        None
+        Ok(None)
     }
 }
 
-/// True when a chunk record that checks out (framing, no compression, CRC) starts at `at`;
-/// `crc` hashes a range of `bytes`.
-fn intact_chunk_at(bytes: &[u8], at: usize, hash: impl FnOnce(Range<usize>) -> u32) -> bool {
-    if bytes.get(at) != Some(&OP_CHUNK) || bytes.len() - at < CHUNK_FIXED {
-        return false;
+/// True when a chunk record that checks out (framing, no compression, CRC) starts at `at` of a
+/// source of `len` bytes; `head` is its first [`CHUNK_FIXED`] bytes, `hash` hashes a range.
+fn intact_chunk_at(
+    head: &[u8],
+    at: u64,
+    len: u64,
+    hash: impl FnOnce(Range<u64>) -> io::Result<u32>,
+) -> io::Result<bool> {
+    if head.len() < CHUNK_FIXED || head[0] != OP_CHUNK {
+        return Ok(false);
     }
-    let Ok(rec) = read_record(bytes, at) else {
-        return false;
-    };
-    let b = rec.body;
-    if b.len() < CHUNK_FIXED - RECORD_PREFIX {
-        return false;
+    let le64 = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().unwrap_or([0; 8]));
+    let body_len = le64(1);
+    if body_len.saturating_add(RECORD_PREFIX as u64) > len - at
+        || body_len < (CHUNK_FIXED - RECORD_PREFIX) as u64
+    {
+        return Ok(false);
     }
-    let le64 = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-    let crc = u32::from_le_bytes(b[24..28].try_into().unwrap_or([0; 4]));
-    let compression_len = u32::from_le_bytes(b[28..32].try_into().unwrap_or([0; 4]));
-    let records = &b[CHUNK_FIXED - RECORD_PREFIX..];
-    let start = at + CHUNK_FIXED;
-    compression_len == 0
-        && le64(32) == records.len() as u64
-        && le64(16) == records.len() as u64
+    let b = RECORD_PREFIX;
+    let crc = u32::from_le_bytes(head[b + 24..b + 28].try_into().unwrap_or([0; 4]));
+    let compression_len = u32::from_le_bytes(head[b + 28..b + 32].try_into().unwrap_or([0; 4]));
+    let records_len = body_len - (CHUNK_FIXED - RECORD_PREFIX) as u64;
+    let start = at + CHUNK_FIXED as u64;
+    Ok(compression_len == 0
+        && le64(b + 32) == records_len
+        && le64(b + 16) == records_len
         && crc != 0
-        && hash(start..start + records.len()) == crc
+        && hash(start..start + records_len)? == crc)
 }
 
-/// True when the chunk record `record` parses cleanly on its own in a segment that defines
-/// only framerec's depth and drop channels (what a rebuilt head defines).
-pub(super) fn chunk_is_clean(record: &[u8]) -> bool {
-    let Ok(rec) = read_record(record, 0) else {
-        return false;
-    };
+/// What the chunk record `record` holds when it parses cleanly on its own in a segment that
+/// defines only framerec's depth and drop channels (what a rebuilt head defines); None when
+/// it does not.
+pub(super) fn clean_chunk_contents(record: &[u8]) -> Option<SegmentContents> {
+    let rec = read_record(record, 0).ok()?;
     if rec.opcode != OP_CHUNK || RECORD_PREFIX + rec.body.len() != record.len() {
-        return false;
+        return None;
     }
     let mut scratch = SegmentContents::default();
     scratch
@@ -431,48 +478,71 @@ pub(super) fn chunk_is_clean(record: &[u8]) -> bool {
     scratch
         .channels
         .insert(DROP_CHANNEL_ID, (String::new(), String::new()));
-    scan_chunk(&rec, &mut scratch).is_ok()
+    let clean = scan_chunk(&rec, &mut scratch, &mut |_, _| {}).is_ok()
         && scratch
             .messages
             .iter()
-            .all(|m| m.channel == DEPTH_CHANNEL_ID)
+            .all(|m| m.channel == DEPTH_CHANNEL_ID);
+    clean.then_some(scratch)
 }
 
 /// True when any intact chunk is left anywhere in `bytes`.
 pub fn has_intact_chunk(bytes: &[u8]) -> bool {
-    Resync::new(bytes).next(0).is_some()
+    source_has_intact_chunk(bytes).unwrap_or(false)
 }
 
-/// Scans a whole segment file. Damage in the data section (a torn or zeroed record, a chunk
-/// whose CRC fails) is noted and skipped: the scan resyncs at the next intact chunk.
+/// True when any intact chunk is left anywhere in `src` (read a window at a time).
+pub fn source_has_intact_chunk<S: Source + ?Sized>(src: &S) -> io::Result<bool> {
+    Ok(Resync::new(src).next(0)?.is_some())
+}
+
+/// Scans a whole segment held in memory. Damage in the data section (a torn or zeroed record, a
+/// chunk whose CRC fails) is noted and skipped: the scan resyncs at the next intact chunk.
 pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
+    // Reads from a slice never fail: every range is checked against its length first.
+    parse_source(bytes, &mut |_, _| {}).unwrap_or_default()
+}
+
+/// Scans a whole segment read from `src`, front to back, one record at a time: the body of a
+/// record it parses (a chunk, a channel, a summary record) is read into one buffer that is
+/// reused, and the bodies of the others are skipped unread, so memory is bounded by the
+/// largest record ([`MAX_RECORD_BYTES`]) plus constant windows, whatever the size of the file.
+/// `visit` sees each depth message (as pushed to [`SegmentContents::messages`]) with its data
+/// while its chunk is in memory. Finds the same as [`parse_segment`] on the same bytes; an
+/// `Err` is a failed read, never damage.
+pub fn parse_source<S: Source + ?Sized>(
+    src: &S,
+    visit: &mut dyn FnMut(&MessageRef, &[u8]),
+) -> io::Result<SegmentContents> {
+    let len = src.len();
     let mut out = SegmentContents::default();
-    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+    let mut body_buf = BytesMut::new();
+    let mut small = BytesMut::new();
+    if len < MAGIC.len() as u64 || src.read(0..MAGIC.len() as u64, &mut small)? != MAGIC {
         out.damage.push(DecodeError::BadMagic);
-        return out;
+        return Ok(out);
     }
-    let mut at = MAGIC.len();
+    let mut at = MAGIC.len() as u64;
     let mut in_head = true;
     let mut in_summary = false;
     let mut summary = SummaryInfo::default();
-    out.data_end = at as u64;
-    out.head_end = at as u64;
-    let scan = Resync::new(bytes);
+    out.data_end = at;
+    out.head_end = at;
+    let mut scan = Resync::new(src);
     loop {
-        if at >= bytes.len() {
+        if at >= len {
             out.damage.push(DecodeError::Unfinished);
             break;
         }
-        let rec = match read_record(bytes, at) {
-            Ok(r) if in_summary || !is_garbage(r.opcode) => r,
-            Ok(r) => {
+        let (opcode, body_len) = match record_head(src, at, &mut small)? {
+            Ok((opcode, _)) if !in_summary && is_garbage(opcode) => {
                 // Zeroed or foreign bytes where a record should start.
                 out.damage.push(DecodeError::Malformed {
-                    offset: at as u64,
-                    opcode: r.opcode,
+                    offset: at,
+                    opcode,
                     what: "not a record framerec writes in the data section",
                 });
-                match skip_damage(&scan, at, &mut out) {
+                match skip_damage(&mut scan, at, &mut out)? {
                     Some(next) => {
                         at = next;
                         continue;
@@ -480,12 +550,13 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                     None => break,
                 }
             }
+            Ok(head) => head,
             Err(e) => {
                 out.damage.push(e);
                 if in_summary {
                     break;
                 }
-                match skip_damage(&scan, at, &mut out) {
+                match skip_damage(&mut scan, at, &mut out)? {
                     Some(next) => {
                         at = next;
                         continue;
@@ -494,7 +565,39 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 }
             }
         };
-        let next = at + RECORD_PREFIX + rec.body.len();
+        let next = at + RECORD_PREFIX as u64 + body_len;
+        let parsed = match opcode {
+            OP_CHANNEL | OP_METADATA => !in_summary,
+            OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
+            _ => false,
+        };
+        if parsed && body_len > MAX_RECORD_BYTES {
+            out.damage.push(DecodeError::Malformed {
+                offset: at,
+                opcode,
+                what: "record is larger than framerec reads (256 MiB)",
+            });
+            if in_summary {
+                break;
+            }
+            match skip_damage(&mut scan, at, &mut out)? {
+                Some(next) => {
+                    at = next;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let body = if parsed {
+            src.read(at + RECORD_PREFIX as u64..next, &mut body_buf)?
+        } else {
+            &[]
+        };
+        let rec = Rec {
+            opcode,
+            offset: at,
+            body,
+        };
         let malformed = |what| DecodeError::Malformed {
             offset: rec.offset,
             opcode: rec.opcode,
@@ -507,7 +610,7 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
             )
         {
             in_head = false;
-            out.head_end = at as u64;
+            out.head_end = at;
         }
         match rec.opcode {
             OP_CHANNEL if !in_summary => match channel(rec.body) {
@@ -522,17 +625,17 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
                     Ok((METADATA_NAME, map)) => {
                         out.metadata = map;
-                        out.metadata_record = Some((rec.offset, (next - at) as u64));
+                        out.metadata_record = Some((rec.offset, next - at));
                     }
                     Ok(_) => {}
                     Err(w) => out.damage.push(malformed(w)),
                 }
             }
             OP_CHUNK => {
-                if let Err(e) = scan_chunk(&rec, &mut out) {
+                if let Err(e) = scan_chunk(&rec, &mut out, visit) {
                     // Its length field may be damaged too: resync rather than trust it.
                     out.damage.push(e);
-                    match skip_damage(&scan, at, &mut out) {
+                    match skip_damage(&mut scan, at, &mut out)? {
                         Some(next) => {
                             at = next;
                             continue;
@@ -588,16 +691,17 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 })();
                 match r {
                     Ok((summary_start, saved)) => {
-                        let tail_ok = bytes.len() == next + MAGIC.len() && bytes[next..] == MAGIC;
+                        let tail_ok = len == next + MAGIC.len() as u64
+                            && src.read(next..len, &mut small)? == MAGIC;
                         if !tail_ok {
                             out.damage.push(malformed(
                                 "footer is not followed by the magic at end of file",
                             ));
                         } else if summary_start != 0 && saved != 0 {
-                            let from = summary_start as usize;
-                            let to = rec.offset as usize + RECORD_PREFIX + 16;
+                            let from = summary_start;
+                            let to = rec.offset + RECORD_PREFIX as u64 + 16;
                             if from <= to {
-                                let calculated = crc32fast::hash(&bytes[from..to]);
+                                let calculated = hash_range(src, from..to)?;
                                 if calculated != saved {
                                     out.damage.push(DecodeError::BadSummaryCrc {
                                         offset: rec.offset,
@@ -616,17 +720,47 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
                 }
                 break;
             }
-            _ => {} // header, schemas, indexes, padding: skipped
+            _ => {} // header, schemas, indexes, padding: skipped unread
         }
         at = next;
         if !in_summary {
-            out.data_end = at as u64;
+            out.data_end = at;
         }
     }
     if in_summary {
         out.summary = Some(summary);
     }
-    out
+    Ok(out)
+}
+
+/// The opcode and body length of the record at `at`; `Err` when its length runs past the end.
+fn record_head<S: Source + ?Sized>(
+    src: &S,
+    at: u64,
+    buf: &mut BytesMut,
+) -> io::Result<Result<(u8, u64), DecodeError>> {
+    let available = src.len() - at;
+    let head = src.read(at..at + available.min(RECORD_PREFIX as u64), buf)?;
+    let opcode = head[0];
+    if available < RECORD_PREFIX as u64 {
+        return Ok(Err(DecodeError::Truncated {
+            offset: at,
+            opcode,
+            needed: RECORD_PREFIX as u64,
+            available,
+        }));
+    }
+    let len = u64::from_le_bytes(head[1..9].try_into().unwrap_or([0; 8]));
+    let needed = len.saturating_add(RECORD_PREFIX as u64);
+    if needed > available {
+        return Ok(Err(DecodeError::Truncated {
+            offset: at,
+            opcode,
+            needed,
+            available,
+        }));
+    }
+    Ok(Ok((opcode, len)))
 }
 
 /// Opcodes framerec never writes at the top level of a data section (0x00 is zeroed space).
@@ -651,22 +785,29 @@ fn is_garbage(opcode: u8) -> bool {
 
 /// Skips damage at `at`: notes the skipped range and returns where the next intact chunk
 /// starts, or `None` (the rest of the file is unreadable; the segment is unfinished).
-fn skip_damage(scan: &Resync<'_>, at: usize, out: &mut SegmentContents) -> Option<usize> {
-    let bytes = scan.bytes;
-    match scan.next(at + 1) {
+fn skip_damage<S: Source + ?Sized>(
+    scan: &mut Resync<'_, S>,
+    at: u64,
+    out: &mut SegmentContents,
+) -> io::Result<Option<u64>> {
+    Ok(match scan.next(at + 1)? {
         Some(next) => {
-            out.skipped.push(at as u64..next as u64);
+            out.skipped.push(at..next);
             Some(next)
         }
         None => {
-            out.skipped.push(at as u64..bytes.len() as u64);
+            out.skipped.push(at..scan.src.len());
             out.damage.push(DecodeError::Unfinished);
             None
         }
-    }
+    })
 }
 
-fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeError> {
+fn scan_chunk(
+    rec: &Rec<'_>,
+    out: &mut SegmentContents,
+    visit: &mut dyn FnMut(&MessageRef, &[u8]),
+) -> Result<(), DecodeError> {
     let malformed = |what| DecodeError::Malformed {
         offset: rec.offset,
         opcode: OP_CHUNK,
@@ -742,14 +883,16 @@ fn scan_chunk(rec: &Rec<'_>, out: &mut SegmentContents) -> Result<(), DecodeErro
                 }
                 _ => {
                     info.sequences.push(sequence);
-                    out.messages.push(MessageRef {
+                    let m = MessageRef {
                         channel,
                         sequence,
                         log_time,
                         publish_time,
                         data: data_at..data_at + data.len(),
                         chunk_offset: rec.offset,
-                    })
+                    };
+                    visit(&m, data);
+                    out.messages.push(m);
                 }
             }
             info.messages += 1;

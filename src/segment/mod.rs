@@ -1,7 +1,10 @@
 //! The recording format: MCAP segment files, encoded and decoded as pure code on byte slices.
 //!
-//! Nothing here does I/O: the writer hands this module frame buffers and file offsets and gets
-//! back the byte spans to write; `verify`, `info` and tests hand it a file's bytes.
+//! Encoding does no I/O: the writer hands this module frame buffers and file offsets and gets
+//! back the byte spans to write. Decoding reads through a [`Source`]: a byte slice (tests,
+//! fuzzing) or a [`FileSource`] that `verify`, `info`, `export`, `recover` and the resume point
+//! read a record at a time, so a recording of any size is read in bounded memory (one chunk
+//! plus constant windows).
 //!
 //! # On-disk layout of one segment (`{segment_id:016}.mcap`)
 //!
@@ -43,21 +46,27 @@ mod decode;
 mod encode;
 mod recover;
 mod schema;
+mod source;
 #[cfg(test)]
 mod tests;
 mod verify;
 
 pub use decode::{
-    ChunkInfo, DecodeError, DropNotice, MessageRef, RawImageRef, SegmentContents, SummaryInfo,
-    decode_raw_image, has_intact_chunk, parse_segment,
+    ChunkInfo, DecodeError, DropNotice, MAX_RECORD_BYTES, MessageRef, RawImageRef, SegmentContents,
+    SummaryInfo, decode_raw_image, has_intact_chunk, parse_segment, parse_source,
+    source_has_intact_chunk,
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,
     encode_drop_chunk, encode_frame_batch, encode_segment_head, encode_segment_tail,
 };
-pub use recover::{RecoverError, Recovered, recover_segment, subtract};
+pub use recover::{RecoverError, Recovered, recover_segment, recover_to, recoverable, subtract};
 pub use schema::raw_image_descriptor_set;
-pub use verify::{Problem, RecordingReport, SegmentReport, verify_recording, verify_segment};
+pub use source::{FileSource, Source, WINDOW_BYTES};
+pub use verify::{
+    Problem, RecordingReport, SegmentReport, verify_file, verify_recording, verify_segment,
+    verify_source,
+};
 
 /// Leading and trailing magic of an MCAP file (major version `0`).
 pub const MAGIC: [u8; 8] = [0x89, b'M', b'C', b'A', b'P', 0x30, b'\r', b'\n'];

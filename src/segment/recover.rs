@@ -1,18 +1,26 @@
 //! Recovery: a valid, finalized segment rebuilt from the intact chunks of a damaged or
-//! unfinished one. Pure code: bytes in, bytes and an exact report out.
+//! unfinished one. Pure code over a [`Source`] and a writer: the original is read a chunk at a
+//! time and the rebuilt segment written as it is made, with an exact report.
 //!
 //! The rebuilt segment is a fresh head (the same stream, recording and segment ids), every chunk whose CRC checks (in file order) with
 //! a regenerated message index, a drop notice with reason `lost` naming every frame the segment
 //! is missing (gaps among its own frames, plus ranges the caller knows are missing from the
 //! recording), and a new summary and footer.
 
+use std::io::{self, Write};
+
+use bytes::BytesMut;
+
 use crate::frame::{DropReason, FrameSeq, PixelFormat, StreamInfo};
 
-use super::decode::{DecodeError, chunk_is_clean, decode_raw_image, parse_segment};
+use super::decode::{
+    DecodeError, SegmentContents, clean_chunk_contents, decode_raw_image, parse_segment,
+};
 use super::encode::{
     ChunkIndexEntry, DropRange, SegmentMeta, encode_drop_chunk, encode_segment_head,
     encode_segment_tail,
 };
+use super::source::Source;
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +32,7 @@ pub enum RecoverError {
 /// A rebuilt segment and what recovery kept and lost.
 #[derive(Debug, Clone)]
 pub struct Recovered {
+    /// The rebuilt segment, from [`recover_segment`]; empty from [`recover_to`], which wrote it.
     pub bytes: Vec<u8>,
     pub kept_frames: u64,
     /// Runs of consecutive frame sequence numbers kept.
@@ -84,27 +93,59 @@ fn runs(seqs: &[u64]) -> Vec<(u64, u64)> {
 /// unless this segment holds them.
 pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recovered, RecoverError> {
     let c = parse_segment(bytes);
+    let mut out = Vec::new();
+    // Reads from a slice and writes to a Vec never fail.
+    let mut rec = recover_to(bytes, &c, also_lost, &mut out)
+        .unwrap_or(Err(RecoverError::HeadDamaged("unreadable".into())))?;
+    rec.bytes = out;
+    Ok(rec)
+}
+
+/// Whether a segment with this scan can be rebuilt: it needs its magic and a depth channel.
+pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
     if c.damage.contains(&DecodeError::BadMagic) {
         return Err(RecoverError::HeadDamaged("no MCAP magic".into()));
     }
-    let (topic, _) = c
+    if !c.channels.contains_key(&DEPTH_CHANNEL_ID) {
+        return Err(RecoverError::HeadDamaged("no depth channel record".into()));
+    }
+    Ok(())
+}
+
+/// Rebuilds the segment read from `src`, whose scan is `c`, writing it to `out` as it goes: one
+/// chunk of the original is in memory at a time, never the file. The returned report's `bytes`
+/// is empty (the segment went to `out`). `Err` is a failed read or write.
+pub fn recover_to<S: Source + ?Sized, W: Write>(
+    src: &S,
+    c: &SegmentContents,
+    also_lost: &[(u64, u64)],
+    out: W,
+) -> io::Result<Result<Recovered, RecoverError>> {
+    if let Err(e) = recoverable(c) {
+        return Ok(Err(e));
+    }
+    let mut out = Counting { out, at: 0 };
+    let mut buf = BytesMut::new();
+    let topic = c
         .channels
         .get(&DEPTH_CHANNEL_ID)
-        .ok_or_else(|| RecoverError::HeadDamaged("no depth channel record".into()))?;
+        .map(|(topic, _)| topic.clone())
+        .unwrap_or_default();
     let meta = c
         .channel_metadata
         .get(&DEPTH_CHANNEL_ID)
         .cloned()
         .unwrap_or_default();
     let dim = |k: &str| meta.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    let frame_id = c
-        .messages
-        .first()
-        .and_then(|m| decode_raw_image(&bytes[m.data.clone()]).ok())
-        .map(|img| img.frame_id.to_string())
-        .unwrap_or_default();
+    let frame_id = match c.messages.first() {
+        Some(m) => decode_raw_image(src.read(m.data.start as u64..m.data.end as u64, &mut buf)?)
+            .ok()
+            .map(|img| img.frame_id.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     let stream = StreamInfo {
-        topic: topic.clone(),
+        topic,
         frame_id,
         width: dim("width"),
         height: dim("height"),
@@ -125,17 +166,29 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
             .unwrap_or(0),
         stream: stream.clone(),
     };
-    let (mut out, head) = encode_segment_head(&meta, false);
+    let (head_bytes, head) = encode_segment_head(&meta, false);
+    out.write_all(&head_bytes)?;
     let mut entries: Vec<ChunkIndexEntry> = Vec::new();
     let mut kept_chunks = 0;
+    // What the kept chunks hold, read from each as it is copied: frames and drop notices.
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut covered: Vec<(u64, u64)> = Vec::new();
+    let mut time_ns = 0;
     for chunk in c.chunks.iter().filter(|ch| ch.crc_ok) {
-        let record = &bytes[chunk.offset as usize..(chunk.offset + chunk.length) as usize];
-        if !chunk_is_clean(record) {
+        let record = src.read(chunk.offset..chunk.offset + chunk.length, &mut buf)?;
+        let Some(held) = clean_chunk_contents(record) else {
             continue;
-        }
+        };
+        seqs.extend(held.messages.iter().map(|m| m.sequence as u64));
+        covered.extend(held.drops.iter().map(|d| (d.first.0, d.last.0)));
+        time_ns = held
+            .messages
+            .iter()
+            .map(|m| m.log_time)
+            .fold(time_ns, u64::max);
         kept_chunks += 1;
-        let start = out.len() as u64;
-        out.extend_from_slice(record);
+        let start = out.at;
+        out.write_all(record)?;
         let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
         // framerec chunks hold one channel: index that channel's messages.
         let channel_id = chunk.index.first().map_or(DEPTH_CHANNEL_ID, |m| m.0);
@@ -145,15 +198,17 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
             .filter(|m| m.0 == channel_id)
             .map(|m| (m.1, m.2))
             .collect();
-        let index_at = out.len() as u64;
-        out.push(OP_MESSAGE_INDEX);
-        out.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
-        out.extend_from_slice(&channel_id.to_le_bytes());
-        out.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
+        let index_at = out.at;
+        let mut index = Vec::with_capacity(RECORD_PREFIX + 6 + 16 * times.len());
+        index.push(OP_MESSAGE_INDEX);
+        index.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
+        index.extend_from_slice(&channel_id.to_le_bytes());
+        index.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
         for (t, o) in &times {
-            out.extend_from_slice(&t.to_le_bytes());
-            out.extend_from_slice(&o.to_le_bytes());
+            index.extend_from_slice(&t.to_le_bytes());
+            index.extend_from_slice(&o.to_le_bytes());
         }
+        out.write_all(&index)?;
         entries.push(ChunkIndexEntry {
             start_time: chunk.start_time,
             end_time: chunk.end_time,
@@ -162,19 +217,15 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
             channel_id,
             message_count: chunk.index.len() as u64,
             message_index_offset: index_at,
-            message_index_length: out.len() as u64 - index_at,
+            message_index_length: out.at - index_at,
             uncompressed_size: records_len,
         });
     }
 
     // Frames this segment holds, frames its notices name, and what is missing between them.
-    // What the kept chunks hold: read back from the rebuilt bytes so far.
-    let partial = parse_segment(&out);
-    let mut seqs: Vec<u64> = partial.messages.iter().map(|m| m.sequence as u64).collect();
     seqs.sort_unstable();
     seqs.dedup();
-    let mut covered: Vec<(u64, u64)> = seqs.iter().map(|s| (*s, *s)).collect();
-    covered.extend(partial.drops.iter().map(|d| (d.first.0, d.last.0)));
+    covered.extend(seqs.iter().map(|s| (*s, *s)));
     let covered = merge(covered);
     let mut lost: Vec<(u64, u64)> = covered
         .windows(2)
@@ -184,12 +235,6 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
     lost.extend(subtract(also_lost, &covered));
     let lost = merge(lost);
     if !lost.is_empty() {
-        let time_ns = partial
-            .messages
-            .iter()
-            .map(|m| m.log_time)
-            .max()
-            .unwrap_or(0);
         let ranges: Vec<DropRange> = lost
             .iter()
             .map(|&(a, b)| DropRange {
@@ -199,26 +244,40 @@ pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recover
                 time_ns,
             })
             .collect();
-        let (buf, span, mut entry) =
-            encode_drop_chunk(&ranges, &stream.topic, out.len() as u64, false);
-        let at = out.len() as u64;
-        out.extend_from_slice(&buf.region()[span.0..span.1]);
+        let (drop_buf, span, mut entry) = encode_drop_chunk(&ranges, &stream.topic, out.at, false);
+        let at = out.at;
+        out.write_all(&drop_buf.region()[span.0..span.1])?;
         entry.chunk_start_offset = at;
         entry.message_index_offset = at + entry.chunk_length;
         entries.push(entry);
     }
-    let tail = encode_segment_tail(out.len() as u64, &entries, &stream, &head, false);
-    out.extend_from_slice(&tail);
-    Ok(Recovered {
-        bytes: out,
+    let tail = encode_segment_tail(out.at, &entries, &stream, &head, false);
+    out.write_all(&tail)?;
+    out.out.flush()?;
+    Ok(Ok(Recovered {
+        bytes: Vec::new(),
         kept_frames: seqs.len() as u64,
         kept_ranges: runs(&seqs),
         lost_ranges: lost,
         kept_chunks,
         damaged_chunks: c.chunks.iter().filter(|ch| !ch.crc_ok).count(),
         skipped_bytes: c.skipped.iter().map(|r| r.end - r.start).sum(),
-        damage: c.damage,
-    })
+        damage: c.damage.clone(),
+    }))
+}
+
+/// A writer that knows how many bytes went through it: the offset the next record lands at.
+struct Counting<W> {
+    out: W,
+    at: u64,
+}
+
+impl<W: Write> Counting<W> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

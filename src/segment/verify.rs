@@ -3,10 +3,13 @@
 //! drop notice.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
 
 use serde::Serialize;
 
-use super::decode::{DecodeError, SegmentContents, decode_raw_image, parse_segment};
+use super::decode::{DecodeError, MessageRef, SegmentContents, decode_raw_image, parse_source};
+use super::source::{FileSource, Source};
 
 /// One thing wrong with a segment or recording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,7 +91,56 @@ pub struct RecordingReport {
 
 /// Verifies one segment's bytes on their own.
 pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
-    let contents = parse_segment(bytes);
+    let mut images = Vec::new();
+    // Reads from a slice never fail.
+    let contents = parse_source(bytes, &mut |m, data| images.extend(image_problem(m, data)))
+        .unwrap_or_default();
+    report(name, bytes.len() as u64, contents, images)
+}
+
+/// Verifies one segment read from `src` (a file: one chunk in memory at a time); finds what
+/// [`verify_segment`] finds on the same bytes. `Err` is a failed read.
+pub fn verify_source<S: Source + ?Sized>(name: &str, src: &S) -> io::Result<SegmentReport> {
+    let mut images = Vec::new();
+    let contents = parse_source(src, &mut |m, data| images.extend(image_problem(m, data)))?;
+    Ok(report(name, src.len(), contents, images))
+}
+
+/// Verifies the segment file at `path`, read in bounded memory.
+pub fn verify_file(path: &Path) -> io::Result<SegmentReport> {
+    verify_source(&path.display().to_string(), &FileSource::open(path)?)
+}
+
+/// What is wrong with a depth message's image, if anything.
+fn image_problem(m: &MessageRef, data: &[u8]) -> Option<Problem> {
+    let seq = m.sequence as u64;
+    match decode_raw_image(data) {
+        Ok(img) => {
+            let expected = img.step as u64 * img.height as u64;
+            (img.data.len() as u64 != expected || img.width == 0 || img.height == 0).then(|| {
+                Problem::BadImage {
+                    seq,
+                    what: format!(
+                        "{}x{} step {} needs {} bytes, has {}",
+                        img.width,
+                        img.height,
+                        img.step,
+                        expected,
+                        img.data.len()
+                    ),
+                }
+            })
+        }
+        Err(what) => Some(Problem::BadImage {
+            seq,
+            what: what.to_string(),
+        }),
+    }
+}
+
+/// The report on a scanned segment of `len` bytes; `images` are its messages' image problems,
+/// in message order.
+fn report(name: &str, len: u64, contents: SegmentContents, images: Vec<Problem>) -> SegmentReport {
     let mut problems: Vec<Problem> = contents
         .damage
         .iter()
@@ -150,31 +202,7 @@ pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
         }
     }
 
-    for m in &contents.messages {
-        let seq = m.sequence as u64;
-        match decode_raw_image(&bytes[m.data.clone()]) {
-            Ok(img) => {
-                let expected = img.step as u64 * img.height as u64;
-                if img.data.len() as u64 != expected || img.width == 0 || img.height == 0 {
-                    problems.push(Problem::BadImage {
-                        seq,
-                        what: format!(
-                            "{}x{} step {} needs {} bytes, has {}",
-                            img.width,
-                            img.height,
-                            img.step,
-                            expected,
-                            img.data.len()
-                        ),
-                    });
-                }
-            }
-            Err(what) => problems.push(Problem::BadImage {
-                seq,
-                what: what.to_string(),
-            }),
-        }
-    }
+    problems.extend(images);
 
     let mut dropped = BTreeMap::new();
     for d in &contents.drops {
@@ -182,7 +210,7 @@ pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
     }
     SegmentReport {
         name: name.to_string(),
-        bytes: bytes.len() as u64,
+        bytes: len,
         finalized: contents.finalized,
         chunks: contents.chunks.len(),
         frames: contents.messages.len() as u64,

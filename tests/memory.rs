@@ -1,0 +1,135 @@
+//! The tools read recordings in bounded memory (issue 15): each runs on a ~300 MB segment
+//! under a data limit far below the segment's size (but above one chunk plus the tools' own
+//! constant), so a tool that reads a segment whole fails here.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{framerec, text};
+
+/// `RLIMIT_DATA` for every tool run here: heap and private mappings, well under the segment.
+const LIMIT_BYTES: u64 = 128 << 20;
+
+/// Runs `framerec args` with its data segment limited to [`LIMIT_BYTES`].
+fn limited(args: &[&str]) -> Output {
+    Command::new("prlimit")
+        .arg(format!("--data={LIMIT_BYTES}"))
+        .arg(env!("CARGO_BIN_EXE_framerec"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("prlimit runs (util-linux)")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn tools_read_a_large_segment_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    // 500 frames of 640x480 depth in one segment: ~307 MB.
+    let out = framerec(&[
+        "record",
+        "--out",
+        path(&rec),
+        "--frames",
+        "500",
+        "--fps",
+        "0",
+        "--segment-bytes",
+        "1000000000",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let segment = rec.join("0000000000000000.mcap");
+    let size = std::fs::metadata(&segment).unwrap().len();
+    assert!(size > 2 * LIMIT_BYTES, "segment is only {size} bytes");
+
+    let v = limited(&["verify", path(&rec)]);
+    assert!(v.status.success(), "verify: {}", text(&v));
+    assert!(text(&v).contains("OK: 500 frames written"), "{}", text(&v));
+
+    let i = limited(&["info", path(&rec)]);
+    assert!(i.status.success(), "info: {}", text(&i));
+    assert!(
+        text(&i).contains("500 frames (seq 0..=499)"),
+        "{}",
+        text(&i)
+    );
+
+    let pgm = tmp.path().join("pgm");
+    let e = limited(&[
+        "export",
+        path(&rec),
+        "--format",
+        "pgm",
+        "--out",
+        path(&pgm),
+        "--from-seq",
+        "5",
+        "--to-seq",
+        "6",
+    ]);
+    assert!(e.status.success(), "export: {}", text(&e));
+    let names: Vec<String> = std::fs::read_dir(&pgm)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".pgm"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        std::fs::metadata(pgm.join("0000000005.pgm")).unwrap().len(),
+        "P5\n640 480\n65535\n".len() as u64 + 640 * 480 * 2
+    );
+
+    let s = limited(&["stats", path(&rec)]);
+    assert!(s.status.success(), "stats: {}", text(&s));
+
+    // A crashed copy: the segment's tail (summary, footer, the last chunk's end) torn off.
+    let crashed = tmp.path().join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    let torn = crashed.join("0000000000000000.mcap");
+    std::fs::copy(&segment, &torn).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&torn)
+        .unwrap()
+        .set_len(size - 3_000_000)
+        .unwrap();
+    let v = limited(&["verify", path(&crashed)]);
+    assert_eq!(v.status.code(), Some(1), "verify crashed: {}", text(&v));
+    assert!(text(&v).contains("no footer"), "{}", text(&v));
+
+    // `record` into it repairs the segment first and resumes after its last frame.
+    let copy = tmp.path().join("crashed2");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(&torn, copy.join("0000000000000000.mcap")).unwrap();
+
+    let r = limited(&["recover", path(&crashed)]);
+    assert!(r.status.success(), "recover: {}", text(&r));
+    assert!(text(&r).contains("recovered: kept"), "{}", text(&r));
+    let v = limited(&["verify", path(&crashed)]);
+    assert!(v.status.success(), "verify recovered: {}", text(&v));
+
+    let r = limited(&[
+        "record",
+        "--out",
+        path(&copy),
+        "--frames",
+        "2",
+        "--fps",
+        "0",
+        "--queue-bytes",
+        "8000000",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(r.status.success(), "record after a crash: {}", text(&r));
+    let v = limited(&["verify", path(&copy)]);
+    assert!(v.status.success(), "verify resumed: {}", text(&v));
+}
