@@ -15,8 +15,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+
+use crate::wake::Wake;
 
 /// Alignment of buffer starts, payload starts and `O_DIRECT` file offsets.
 pub const ALIGN: usize = 4096;
@@ -308,6 +311,8 @@ pub const fn round_up(n: usize, align: usize) -> usize {
 #[derive(Debug)]
 pub struct BufferPool {
     free: ArrayQueue<FrameBuf>,
+    /// Wakes a receiver waiting for a buffer (`block`).
+    returned: Wake,
     allocated: AtomicUsize,
     max_buffers: usize,
     buffer_capacity: usize,
@@ -317,6 +322,7 @@ impl BufferPool {
     pub fn new(max_buffers: usize, buffer_capacity: usize) -> Arc<BufferPool> {
         Arc::new(BufferPool {
             free: ArrayQueue::new(max_buffers.max(1)),
+            returned: Wake::default(),
             allocated: AtomicUsize::new(0),
             max_buffers: max_buffers.max(1),
             buffer_capacity,
@@ -361,6 +367,12 @@ impl BufferPool {
         if self.free.push(buf).is_err() {
             self.allocated.fetch_sub(1, Ordering::Relaxed);
         }
+        self.returned.notify();
+    }
+
+    /// A buffer, waiting up to about `timeout` for one to come back when all are out.
+    pub fn get_waiting(self: &Arc<Self>, timeout: Duration) -> Option<FrameBuf> {
+        self.returned.wait_for(timeout, || self.get())
     }
 
     /// Buffers currently allocated (free or in use).

@@ -7,9 +7,12 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
+
+use crate::wake::Wake;
 
 use crate::frame::{DropReason, Frame, FrameSeq};
 use crate::segment::DropRange;
@@ -66,6 +69,8 @@ impl Default for QueueConfig {
 pub struct FrameQueue {
     frames: ArrayQueue<Frame>,
     ready: Notify,
+    /// Wakes a receiver waiting for room (`block`).
+    room: Wake,
     closed: AtomicBool,
 }
 
@@ -74,6 +79,7 @@ impl FrameQueue {
         FrameQueue {
             frames: ArrayQueue::new(max_frames.max(1)),
             ready: Notify::new(),
+            room: Wake::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -93,7 +99,32 @@ impl FrameQueue {
     }
 
     pub fn pop(&self) -> Option<Frame> {
-        self.frames.pop()
+        let f = self.frames.pop()?;
+        self.room.notify();
+        Some(f)
+    }
+
+    /// Queues `frame`, waiting up to about `timeout` for room; gives it back if none came.
+    pub fn push_waiting(&self, frame: Frame, timeout: Duration) -> Result<(), Frame> {
+        // `None` once pushed.
+        let mut pending = Some(frame);
+        self.room.wait_for(timeout, || {
+            let f = pending.take()?;
+            match self.frames.push(f) {
+                Ok(()) => Some(()),
+                Err(back) => {
+                    pending = Some(back);
+                    None
+                }
+            }
+        });
+        match pending {
+            None => {
+                self.ready.notify_one();
+                Ok(())
+            }
+            Some(f) => Err(f),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -132,6 +132,10 @@ fn receive(
     }
 }
 
+/// How long a wait for room under `block` sleeps before looking at the stop flag again (it
+/// wakes at once when room comes).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
 /// Under `block`, the wait for room was given up because the run is stopping.
 pub(crate) struct Stopping;
 
@@ -152,13 +156,14 @@ pub(crate) fn take_buffer(
             old.buf
         }),
         OverflowPolicy::Block => loop {
-            if let Some(b) = p.pool.get() {
+            // Woken as soon as a writer drops a buffer; the timeout only bounds how long a
+            // stop goes unnoticed.
+            if let Some(b) = p.pool.get_waiting(WAIT_SLICE) {
                 break Some(b);
             }
             if stopping() {
                 return Err(Stopping);
             }
-            std::thread::sleep(Duration::from_micros(200));
         },
         OverflowPolicy::DropNewest => None,
     })
@@ -230,9 +235,8 @@ pub(crate) fn accept(
             // The frame is accepted: wait for room even when stopping. Writers pop until
             // the queue closes (after a failure they count frames as io_error), so room comes.
             let mut frame = frame;
-            while let Err(back) = p.queue.push(frame) {
+            while let Err(back) = p.queue.push_waiting(frame, WAIT_SLICE) {
                 frame = back;
-                std::thread::sleep(Duration::from_micros(200));
             }
         }
     }
