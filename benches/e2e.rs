@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench e2e` (2000 frames of 614,400 bytes, about 1.2 GB per run, and a frame
 //! size sweep); `FRAMEREC_BENCH_DIR` picks the filesystem (default `target/bench-e2e`).
+//! `FRAMEREC_BENCH_COMPARE=OLD_BINARY cargo bench --bench e2e` runs only the one-stream
+//! framerec rows, this build against OLD_BINARY in the same rounds, and writes `compare.md`.
 //! Writes `report.md`, `report.json` and `report.svg` there. Under `cargo test` it runs a
 //! small smoke version that checks every runner works, and asserts nothing about speed.
 //!
@@ -224,6 +226,60 @@ fn baseline_std(out: &Path, frames: u64, frame_bytes: usize) {
     );
 }
 
+/// `FRAMEREC_BENCH_COMPARE=OLD_BINARY`: this build against another, the one-depth-stream rows
+/// only, each pair in the same rounds; writes `compare.md` with the ratios new / old.
+fn compare(new: &Path, old: &Path, root: &Path, (frames, rounds): (u64, usize)) {
+    let scratch = root.join("scratch");
+    let configs: [(&str, (u32, u32), Vec<&str>); 5] = [
+        ("default (2 writers, buffered)", (640, 480), vec![]),
+        ("--direct-io", (640, 480), vec!["--direct-io"]),
+        ("--writers 1", (640, 480), vec!["--writers", "1"]),
+        ("--writers 4", (640, 480), vec!["--writers", "4"]),
+        ("16 KiB frames (128x64)", (128, 64), vec![]),
+    ];
+    let mut jobs = Rounds::default();
+    for (name, wh, extra) in &configs {
+        // 16 KiB frames: the same bytes as the 614,400-byte rows.
+        let n = frames * FRAME_BYTES / (wh.0 as u64 * wh.1 as u64 * 2);
+        for bin in [new, old] {
+            let scratch = &scratch;
+            jobs.add(move || {
+                let mut r = framerec(bin, scratch, n, *wh, extra);
+                r.name = name.to_string();
+                r
+            });
+        }
+    }
+    let rows = jobs.run(rounds);
+    let mut s = format!(
+        "framerec {} against {}: {frames} frames of {FRAME_BYTES} bytes (16 KiB rows: the same bytes), \
+         medians of {rounds} rounds, each round running every row once from a different start.\n\n\
+         | run | new MB/s | old MB/s | new / old MB/s | new CPU s/GiB | old CPU s/GiB | new / old CPU | new write p99 ms | old write p99 ms |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        new.display(),
+        old.display()
+    );
+    let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    for pair in rows.chunks(2) {
+        let (n, o) = (&pair[0], &pair[1]);
+        s.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.3} | {:.2} | {:.2} | {:.3} | {} | {} |\n",
+            n.name,
+            n.mb_per_s,
+            o.mb_per_s,
+            n.mb_per_s / o.mb_per_s,
+            n.cpu_s_per_gib,
+            o.cpu_s_per_gib,
+            n.cpu_s_per_gib / o.cpu_s_per_gib,
+            opt(n.write_p99_ms),
+            opt(o.write_p99_ms),
+        ));
+    }
+    print!("{s}");
+    std::fs::write(root.join("compare.md"), &s).unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 fn median_of(rows: Vec<Row>) -> Row {
     let mut rows = rows;
     rows.sort_by(|a, b| a.mb_per_s.total_cmp(&b.mb_per_s));
@@ -277,6 +333,15 @@ fn main() {
     let bin = framerec_bin();
     let me = std::env::current_exe().unwrap();
     let node_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_writer.js");
+    if let Some(old) = std::env::var_os("FRAMEREC_BENCH_COMPARE") {
+        compare(
+            &bin,
+            Path::new(&old),
+            &root,
+            if full { (frames, 5) } else { (frames, 1) },
+        );
+        return;
+    }
     let mut streaming = Rounds::default();
     let have = |tool: &str| {
         Command::new("sh")
