@@ -6,7 +6,8 @@
 //! `cargo bench --bench e2e` (2000 frames of 614,400 bytes, about 1.2 GB per run, and a frame
 //! size sweep); `FRAMEREC_BENCH_DIR` picks the filesystem (default `target/bench-e2e`).
 //! `FRAMEREC_BENCH_COMPARE=OLD_BINARY cargo bench --bench e2e` runs only the one-stream
-//! framerec rows, this build against OLD_BINARY in the same rounds, and writes `compare.md`.
+//! framerec rows, this build against OLD_BINARY in the same rounds (7 of them;
+//! `FRAMEREC_BENCH_FRAMES` sets the frames per run), and writes `compare.md`.
 //! Writes `report.md`, `report.json` and `report.svg` there. Under `cargo test` it runs a
 //! small smoke version that checks every runner works, and asserts nothing about speed.
 //!
