@@ -19,7 +19,6 @@ pub mod plot;
 pub mod queue;
 pub mod receiver;
 pub mod recorder;
-mod reload;
 pub mod repair;
 pub mod segment;
 pub mod serve;

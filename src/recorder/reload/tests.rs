@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 
-const SHIPPED: &str = include_str!("../../config/framerec.toml");
-const README: &str = include_str!("../../README.md");
+const SHIPPED: &str = include_str!("../../../config/framerec.toml");
+const README: &str = include_str!("../../../README.md");
 
 /// Every `section.key` of the shipped file with its value (the default).
 fn documented() -> BTreeMap<String, toml::Value> {

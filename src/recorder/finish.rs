@@ -1,0 +1,110 @@
+//! Finishing a recording: the threads joined (or, past the stop timeout, the writers left to
+//! the process's exit), the ledger checked, the failure if any, the interval log's last
+//! interval, and the report.
+
+use super::start::Running;
+use super::*;
+
+/// Ends `run` and reports it.
+pub(super) fn finish(
+    run: Running,
+    cfg: &Config,
+    timed_out: bool,
+    mut notifier: Notifier,
+) -> RunReport {
+    let Running {
+        dir,
+        mut dir_lock,
+        repaired,
+        probed,
+        policy,
+        started,
+        snapshot,
+        counters,
+        ledger,
+        queue,
+        histograms,
+        hlog,
+        server,
+        metrics,
+        writer,
+        receiver,
+        ..
+    } = run;
+    notifier.stopping("stopping: finalizing");
+    let (received, receiver_cpu) = match receiver.join() {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let (report, gave_up) = if timed_out {
+        // The writers wait on the disk: their thread is left to the process's exit (the kernel
+        // completes or cancels its I/O); nothing in flight is dropped here. The directory stays
+        // locked until then too: the kernel releases the lock when the process exits.
+        std::mem::forget(dir_lock.take());
+        let failure = RunFailure::StopTimeout {
+            after: cfg.writer.stop_timeout,
+            queued: queue.len() as u64,
+            in_writers: ledger.tally().in_writers,
+            in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+        };
+        tracing::error!("{failure}");
+        let report = WriterReport {
+            backend: probed,
+            direct_io: cfg.writer.direct_io,
+            segments: Vec::new(),
+            error: None,
+        };
+        (report, Some(failure))
+    } else {
+        match writer.join() {
+            Ok(r) => (r, None),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    };
+    drop(server);
+    drop(metrics);
+    let (stop_reason, source_failure) = match received {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
+    let tally = ledger.tally();
+    if let Err(e) = tally.check() {
+        tracing::error!("{e}");
+    }
+    let totals = Totals::of(&counters, &tally);
+    let failure = match (gave_up, report.error, source_failure) {
+        (Some(t), _, _) => Some(t),
+        (None, Some(w), _) => Some(RunFailure::Writer(w)),
+        (None, None, Some(s)) => Some(RunFailure::Source(s)),
+        (None, None, None) => lost_to_disk(&totals).filter(|_| cfg.writer.fail_on_io_loss),
+    };
+    // After a stop timeout the interval log's disk may be the stuck one: its last interval is
+    // left out, as after a crash.
+    if !timed_out && let Some(log) = hlog {
+        let reason = match (&failure, stop_reason) {
+            (Some(f), _) => format!("failed: {f}"),
+            (None, Some(s)) => s.as_str().to_string(),
+            (None, None) => "unknown".into(),
+        };
+        log.finish(&snapshot(), &reason);
+    }
+    let histograms = histograms
+        .lock()
+        .map(|h| h.total.clone())
+        .unwrap_or_default();
+    drop(dir_lock);
+    RunReport {
+        dir,
+        stop: stop_reason,
+        elapsed: started.elapsed(),
+        totals,
+        backend: report.backend,
+        direct_io: report.direct_io,
+        overflow: policy,
+        segments: report.segments,
+        repaired,
+        histograms,
+        failure,
+        receiver_cpu,
+    }
+}

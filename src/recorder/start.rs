@@ -1,0 +1,380 @@
+//! Starting a recording: the directory locked, repaired and resumed, the source opened, the
+//! queue, pool, statistics endpoints and interval log set up, and the writer and receiver
+//! threads running.
+
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use super::supervise::IntervalLog;
+use super::*;
+
+/// A source of either kind: asked for each frame, or delivering on its own thread.
+enum AnySource {
+    Pull(Box<dyn Source>),
+    Push(Box<dyn PushSource>),
+}
+
+impl AnySource {
+    fn stream(&self) -> &StreamInfo {
+        match self {
+            AnySource::Pull(s) => s.stream(),
+            AnySource::Push(s) => s.stream(),
+        }
+    }
+
+    fn can_wait(&self) -> bool {
+        match self {
+            AnySource::Pull(s) => s.can_wait(),
+            AnySource::Push(s) => s.can_wait(),
+        }
+    }
+}
+
+fn build_source(
+    cfg: &SourceConfig,
+    first_seq: u64,
+    counters: &Counters,
+) -> Result<AnySource, SourceError> {
+    Ok(match cfg {
+        SourceConfig::Synthetic(s) => {
+            AnySource::Pull(Box::new(SyntheticSource::starting_at(s.clone(), first_seq)))
+        }
+        SourceConfig::Fakenect(f) => {
+            let src = FakenectSource::open(f.clone())?;
+            tracing::info!(dump = %f.dir.display(), frames = src.frames(), paced = f.paced, looped = f.looped, "replaying a fakenect dump");
+            AnySource::Pull(Box::new(src))
+        }
+        SourceConfig::Freenect(f) => AnySource::Push(Box::new(FreenectSource::open(f.clone())?)),
+        SourceConfig::Pipe(p) => AnySource::Pull(Box::new(PipeSource::open(
+            p.clone(),
+            counters.source_rejects.clone(),
+        )?)),
+    })
+}
+
+/// A recording that has started: its threads, endpoints, and what supervising and finishing
+/// it read.
+pub(super) struct Running {
+    pub(super) dir: PathBuf,
+    pub(super) dir_lock: Option<lock::DirLock>,
+    pub(super) repaired: Vec<repair::Outcome>,
+    pub(super) probed: Backend,
+    pub(super) policy: OverflowPolicy,
+    pub(super) started: Instant,
+    pub(super) snapshot: SnapshotFn,
+    pub(super) counters: Arc<Counters>,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) queue: Arc<FrameQueue>,
+    pub(super) live: Arc<LiveSettings>,
+    pub(super) histograms: SharedHistograms,
+    pub(super) hlog: Option<IntervalLog>,
+    pub(super) server: Option<Server>,
+    pub(super) metrics: Option<Server>,
+    pub(super) writer: JoinHandle<WriterReport>,
+    pub(super) receiver: JoinHandle<(Result<StopReason, SourceError>, Duration)>,
+    /// The caller's stop flag (signals set it).
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) reload: Option<ReloadFn>,
+}
+
+/// The recording directory, locked, with what a crash left repaired (per
+/// `recovery.at-start`) and the point the recording continues from.
+struct OpenDir {
+    dir: PathBuf,
+    dir_lock: Option<lock::DirLock>,
+    repaired: Vec<repair::Outcome>,
+    resume: Option<repair::ResumePoint>,
+}
+
+fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
+    let dir = cfg.output_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| RecordError::OutputDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let io_err = |source| RecordError::OutputDir {
+        path: dir.clone(),
+        source,
+    };
+    // One writer per directory, taken before anything (repair included) touches its files.
+    let dir_lock = Some(lock::lock_dir(&dir)?);
+    if cfg.layout == Layout::Fakenect && dir.join(writer::files::INDEX).exists() {
+        return Err(RecordError::ExistingDump { dir });
+    }
+    // A directory is one recording: a new run repairs what a crash left, then continues it.
+    if cfg.recovery == AtStart::Recover {
+        repair::finish_interrupted(&dir, None).map_err(io_err)?;
+    }
+    let existing = writer::existing_segments(&dir).map_err(io_err)?;
+    let unfinished = repair::unfinished_tail(&existing).map_err(io_err)?;
+    let mut repaired = Vec::new();
+    if !unfinished.is_empty() {
+        match cfg.recovery {
+            AtStart::Refuse => {
+                let first = unfinished
+                    .iter()
+                    .find(|p| !repair::looks_finished(p).unwrap_or(false));
+                return Err(RecordError::Unfinished {
+                    dir,
+                    first: first.unwrap_or(&unfinished[0]).clone(),
+                });
+            }
+            AtStart::Recover => {
+                let starts_at_zero = existing.first().is_some_and(|(id, _)| *id == 0)
+                    && existing.len() == unfinished.len();
+                repaired = repair::repair(&unfinished, starts_at_zero, false).map_err(io_err)?;
+                if let Some(repair::Outcome::Failed { path, why }) = repaired
+                    .iter()
+                    .find(|o| matches!(o, repair::Outcome::Failed { .. }))
+                {
+                    return Err(RecordError::Repair {
+                        dir,
+                        why: format!("{}: {why}", path.display()),
+                    });
+                }
+                for o in &repaired {
+                    if let repair::Outcome::Recovered {
+                        path, recovered, ..
+                    } = o
+                    {
+                        tracing::warn!(segment = %path.display(), kept = recovered.kept_frames, lost = ?recovered.lost_ranges, "recovered a segment left unfinished by a crash");
+                    }
+                }
+            }
+            AtStart::Leave => {
+                tracing::warn!(dir = %dir.display(), "leaving unfinished segments as they are (recovery.at-start = \"leave\")");
+            }
+        }
+    }
+    let resume = repair::resume_point(&dir).map_err(io_err)?;
+    if let Some(r) = &resume {
+        tracing::info!(recording = %r.recording_id, next_seq = r.next_seq, next_segment = r.next_segment_id, "continuing the recording");
+    }
+    Ok(OpenDir {
+        dir,
+        dir_lock,
+        repaired,
+        resume,
+    })
+}
+
+/// Takes a snapshot of the run on demand (statistics socket, Prometheus, the log line).
+fn snapshot_fn(
+    counters: &Arc<Counters>,
+    ledger: &Arc<Ledger>,
+    dir: &Path,
+    histograms: &SharedHistograms,
+    started: Instant,
+) -> SnapshotFn {
+    let (counters, ledger, dir, histograms) = (
+        counters.clone(),
+        ledger.clone(),
+        dir.to_path_buf(),
+        histograms.clone(),
+    );
+    Arc::new(move || {
+        let free = nix::sys::statvfs::statvfs(&dir)
+            .ok()
+            .map(|s| s.blocks_available() * s.fragment_size());
+        // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
+        let take = |h: &Histograms| {
+            Snapshot::take(
+                &counters,
+                &ledger.tally(),
+                h,
+                started.elapsed().as_secs_f64(),
+                free,
+            )
+        };
+        match histograms.lock() {
+            Ok(h) => take(&h.total),
+            Err(_) => take(&Histograms::default()),
+        }
+    })
+}
+
+/// The statistics socket and the Prometheus endpoint, as configured.
+fn serve(
+    cfg: &Config,
+    dir: &Path,
+    snapshot: &SnapshotFn,
+    histograms: &SharedHistograms,
+) -> Result<(Option<Server>, Option<Server>), RecordError> {
+    // A socket or address the user named is one they will look for: failing to serve it is an
+    // error at start. The default socket beside the recording is a convenience: a warning.
+    let server = match cfg.stats.socket.resolve(dir) {
+        None => None,
+        Some(path) => match Server::stats(&path, snapshot.clone()) {
+            Ok(s) => Some(s),
+            Err(e) if e.path_taken() || matches!(cfg.stats.socket, StatsSocket::At(_)) => {
+                return Err(RecordError::Serve(e));
+            }
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), error = %e, "statistics socket unavailable; recording without it");
+                None
+            }
+        },
+    };
+    if let Some(s) = &server {
+        tracing::info!(socket = %s.addr, "serving statistics");
+    }
+    let render: RenderFn = {
+        let (snapshot, histograms) = (snapshot.clone(), histograms.clone());
+        Arc::new(move || {
+            let s = snapshot();
+            match histograms.lock() {
+                Ok(h) => prometheus_text(&s, &h.total),
+                Err(_) => prometheus_text(&s, &Histograms::default()),
+            }
+        })
+    };
+    let metrics = match cfg.stats.metrics_addr.as_deref() {
+        None => None,
+        Some(addr) => {
+            let m = Server::metrics(addr, render).map_err(RecordError::Serve)?;
+            tracing::info!(addr = %m.addr, "serving Prometheus metrics");
+            Some(m)
+        }
+    };
+    Ok((server, metrics))
+}
+
+/// Starts recording per `cfg`; see [`record_with`].
+pub(super) fn start(
+    cfg: &Config,
+    limits: Limits,
+    controls: Controls,
+) -> Result<Running, RecordError> {
+    let Controls { stop, reload } = controls;
+    // The caller's flag, and why the run stopped: the caller, or the writers failing.
+    let halt = Stop::new(stop.clone());
+    let probed = writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
+    let OpenDir {
+        dir,
+        dir_lock,
+        repaired,
+        resume,
+    } = open_dir(cfg)?;
+
+    let first_seq = resume.as_ref().map_or(0, |r| r.next_seq);
+    let counters = Arc::new(Counters::default());
+    let source = build_source(&cfg.source, first_seq, &counters).map_err(RecordError::Source)?;
+    let stream = source.stream().clone();
+    if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
+        tracing::warn!(
+            width = stream.width,
+            height = stream.height,
+            "libfreenect's fakenect replays 640x480 depth only; this dump will not replay through it"
+        );
+    }
+    let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
+        OverflowPolicy::Block
+    } else {
+        OverflowPolicy::DropNewest
+    });
+    if policy == OverflowPolicy::Block && matches!(source, AnySource::Push(_)) && !source.can_wait()
+    {
+        // The device's callback would stall its USB transfers: frames lost where nobody counts.
+        return Err(RecordError::Source(SourceError::Device(
+            "queue.overflow = \"block\" cannot apply to a live Kinect: its callback must never \
+             wait (frames would be lost inside libfreenect, uncounted); use \"drop-newest\" or \
+             \"drop-oldest\" (block is for replays)"
+                .into(),
+        )));
+    }
+    let frame_bytes = stream.frame_bytes();
+    let buffer_bytes = (round_up(frame_bytes, ALIGN) + 2 * ALIGN) as u64;
+    let max_buffers = (cfg.queue.max_bytes / buffer_bytes).max(2) as usize;
+    let pool = BufferPool::new(max_buffers, frame_bytes);
+    let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
+    let ledger = Arc::new(Ledger::default());
+
+    let target = RecordingTarget {
+        dir: dir.clone(),
+        recording_id: resume.as_ref().map_or_else(
+            || format!("{:x}-{}", host_real_ns(), std::process::id()),
+            |r| r.recording_id.clone(),
+        ),
+        stream,
+        first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
+    };
+    let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
+    let live = Arc::new(LiveSettings::default());
+    let parts = WriterParts {
+        queue: queue.clone(),
+        ledger: ledger.clone(),
+        counters: counters.clone(),
+        stop: halt.clone(),
+        histograms: histograms.clone(),
+        record_histograms: cfg.stats.histograms,
+        live: live.clone(),
+    };
+    // The statistics endpoints are bound before anything records: a path taken by something
+    // else refuses the start.
+    let started = Instant::now();
+    let snapshot = snapshot_fn(&counters, &ledger, &dir, &histograms, started);
+    let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
+    let hlog = IntervalLog::open(cfg, &target, &histograms);
+    let (wcfg, scfg, dcfg) = (
+        cfg.writer.clone(),
+        cfg.segment.clone(),
+        cfg.durability.clone(),
+    );
+    let layout = cfg.layout;
+    let writer = std::thread::Builder::new()
+        .name("framerec-writer".into())
+        .spawn(move || match layout {
+            Layout::Mcap => writer::run(wcfg, scfg, dcfg, target, parts),
+            Layout::Fakenect => writer::files::run(wcfg, dcfg, target, parts),
+        })
+        .map_err(RecordError::Thread)?;
+
+    let rparts = ReceiverParts {
+        queue: queue.clone(),
+        pool,
+        ledger: ledger.clone(),
+        counters: counters.clone(),
+        policy,
+        stop: halt.clone(),
+        first_seq,
+        histograms: cfg.stats.histograms.then(|| histograms.clone()),
+    };
+    let receiver = std::thread::Builder::new()
+        .name("framerec-receiver".into())
+        .spawn(move || {
+            let received = match source {
+                AnySource::Pull(s) => receiver::run(s, rparts, limits),
+                AnySource::Push(s) => intake::run(s, rparts, limits),
+            };
+            (received, cpu_time(UsageWho::RUSAGE_THREAD))
+        });
+    let receiver = match receiver {
+        Ok(r) => r,
+        Err(e) => {
+            queue.close();
+            let _ = writer.join();
+            return Err(RecordError::Thread(e));
+        }
+    };
+    Ok(Running {
+        dir,
+        dir_lock,
+        repaired,
+        probed,
+        policy,
+        started,
+        snapshot,
+        counters,
+        ledger,
+        queue,
+        live,
+        histograms,
+        hlog,
+        server,
+        metrics,
+        writer,
+        receiver,
+        stop,
+        reload,
+    })
+}
