@@ -467,3 +467,62 @@ fn logs_go_to_the_journal_only_when_stderr_is_the_journal_stream() {
     let text = std::fs::read_to_string(&other).unwrap();
     assert!(!text.contains("journal") && text.contains("INFO"), "{text}");
 }
+
+#[test]
+fn sighup_changes_the_writers_of_the_per_frame_layout_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dump");
+    let socket = tmp.path().join("stats.sock");
+    let cfg = tmp.path().join("framerec.toml");
+    let write_cfg = |writers: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[output]\nlayout = \"fakenect\"\n[source]\nfps = 30\n[writer]\nwriters = {writers}\n\
+                 [stats]\nsocket = {:?}\n",
+                socket.to_str().unwrap()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg("2");
+    let log = tmp.path().join("stderr.log");
+    let child = recorder(
+        &[
+            "record",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+        &log,
+    );
+    let s = wait_for(&socket, |s| s.writers == 2 && s.written_frames > 5);
+    assert_eq!(s.writers, 2, "{s:?}");
+    write_cfg("4");
+    signal(&child, "-HUP");
+    let s = wait_for(&socket, |s| s.writers == 4);
+    assert_eq!(s.writers, 4, "grown live: {s:?}");
+    write_cfg("1");
+    signal(&child, "-HUP");
+    let s = wait_for(&socket, |s| s.writers == 1);
+    assert_eq!(s.writers, 1, "shrunk live: {s:?}");
+    let before = s.written_frames;
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(snapshot(&socket).written_frames > before, "still recording");
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("changing the number of writers"), "{log}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = &summary["totals"];
+    assert_eq!(
+        totals["received_frames"], totals["written_frames"],
+        "{summary}"
+    );
+    let verify = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}

@@ -1,6 +1,7 @@
 //! The fakenect layout (`output.layout = "fakenect"`): one file per frame plus `INDEX.txt`, the
 //! directory libfreenect's fakenect library replays, written through the same queue, buffer
-//! pool and I/O backends as the MCAP segments.
+//! pool and I/O backends as the MCAP segments, and under the same policies: the live writer
+//! count and the free-space floor (`writer.min-free-bytes` / `-percent`).
 //!
 //! # Crash safety
 //! Each frame is written to a hidden temporary file in one write (the `P5` header goes into
@@ -28,9 +29,10 @@ use crate::frame::{DropReason, Frame, FrameSeq, HEADROOM, host_mono_ns};
 use crate::observe::{Histograms, record};
 
 use super::file::{self, IoSpan, SegFile, sync_dir};
+use super::pool::{Tasks, hold_free_space_floor, set_writers};
 use super::{
-    Backend, DurabilityConfig, PUBLISH_EVERY, RecordingTarget, WriterConfig, WriterError,
-    WriterParts, WriterReport, drive, publish_sets,
+    APPLY_EVERY, Backend, DurabilityConfig, MAX_WRITERS, PUBLISH_EVERY, RecordingTarget,
+    WriterConfig, WriterError, WriterParts, WriterReport, drive, publish_sets,
 };
 
 pub const INDEX: &str = "INDEX.txt";
@@ -63,6 +65,11 @@ struct Ctx {
     parts: WriterParts,
     backend: Backend,
     intake: Mutex<()>,
+    /// Writers wanted now (`writer.writers`, changed live by a reload); writer tasks at or
+    /// above this index finish.
+    writers: Cell<usize>,
+    /// A writer task ended: the supervisor looks at once rather than at its next tick.
+    writer_exited: Notify,
     /// Wakes the indexer: a frame was written (or failed), or the writers have finished.
     index_wake: Notify,
     writers_finished: Cell<bool>,
@@ -93,6 +100,7 @@ pub fn run(
     parts: WriterParts,
 ) -> WriterReport {
     let direct_io = cfg.direct_io;
+    let writers = cfg.writers.clamp(1, MAX_WRITERS);
     let (choice, handles) = (cfg.backend, parts.clone());
     drive(choice, direct_io, &handles, move |backend| {
         run_pool(Rc::new(Ctx {
@@ -101,6 +109,8 @@ pub fn run(
             parts,
             backend,
             intake: Mutex::new(()),
+            writers: Cell::new(writers),
+            writer_exited: Notify::new(),
             index_wake: Notify::new(),
             writers_finished: Cell::new(false),
             st: RefCell::new(State {
@@ -147,18 +157,7 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     }
     let publisher = spawn_local(publisher(ctx.clone()));
     let indexer = spawn_local(indexer(ctx.clone()));
-    let writers: Vec<_> = (0..ctx.cfg.writers.max(1))
-        .map(|i| spawn_local(writer_task(ctx.clone(), i)))
-        .collect();
-    ctx.parts
-        .counters
-        .writers
-        .store(writers.len() as u64, Ordering::Relaxed);
-    for w in writers {
-        if let Err(e) = w.await {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
+    supervise_writers(&ctx).await;
     ctx.writers_finished.set(true);
     ctx.index_wake.notify_one();
     let _ = indexer.await;
@@ -176,6 +175,38 @@ async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
         direct_io: false,
         segments: std::mem::take(&mut st.written),
         error: st.error.take(),
+    }
+}
+
+/// Runs the writer tasks until the queue is closed and drained, with the same policies as the
+/// segment layout: the live writer count (a reload grows or shrinks it) and the free-space
+/// floor. Segment and durability settings have nothing to act on here: every frame file is
+/// fdatasync'd before INDEX.txt names it.
+async fn supervise_writers(ctx: &Rc<Ctx>) {
+    let mut tasks = Tasks::default();
+    loop {
+        if let Some(live) = ctx.parts.live.take() {
+            set_writers(&ctx.writers, live.writers);
+        }
+        hold_free_space_floor(&ctx.cfg, &ctx.target.dir, &ctx.parts.counters);
+        let drained = ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty();
+        let running = tasks
+            .keep(ctx.writers.get(), drained, |i| {
+                let ctx = ctx.clone();
+                spawn_local(async move {
+                    writer_task(ctx.clone(), i).await;
+                    ctx.writer_exited.notify_one();
+                })
+            })
+            .await;
+        ctx.parts
+            .counters
+            .writers
+            .store(running as u64, Ordering::Relaxed);
+        if running == 0 && drained {
+            return;
+        }
+        let _ = tokio::time::timeout(APPLY_EVERY, ctx.writer_exited.notified()).await;
     }
 }
 
@@ -216,15 +247,25 @@ async fn next_frame(ctx: &Ctx) -> Option<Frame> {
 }
 
 async fn writer_task(ctx: Rc<Ctx>, index: usize) {
-    let h = Rc::new(RefCell::new(Histograms::default()));
-    {
+    // Owned by this task's index (a task started again at the same index after a reload
+    // records into the same one); the publisher reads it between writes.
+    let h = {
         let mut st = ctx.st.borrow_mut();
-        st.task_histograms.push(h.clone());
-        debug_assert_eq!(st.task_histograms.len(), index + 1);
-    }
+        while st.task_histograms.len() <= index {
+            st.task_histograms
+                .push(Rc::new(RefCell::new(Histograms::default())));
+        }
+        st.task_histograms[index].clone()
+    };
     loop {
+        if index >= ctx.writers.get() {
+            return;
+        }
         // Names are given in sequence order under the intake lock; writes then overlap.
         let guard = ctx.intake.lock().await;
+        if index >= ctx.writers.get() {
+            return;
+        }
         let Some(frame) = next_frame(&ctx).await else {
             return;
         };

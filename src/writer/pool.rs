@@ -137,7 +137,7 @@ pub(super) async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
 /// as they come: more writers start at once; writers above the new count finish their write
 /// and stop (the intake lock keeps sequence order = file order either way).
 pub(super) async fn supervise_writers(ctx: &Rc<Ctx>) {
-    let mut tasks: Vec<Option<JoinHandle<()>>> = Vec::new();
+    let mut tasks = Tasks::default();
     let mut rounds = 0u64;
     loop {
         if let Some(live) = ctx.live.take() {
@@ -151,30 +151,17 @@ pub(super) async fn supervise_writers(ctx: &Rc<Ctx>) {
         if rounds.is_multiple_of(10) {
             apply_retention(ctx, false).await;
         }
-        let want = ctx.writers.get();
         let drained =
             ctx.queue.is_closed() && ctx.queue.is_empty() && ctx.st.borrow().rewrite.is_empty();
-        if tasks.len() < want {
-            tasks.resize_with(want, || None);
-        }
-        for (i, slot) in tasks.iter_mut().enumerate() {
-            if let Some(h) = slot
-                && h.is_finished()
-            {
-                let h = slot.take().expect("checked");
-                if let Err(e) = h.await {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-            }
-            if slot.is_none() && i < want && !drained {
+        let running = tasks
+            .keep(ctx.writers.get(), drained, |i| {
                 let ctx = ctx.clone();
-                *slot = Some(spawn_local(async move {
+                spawn_local(async move {
                     writer_task(ctx.clone(), i).await;
                     ctx.writer_exited.notify_one();
-                }));
-            }
-        }
-        let running = tasks.iter().flatten().count();
+                })
+            })
+            .await;
         ctx.counters
             .writers
             .store(running as u64, Ordering::Relaxed);
@@ -185,14 +172,68 @@ pub(super) async fn supervise_writers(ctx: &Rc<Ctx>) {
     }
 }
 
+/// Sets the live writer count (clamped to 1..=[`MAX_WRITERS`]), saying so when it changes.
+pub(super) fn set_writers(current: &Cell<usize>, wanted: usize) {
+    let writers = wanted.clamp(1, MAX_WRITERS);
+    if writers != current.get() {
+        tracing::info!(
+            from = current.get(),
+            to = writers,
+            "changing the number of writers"
+        );
+        current.set(writers);
+    }
+}
+
+/// A pool's writer tasks, kept at the live writer count: every layout's pool runs its writers
+/// through this. A task whose index is at or above the count finishes its write and returns.
+#[derive(Default)]
+pub(super) struct Tasks {
+    slots: Vec<Option<JoinHandle<()>>>,
+}
+
+impl Tasks {
+    /// Reaps the finished tasks and starts the missing ones below `want` (none once `drained`);
+    /// returns how many run.
+    pub(super) async fn keep(
+        &mut self,
+        want: usize,
+        drained: bool,
+        spawn: impl Fn(usize) -> JoinHandle<()>,
+    ) -> usize {
+        if self.slots.len() < want {
+            self.slots.resize_with(want, || None);
+        }
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(h) = slot
+                && h.is_finished()
+            {
+                let h = slot.take().expect("checked");
+                if let Err(e) = h.await {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+            if slot.is_none() && i < want && !drained {
+                *slot = Some(spawn(i));
+            }
+        }
+        self.slots.iter().flatten().count()
+    }
+}
+
 /// Holds the output filesystem's free-space floor: the receiver stops admitting frames under
 /// it, and starts again once free space is back above it by a margin (so it does not flap).
 pub(super) fn check_free_space(ctx: &Ctx) {
-    let cfg = &ctx.cfg;
+    hold_free_space_floor(&ctx.cfg, &ctx.target.dir, &ctx.counters);
+}
+
+/// The free-space floor of `cfg` on `dir`'s filesystem, for every layout: sets or clears
+/// `counters.refusing`.
+pub(super) fn hold_free_space_floor(cfg: &WriterConfig, dir: &Path, counters: &Counters) {
     if cfg.min_free_bytes == 0 && cfg.min_free_percent == 0 {
         return;
     }
-    let Ok(vfs) = nix::sys::statvfs::statvfs(&ctx.target.dir) else {
+    let Ok(vfs) = nix::sys::statvfs::statvfs(dir) else {
         return;
     };
     let block = vfs.fragment_size();
@@ -203,14 +244,14 @@ pub(super) fn check_free_space(ctx: &Ctx) {
         .max(size / 100 * u64::from(cfg.min_free_percent));
     let margin = (floor / 20).min(16 << 20);
     if free < floor {
-        if ctx.counters.set_refusing(true) {
+        if counters.set_refusing(true) {
             tracing::warn!(
                 free_bytes = free,
                 floor_bytes = floor,
                 "free space under the floor: arriving frames are counted as disk_full until space returns"
             );
         }
-    } else if free >= floor + margin && ctx.counters.set_refusing(false) {
+    } else if free >= floor + margin && counters.set_refusing(false) {
         tracing::warn!(
             free_bytes = free,
             "free space is back above the floor: recording again"
@@ -285,15 +326,7 @@ pub(super) async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
 }
 
 pub(super) fn apply_live(ctx: &Ctx, live: Live) {
-    let writers = live.writers.clamp(1, MAX_WRITERS);
-    if writers != ctx.writers.get() {
-        tracing::info!(
-            from = ctx.writers.get(),
-            to = writers,
-            "changing the number of writers"
-        );
-        ctx.writers.set(writers);
-    }
+    set_writers(&ctx.writers, live.writers);
     *ctx.seg_cfg.borrow_mut() = live.segment;
     *ctx.dur.borrow_mut() = live.durability;
     // The syncer picks up a new fsync interval at its next wake-up: wake it now.

@@ -274,6 +274,39 @@ fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
     assert_eq!(v.last_seq, Some(999), "admission resumed");
 }
 
+#[test]
+fn the_per_frame_layout_holds_the_free_space_floor_too() {
+    let (_tmp, fs, dir) = mounted("dump");
+    fs.plan(|p| p.capacity = Some(12 << 20));
+    let mut cfg = paced(&dir, 160, 120, 100);
+    cfg.layout = framerec::config::Layout::Fakenect;
+    cfg.writer.min_free_bytes = 8 << 20;
+    cfg.queue.max_frames = 16;
+    cfg.stats.interval_log = None;
+    let rec = start(&cfg, 500);
+    std::thread::sleep(Duration::from_millis(2500));
+    let used = fs.used();
+    assert!(
+        used < 9 << 20,
+        "writing stopped near the floor, not at the end of the disk: {used} bytes used"
+    );
+    assert_eq!(fs.seen().enospc, 0, "the disk itself never filled");
+    fs.plan(|p| p.capacity = Some(256 << 20));
+    let r = rec.join().unwrap();
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let full = dropped(&r, "disk_full");
+    assert!(full > 0, "{:?}", r.totals);
+    let t = &r.totals;
+    let all: u64 = t.dropped.values().sum();
+    assert_eq!(t.received_frames, 500);
+    assert_eq!(t.received_frames, t.written_frames + all, "{t:?}");
+    let v = verify_cli(&dir);
+    let report = &v[0]["fakenect"];
+    assert_eq!(report["ok"], true, "{v}");
+    assert_eq!(report["frames"], t.written_frames, "{v}");
+    assert_eq!(report["dropped"], all, "DROPS.txt names them: {v}");
+}
+
 /// A filesystem mounted for one test, unmounted when dropped.
 /// Records unpaced 320x240 frames into `dir` until well past full, then checks that the full
 /// disk was met between writes (preallocation): frames dropped as `disk_full`, none as
