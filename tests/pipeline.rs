@@ -272,3 +272,84 @@ fn a_second_run_continues_the_recording_in_the_same_directory() {
         .collect();
     assert_eq!(ids.len(), 1, "one recording id across runs");
 }
+
+/// Records what a listener was told, and keeps segment 0 from retention.
+#[derive(Default)]
+struct Watcher {
+    events: std::sync::Mutex<Vec<(&'static str, u64)>>,
+}
+
+impl framerec::writer::SegmentListener for Watcher {
+    fn opened(&self, id: u64, _: &std::path::Path) {
+        self.events.lock().unwrap().push(("opened", id));
+    }
+    fn finalized(&self, id: u64, path: &std::path::Path) {
+        assert!(path.exists(), "finalized: {}", path.display());
+        self.events.lock().unwrap().push(("finalized", id));
+    }
+    fn may_delete(&self, id: u64, _: &std::path::Path) -> bool {
+        id != 0
+    }
+}
+
+#[test]
+fn listeners_see_every_segment_and_retention_keeps_what_they_still_need() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let mut cfg = config(&dir, 160, 120);
+    if let framerec::config::SourceConfig::Synthetic(s) = &mut cfg.source {
+        s.fps = 100;
+    }
+    // About 6 frames a segment; retention keeps under 1 MiB of them.
+    cfg.segment.max_bytes = 256 << 10;
+    cfg.writer.preallocate_bytes = 0;
+    cfg.writer.retain_bytes = Some(1 << 20);
+    let watcher = std::sync::Arc::new(Watcher::default());
+    let report = framerec::recorder::record_with(
+        &cfg,
+        framerec::receiver::Limits {
+            frames: Some(250),
+            duration: None,
+        },
+        framerec::recorder::Controls {
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            reload: None,
+            listeners: vec![watcher.clone()],
+        },
+    )
+    .unwrap();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    let events = watcher.events.lock().unwrap().clone();
+    let ids = |kind: &str| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| *id)
+            .collect()
+    };
+    let (opened, mut finalized) = (ids("opened"), ids("finalized"));
+    assert!(opened.len() >= 10, "{events:?}");
+    assert!(opened.windows(2).all(|w| w[0] < w[1]), "{opened:?}");
+    finalized.sort_unstable();
+    assert_eq!(opened, finalized, "every opened segment was finalized");
+    // Each opened before it finalized.
+    for id in &opened {
+        let at = |k: &str| events.iter().position(|e| *e == (k, *id)).unwrap();
+        let (o, f) = (at("opened"), at("finalized"));
+        assert!(o < f, "{id}: {events:?}");
+    }
+    let kept: Vec<u64> = framerec::writer::existing_segments(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        kept.first(),
+        Some(&0),
+        "segment 0 is still needed: {kept:?}"
+    );
+    assert!(
+        kept.len() < opened.len() && !kept.contains(&1),
+        "retention deleted the others it could: {kept:?} of {opened:?}"
+    );
+}

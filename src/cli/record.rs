@@ -470,6 +470,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             configure(&reload_args)
         })),
+        listeners: Vec::new(),
     };
     let report = framerec::recorder::record_with(&cfg, limits, controls)?;
     if !report.repaired.is_empty() {

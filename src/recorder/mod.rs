@@ -32,7 +32,8 @@ use crate::source::{
 use crate::stop::Stop;
 use crate::store::lock::{self, LockError};
 use crate::writer::{
-    self, Backend, LiveSettings, RecordingTarget, WriterError, WriterParts, WriterReport,
+    self, Backend, LiveSettings, RecordingTarget, SegmentListener, WriterError, WriterParts,
+    WriterReport,
 };
 
 mod finish;
@@ -209,6 +210,8 @@ pub struct Controls {
     pub stop: Arc<AtomicBool>,
     /// Handles SIGHUP by re-reading the configuration; `None` leaves SIGHUP alone.
     pub reload: Option<ReloadFn>,
+    /// Told of segments opening and finalizing, and asked before retention deletes one.
+    pub listeners: Vec<Arc<dyn SegmentListener>>,
 }
 
 /// Records per `cfg` until `limits`, `stop`, or the end of the source, then drains and
@@ -218,7 +221,15 @@ pub fn record(
     limits: Limits,
     stop: Arc<AtomicBool>,
 ) -> Result<RunReport, RecordError> {
-    record_with(cfg, limits, Controls { stop, reload: None })
+    record_with(
+        cfg,
+        limits,
+        Controls {
+            stop,
+            reload: None,
+            listeners: Vec::new(),
+        },
+    )
 }
 
 /// [`record`], steered by `controls`: a stop flag and, if given, reloads on SIGHUP. Speaks

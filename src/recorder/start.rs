@@ -245,7 +245,11 @@ pub(super) fn start(
     limits: Limits,
     controls: Controls,
 ) -> Result<Running, RecordError> {
-    let Controls { stop, reload } = controls;
+    let Controls {
+        stop,
+        reload,
+        listeners,
+    } = controls;
     // The caller's flag, and why the run stopped: the caller, or the writers failing.
     let halt = Stop::new(stop.clone());
     let probed = writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
@@ -308,6 +312,7 @@ pub(super) fn start(
         histograms: histograms.clone(),
         record_histograms: cfg.stats.histograms,
         live: live.clone(),
+        listeners: Arc::new(listeners),
     };
     // The statistics endpoints are bound before anything records: a path taken by something
     // else refuses the start.

@@ -89,7 +89,31 @@ pub struct WriterParts {
     pub record_histograms: bool,
     /// New settings to apply while running.
     pub live: Arc<LiveSettings>,
+    /// Told when segments open and finalize, and asked before retention deletes one.
+    pub listeners: Listeners,
 }
+
+/// Told of a segment's life; asked before retention deletes it. The seam where whatever acts on
+/// finished segments (an uploader, a compressor, a control channel) plugs in: a segment a
+/// listener still needs is not deleted.
+///
+/// # Threading
+/// Called on the writer thread (`may_delete` on a blocking thread beside it): return at once,
+/// handing any slow work to a thread of your own.
+pub trait SegmentListener: Send + Sync {
+    /// Segment `id` became the one new frames go to.
+    fn opened(&self, _id: u64, _path: &Path) {}
+    /// Segment `id` is complete and durable: summary and footer written, fsync'd.
+    fn finalized(&self, _id: u64, _path: &Path) {}
+    /// May retention delete the finished segment `id` now? `false` keeps it until a later
+    /// round asks again.
+    fn may_delete(&self, _id: u64, _path: &Path) -> bool {
+        true
+    }
+}
+
+/// The listeners of a run (none by default).
+pub type Listeners = Arc<Vec<Arc<dyn SegmentListener>>>;
 
 /// Errors that end a recording.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +310,7 @@ struct Ctx {
     target: RecordingTarget,
     queue: Arc<FrameQueue>,
     ledger: Arc<Ledger>,
+    listeners: Listeners,
     counters: Arc<Counters>,
     stop: Arc<Stop>,
     shared_histograms: SharedHistograms,
@@ -347,6 +372,7 @@ impl Ctx {
             target,
             queue: parts.queue.clone(),
             ledger: parts.ledger.clone(),
+            listeners: parts.listeners.clone(),
             counters: parts.counters.clone(),
             stop: parts.stop.clone(),
             shared_histograms: parts.histograms.clone(),

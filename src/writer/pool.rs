@@ -9,7 +9,7 @@ pub(super) async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
     match open_segment(ctx.clone(), first_id).await {
         Ok(seg) => {
             tracing::info!(segment = %seg.path.display(), backend = ctx.backend.as_str(), "recording");
-            ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+            became_current(&ctx, &seg);
             ctx.st.borrow_mut().segments.push_back(seg);
             open_next_ahead(&ctx);
         }
@@ -284,6 +284,7 @@ pub(super) async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
         return;
     };
     let dir = ctx.target.dir.clone();
+    let listeners = ctx.listeners.clone();
     let deleted = file::blocking(move || {
         let files = store::list(&dir)?;
         let entries: Vec<retention::Entry> = files
@@ -297,6 +298,12 @@ pub(super) async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
             .collect();
         let mut deleted = Vec::new();
         for i in retention::to_delete(&entries, limits, first_open, std::time::SystemTime::now()) {
+            let f = &files[i];
+            // A segment a listener still needs (not uploaded yet, say) stays.
+            if f.kind == FileKind::Segment && !listeners.iter().all(|l| l.may_delete(f.id, &f.path)) {
+                tracing::debug!(segment = %f.path.display(), "retention: kept, a listener still needs it");
+                continue;
+            }
             std::fs::remove_file(&files[i].path)?;
             deleted.push((files[i].kind, files[i].path.clone()));
         }

@@ -298,7 +298,7 @@ pub(super) async fn segment_for(
                 seal(ctx, current);
             }
             tracing::info!(segment = %next.path.display(), "segment opened");
-            ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+            became_current(ctx, &next);
             // Its age counts from now, not from when it was opened ahead.
             next.st.borrow_mut().opened_at = Instant::now();
             let mut st = ctx.st.borrow_mut();
@@ -324,6 +324,14 @@ pub(super) fn seal(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
     }
     let handle = spawn_local(finalize(ctx.clone(), seg.clone()));
     ctx.st.borrow_mut().finalizers.push(handle);
+}
+
+/// `seg` takes new frames from now on: counted, and told to the listeners.
+pub(super) fn became_current(ctx: &Ctx, seg: &Segment) {
+    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
+    for l in ctx.listeners.iter() {
+        l.opened(seg.id, &seg.path);
+    }
 }
 
 /// Writes the summary and footer of a sealed segment once its writes are done, cutting it back
@@ -429,6 +437,9 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     }
     ctx.update_durable();
     tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
+    for l in ctx.listeners.iter() {
+        l.finalized(seg.id, &seg.path);
+    }
     // The finalized segment may still be referenced by the syncer's snapshot; close via drop.
     if let Ok(seg) = Rc::try_unwrap(seg)
         && let Err(e) = seg.file.close().await
