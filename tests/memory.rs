@@ -219,3 +219,66 @@ fn tools_memory_does_not_grow_with_the_number_of_frames() {
     let v = limited_to(FRAMES_LIMIT_BYTES, &["verify", path(&rec)]);
     assert!(v.status.success(), "verify recovered: {}", text(&v));
 }
+
+#[test]
+fn verify_lists_a_bounded_number_of_problems_and_counts_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let out = framerec(&[
+        "record",
+        "--out",
+        path(&rec),
+        "--frames",
+        "100000",
+        "--fps",
+        "0",
+        "--width",
+        "8",
+        "--height",
+        "8",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Every other chunk damaged (its last byte flipped): each is found after an intact one.
+    let segment = rec.join("0000000000000000.mcap");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let chunks = framerec::segment::segment_chunks(&bytes);
+    assert!(chunks.len() > 400, "{} chunks", chunks.len());
+    for c in chunks.iter().step_by(2) {
+        bytes[(c.offset + c.length) as usize - 1] ^= 0x01;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    let damaged = chunks.len().div_ceil(2);
+
+    let v = framerec(&["verify", path(&rec)]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    let listed = text(&v)
+        .lines()
+        .filter(|l| l.starts_with("    ") && !l.contains("more problems"))
+        .count();
+    assert_eq!(listed, framerec::segment::MAX_LISTED, "{}", text(&v));
+    // A bad CRC, the frames it held and the bytes skipped, for each damaged chunk (the last
+    // one's skip runs to the end of the file, summary included).
+    let more: u64 = text(&v)
+        .lines()
+        .find_map(|l| l.strip_prefix("    ... and "))
+        .and_then(|l| l.strip_suffix(" more problems (not listed)"))
+        .unwrap_or_else(|| panic!("no count of the problems not listed in {}", text(&v)))
+        .parse()
+        .unwrap();
+    let found = framerec::segment::MAX_LISTED as u64 + more;
+    assert!(
+        found >= 3 * damaged as u64 - 2,
+        "{found} problems for {damaged} damaged chunks"
+    );
+
+    let j = framerec(&["verify", "--json", path(&rec)]);
+    let json: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let seg = &json[0]["report"]["segments"][0];
+    assert_eq!(
+        seg["problems"].as_array().unwrap().len(),
+        framerec::segment::MAX_LISTED
+    );
+    assert_eq!(seg["problems_not_listed"], more);
+}
