@@ -220,6 +220,9 @@ impl SeqRuns {
     pub fn runs(&self) -> &[SeqRun] {
         &self.runs
     }
+    pub fn into_runs(self) -> Vec<SeqRun> {
+        self.runs
+    }
     /// Frames pushed (a duplicate counts each time).
     pub fn frames(&self) -> u64 {
         self.runs.iter().map(SeqRun::frames).sum()

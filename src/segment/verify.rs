@@ -288,20 +288,20 @@ fn report(
 /// across all of them. `starts_at_zero` says the first segment of the recording is present, so
 /// frame 0 must be accounted for. Works on runs of frames, not frames: time and memory grow
 /// with the number of runs and drop notices (n log n), whatever the number of frames.
-pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> RecordingReport {
-    let runs: Vec<SeqRun> = segments
-        .iter()
-        .flat_map(|s| s.contents.frames.runs().iter().copied())
-        .collect();
-    let drops: Vec<(u64, u64, String)> = segments
-        .iter()
-        .flat_map(|s| {
-            s.contents
-                .drops
-                .iter()
-                .map(|d| (d.first.0, d.last.0, d.reason.clone()))
-        })
-        .collect();
+///
+/// The segments' runs and drop notices move into the check: in the reports returned,
+/// `contents.frames` and `contents.drops` are empty (everything else is kept).
+pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) -> RecordingReport {
+    let mut runs: Vec<SeqRun> = Vec::new();
+    let mut drops: Vec<(u64, u64, String)> = Vec::new();
+    for s in &mut segments {
+        runs.extend(std::mem::take(&mut s.contents.frames).into_runs());
+        drops.extend(
+            std::mem::take(&mut s.contents.drops)
+                .into_iter()
+                .map(|d| (d.first.0, d.last.0, d.reason)),
+        );
+    }
     let mut problems = Problems::new(MAX_LISTED);
     let c = continuity(runs, drops, starts_at_zero, &mut problems);
     let ok =
@@ -347,39 +347,54 @@ fn continuity(
     runs.sort_unstable_by_key(|r| (r.first, r.last, r.first_time));
     drops.sort_unstable();
 
-    // How many runs hold each frame: a sweep over run starts and ends.
-    let mut events: Vec<(u64, i64)> = Vec::with_capacity(2 * runs.len());
-    for r in &runs {
-        events.push((r.first, 1));
-        if let Some(end) = r.last.checked_add(1) {
-            events.push((end, -1));
-        }
-    }
-    events.sort_unstable();
-    let mut depth = 0i64;
+    // How many runs hold each frame: a sweep over the starts and ends of each cluster of
+    // overlapping runs (a run that overlaps none needs none).
     let mut dup: Option<(u64, u64, i64)> = None;
+    let mut events: Vec<(u64, i64)> = Vec::new();
     let mut i = 0;
-    while i < events.len() {
-        let at = events[i].0;
-        while i < events.len() && events[i].0 == at {
-            depth += events[i].1;
-            i += 1;
+    while i < runs.len() {
+        let mut reach = runs[i].last;
+        let mut j = i + 1;
+        while j < runs.len() && runs[j].first <= reach {
+            reach = reach.max(runs[j].last);
+            j += 1;
         }
-        // Frames at..next are held by `depth` runs.
-        let Some(&(next, _)) = events.get(i) else {
-            break;
-        };
-        if depth >= 2 {
-            dup = match dup {
-                Some((a, b, n)) if n == depth && b + 1 == at => Some((a, next - 1, n)),
-                Some(d) => {
-                    problems.push(duplicate(d));
-                    Some((at, next - 1, depth))
+        if j - i > 1 {
+            events.clear();
+            for r in &runs[i..j] {
+                events.push((r.first, 1));
+                if let Some(end) = r.last.checked_add(1) {
+                    events.push((end, -1));
                 }
-                None => Some((at, next - 1, depth)),
-            };
+            }
+            events.sort_unstable();
+            let mut depth = 0i64;
+            let mut e = 0;
+            while e < events.len() {
+                let at = events[e].0;
+                while e < events.len() && events[e].0 == at {
+                    depth += events[e].1;
+                    e += 1;
+                }
+                // Frames at..next are held by `depth` runs.
+                let Some(&(next, _)) = events.get(e) else {
+                    break;
+                };
+                if depth >= 2 {
+                    dup = match dup {
+                        Some((a, b, n)) if n == depth && b + 1 == at => Some((a, next - 1, n)),
+                        Some(d) => {
+                            problems.push(duplicate(d));
+                            Some((at, next - 1, depth))
+                        }
+                        None => Some((at, next - 1, depth)),
+                    };
+                }
+            }
         }
+        i = j;
     }
+    drop(events);
     if let Some(d) = dup {
         problems.push(duplicate(d));
     }
@@ -440,17 +455,26 @@ fn continuity(
         }
         reach = Some(reach.map_or(*last, |r| r.max(*last)));
     }
-    let mut intervals: Vec<(u64, u64)> = drops.iter().map(|(a, b, _)| (*a, *b)).collect();
-    drop(drops);
-    intervals.extend_from_slice(&written);
-    intervals.sort_unstable();
-    let first_seq = intervals.first().map(|i| i.0);
-    let last_seq = intervals.iter().map(|i| i.1).max();
+    // Frames written and frames dropped, both sorted: merged as they are walked.
+    let intervals = Merged {
+        a: written.iter().copied().peekable(),
+        b: drops.iter().map(|(a, b, _)| (*a, *b)).peekable(),
+    };
+    let first_seq = match (written.first(), drops.first()) {
+        (Some(w), Some(d)) => Some(w.0.min(d.0)),
+        (w, d) => w.map(|w| w.0).or(d.map(|d| d.0)),
+    };
+    let last_seq = written
+        .last()
+        .map(|w| w.1)
+        .into_iter()
+        .chain(drops.iter().map(|d| d.1))
+        .max();
     let mut missing = Vec::new();
     let mut next = if starts_at_zero { Some(0) } else { first_seq };
-    for (a, b) in &intervals {
+    for (a, b) in intervals {
         if let Some(n) = next
-            && *a > n
+            && a > n
         {
             problems.push(Problem::Missing {
                 first: n,
@@ -467,6 +491,23 @@ fn continuity(
         first_seq,
         last_seq,
         missing,
+    }
+}
+
+/// Two sorted iterators of ranges, walked as one sorted one.
+struct Merged<A: Iterator<Item = (u64, u64)>, B: Iterator<Item = (u64, u64)>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = (u64, u64)>, B: Iterator<Item = (u64, u64)>> Iterator for Merged<A, B> {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
     }
 }
 
