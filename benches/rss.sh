@@ -6,6 +6,8 @@
 #
 # usage: benches/rss.sh BEFORE_BIN AFTER_BIN [DIR=target/rss] [FRAMES=3300]
 #   e.g. benches/rss.sh target/before/framerec-95ff1e2 target/release/framerec
+# Many small frames instead (memory per frame, not per byte): WIDTH=8 HEIGHT=8
+# SEGMENT_BYTES=100000000 benches/rss.sh BEFORE AFTER target/rss 2000000
 # Prints a markdown table (MiB, wall seconds) on stdout; deletes DIR (gigabytes) at the end
 # unless KEEP=1.
 set -euo pipefail
@@ -14,6 +16,10 @@ before="$(realpath "$1")"
 after="$(realpath "$2")"
 dir="${3:-target/rss}"
 frames="${4:-3300}"
+width="${WIDTH:-640}"
+height="${HEIGHT:-480}"
+segment_bytes="${SEGMENT_BYTES:-1073741824}"
+size=(--width "$width" --height "$height")
 rm -rf "$dir"
 mkdir -p "$dir"
 dir="$(realpath "$dir")"
@@ -21,7 +27,7 @@ cleanup() { [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"; }
 trap cleanup EXIT
 
 rec="$dir/rec"
-"$after" record --out "$rec" --frames "$frames" --fps 0 --segment-bytes 1073741824 \
+"$after" record --out "$rec" --frames "$frames" --fps 0 --segment-bytes "$segment_bytes" "${size[@]}" \
   --stats-socket off >/dev/null 2>"$dir/record.log"
 segs=("$rec"/*.mcap)
 newest="${segs[-1]}"
@@ -71,18 +77,19 @@ rows=(
   "info DIR|info $rec"
   "export pgm --from-seq 5 --to-seq 5|export $rec --format pgm --out $dir/out --from-seq 5 --to-seq 5"
   "export png --from-seq 3000 --to-seq 3001|export $rec --format png --out $dir/out --from-seq 3000 --to-seq 3001"
+  "export pgm --start 0s --end 1ms (time selection)|export $rec --format pgm --out $dir/out --start 0s --end 1ms"
   "export fakenect --from-seq 5 --to-seq 6|export $rec --format fakenect --out $dir/out --from-seq 5 --to-seq 6"
   "stats DIR (offline)|stats $rec"
   "verify crashed DIR|verify CRASHED"
   "info crashed DIR|info CRASHED"
   "export pgm crashed --from-seq 5 --to-seq 5|export CRASHED --format pgm --out $dir/out --from-seq 5 --to-seq 5"
   "recover crashed DIR|recover CRASHED"
-  "record --frames 1 into crashed DIR (repair + resume_point)|record --out CRASHED --frames 1 --fps 0 --queue-bytes 8000000 --stats-socket off"
-  "record --frames 1 into intact DIR (resume_point)|record --out INTACT --frames 1 --fps 0 --queue-bytes 8000000 --stats-socket off"
+  "record --frames 1 into crashed DIR (repair + resume_point)|record --out CRASHED --frames 1 --fps 0 --queue-bytes 8000000 --stats-socket off ${size[*]}"
+  "record --frames 1 into intact DIR (resume_point)|record --out INTACT --frames 1 --fps 0 --queue-bytes 8000000 --stats-socket off ${size[*]}"
 )
 
 total=$(du -cb "${segs[@]}" | tail -1 | cut -f1)
-echo "recording: ${#segs[@]} segments, $total bytes ($frames frames of 640x480 depth); crashed copy: newest segment ($(stat -c %s "$newest") bytes) cut by 5,000,000 bytes"
+echo "recording: ${#segs[@]} segments, $total bytes ($frames frames of ${width}x${height} depth); crashed copy: newest segment ($(stat -c %s "$newest") bytes) cut by 5,000,000 bytes"
 echo
 echo "| tool | before peak RSS (MiB) | after peak RSS (MiB) | before wall | after wall | exit before/after |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"

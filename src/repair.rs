@@ -23,8 +23,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::segment::{
-    self, FileSource, Problem, RecoverError, Recovered, SegmentContents, recover_to, recoverable,
-    subtract, verify_file, verify_recording,
+    self, FileSource, RecoverError, Recovered, SegmentContents, recover_to, recoverable, subtract,
+    verify_file, verify_recording,
 };
 
 /// What happened to one segment.
@@ -244,14 +244,7 @@ pub fn repair(
         .iter()
         .map(|i| reports[*i].contents.clone())
         .collect();
-    let missing: Vec<(u64, u64)> = verify_recording(reports, starts_at_zero)
-        .problems
-        .iter()
-        .filter_map(|p| match p {
-            Problem::Missing { first, last } => Some((*first, *last)),
-            _ => None,
-        })
-        .collect();
+    let missing = verify_recording(reports, starts_at_zero).missing;
     // The frames missing from the recording are named in the last damaged segment that can be
     // rebuilt (a segment with no intact chunk is put aside, and could not carry the names).
     let carrier = damaged
@@ -362,10 +355,9 @@ pub struct ResumePoint {
 fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
     let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
     let c = segment::parse_source(&src, &mut |_, _| {}).map_err(|e| read_error(path, e))?;
-    let frames = c.messages.iter().map(|m| m.sequence as u64);
     let drops = c.drops.iter().map(|d| d.last.0);
     Ok((
-        frames.chain(drops).max(),
+        c.frames.max().into_iter().chain(drops).max(),
         c.metadata.get("recording_id").cloned(),
     ))
 }

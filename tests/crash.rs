@@ -196,7 +196,7 @@ fn frames_lost_before_an_unreadable_last_segment_are_still_named() {
     assert!(segs.len() >= 3, "{segs:?}");
     // Segment 1 loses its footer and half of its last chunk, as a crash mid-write leaves it.
     let one = std::fs::read(&segs[1]).unwrap();
-    let chunks = framerec::segment::parse_segment(&one).chunks;
+    let chunks = framerec::segment::segment_chunks(&one);
     assert!(chunks.len() >= 2);
     let last = chunks.last().unwrap();
     std::fs::write(&segs[1], &one[..(last.offset + last.length / 2) as usize]).unwrap();

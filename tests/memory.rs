@@ -1,6 +1,7 @@
 //! The tools read recordings in bounded memory (issue 15): each runs on a ~300 MB segment
 //! under a data limit far below the segment's size (but above one chunk plus the tools' own
-//! constant), so a tool that reads a segment whole fails here.
+//! constant), so a tool that reads a segment whole fails here; and on a million tiny frames
+//! under a limit a tool keeping anything per frame exceeds.
 
 mod common;
 
@@ -14,8 +15,13 @@ const LIMIT_BYTES: u64 = 128 << 20;
 
 /// Runs `framerec args` with its data segment limited to [`LIMIT_BYTES`].
 fn limited(args: &[&str]) -> Output {
+    limited_to(LIMIT_BYTES, args)
+}
+
+/// Runs `framerec args` with its data segment limited to `limit` bytes.
+fn limited_to(limit: u64, args: &[&str]) -> Output {
     Command::new("prlimit")
-        .arg(format!("--data={LIMIT_BYTES}"))
+        .arg(format!("--data={limit}"))
         .arg(env!("CARGO_BIN_EXE_framerec"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -132,4 +138,147 @@ fn tools_read_a_large_segment_in_bounded_memory() {
     assert!(r.status.success(), "record after a crash: {}", text(&r));
     let v = limited(&["verify", path(&copy)]);
     assert!(v.status.success(), "verify resumed: {}", text(&v));
+}
+
+/// `RLIMIT_DATA` for the tools on a million frames: the tools kept ~100 bytes per frame
+/// (verify 116 MiB, export 86 MiB, recover 126 MiB at peak on these million frames) and now
+/// keep runs of sequence numbers (~7 MiB whatever the count).
+const FRAMES_LIMIT_BYTES: u64 = 48 << 20;
+
+#[test]
+fn tools_memory_does_not_grow_with_the_number_of_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    // A million 8x8 frames, unpaced: ~230 MB in three segments.
+    let out = framerec(&[
+        "record",
+        "--out",
+        path(&rec),
+        "--frames",
+        "1000000",
+        "--fps",
+        "0",
+        "--width",
+        "8",
+        "--height",
+        "8",
+        "--segment-bytes",
+        "100000000",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let v = limited_to(FRAMES_LIMIT_BYTES, &["verify", path(&rec)]);
+    assert!(v.status.success(), "verify: {}", text(&v));
+    assert!(
+        text(&v).contains("OK: 1000000 frames written"),
+        "{}",
+        text(&v)
+    );
+
+    let i = limited_to(FRAMES_LIMIT_BYTES, &["info", path(&rec)]);
+    assert!(i.status.success(), "info: {}", text(&i));
+    assert!(
+        text(&i).contains("1000000 frames (seq 0..=999999)"),
+        "{}",
+        text(&i)
+    );
+
+    let pgm = tmp.path().join("pgm");
+    let e = limited_to(
+        FRAMES_LIMIT_BYTES,
+        &[
+            "export",
+            path(&rec),
+            "--format",
+            "pgm",
+            "--out",
+            path(&pgm),
+            "--from-seq",
+            "999998",
+        ],
+    );
+    assert!(e.status.success(), "export: {}", text(&e));
+    assert!(text(&e).contains("exported 2 frames"), "{}", text(&e));
+    assert!(pgm.join("0000999999.pgm").is_file());
+
+    // The newest segment torn (a crash): recover rebuilds it, and verify accepts the result.
+    let segments = common::segments(&rec);
+    let newest = segments.last().unwrap();
+    let len = std::fs::metadata(newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 1_000_000)
+        .unwrap();
+    let r = limited_to(FRAMES_LIMIT_BYTES, &["recover", path(&rec)]);
+    assert!(r.status.success(), "recover: {}", text(&r));
+    assert!(text(&r).contains("recovered: kept"), "{}", text(&r));
+    let v = limited_to(FRAMES_LIMIT_BYTES, &["verify", path(&rec)]);
+    assert!(v.status.success(), "verify recovered: {}", text(&v));
+}
+
+#[test]
+fn verify_lists_a_bounded_number_of_problems_and_counts_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    let out = framerec(&[
+        "record",
+        "--out",
+        path(&rec),
+        "--frames",
+        "100000",
+        "--fps",
+        "0",
+        "--width",
+        "8",
+        "--height",
+        "8",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Every other chunk damaged (its last byte flipped): each is found after an intact one.
+    let segment = rec.join("0000000000000000.mcap");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let chunks = framerec::segment::segment_chunks(&bytes);
+    assert!(chunks.len() > 400, "{} chunks", chunks.len());
+    for c in chunks.iter().step_by(2) {
+        bytes[(c.offset + c.length) as usize - 1] ^= 0x01;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    let damaged = chunks.len().div_ceil(2);
+
+    let v = framerec(&["verify", path(&rec)]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    let listed = text(&v)
+        .lines()
+        .filter(|l| l.starts_with("    ") && !l.contains("more problems"))
+        .count();
+    assert_eq!(listed, framerec::segment::MAX_LISTED, "{}", text(&v));
+    // A bad CRC, the frames it held and the bytes skipped, for each damaged chunk (the last
+    // one's skip runs to the end of the file, summary included).
+    let more: u64 = text(&v)
+        .lines()
+        .find_map(|l| l.strip_prefix("    ... and "))
+        .and_then(|l| l.strip_suffix(" more problems (not listed)"))
+        .unwrap_or_else(|| panic!("no count of the problems not listed in {}", text(&v)))
+        .parse()
+        .unwrap();
+    let found = framerec::segment::MAX_LISTED as u64 + more;
+    assert!(
+        found >= 3 * damaged as u64 - 2,
+        "{found} problems for {damaged} damaged chunks"
+    );
+
+    let j = framerec(&["verify", "--json", path(&rec)]);
+    let json: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let seg = &json[0]["report"]["segments"][0];
+    assert_eq!(
+        seg["problems"].as_array().unwrap().len(),
+        framerec::segment::MAX_LISTED
+    );
+    assert_eq!(seg["problems_not_listed"], more);
 }

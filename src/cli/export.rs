@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use framerec::segment::{FileSource, MessageRef, Source, decode_raw_image, verify_file};
+use framerec::segment::{FileSource, MessageRef, SegmentContents, decode_raw_image, parse_source};
 use framerec::store::lock::{LOCK_FILE, lock_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,15 +76,57 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
     }
 }
 
-/// The data of message `m` of the segment `name`, read from `src` into `buf`.
-fn read_message<'a>(
-    src: &'a FileSource,
-    name: &str,
+/// Scans the segment file `path`, handing `visit` each frame with its data (one chunk in
+/// memory at a time); the first error `visit` returns ends its work and is returned.
+fn each_frame(
+    path: &Path,
+    mut visit: impl FnMut(&MessageRef, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<SegmentContents> {
+    let cannot = || format!("cannot read {}", path.display());
+    let src = FileSource::open(path).with_context(cannot)?;
+    let mut failed = None;
+    let contents = parse_source(&src, &mut |m, data| {
+        if failed.is_none()
+            && let Err(e) = visit(m, data)
+        {
+            failed = Some(e);
+        }
+    })
+    .with_context(cannot)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(contents),
+    }
+}
+
+/// Writes frame `m` (its data `data`) as an image file in `args.out`; a fakenect export adds
+/// its name to `index`.
+fn export_frame(
+    args: &Args,
     m: &MessageRef,
-    buf: &'a mut bytes::BytesMut,
-) -> anyhow::Result<&'a [u8]> {
-    src.read(m.data.start as u64..m.data.end as u64, buf)
-        .with_context(|| format!("cannot read frame {} from {name}", m.sequence))
+    data: &[u8],
+    index: &mut String,
+) -> anyhow::Result<()> {
+    let img = decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
+    let (name, file) = match args.format {
+        Format::Pgm => (
+            format!("{:010}.pgm", m.sequence),
+            framerec::export::pgm16(img.width, img.height, img.data),
+        ),
+        Format::Png => (
+            format!("{:010}.png", m.sequence),
+            framerec::export::png16(img.width, img.height, img.data)?,
+        ),
+        Format::Fakenect => (
+            framerec::export::fakenect_depth_name(m.log_time, m.publish_time),
+            framerec::export::fakenect_depth(img.width, img.height, img.data),
+        ),
+    };
+    if args.format == Format::Fakenect {
+        index.push_str(&name);
+        index.push('\n');
+    }
+    std::fs::write(args.out.join(&name), file).with_context(|| format!("cannot write {name}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -97,20 +139,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let files: Vec<PathBuf> = segments.paths.into_iter().chain(segments.live).collect();
     check_out(&args)?;
-    // First pass: which frames are selected (messages only; a payload is read when it is
-    // exported, one at a time).
-    let mut segments = Vec::new();
-    for f in &files {
-        let report = verify_file(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let src = FileSource::open(f).with_context(|| format!("cannot read {}", f.display()))?;
-        segments.push((src, report));
+    // The recording's first log time, which --start and --end count from (a scan of every
+    // segment, needed only for them).
+    let mut t0 = None;
+    if args.start.is_some() || args.end.is_some() {
+        for f in &files {
+            let c = each_frame(f, |_, _| Ok(()))?;
+            if let Some(t) = c.start_time_ns {
+                t0 = Some(t0.map_or(t, |t0: u64| t0.min(t)));
+            }
+        }
     }
-    let mut buf = bytes::BytesMut::new();
-    let t0 = segments
-        .iter()
-        .filter_map(|(_, r)| r.start_time_ns)
-        .min()
-        .unwrap_or(0);
+    let t0 = t0.unwrap_or(0);
     let selected = |seq: u64, log_time: u64| {
         let rel = Duration::from_nanos(log_time.saturating_sub(t0));
         args.from_seq.is_none_or(|a| seq >= a)
@@ -118,23 +158,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             && args.start.is_none_or(|s| rel >= s)
             && args.end.is_none_or(|e| rel <= e)
     };
-    let total: u64 = segments
-        .iter()
-        .flat_map(|(_, r)| r.contents.messages.iter())
-        .filter(|m| selected(m.sequence as u64, m.log_time))
-        .count() as u64;
-    if total == 0 {
-        bail!("no frames match the selection");
-    }
-    if args.format == Format::Fakenect {
-        for (src, report) in &segments {
-            for m in report
-                .contents
-                .messages
-                .iter()
-                .filter(|m| selected(m.sequence as u64, m.log_time))
-            {
-                let img = decode_raw_image(read_message(src, &report.name, m, &mut buf)?)
+    // How many frames each segment has selected, frames read as the scan meets them (nothing
+    // per frame is kept); a fakenect export checks their size before it writes anything.
+    let mut counts = Vec::with_capacity(files.len());
+    for f in &files {
+        let mut n = 0u64;
+        each_frame(f, |m, data| {
+            if !selected(m.sequence as u64, m.log_time) {
+                return Ok(());
+            }
+            n += 1;
+            if args.format == Format::Fakenect {
+                let img = decode_raw_image(data)
                     .map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
                 if (img.width, img.height) != FAKENECT_SIZE {
                     bail!(
@@ -145,7 +180,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-        }
+            Ok(())
+        })?;
+        counts.push(n);
+    }
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        bail!("no frames match the selection");
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -161,39 +202,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut written = 0u64;
     let mut index = String::new();
-    for (src, report) in &segments {
-        for m in report
-            .contents
-            .messages
-            .iter()
-            .filter(|m| selected(m.sequence as u64, m.log_time))
-        {
-            let data = read_message(src, &report.name, m, &mut buf)?;
-            let img =
-                decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
-            let (name, file) = match args.format {
-                Format::Pgm => (
-                    format!("{:010}.pgm", m.sequence),
-                    framerec::export::pgm16(img.width, img.height, img.data),
-                ),
-                Format::Png => (
-                    format!("{:010}.png", m.sequence),
-                    framerec::export::png16(img.width, img.height, img.data)?,
-                ),
-                Format::Fakenect => (
-                    framerec::export::fakenect_depth_name(m.log_time, m.publish_time),
-                    framerec::export::fakenect_depth(img.width, img.height, img.data),
-                ),
-            };
-            if args.format == Format::Fakenect {
-                index.push_str(&name);
-                index.push('\n');
+    for (f, _) in files.iter().zip(&counts).filter(|(_, n)| **n > 0) {
+        each_frame(f, |m, data| {
+            if selected(m.sequence as u64, m.log_time) {
+                export_frame(&args, m, data, &mut index)?;
+                written += 1;
+                bar.inc(1);
             }
-            std::fs::write(args.out.join(&name), file)
-                .with_context(|| format!("cannot write {name}"))?;
-            written += 1;
-            bar.inc(1);
-        }
+            Ok(())
+        })?;
     }
     bar.finish_and_clear();
     if args.format == Format::Fakenect {

@@ -38,12 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         for (id, (topic, enc)) in &c.channels {
-            let n = c.messages.iter().filter(|m| m.channel == *id).count()
-                + if *id == framerec::segment::DROP_CHANNEL_ID {
-                    c.drops.len()
-                } else {
-                    0
-                };
+            let n = c.channel_messages.get(id).copied().unwrap_or(0);
             outln!("  channel {id}: {topic} ({enc}), {n} messages");
         }
         if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {

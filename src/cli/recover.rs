@@ -66,6 +66,9 @@ pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
                 for d in &r.damage {
                     outln!("    {d}");
                 }
+                if r.more_damage > 0 {
+                    outln!("    ... and {} more damage (not listed)", r.more_damage);
+                }
             }
             Outcome::Emptied { path, aside, why } => {
                 outln!(

@@ -194,9 +194,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             for p in &s.problems {
                 outln!("    {p}");
             }
+            if s.problems_not_listed > 0 {
+                outln!(
+                    "    ... and {} more problems (not listed)",
+                    s.problems_not_listed
+                );
+            }
         }
         for p in &report.problems {
             outln!("  {p}");
+        }
+        if report.problems_not_listed > 0 {
+            outln!(
+                "  ... and {} more problems (not listed)",
+                report.problems_not_listed
+            );
         }
         if let Some(line) = checked.live_line() {
             println!("  {line}");

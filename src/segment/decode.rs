@@ -91,7 +91,8 @@ impl DropNotice {
     }
 }
 
-/// A chunk found in the data section.
+/// A chunk found in the data section, as a scan meets it (handed to [`Visit::chunk`]; a scan
+/// keeps only counts and a digest of its chunks, see [`SegmentContents`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkInfo {
     pub offset: u64,
@@ -108,22 +109,201 @@ pub struct ChunkInfo {
     pub index: Vec<(u16, u64, u64)>,
 }
 
+/// How many entries a bounded list keeps; the rest are only counted.
+pub const MAX_LISTED: usize = 100;
+
+/// The first [`MAX_LISTED`] items pushed, and a count of the others: what a scan of a crafted
+/// file with a million damaged chunks keeps of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded<T> {
+    items: Vec<T>,
+    more: u64,
+}
+
+impl<T> Default for Bounded<T> {
+    fn default() -> Self {
+        Bounded {
+            items: Vec::new(),
+            more: 0,
+        }
+    }
+}
+
+impl<T> Bounded<T> {
+    pub fn push(&mut self, item: T) {
+        if self.items.len() < MAX_LISTED {
+            self.items.push(item);
+        } else {
+            self.more += 1;
+        }
+    }
+    /// The items kept, in the order pushed.
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+    /// How many items were pushed but not kept.
+    pub fn more(&self) -> u64 {
+        self.more
+    }
+    /// How many items were pushed.
+    pub fn total(&self) -> u64 {
+        self.items.len() as u64 + self.more
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+}
+
+impl<T: PartialEq> Bounded<T> {
+    /// Whether `item` is among the items kept.
+    pub fn contains(&self, item: &T) -> bool {
+        self.items.contains(item)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Bounded<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+/// Frames written one after another (in file order) with consecutive sequence numbers and log
+/// times that never go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRun {
+    pub first: u64,
+    pub last: u64,
+    /// Log time of the first frame.
+    pub first_time: u64,
+    /// Log time of the last frame.
+    pub last_time: u64,
+}
+
+impl SeqRun {
+    pub fn frames(&self) -> u64 {
+        self.last - self.first + 1
+    }
+}
+
+/// The sequence numbers of written frames as runs, merged as they come: a frame extends the
+/// last run when its number is one above the run's last and its log time is not before the
+/// run's last; anything else (a gap, a number not above the last: a duplicate or a frame out
+/// of order, a time going back) starts a new run. A recording is one run per segment but for
+/// its gaps, so memory follows the gaps, not the frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeqRuns {
+    runs: Vec<SeqRun>,
+}
+
+impl SeqRuns {
+    pub fn push(&mut self, seq: u64, log_time: u64) {
+        if let Some(r) = self.runs.last_mut()
+            && r.last.checked_add(1) == Some(seq)
+            && log_time >= r.last_time
+        {
+            r.last = seq;
+            r.last_time = log_time;
+            return;
+        }
+        self.runs.push(SeqRun {
+            first: seq,
+            last: seq,
+            first_time: log_time,
+            last_time: log_time,
+        });
+    }
+    pub fn runs(&self) -> &[SeqRun] {
+        &self.runs
+    }
+    pub fn into_runs(self) -> Vec<SeqRun> {
+        self.runs
+    }
+    /// Frames pushed (a duplicate counts each time).
+    pub fn frames(&self) -> u64 {
+        self.runs.iter().map(SeqRun::frames).sum()
+    }
+    pub fn min(&self) -> Option<u64> {
+        self.runs.iter().map(|r| r.first).min()
+    }
+    pub fn max(&self) -> Option<u64> {
+        self.runs.iter().map(|r| r.last).max()
+    }
+    /// Whether no frame was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+}
+
+/// A set of chunks (offset, length) as a count and an order-independent digest: equal sets
+/// give equal digests, so the chunks a scan found and those the summary indexes compare in
+/// constant memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkDigest {
+    pub count: u64,
+    sum: u64,
+}
+
+impl ChunkDigest {
+    pub fn add(&mut self, offset: u64, length: u64) {
+        // splitmix64 of each field: a sum of well-mixed values, so a changed pair shows.
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(mix(mix(offset) ^ length));
+    }
+}
+
+/// What a chunk whose CRC fails claims to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedChunk {
+    pub offset: u64,
+    pub first: u64,
+    pub last: u64,
+    pub count: usize,
+}
+
 /// The parts of the summary section verify compares against the data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SummaryInfo {
-    /// (chunk_start_offset, chunk_length, start_time, end_time) of each chunk index record.
-    pub chunk_indexes: Vec<(u64, u64, u64, u64)>,
+    /// The chunks the chunk index records name.
+    pub chunk_indexes: ChunkDigest,
     pub message_count: Option<u64>,
     pub chunk_count: Option<u32>,
     pub channel_message_counts: BTreeMap<u16, u64>,
 }
 
-/// Everything a scan of one segment found.
+/// Everything a scan of one segment found, in memory independent of its size: frames as runs
+/// of sequence numbers, counts and digests of chunks, bounded lists of damage. What a caller
+/// needs frame by frame or chunk by chunk it gets from a [`Visit`] while the scan runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentContents {
-    pub messages: Vec<MessageRef>,
+    /// Sequence numbers of the messages on channels other than the drop channel.
+    pub frames: SeqRuns,
+    /// Messages per channel (the drop channel: drop notices).
+    pub channel_messages: BTreeMap<u16, u64>,
+    /// The first message other than a drop notice.
+    pub first_message: Option<MessageRef>,
+    /// Earliest and latest log time of those messages.
+    pub start_time_ns: Option<u64>,
+    pub end_time_ns: Option<u64>,
+    /// Drop notices, a notice that continues the last one (same reason, next frame) merged
+    /// into it.
     pub drops: Vec<DropNotice>,
-    pub chunks: Vec<ChunkInfo>,
+    /// Chunks found (CRC checked or not) and their digest.
+    pub chunks: ChunkDigest,
+    /// Chunks whose CRC fails.
+    pub bad_crc_chunks: u64,
+    /// Those of them that claim to hold frames, with what they claim.
+    pub damaged_chunks: Bounded<DamagedChunk>,
     /// channel id -> (topic, message encoding)
     pub channels: BTreeMap<u16, (String, String)>,
     /// channel id -> the channel's metadata (framerec: width, height, encoding).
@@ -134,13 +314,79 @@ pub struct SegmentContents {
     /// Offset of the first record after the head (header, schemas, channels, metadata).
     pub head_end: u64,
     /// Byte ranges skipped as damaged while resyncing to the next intact chunk.
-    pub skipped: Vec<Range<u64>>,
+    pub skipped: Bounded<Range<u64>>,
+    /// Bytes in all the skipped ranges.
+    pub skipped_bytes: u64,
     pub summary: Option<SummaryInfo>,
     /// Offset one past the last intact record of the data section.
     pub data_end: u64,
     /// Footer and trailing magic are present and consistent.
     pub finalized: bool,
-    pub damage: Vec<DecodeError>,
+    pub damage: Bounded<DecodeError>,
+}
+
+impl SegmentContents {
+    /// Messages other than drop notices.
+    pub fn messages(&self) -> u64 {
+        self.channel_messages
+            .iter()
+            .filter(|(id, _)| **id != DROP_CHANNEL_ID)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Drop notices read (before merging).
+    pub fn drop_messages(&self) -> u64 {
+        self.channel_messages
+            .get(&DROP_CHANNEL_ID)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn message(&mut self, m: &MessageRef) {
+        self.frames.push(m.sequence as u64, m.log_time);
+        *self.channel_messages.entry(m.channel).or_insert(0) += 1;
+        if self.first_message.is_none() {
+            self.first_message = Some(m.clone());
+        }
+        self.start_time_ns = Some(self.start_time_ns.map_or(m.log_time, |t| t.min(m.log_time)));
+        self.end_time_ns = Some(self.end_time_ns.map_or(m.log_time, |t| t.max(m.log_time)));
+    }
+
+    fn drop_notice(&mut self, d: DropNotice) {
+        *self.channel_messages.entry(DROP_CHANNEL_ID).or_insert(0) += 1;
+        if let Some(last) = self.drops.last_mut()
+            && last.reason == d.reason
+            && last.last.0.checked_add(1) == Some(d.first.0)
+        {
+            last.last = d.last;
+            return;
+        }
+        self.drops.push(d);
+    }
+
+    fn skip(&mut self, r: Range<u64>) {
+        self.skipped_bytes += r.end - r.start;
+        self.skipped.push(r);
+    }
+}
+
+/// What a scan hands its caller as it goes, while the record is in memory. Called on the
+/// scanning thread; a visitor that fails keeps its error and returns it after the scan.
+pub trait Visit {
+    /// A message on a defined channel other than the drop channel, with its data.
+    fn message(&mut self, _m: &MessageRef, _data: &[u8]) {}
+    /// A chunk whose records were read (its CRC checked or not), with its record's body.
+    fn chunk(&mut self, _c: &ChunkInfo, _body: &[u8]) {}
+}
+
+/// A [`Visit`] that sees messages only.
+struct Messages<'a>(&'a mut dyn FnMut(&MessageRef, &[u8]));
+
+impl Visit for Messages<'_> {
+    fn message(&mut self, m: &MessageRef, data: &[u8]) {
+        (self.0)(m, data)
+    }
 }
 
 /// A bounds-checked little-endian reader over one record's body.
@@ -478,11 +724,11 @@ pub(super) fn clean_chunk_contents(record: &[u8]) -> Option<SegmentContents> {
     scratch
         .channels
         .insert(DROP_CHANNEL_ID, (String::new(), String::new()));
-    let clean = scan_chunk(&rec, &mut scratch, &mut |_, _| {}).is_ok()
+    let clean = scan_chunk(&rec, &mut scratch, &mut Messages(&mut |_, _| {})).is_ok()
         && scratch
-            .messages
-            .iter()
-            .all(|m| m.channel == DEPTH_CHANNEL_ID);
+            .channel_messages
+            .keys()
+            .all(|id| *id == DEPTH_CHANNEL_ID || *id == DROP_CHANNEL_ID);
     clean.then_some(scratch)
 }
 
@@ -503,16 +749,47 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
     parse_source(bytes, &mut |_, _| {}).unwrap_or_default()
 }
 
+/// Every chunk a scan of `bytes` meets, in file order (for tests and tools that hold the
+/// segment in memory anyway).
+pub fn segment_chunks(bytes: &[u8]) -> Vec<ChunkInfo> {
+    struct Chunks(Vec<ChunkInfo>);
+    impl Visit for Chunks {
+        fn chunk(&mut self, c: &ChunkInfo, _body: &[u8]) {
+            self.0.push(c.clone());
+        }
+    }
+    let mut v = Chunks(Vec::new());
+    let _ = scan_source(bytes, &mut v);
+    v.0
+}
+
+/// Every message other than a drop notice a scan of `bytes` meets, in file order.
+pub fn segment_messages(bytes: &[u8]) -> Vec<MessageRef> {
+    let mut out = Vec::new();
+    let _ = parse_source(bytes, &mut |m, _| out.push(m.clone()));
+    out
+}
+
 /// Scans a whole segment read from `src`, front to back, one record at a time: the body of a
 /// record it parses (a chunk, a channel, a summary record) is read into one buffer that is
 /// reused, and the bodies of the others are skipped unread, so memory is bounded by the
 /// largest record ([`MAX_RECORD_BYTES`]) plus constant windows, whatever the size of the file.
-/// `visit` sees each depth message (as pushed to [`SegmentContents::messages`]) with its data
+/// `visit` sees each message other than a drop notice (as counted in
+/// [`SegmentContents::frames`]) with its data
 /// while its chunk is in memory. Finds the same as [`parse_segment`] on the same bytes; an
 /// `Err` is a failed read, never damage.
 pub fn parse_source<S: Source + ?Sized>(
     src: &S,
     visit: &mut dyn FnMut(&MessageRef, &[u8]),
+) -> io::Result<SegmentContents> {
+    scan_source(src, &mut Messages(visit))
+}
+
+/// [`parse_source`] with a visitor that also sees every chunk as it is read (recover copies
+/// the intact ones from there).
+pub fn scan_source<S: Source + ?Sized>(
+    src: &S,
+    visit: &mut dyn Visit,
 ) -> io::Result<SegmentContents> {
     let len = src.len();
     let mut out = SegmentContents::default();
@@ -650,12 +927,12 @@ pub fn parse_source<S: Source + ?Sized>(
             OP_CHUNK_INDEX => {
                 let mut c = Cur::new(rec.body);
                 let r = (|| -> R<(u64, u64, u64, u64)> {
-                    let start = c.u64()?;
-                    let end = c.u64()?;
-                    Ok((c.u64()?, c.u64()?, start, end))
+                    c.u64()?;
+                    c.u64()?;
+                    Ok((c.u64()?, c.u64()?, 0, 0))
                 })();
                 match r {
-                    Ok(v) => summary.chunk_indexes.push(v),
+                    Ok((offset, length, ..)) => summary.chunk_indexes.add(offset, length),
                     Err(w) => out.damage.push(malformed(w)),
                 }
             }
@@ -792,11 +1069,11 @@ fn skip_damage<S: Source + ?Sized>(
 ) -> io::Result<Option<u64>> {
     Ok(match scan.next(at + 1)? {
         Some(next) => {
-            out.skipped.push(at..next);
+            out.skip(at..next);
             Some(next)
         }
         None => {
-            out.skipped.push(at..scan.src.len());
+            out.skip(at..scan.src.len());
             out.damage.push(DecodeError::Unfinished);
             None
         }
@@ -806,7 +1083,7 @@ fn skip_damage<S: Source + ?Sized>(
 fn scan_chunk(
     rec: &Rec<'_>,
     out: &mut SegmentContents,
-    visit: &mut dyn FnMut(&MessageRef, &[u8]),
+    visit: &mut dyn Visit,
 ) -> Result<(), DecodeError> {
     let malformed = |what| DecodeError::Malformed {
         offset: rec.offset,
@@ -845,7 +1122,17 @@ fn scan_chunk(
     };
     if !crc_ok {
         info.sequences = claimed_sequences(records);
-        out.chunks.push(info);
+        out.chunks.add(info.offset, info.length);
+        out.bad_crc_chunks += 1;
+        if !info.sequences.is_empty() {
+            out.damaged_chunks.push(DamagedChunk {
+                offset: info.offset,
+                first: info.sequences.iter().min().copied().unwrap_or(0) as u64,
+                last: info.sequences.iter().max().copied().unwrap_or(0) as u64,
+                count: info.sequences.len(),
+            });
+        }
+        visit.chunk(&info, rec.body);
         return Err(DecodeError::BadChunkCrc {
             offset: rec.offset,
             saved,
@@ -870,7 +1157,7 @@ fn scan_chunk(
                 DROP_CHANNEL_ID => {
                     if let Some(mut d) = parse_drop(data) {
                         d.log_time = log_time;
-                        out.drops.push(d);
+                        out.drop_notice(d);
                     } else {
                         return Err(malformed("drop notice is not valid JSON"));
                     }
@@ -891,8 +1178,8 @@ fn scan_chunk(
                         data: data_at..data_at + data.len(),
                         chunk_offset: rec.offset,
                     };
-                    visit(&m, data);
-                    out.messages.push(m);
+                    visit.message(&m, data);
+                    out.message(&m);
                 }
             }
             info.messages += 1;
@@ -900,7 +1187,8 @@ fn scan_chunk(
         }
         at = next;
     }
-    out.chunks.push(info);
+    out.chunks.add(info.offset, info.length);
+    visit.chunk(&info, rec.body);
     Ok(())
 }
 

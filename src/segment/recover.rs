@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use crate::frame::{DropReason, FrameSeq, PixelFormat, StreamInfo};
 
 use super::decode::{
-    DecodeError, SegmentContents, clean_chunk_contents, decode_raw_image, parse_segment,
+    ChunkInfo, DecodeError, SegmentContents, SeqRun, Visit, clean_chunk_contents, decode_raw_image,
+    parse_segment, scan_source,
 };
 use super::encode::{
     ChunkIndexEntry, DropRange, SegmentMeta, encode_drop_chunk, encode_segment_head,
@@ -43,7 +44,10 @@ pub struct Recovered {
     pub damaged_chunks: usize,
     /// Bytes of the original that held nothing intact (torn, zeroed or damaged).
     pub skipped_bytes: u64,
+    /// The first damage found (at most [`MAX_LISTED`](super::decode::MAX_LISTED)).
     pub damage: Vec<DecodeError>,
+    /// Damage found beyond those listed in `damage`.
+    pub more_damage: u64,
 }
 
 /// Merges sorted-or-not inclusive ranges into sorted disjoint ones.
@@ -83,9 +87,9 @@ pub fn subtract(from: &[(u64, u64)], minus: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
-/// Runs of consecutive values in a sorted, deduplicated list.
-fn runs(seqs: &[u64]) -> Vec<(u64, u64)> {
-    merge(seqs.iter().map(|s| (*s, *s)).collect())
+/// The sorted disjoint ranges of frames that `runs` hold.
+fn runs(runs: &[SeqRun]) -> Vec<(u64, u64)> {
+    merge(runs.iter().map(|r| (r.first, r.last)).collect())
 }
 
 /// Rebuilds `bytes` into a finalized segment. `also_lost` are ranges the caller knows the
@@ -137,7 +141,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         .cloned()
         .unwrap_or_default();
     let dim = |k: &str| meta.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    let frame_id = match c.messages.first() {
+    let frame_id = match &c.first_message {
         Some(m) => decode_raw_image(src.read(m.data.start as u64..m.data.end as u64, &mut buf)?)
             .ok()
             .map(|img| img.frame_id.to_string())
@@ -168,64 +172,35 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     };
     let (head_bytes, head) = encode_segment_head(&meta, false);
     out.write_all(&head_bytes)?;
-    let mut entries: Vec<ChunkIndexEntry> = Vec::new();
-    let mut kept_chunks = 0;
-    // What the kept chunks hold, read from each as it is copied: frames and drop notices.
-    let mut seqs: Vec<u64> = Vec::new();
-    let mut covered: Vec<(u64, u64)> = Vec::new();
-    let mut time_ns = 0;
-    for chunk in c.chunks.iter().filter(|ch| ch.crc_ok) {
-        let record = src.read(chunk.offset..chunk.offset + chunk.length, &mut buf)?;
-        let Some(held) = clean_chunk_contents(record) else {
-            continue;
-        };
-        seqs.extend(held.messages.iter().map(|m| m.sequence as u64));
-        covered.extend(held.drops.iter().map(|d| (d.first.0, d.last.0)));
-        time_ns = held
-            .messages
-            .iter()
-            .map(|m| m.log_time)
-            .fold(time_ns, u64::max);
-        kept_chunks += 1;
-        let start = out.at;
-        out.write_all(record)?;
-        let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
-        // framerec chunks hold one channel: index that channel's messages.
-        let channel_id = chunk.index.first().map_or(DEPTH_CHANNEL_ID, |m| m.0);
-        let times: Vec<(u64, u64)> = chunk
-            .index
-            .iter()
-            .filter(|m| m.0 == channel_id)
-            .map(|m| (m.1, m.2))
-            .collect();
-        let index_at = out.at;
-        let mut index = Vec::with_capacity(RECORD_PREFIX + 6 + 16 * times.len());
-        index.push(OP_MESSAGE_INDEX);
-        index.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
-        index.extend_from_slice(&channel_id.to_le_bytes());
-        index.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
-        for (t, o) in &times {
-            index.extend_from_slice(&t.to_le_bytes());
-            index.extend_from_slice(&o.to_le_bytes());
-        }
-        out.write_all(&index)?;
-        entries.push(ChunkIndexEntry {
-            start_time: chunk.start_time,
-            end_time: chunk.end_time,
-            chunk_start_offset: start,
-            chunk_length: chunk.length,
-            channel_id,
-            message_count: chunk.index.len() as u64,
-            message_index_offset: index_at,
-            message_index_length: out.at - index_at,
-            uncompressed_size: records_len,
-        });
+    // The intact chunks, copied as a second scan meets them (the same scan that made `c`, so
+    // the same chunks in the same order), with what they hold: frames and drop notices.
+    let mut copy = Copy {
+        out,
+        entries: Vec::new(),
+        kept_chunks: 0,
+        frames: Vec::new(),
+        covered: Vec::new(),
+        time_ns: 0,
+        record: Vec::new(),
+        error: None,
+    };
+    scan_source(src, &mut copy)?;
+    if let Some(e) = copy.error {
+        return Err(e);
     }
+    let Copy {
+        mut out,
+        mut entries,
+        kept_chunks,
+        frames,
+        mut covered,
+        time_ns,
+        ..
+    } = copy;
 
     // Frames this segment holds, frames its notices name, and what is missing between them.
-    seqs.sort_unstable();
-    seqs.dedup();
-    covered.extend(seqs.iter().map(|s| (*s, *s)));
+    let kept_ranges = runs(&frames);
+    covered.extend_from_slice(&kept_ranges);
     let covered = merge(covered);
     let mut lost: Vec<(u64, u64)> = covered
         .windows(2)
@@ -256,14 +231,100 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     out.out.flush()?;
     Ok(Ok(Recovered {
         bytes: Vec::new(),
-        kept_frames: seqs.len() as u64,
-        kept_ranges: runs(&seqs),
+        kept_frames: kept_ranges.iter().map(|(a, b)| b - a + 1).sum(),
+        kept_ranges,
         lost_ranges: lost,
         kept_chunks,
-        damaged_chunks: c.chunks.iter().filter(|ch| !ch.crc_ok).count(),
-        skipped_bytes: c.skipped.iter().map(|r| r.end - r.start).sum(),
-        damage: c.damage.clone(),
+        damaged_chunks: c.bad_crc_chunks as usize,
+        skipped_bytes: c.skipped_bytes,
+        damage: c.damage.items().to_vec(),
+        more_damage: c.damage.more(),
     }))
+}
+
+/// Copies the intact chunks a scan meets to the rebuilt segment, each followed by a
+/// regenerated message index, and notes what they hold.
+struct Copy<W> {
+    out: Counting<W>,
+    entries: Vec<ChunkIndexEntry>,
+    kept_chunks: usize,
+    /// Frames of the kept chunks, as runs (merged as they come).
+    frames: Vec<SeqRun>,
+    /// Frames the kept chunks' drop notices name.
+    covered: Vec<(u64, u64)>,
+    time_ns: u64,
+    /// The chunk record being copied (reused).
+    record: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Visit for Copy<W> {
+    fn chunk(&mut self, chunk: &ChunkInfo, body: &[u8]) {
+        if !chunk.crc_ok || self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.copy(chunk, body) {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl<W: Write> Copy<W> {
+    fn copy(&mut self, chunk: &ChunkInfo, body: &[u8]) -> io::Result<()> {
+        self.record.clear();
+        self.record.push(OP_CHUNK);
+        self.record
+            .extend_from_slice(&(body.len() as u64).to_le_bytes());
+        self.record.extend_from_slice(body);
+        let Some(held) = clean_chunk_contents(&self.record) else {
+            return Ok(());
+        };
+        for r in held.frames.runs() {
+            match self.frames.last_mut() {
+                Some(last) if last.last.checked_add(1) == Some(r.first) => last.last = r.last,
+                _ => self.frames.push(*r),
+            }
+        }
+        self.covered
+            .extend(held.drops.iter().map(|d| (d.first.0, d.last.0)));
+        self.time_ns = held.end_time_ns.unwrap_or(0).max(self.time_ns);
+        self.kept_chunks += 1;
+        let out = &mut self.out;
+        let start = out.at;
+        out.write_all(&self.record)?;
+        let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
+        // framerec chunks hold one channel: index that channel's messages.
+        let channel_id = chunk.index.first().map_or(DEPTH_CHANNEL_ID, |m| m.0);
+        let times: Vec<(u64, u64)> = chunk
+            .index
+            .iter()
+            .filter(|m| m.0 == channel_id)
+            .map(|m| (m.1, m.2))
+            .collect();
+        let index_at = out.at;
+        let mut index = Vec::with_capacity(RECORD_PREFIX + 6 + 16 * times.len());
+        index.push(OP_MESSAGE_INDEX);
+        index.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
+        index.extend_from_slice(&channel_id.to_le_bytes());
+        index.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
+        for (t, o) in &times {
+            index.extend_from_slice(&t.to_le_bytes());
+            index.extend_from_slice(&o.to_le_bytes());
+        }
+        out.write_all(&index)?;
+        self.entries.push(ChunkIndexEntry {
+            start_time: chunk.start_time,
+            end_time: chunk.end_time,
+            chunk_start_offset: start,
+            chunk_length: chunk.length,
+            channel_id,
+            message_count: chunk.index.len() as u64,
+            message_index_offset: index_at,
+            message_index_length: out.at - index_at,
+            uncompressed_size: records_len,
+        });
+        Ok(())
+    }
 }
 
 /// A writer that knows how many bytes went through it: the offset the next record lands at.
@@ -282,6 +343,7 @@ impl<W: Write> Counting<W> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode::SeqRuns;
     use super::*;
 
     #[test]
@@ -295,7 +357,11 @@ mod tests {
             vec![(1, 4)],
             "adjacent ranges join"
         );
-        assert_eq!(runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 2), (5, 5), (7, 8)]);
+        let mut r = SeqRuns::default();
+        for s in [0, 1, 2, 5, 7, 8, 3] {
+            r.push(s, 0);
+        }
+        assert_eq!(runs(r.runs()), vec![(0, 3), (5, 5), (7, 8)]);
         assert_eq!(
             subtract(&[(0, 10)], &[(2, 3), (5, 5)]),
             vec![(0, 1), (4, 4), (6, 10)]

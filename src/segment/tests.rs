@@ -97,15 +97,13 @@ fn a_segment_round_trips_through_the_scanner_and_the_mcap_crate() {
         let report = verify_segment("t", &bytes);
         assert!(report.ok(), "direct={direct}: {:?}", report.problems);
         assert!(report.finalized);
-        let seqs: Vec<u32> = report
-            .contents
-            .messages
+        let seqs: Vec<u32> = segment_messages(&bytes)
             .iter()
             .map(|m| m.sequence)
             .collect();
         assert_eq!(seqs, vec![0, 1, 2, 5]);
         assert_eq!(report.dropped.get("queue_full"), Some(&2));
-        for m in &report.contents.messages {
+        for m in &segment_messages(&bytes) {
             let img = decode_raw_image(&bytes[m.data.clone()]).unwrap();
             assert_eq!(
                 img.data,
@@ -141,8 +139,8 @@ fn a_flipped_payload_bit_names_the_chunk_and_both_crcs() {
         ],
         false,
     );
-    let clean = parse_segment(&good);
-    let second = clean.chunks[1].offset as usize;
+    let clean = segment_chunks(&good);
+    let second = clean[1].offset as usize;
     let mut bad = good.clone();
     bad[second + 200] ^= 0x01;
     let report = verify_segment("t", &bad);
@@ -238,7 +236,7 @@ proptest! {
         let report = verify_segment("t", &bytes);
         prop_assert!(report.ok(), "{:?}", report.problems);
         prop_assert_eq!(report.frames, next);
-        for m in &report.contents.messages {
+        for m in &segment_messages(&bytes) {
             let img = decode_raw_image(&bytes[m.data.clone()]).unwrap();
             let expected = frame(m.sequence as u64, s.frame_bytes());
             prop_assert_eq!(img.data, expected.buf.payload());
@@ -267,9 +265,7 @@ proptest! {
 
 /// Frames (sequence numbers) whose chunk lies entirely in `range` of the original file.
 fn frames_in_untouched_chunks(bytes: &[u8], untouched: impl Fn(u64, u64) -> bool) -> Vec<u64> {
-    let c = parse_segment(bytes);
-    let mut out: Vec<u64> = c
-        .chunks
+    let mut out: Vec<u64> = segment_chunks(bytes)
         .iter()
         .filter(|ch| untouched(ch.offset, ch.offset + ch.length))
         .flat_map(|ch| ch.sequences.iter().map(|s| *s as u64))
@@ -282,9 +278,7 @@ fn kept(recovered: &[u8]) -> Vec<u64> {
     let r = verify_segment("recovered", recovered);
     assert!(r.ok(), "a recovered segment verifies: {:?}", r.problems);
     assert!(r.finalized);
-    let mut seqs: Vec<u64> = r
-        .contents
-        .messages
+    let mut seqs: Vec<u64> = segment_messages(recovered)
         .iter()
         .map(|m| m.sequence as u64)
         .collect();
@@ -334,7 +328,7 @@ fn recover_skips_a_zeroed_range_and_a_garbage_tail() {
         ],
         false,
     );
-    let chunks = parse_segment(&good).chunks;
+    let chunks = segment_chunks(&good);
     // Zero the middle chunk and part of its neighbour's message index, as a lost write would.
     let mut holed = good.clone();
     let (a, b) = (chunks[1].offset as usize, (chunks[2].offset - 1) as usize);
@@ -459,7 +453,7 @@ fn fake_chunk_headers_claiming_the_rest_of_the_file_hide_no_real_chunk() {
     let s = stream(64, 48);
     let batches: Vec<(Vec<u64>, Vec<DropRange>)> = (0..40).map(|i| (vec![i], vec![])).collect();
     let good = build(&s, &batches, false);
-    let chunks = parse_segment(&good).chunks;
+    let chunks = segment_chunks(&good);
     let mut bad = good.clone();
     let (a, b) = (chunks[1].offset as usize, chunks[30].offset as usize);
     const FIXED: usize = 8 + 8 + 8 + 4 + 4 + 8;
@@ -558,7 +552,7 @@ fn the_file_reader_matches_the_slice_scanner_on_crafted_damage() {
     let s = stream(16, 8);
     let batches: Vec<(Vec<u64>, Vec<DropRange>)> = (0..20).map(|i| (vec![i], vec![])).collect();
     let good = build(&s, &batches, false);
-    let chunks = parse_segment(&good).chunks;
+    let chunks = segment_chunks(&good);
     let mut bad = good.clone();
     let (a, b) = (chunks[1].offset as usize, chunks[15].offset as usize);
     plant_fake_chunk_headers(&mut bad, a, b);
@@ -669,7 +663,7 @@ fn lengths_that_lie_are_damage_not_allocations() {
         longest: std::cell::Cell::new(0),
     };
     let got = parse_source(&watched, &mut |_, _| {}).unwrap();
-    assert_eq!(got.messages.len(), 1, "the real frame is still read");
+    assert_eq!(got.messages(), 1, "the real frame is still read");
     assert!(
         got.damage.contains(&DecodeError::Malformed {
             offset: huge_at,
@@ -679,7 +673,12 @@ fn lengths_that_lie_are_damage_not_allocations() {
         "{:?}",
         got.damage
     );
-    assert_eq!(got.skipped, vec![huge_at..file_len], "{:?}", got.skipped);
+    assert_eq!(
+        got.skipped.items().to_vec(),
+        std::iter::once(huge_at..file_len).collect::<Vec<_>>(),
+        "{:?}",
+        got.skipped
+    );
     assert!(
         watched.longest.get() <= WINDOW_BYTES as u64,
         "a read of {} bytes",
@@ -699,4 +698,43 @@ fn lengths_that_lie_are_damage_not_allocations() {
         "{:?}",
         c.damage
     );
+}
+
+#[test]
+fn a_thousand_damaged_chunks_make_a_bounded_list_of_problems() {
+    let s = stream(8, 8);
+    let batches: Vec<(Vec<u64>, Vec<DropRange>)> = (0..1000).map(|i| (vec![i], vec![])).collect();
+    let good = build(&s, &batches, false);
+    let chunks = segment_chunks(&good);
+    assert_eq!(chunks.len(), 1000);
+    // Every other chunk damaged: each is found (after an intact one), each skipped over.
+    let mut bad = good.clone();
+    for c in chunks.iter().step_by(2) {
+        bad[(c.offset + c.length) as usize - 1] ^= 0x01;
+    }
+    let c = parse_segment(&bad);
+    assert_eq!(c.bad_crc_chunks, 500);
+    assert_eq!(c.damaged_chunks.total(), 500);
+    assert_eq!(c.damaged_chunks.items().len(), MAX_LISTED);
+    assert!(c.damage.total() >= 500 && c.damage.items().len() == MAX_LISTED);
+    let report = verify_segment("t", &bad);
+    assert!(!report.ok());
+    assert_eq!(report.problems.len(), MAX_LISTED);
+    // 500 bad CRCs, 500 damaged chunks' frames, 500 skipped ranges, and the summary's counts.
+    assert!(
+        report.problems.len() as u64 + report.problems_not_listed >= 1500,
+        "{} listed, {} more",
+        report.problems.len(),
+        report.problems_not_listed
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["problems"].as_array().unwrap().len(), MAX_LISTED);
+    assert_eq!(json["problems_not_listed"], report.problems_not_listed);
+    // The intact half is still read, and recover keeps it.
+    assert_eq!(report.frames, 500);
+    let rec = recover_segment(&bad, &[]).unwrap();
+    assert_eq!(rec.kept_frames, 500);
+    assert_eq!(rec.damaged_chunks, 500);
+    assert_eq!(rec.damage.len(), MAX_LISTED);
+    assert!(rec.more_damage > 0);
 }

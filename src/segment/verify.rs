@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::decode::{DecodeError, MessageRef, SegmentContents, decode_raw_image, parse_source};
+use super::decode::{
+    Bounded, DecodeError, MAX_LISTED, MessageRef, SegmentContents, SeqRun, decode_raw_image,
+    parse_source,
+};
 use super::source::{FileSource, Source};
 
 /// One thing wrong with a segment or recording.
@@ -20,6 +23,8 @@ pub enum Problem {
     SummaryMismatch(String),
     #[error("frame {seq} is written {count} times")]
     Duplicate { seq: u64, count: usize },
+    #[error("frames {first}..={last} are written {count} times each")]
+    DuplicateRange { first: u64, last: u64, count: usize },
     #[error("frames {first}..={last} are missing and no drop notice explains them")]
     Missing { first: u64, last: u64 },
     #[error("frame {seq} is both written and named in a drop notice ({reason})")]
@@ -65,14 +70,22 @@ pub struct SegmentReport {
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
     pub dropped: BTreeMap<String, u64>,
+    /// The first [`MAX_LISTED`] problems.
     pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub problems_not_listed: u64,
     #[serde(skip)]
     pub contents: SegmentContents,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl SegmentReport {
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.problems_not_listed == 0
     }
 }
 
@@ -85,24 +98,72 @@ pub struct RecordingReport {
     pub dropped: BTreeMap<String, u64>,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
-    /// Problems across segments (continuity); each segment lists its own.
+    /// Problems across segments (continuity), the first [`MAX_LISTED`]; each segment lists
+    /// its own.
     pub problems: Vec<Problem>,
+    /// Problems across segments beyond those listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub problems_not_listed: u64,
+    /// Every range of frames missing with no drop notice to explain it (each is also a
+    /// [`Problem::Missing`], listed or counted): what a repair names as lost.
+    #[serde(skip)]
+    pub missing: Vec<(u64, u64)>,
+}
+
+/// Problems as they are found: the first `cap` kept, the rest counted.
+#[derive(Debug)]
+struct Problems {
+    list: Vec<Problem>,
+    more: u64,
+    cap: usize,
+}
+
+impl Problems {
+    fn new(cap: usize) -> Self {
+        Problems {
+            list: Vec::new(),
+            more: 0,
+            cap,
+        }
+    }
+    fn push(&mut self, p: Problem) {
+        if self.list.len() < self.cap {
+            self.list.push(p);
+        } else {
+            self.more += 1;
+        }
+    }
+    /// Adds what another list kept and counted.
+    fn extend(&mut self, items: impl IntoIterator<Item = Problem>, more: u64) {
+        for p in items {
+            self.push(p);
+        }
+        self.more += more;
+    }
 }
 
 /// Verifies one segment's bytes on their own.
 pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
-    let mut images = Vec::new();
+    let mut images = Bounded::default();
     // Reads from a slice never fail.
-    let contents = parse_source(bytes, &mut |m, data| images.extend(image_problem(m, data)))
-        .unwrap_or_default();
+    let contents = parse_source(bytes, &mut |m, data| {
+        if let Some(p) = image_problem(m, data) {
+            images.push(p);
+        }
+    })
+    .unwrap_or_default();
     report(name, bytes.len() as u64, contents, images)
 }
 
 /// Verifies one segment read from `src` (a file: one chunk in memory at a time); finds what
 /// [`verify_segment`] finds on the same bytes. `Err` is a failed read.
 pub fn verify_source<S: Source + ?Sized>(name: &str, src: &S) -> io::Result<SegmentReport> {
-    let mut images = Vec::new();
-    let contents = parse_source(src, &mut |m, data| images.extend(image_problem(m, data)))?;
+    let mut images = Bounded::default();
+    let contents = parse_source(src, &mut |m, data| {
+        if let Some(p) = image_problem(m, data) {
+            images.push(p);
+        }
+    })?;
     Ok(report(name, src.len(), contents, images))
 }
 
@@ -140,69 +201,67 @@ fn image_problem(m: &MessageRef, data: &[u8]) -> Option<Problem> {
 
 /// The report on a scanned segment of `len` bytes; `images` are its messages' image problems,
 /// in message order.
-fn report(name: &str, len: u64, contents: SegmentContents, images: Vec<Problem>) -> SegmentReport {
-    let mut problems: Vec<Problem> = contents
-        .damage
-        .iter()
-        .cloned()
-        .map(Problem::Damage)
-        .collect();
-    for c in contents
-        .chunks
-        .iter()
-        .filter(|c| !c.crc_ok && !c.sequences.is_empty())
-    {
-        problems.push(Problem::DamagedFrames {
-            offset: c.offset,
-            first: c.sequences.iter().min().copied().unwrap_or(0) as u64,
-            last: c.sequences.iter().max().copied().unwrap_or(0) as u64,
-            count: c.sequences.len(),
-        });
-    }
-    problems.extend(contents.skipped.iter().map(|r| Problem::Skipped {
-        start: r.start,
-        end: r.end,
-    }));
+fn report(
+    name: &str,
+    len: u64,
+    contents: SegmentContents,
+    images: Bounded<Problem>,
+) -> SegmentReport {
+    let mut problems = Problems::new(MAX_LISTED);
+    problems.extend(
+        contents.damage.iter().cloned().map(Problem::Damage),
+        contents.damage.more(),
+    );
+    problems.extend(
+        contents
+            .damaged_chunks
+            .iter()
+            .map(|c| Problem::DamagedFrames {
+                offset: c.offset,
+                first: c.first,
+                last: c.last,
+                count: c.count,
+            }),
+        contents.damaged_chunks.more(),
+    );
+    problems.extend(
+        contents.skipped.iter().map(|r| Problem::Skipped {
+            start: r.start,
+            end: r.end,
+        }),
+        contents.skipped.more(),
+    );
 
     if let Some(summary) = &contents.summary {
-        let mut found: Vec<(u64, u64)> = contents
-            .chunks
-            .iter()
-            .map(|c| (c.offset, c.length))
-            .collect();
-        let mut indexed: Vec<(u64, u64)> =
-            summary.chunk_indexes.iter().map(|c| (c.0, c.1)).collect();
-        found.sort_unstable();
-        indexed.sort_unstable();
+        let (indexed, found) = (summary.chunk_indexes, contents.chunks);
         if found != indexed {
             problems.push(Problem::SummaryMismatch(format!(
-                "{} chunk index records for {} chunks found (first difference at {:?})",
-                indexed.len(),
-                found.len(),
-                found
-                    .iter()
-                    .zip(&indexed)
-                    .find(|(a, b)| a != b)
-                    .map(|(a, _)| a.0)
+                "{} chunk index records for {} chunks found{}",
+                indexed.count,
+                found.count,
+                if indexed.count == found.count {
+                    " (they name different chunks)"
+                } else {
+                    ""
+                }
             )));
         }
-        let messages = (contents.messages.len() + contents.drops.len()) as u64;
+        let messages = contents.messages() + contents.drop_messages();
         if summary.message_count != Some(messages) {
             problems.push(Problem::SummaryMismatch(format!(
                 "statistics count {:?} messages, {} found",
                 summary.message_count, messages
             )));
         }
-        if summary.chunk_count != Some(contents.chunks.len() as u32) {
+        if summary.chunk_count.map(u64::from) != Some(contents.chunks.count) {
             problems.push(Problem::SummaryMismatch(format!(
                 "statistics count {:?} chunks, {} found",
-                summary.chunk_count,
-                contents.chunks.len()
+                summary.chunk_count, contents.chunks.count
             )));
         }
     }
 
-    problems.extend(images);
+    problems.extend(images.iter().cloned(), images.more());
 
     let mut dropped = BTreeMap::new();
     for d in &contents.drops {
@@ -212,84 +271,176 @@ fn report(name: &str, len: u64, contents: SegmentContents, images: Vec<Problem>)
         name: name.to_string(),
         bytes: len,
         finalized: contents.finalized,
-        chunks: contents.chunks.len(),
-        frames: contents.messages.len() as u64,
-        first_seq: contents.messages.iter().map(|m| m.sequence as u64).min(),
-        last_seq: contents.messages.iter().map(|m| m.sequence as u64).max(),
-        start_time_ns: contents.messages.iter().map(|m| m.log_time).min(),
-        end_time_ns: contents.messages.iter().map(|m| m.log_time).max(),
+        chunks: contents.chunks.count as usize,
+        frames: contents.messages(),
+        first_seq: contents.frames.min(),
+        last_seq: contents.frames.max(),
+        start_time_ns: contents.start_time_ns,
+        end_time_ns: contents.end_time_ns,
         dropped,
-        problems,
+        problems: problems.list,
+        problems_not_listed: problems.more,
         contents,
     }
 }
 
 /// Verifies segments (in recording order) as one recording: each on its own, then continuity
 /// across all of them. `starts_at_zero` says the first segment of the recording is present, so
-/// frame 0 must be accounted for.
-pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> RecordingReport {
-    let mut problems = Vec::new();
-    // Written frames, with log times, in sequence order.
-    let mut written: Vec<(u64, u64)> = segments
-        .iter()
-        .flat_map(|s| {
-            s.contents
-                .messages
-                .iter()
-                .map(|m| (m.sequence as u64, m.log_time))
-        })
-        .collect();
-    written.sort_unstable();
-    let mut drops: Vec<(u64, u64, String)> = segments
-        .iter()
-        .flat_map(|s| {
-            s.contents
-                .drops
-                .iter()
-                .map(|d| (d.first.0, d.last.0, d.reason.clone()))
-        })
-        .collect();
+/// frame 0 must be accounted for. Works on runs of frames, not frames: time and memory grow
+/// with the number of runs and drop notices (n log n), whatever the number of frames.
+///
+/// The segments' runs and drop notices move into the check: in the reports returned,
+/// `contents.frames` and `contents.drops` are empty (everything else is kept).
+pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) -> RecordingReport {
+    let mut runs: Vec<SeqRun> = Vec::new();
+    let mut drops: Vec<(u64, u64, String)> = Vec::new();
+    for s in &mut segments {
+        runs.extend(std::mem::take(&mut s.contents.frames).into_runs());
+        drops.extend(
+            std::mem::take(&mut s.contents.drops)
+                .into_iter()
+                .map(|d| (d.first.0, d.last.0, d.reason)),
+        );
+    }
+    let mut problems = Problems::new(MAX_LISTED);
+    let c = continuity(runs, drops, starts_at_zero, &mut problems);
+    let ok =
+        problems.list.is_empty() && problems.more == 0 && segments.iter().all(SegmentReport::ok);
+    RecordingReport {
+        ok,
+        segments,
+        frames: c.frames,
+        dropped: c.dropped,
+        first_seq: c.first_seq,
+        last_seq: c.last_seq,
+        problems: problems.list,
+        problems_not_listed: problems.more,
+        missing: c.missing,
+    }
+}
+
+/// What the continuity check found besides its problems.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Continuity {
+    /// Distinct frames written.
+    frames: u64,
+    dropped: BTreeMap<String, u64>,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    missing: Vec<(u64, u64)>,
+}
+
+/// Continuity over runs of written frames (any order) and drop notices (first, last, reason):
+/// every frame number from the start (0 when `starts_at_zero`) to the highest is written once
+/// or named in exactly one drop notice, and log times do not go back as frame numbers go up.
+/// Problems come in this order: frames written more than once, times going back, frames both
+/// written and dropped, frames dropped twice, frames missing; each kind in frame order.
+///
+/// Where runs overlap (a frame written twice), the log times of the frames they share are not
+/// compared: the duplicate is the problem reported.
+fn continuity(
+    mut runs: Vec<SeqRun>,
+    mut drops: Vec<(u64, u64, String)>,
+    starts_at_zero: bool,
+    problems: &mut Problems,
+) -> Continuity {
+    runs.sort_unstable_by_key(|r| (r.first, r.last, r.first_time));
     drops.sort_unstable();
 
+    // How many runs hold each frame: a sweep over the starts and ends of each cluster of
+    // overlapping runs (a run that overlaps none needs none).
+    let mut dup: Option<(u64, u64, i64)> = None;
+    let mut events: Vec<(u64, i64)> = Vec::new();
     let mut i = 0;
-    while i < written.len() {
+    while i < runs.len() {
+        let mut reach = runs[i].last;
         let mut j = i + 1;
-        while j < written.len() && written[j].0 == written[i].0 {
+        while j < runs.len() && runs[j].first <= reach {
+            reach = reach.max(runs[j].last);
             j += 1;
         }
         if j - i > 1 {
-            problems.push(Problem::Duplicate {
-                seq: written[i].0,
-                count: j - i,
-            });
+            events.clear();
+            for r in &runs[i..j] {
+                events.push((r.first, 1));
+                if let Some(end) = r.last.checked_add(1) {
+                    events.push((end, -1));
+                }
+            }
+            events.sort_unstable();
+            let mut depth = 0i64;
+            let mut e = 0;
+            while e < events.len() {
+                let at = events[e].0;
+                while e < events.len() && events[e].0 == at {
+                    depth += events[e].1;
+                    e += 1;
+                }
+                // Frames at..next are held by `depth` runs.
+                let Some(&(next, _)) = events.get(e) else {
+                    break;
+                };
+                if depth >= 2 {
+                    dup = match dup {
+                        Some((a, b, n)) if n == depth && b + 1 == at => Some((a, next - 1, n)),
+                        Some(d) => {
+                            problems.push(duplicate(d));
+                            Some((at, next - 1, depth))
+                        }
+                        None => Some((at, next - 1, depth)),
+                    };
+                }
+            }
         }
         i = j;
     }
-    written.dedup_by_key(|w| w.0);
-    for pair in written.windows(2) {
-        if pair[1].1 < pair[0].1 {
+    drop(events);
+    if let Some(d) = dup {
+        problems.push(duplicate(d));
+    }
+
+    // Log times at the joins of runs that do not overlap (within a run they never go back).
+    let mut prev: Option<SeqRun> = None;
+    for r in &runs {
+        if let Some(p) = prev
+            && r.first > p.last
+            && r.first_time < p.last_time
+        {
             problems.push(Problem::TimeGoesBack {
-                seq: pair[1].0,
-                log_time: pair[1].1,
-                prev_seq: pair[0].0,
-                prev_log_time: pair[0].1,
+                seq: r.first,
+                log_time: r.first_time,
+                prev_seq: p.last,
+                prev_log_time: p.last_time,
             });
         }
+        prev = match prev {
+            Some(p) if p.last >= r.last => Some(p),
+            _ => Some(*r),
+        };
     }
+
+    // The frames written, as sorted disjoint ranges.
+    let mut written: Vec<(u64, u64)> = Vec::new();
+    for r in &runs {
+        match written.last_mut() {
+            Some(w) if r.first <= w.1.saturating_add(1) => w.1 = w.1.max(r.last),
+            _ => written.push((r.first, r.last)),
+        }
+    }
+    drop(runs);
+    let frames = written.iter().map(|(a, b)| b - a + 1).sum();
 
     // Walk the sequence space: each number is written once or inside exactly one drop range.
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
-    let mut intervals: Vec<(u64, u64)> = Vec::new(); // covered [first, last]
     for (first, last, reason) in &drops {
         *dropped.entry(reason.clone()).or_insert(0) += (last - first).saturating_add(1);
-        let lo = written.partition_point(|w| w.0 < *first);
+        let lo = written.partition_point(|w| w.1 < *first);
         if let Some(w) = written.get(lo).filter(|w| w.0 <= *last) {
             problems.push(Problem::WrittenAndDropped {
-                seq: w.0,
+                seq: w.0.max(*first),
                 reason: reason.clone(),
             });
         }
-        intervals.push((*first, *last));
     }
     // Drop notices must not overlap: a frame is dropped once. (`drops` is sorted by first.)
     let mut reach: Option<u64> = None;
@@ -304,33 +455,436 @@ pub fn verify_recording(segments: Vec<SegmentReport>, starts_at_zero: bool) -> R
         }
         reach = Some(reach.map_or(*last, |r| r.max(*last)));
     }
-    intervals.extend(written.iter().map(|w| (w.0, w.0)));
-    intervals.sort_unstable();
-    let first_seq = intervals.first().map(|i| i.0);
-    let last_seq = intervals.iter().map(|i| i.1).max();
+    // Frames written and frames dropped, both sorted: merged as they are walked.
+    let intervals = Merged {
+        a: written.iter().copied().peekable(),
+        b: drops.iter().map(|(a, b, _)| (*a, *b)).peekable(),
+    };
+    let first_seq = match (written.first(), drops.first()) {
+        (Some(w), Some(d)) => Some(w.0.min(d.0)),
+        (w, d) => w.map(|w| w.0).or(d.map(|d| d.0)),
+    };
+    let last_seq = written
+        .last()
+        .map(|w| w.1)
+        .into_iter()
+        .chain(drops.iter().map(|d| d.1))
+        .max();
+    let mut missing = Vec::new();
     let mut next = if starts_at_zero { Some(0) } else { first_seq };
-    for (a, b) in &intervals {
+    for (a, b) in intervals {
         if let Some(n) = next
-            && *a > n
+            && a > n
         {
             problems.push(Problem::Missing {
                 first: n,
                 last: a - 1,
             });
+            missing.push((n, a - 1));
         }
         let after = b.saturating_add(1);
         next = Some(next.map_or(after, |n| n.max(after)));
     }
-
-    let frames = written.len() as u64;
-    let ok = problems.is_empty() && segments.iter().all(SegmentReport::ok);
-    RecordingReport {
-        ok,
-        segments,
+    Continuity {
         frames,
         dropped,
         first_seq,
         last_seq,
-        problems,
+        missing,
+    }
+}
+
+/// Two sorted iterators of ranges, walked as one sorted one.
+struct Merged<A: Iterator<Item = (u64, u64)>, B: Iterator<Item = (u64, u64)>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = (u64, u64)>, B: Iterator<Item = (u64, u64)>> Iterator for Merged<A, B> {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+/// The problem for frames `first..=last`, each written `count` times.
+fn duplicate((first, last, count): (u64, u64, i64)) -> Problem {
+    let count = count as usize;
+    if first == last {
+        Problem::Duplicate { seq: first, count }
+    } else {
+        Problem::DuplicateRange { first, last, count }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::super::decode::SeqRuns;
+    use super::*;
+
+    /// Runs of `frames` (seq, log_time) in file order, as one segment's scan makes them.
+    fn runs_of(frames: &[(u64, u64)]) -> Vec<SeqRun> {
+        let mut r = SeqRuns::default();
+        for (s, t) in frames {
+            r.push(*s, *t);
+        }
+        r.runs().to_vec()
+    }
+
+    fn drops(d: &[(u64, u64, &str)]) -> Vec<(u64, u64, String)> {
+        d.iter().map(|(a, b, r)| (*a, *b, r.to_string())).collect()
+    }
+
+    /// Continuity of frames written in this order, with these drop notices.
+    fn check(
+        frames: &[(u64, u64)],
+        d: &[(u64, u64, &str)],
+        starts_at_zero: bool,
+    ) -> (Continuity, Vec<Problem>) {
+        let mut p = Problems::new(usize::MAX);
+        let c = continuity(runs_of(frames), drops(d), starts_at_zero, &mut p);
+        assert_eq!(p.more, 0);
+        (c, p.list)
+    }
+
+    /// Frames 0..n, one every 10 ns.
+    fn steady(range: std::ops::Range<u64>) -> Vec<(u64, u64)> {
+        range.map(|s| (s, s * 10)).collect()
+    }
+
+    #[test]
+    fn a_contiguous_recording_is_one_run_and_has_no_problem() {
+        let frames = steady(0..1000);
+        assert_eq!(runs_of(&frames).len(), 1);
+        let (c, p) = check(&frames, &[], true);
+        assert_eq!(p, vec![]);
+        assert_eq!(
+            (c.frames, c.first_seq, c.last_seq),
+            (1000, Some(0), Some(999))
+        );
+    }
+
+    #[test]
+    fn missing_frames_are_named_unless_a_notice_explains_them() {
+        let mut frames = steady(2..5);
+        frames.extend(steady(8..10));
+        let (c, p) = check(&frames, &[], true);
+        assert_eq!(
+            p,
+            vec![
+                Problem::Missing { first: 0, last: 1 },
+                Problem::Missing { first: 5, last: 7 }
+            ]
+        );
+        assert_eq!(c.missing, vec![(0, 1), (5, 7)]);
+        let (_, p) = check(&frames, &[(5, 7, "queue_full")], false);
+        assert_eq!(p, vec![], "from its first frame, notice explaining the gap");
+    }
+
+    #[test]
+    fn a_frame_written_twice_is_a_duplicate_and_a_range_says_so_once() {
+        // 0..=9, then 4 again, then 6..=8 again (a rewrite after a failed fsync, say).
+        let mut frames = steady(0..10);
+        frames.push((4, 40));
+        frames.extend(steady(6..9));
+        let (c, p) = check(&frames, &[], true);
+        assert_eq!(
+            p,
+            vec![
+                Problem::Duplicate { seq: 4, count: 2 },
+                Problem::DuplicateRange {
+                    first: 6,
+                    last: 8,
+                    count: 2
+                },
+            ]
+        );
+        assert_eq!(c.frames, 10, "distinct frames");
+        assert_eq!(
+            Problem::DuplicateRange {
+                first: 6,
+                last: 8,
+                count: 2
+            }
+            .to_string(),
+            "frames 6..=8 are written 2 times each"
+        );
+    }
+
+    #[test]
+    fn frames_dropped_twice_and_written_and_dropped() {
+        let frames = steady(0..5);
+        let (c, p) = check(
+            &frames,
+            &[(3, 6, "queue_full"), (6, 8, "lost"), (9, 9, "lost")],
+            true,
+        );
+        assert_eq!(
+            p,
+            vec![
+                Problem::WrittenAndDropped {
+                    seq: 3,
+                    reason: "queue_full".into()
+                },
+                Problem::DroppedTwice { first: 6, last: 6 },
+            ]
+        );
+        assert_eq!(c.dropped["queue_full"], 4);
+        assert_eq!(c.dropped["lost"], 4);
+        assert_eq!(c.last_seq, Some(9));
+    }
+
+    #[test]
+    fn frames_out_of_order_are_fine_while_time_goes_forward() {
+        // Written 0..=4, 8..=9, 5..=7: three runs, sequence order restores the times.
+        let mut frames = steady(0..5);
+        frames.extend(steady(8..10));
+        frames.extend(steady(5..8));
+        assert_eq!(runs_of(&frames).len(), 3);
+        let (c, p) = check(&frames, &[], true);
+        assert_eq!(p, vec![]);
+        assert_eq!(c.frames, 10);
+    }
+
+    #[test]
+    fn time_going_back_is_found_inside_a_run_and_between_runs() {
+        // Frame 3 goes back in time (a run splits there); frame 7, in a later segment, too.
+        let frames = vec![(0, 0), (1, 10), (2, 20), (3, 15), (4, 30)];
+        let later = vec![(5, 40), (6, 50)];
+        let again = vec![(7, 45)];
+        let mut runs = runs_of(&frames);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        runs.extend(runs_of(&later));
+        runs.extend(runs_of(&again));
+        let mut p = Problems::new(usize::MAX);
+        continuity(runs, vec![], true, &mut p);
+        assert_eq!(
+            p.list,
+            vec![
+                Problem::TimeGoesBack {
+                    seq: 3,
+                    log_time: 15,
+                    prev_seq: 2,
+                    prev_log_time: 20
+                },
+                Problem::TimeGoesBack {
+                    seq: 7,
+                    log_time: 45,
+                    prev_seq: 6,
+                    prev_log_time: 50
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_past_the_bound_are_counted_not_listed() {
+        // Every other frame missing: 1000 gaps.
+        let frames: Vec<(u64, u64)> = (0..1000).map(|s| (2 * s + 1, s)).collect();
+        let mut p = Problems::new(MAX_LISTED);
+        let c = continuity(runs_of(&frames), vec![], true, &mut p);
+        assert_eq!(p.list.len(), MAX_LISTED);
+        assert_eq!(p.more, 1000 - MAX_LISTED as u64);
+        assert_eq!(c.missing.len(), 1000, "a repair still gets every gap");
+    }
+
+    /// What the per-frame check (the one before runs) finds: written frames one by one.
+    #[derive(Debug, Default)]
+    struct Model {
+        frames: u64,
+        first_seq: Option<u64>,
+        last_seq: Option<u64>,
+        dropped: BTreeMap<String, u64>,
+        /// (seq, times written) of each frame written more than once.
+        duplicates: Vec<(u64, usize)>,
+        time_back: Vec<Problem>,
+        written_and_dropped: Vec<Problem>,
+        /// Frames named by more than one notice.
+        dropped_twice: BTreeSet<u64>,
+        missing: Vec<(u64, u64)>,
+    }
+
+    fn model(frames: &[(u64, u64)], drops: &[(u64, u64, String)], starts_at_zero: bool) -> Model {
+        let mut m = Model::default();
+        let mut written: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for (s, t) in frames {
+            written.entry(*s).or_default().push(*t);
+        }
+        m.frames = written.len() as u64;
+        m.duplicates = written
+            .iter()
+            .filter(|(_, t)| t.len() > 1)
+            .map(|(s, t)| (*s, t.len()))
+            .collect();
+        let firsts: Vec<(u64, u64)> = written
+            .iter()
+            .map(|(s, t)| (*s, *t.iter().min().unwrap()))
+            .collect();
+        for w in firsts.windows(2) {
+            if w[1].1 < w[0].1 {
+                m.time_back.push(Problem::TimeGoesBack {
+                    seq: w[1].0,
+                    log_time: w[1].1,
+                    prev_seq: w[0].0,
+                    prev_log_time: w[0].1,
+                });
+            }
+        }
+        let mut drops = drops.to_vec();
+        drops.sort_unstable();
+        let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+        for (a, b, reason) in &drops {
+            *m.dropped.entry(reason.clone()).or_insert(0) += b - a + 1;
+            if let Some(s) = (*a..=*b).find(|s| written.contains_key(s)) {
+                m.written_and_dropped.push(Problem::WrittenAndDropped {
+                    seq: s,
+                    reason: reason.clone(),
+                });
+            }
+            for s in *a..=*b {
+                *named.entry(s).or_insert(0) += 1;
+            }
+        }
+        m.dropped_twice = named
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(s, _)| *s)
+            .collect();
+        let covered: BTreeSet<u64> = written.keys().chain(named.keys()).copied().collect();
+        m.first_seq = covered.first().copied();
+        m.last_seq = covered.last().copied();
+        if let Some(last) = m.last_seq {
+            let start = if starts_at_zero {
+                0
+            } else {
+                m.first_seq.unwrap()
+            };
+            for s in start..=last {
+                if covered.contains(&s) {
+                    continue;
+                }
+                match m.missing.last_mut() {
+                    Some(r) if r.1 + 1 == s => r.1 = s,
+                    _ => m.missing.push((s, s)),
+                }
+            }
+        }
+        m
+    }
+
+    /// Frames in file order, where the first segment ends, drop notices, starts at zero.
+    type Inputs = (Vec<(u64, u64)>, usize, Vec<(u64, u64, String)>, bool);
+
+    fn inputs() -> impl Strategy<Value = Inputs> {
+        let any_order = prop::collection::vec((0u64..60, 0u64..100), 0..80);
+        // Distinct frames, mostly in order and mostly forward in time.
+        let distinct = prop::collection::btree_set(0u64..80, 0..70)
+            .prop_flat_map(|set| {
+                let n = set.len();
+                (
+                    Just(set),
+                    prop::collection::vec(0u64..4, n),
+                    prop::collection::vec(any::<bool>(), n),
+                )
+            })
+            .prop_map(|(set, jitter, swap)| {
+                let mut v: Vec<(u64, u64)> = set
+                    .iter()
+                    .zip(&jitter)
+                    .map(|(s, j)| (*s, s * 3 + j))
+                    .collect();
+                for (i, sw) in swap.iter().enumerate() {
+                    if *sw && i + 1 < v.len() && i % 7 == 0 {
+                        v.swap(i, i + 1);
+                    }
+                }
+                v
+            });
+        let drops = prop::collection::vec(
+            (
+                0u64..80,
+                0u64..6,
+                prop::sample::select(vec!["lost", "queue_full"]),
+            ),
+            0..6,
+        )
+        .prop_map(|d| {
+            d.into_iter()
+                .map(|(a, n, r)| (a, a + n, r.to_string()))
+                .collect::<Vec<_>>()
+        });
+        (
+            prop_oneof![any_order, distinct],
+            any::<prop::sample::Index>(),
+            drops,
+            any::<bool>(),
+        )
+            .prop_map(|(f, i, d, z)| {
+                let split = i.index(f.len() + 1);
+                (f, split, d, z)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn runs_find_what_the_per_frame_check_finds((frames, split, drops, z) in inputs()) {
+            let mut runs = runs_of(&frames[..split]);
+            runs.extend(runs_of(&frames[split..]));
+            let mut p = Problems::new(usize::MAX);
+            let c = continuity(runs, drops.clone(), z, &mut p);
+            let m = model(&frames, &drops, z);
+            prop_assert_eq!(c.frames, m.frames);
+            prop_assert_eq!(c.first_seq, m.first_seq);
+            prop_assert_eq!(c.last_seq, m.last_seq);
+            prop_assert_eq!(&c.dropped, &m.dropped);
+            prop_assert_eq!(&c.missing, &m.missing);
+
+            let kind = |p: &Problem| match p {
+                Problem::Duplicate { .. } | Problem::DuplicateRange { .. } => 0,
+                Problem::TimeGoesBack { .. } => 1,
+                Problem::WrittenAndDropped { .. } => 2,
+                Problem::DroppedTwice { .. } => 3,
+                Problem::Missing { .. } => 4,
+                _ => 5,
+            };
+            let kinds: Vec<u8> = p.list.iter().map(kind).collect();
+            prop_assert!(kinds.windows(2).all(|w| w[0] <= w[1]), "in order: {:?}", p.list);
+            let mut duplicates = Vec::new();
+            let mut time_back = Vec::new();
+            let mut written_and_dropped = Vec::new();
+            let mut dropped_twice = BTreeSet::new();
+            let mut missing = Vec::new();
+            for q in &p.list {
+                match q {
+                    Problem::Duplicate { seq, count } => duplicates.push((*seq, *count)),
+                    Problem::DuplicateRange { first, last, count } => {
+                        prop_assert!(first < last);
+                        duplicates.extend((*first..=*last).map(|s| (s, *count)));
+                    }
+                    Problem::TimeGoesBack { .. } => time_back.push(q.clone()),
+                    Problem::WrittenAndDropped { .. } => written_and_dropped.push(q.clone()),
+                    Problem::DroppedTwice { first, last } => dropped_twice.extend(*first..=*last),
+                    Problem::Missing { first, last } => missing.push((*first, *last)),
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+            prop_assert_eq!(&duplicates, &m.duplicates);
+            // Where frames are written twice, the duplicate is the problem: times are compared
+            // only where each frame is written once.
+            if m.duplicates.is_empty() {
+                prop_assert_eq!(&time_back, &m.time_back);
+            }
+            prop_assert_eq!(&written_and_dropped, &m.written_and_dropped);
+            prop_assert_eq!(&dropped_twice, &m.dropped_twice);
+            prop_assert_eq!(&missing, &m.missing);
+        }
     }
 }
