@@ -34,6 +34,19 @@ fn dropped(r: &RunReport, reason: &str) -> u64 {
     r.totals.dropped.get(reason).copied().unwrap_or(0)
 }
 
+/// Tests take turns: the latency tests run alone, the others side by side. (The two cores are
+/// shared with every running test's FUSE server and writers; a latency measured beside them
+/// measures them.)
+static TURNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn turn() -> std::sync::RwLockReadGuard<'static, ()> {
+    TURNS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    TURNS.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The accounting invariant, against the run's totals and `verify`: every received frame is
 /// written or dropped once; verify finds exactly the written frames intact, and drop notices
 /// naming exactly the dropped ones, reason by reason.
@@ -71,6 +84,7 @@ fn mounted(name: &str) -> (tempfile::TempDir, FaultFs, std::path::PathBuf) {
 
 #[test]
 fn a_recording_through_the_fault_filesystem_without_faults_is_intact() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let cfg = config(&dir, 320, 240);
     let report = run(&cfg, 200);
@@ -91,6 +105,7 @@ fn small(dir: &Path) -> Config {
 
 #[test]
 fn a_write_failing_once_cuts_its_segment_and_recording_goes_on() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let rec = start(&small(&dir), 300);
     std::thread::sleep(Duration::from_millis(1000));
@@ -116,6 +131,7 @@ fn a_write_failing_once_cuts_its_segment_and_recording_goes_on() {
 
 #[test]
 fn short_writes_are_completed_and_nothing_is_lost() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.short_every = Some(3));
     let r = run(&config(&dir, 320, 240), 150);
@@ -126,6 +142,7 @@ fn short_writes_are_completed_and_nothing_is_lost() {
 
 #[test]
 fn persistent_write_errors_degrade_then_stop_the_recorder_when_configured() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.writer.max_consecutive_failures = 3;
@@ -160,6 +177,7 @@ fn persistent_write_errors_degrade_then_stop_the_recorder_when_configured() {
 
 #[test]
 fn persistent_write_errors_keep_the_daemon_recording_once_the_disk_recovers() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.writer.max_consecutive_failures = 2;
@@ -184,6 +202,7 @@ fn persistent_write_errors_keep_the_daemon_recording_once_the_disk_recovers() {
 
 #[test]
 fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let mut cfg = small(&dir);
     cfg.durability.fsync_interval = Some(Duration::from_millis(500));
@@ -206,6 +225,7 @@ fn a_failed_fsync_drops_what_it_did_not_make_durable_and_never_counts_it_durable
 
 #[test]
 fn frames_in_flight_when_an_fsync_fails_are_written_again_to_the_next_segment() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     // Every write takes 30 ms: writes are always in flight behind the fsync that fails.
     fs.plan(|p| p.delay = Some((Duration::from_millis(30), 1)));
@@ -229,6 +249,7 @@ fn frames_in_flight_when_an_fsync_fails_are_written_again_to_the_next_segment() 
 
 #[test]
 fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
+    let _turn = turn();
     // FUSE cannot fallocate: the full disk is found by a failing write.
     let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.capacity = Some(3 << 20));
@@ -251,6 +272,7 @@ fn disk_full_without_preallocation_cuts_the_segment_and_counts_disk_full() {
 
 #[test]
 fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     fs.plan(|p| p.capacity = Some(12 << 20));
     let mut cfg = paced(&dir, 160, 120, 200);
@@ -276,6 +298,7 @@ fn under_the_free_space_floor_frames_are_refused_until_space_returns() {
 
 #[test]
 fn the_per_frame_layout_holds_the_free_space_floor_too() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("dump");
     fs.plan(|p| p.capacity = Some(12 << 20));
     let mut cfg = paced(&dir, 160, 120, 100);
@@ -342,6 +365,7 @@ fn fill_up(dir: &Path, fs_bytes: u64) {
 
 #[test]
 fn disk_full_on_tmpfs_is_met_between_writes_and_counted() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let _m = Mounted::new(
         &["-t", "tmpfs", "-o", "size=24m", "tmpfs"],
@@ -352,6 +376,7 @@ fn disk_full_on_tmpfs_is_met_between_writes_and_counted() {
 
 #[test]
 fn disk_full_on_a_loop_mounted_ext4_is_met_between_writes_and_counted() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("ext4.img");
     std::fs::File::create(&img)
@@ -390,6 +415,8 @@ fn stalled(queue_frames: usize) -> RunReport {
 
 #[test]
 fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
+    // Measures the receiver's latency: no other test's FUSE server or writers on the cores.
+    let _turn = alone();
     let r = stalled(256);
     assert_eq!(r.totals.dropped.values().sum::<u64>(), 0, "{:?}", r.totals);
     let enqueue = &r.histograms.enqueue_ns;
@@ -413,6 +440,8 @@ fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
 
 #[test]
 fn stalls_longer_than_the_queue_drop_exactly_what_did_not_fit() {
+    // Measures the receiver's latency: no other test's FUSE server or writers on the cores.
+    let _turn = alone();
     let r = stalled(4);
     let full = dropped(&r, "queue_full");
     assert!(full > 0, "{:?}", r.totals);
@@ -463,6 +492,7 @@ fn sigterm_during_a_stall(
 
 #[test]
 fn sigterm_during_a_stall_longer_than_the_stop_timeout_exits_in_time_and_says_to_recover() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let (out, asked) = sigterm_during_a_stall(&fs, &dir, 1, Duration::from_secs(4));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -491,6 +521,7 @@ fn sigterm_during_a_stall_longer_than_the_stop_timeout_exits_in_time_and_says_to
 
 #[test]
 fn sigterm_during_a_stall_shorter_than_the_stop_timeout_drains_everything() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("rec");
     let (out, asked) = sigterm_during_a_stall(&fs, &dir, 30, Duration::from_millis(300));
     assert!(out.status.success(), "{}", text(&out));
@@ -553,6 +584,7 @@ fn overloaded(budget: u64, dir: &Path) -> (u64, serde_json::Value) {
 
 #[test]
 fn overload_keeps_memory_within_the_queue_budget_and_drops_exactly() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let mut peaks = Vec::new();
     for budget in [32u64 << 20, 96 << 20] {
@@ -595,6 +627,7 @@ fn verify_cli(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn retention_by_bytes_keeps_a_ring_of_the_newest_segments() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     // Unpaced (the receiver waits for the disk): no frame is dropped however busy the machine.
@@ -622,6 +655,7 @@ fn retention_by_bytes_keeps_a_ring_of_the_newest_segments() {
 
 #[test]
 fn retention_by_age_deletes_segments_older_than_the_limit() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let mut cfg = paced(&dir, 64, 64, 100);
@@ -639,6 +673,7 @@ fn retention_by_age_deletes_segments_older_than_the_limit() {
 
 #[test]
 fn the_per_frame_layout_drops_the_frames_whose_files_fail_and_records_on() {
+    let _turn = turn();
     let (_tmp, fs, dir) = mounted("dump");
     let mut cfg = small(&dir);
     cfg.layout = framerec::config::Layout::Fakenect;
