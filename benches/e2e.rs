@@ -335,11 +335,16 @@ fn main() {
     let me = std::env::current_exe().unwrap();
     let node_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_writer.js");
     if let Some(old) = std::env::var_os("FRAMEREC_BENCH_COMPARE") {
+        // Longer runs and more rounds than the full run's rows: the two builds differ by little.
+        let n = std::env::var("FRAMEREC_BENCH_FRAMES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(frames);
         compare(
             &bin,
             Path::new(&old),
             &root,
-            if full { (frames, 5) } else { (frames, 1) },
+            if full { (n, 7) } else { (n, 1) },
         );
         return;
     }
