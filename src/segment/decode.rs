@@ -81,13 +81,67 @@ pub struct MessageRef {
 pub struct DropNotice {
     pub first: FrameSeq,
     pub last: FrameSeq,
-    pub reason: String,
+    pub reason: NoticeReason,
     pub log_time: u64,
 }
 
 impl DropNotice {
     pub fn reason(&self) -> Option<DropReason> {
-        DropReason::from_name(&self.reason)
+        match self.reason {
+            NoticeReason::Known(r) => Some(r),
+            NoticeReason::Other(_) => None,
+        }
+    }
+}
+
+/// How long a reason framerec does not know (another writer's) may be: longer names are cut
+/// at a character boundary.
+pub const MAX_REASON_BYTES: usize = 64;
+
+/// A drop notice's reason, small: one of framerec's as its [`DropReason`] (no allocation),
+/// another writer's name boxed, at most [`MAX_REASON_BYTES`]. Ordered as its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeReason {
+    Known(DropReason),
+    Other(Box<str>),
+}
+
+impl NoticeReason {
+    pub fn from_name(name: &str) -> NoticeReason {
+        match DropReason::from_name(name) {
+            Some(r) => NoticeReason::Known(r),
+            None => {
+                let mut end = name.len().min(MAX_REASON_BYTES);
+                while !name.is_char_boundary(end) {
+                    end -= 1;
+                }
+                NoticeReason::Other(name[..end].into())
+            }
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            NoticeReason::Known(r) => r.as_str(),
+            NoticeReason::Other(name) => name,
+        }
+    }
+}
+
+impl AsRef<str> for NoticeReason {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Ord for NoticeReason {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for NoticeReason {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -408,10 +462,10 @@ impl SegmentContents {
         self.max_dropped = Some(self.max_dropped.map_or(d.last.0, |m| m.max(d.last.0)));
         if self.drops_not_kept > 0 || self.drops.len() >= MAX_DROPS {
             self.drops_not_kept += 1;
-            let key = if self.dropped_not_kept.contains_key(&d.reason)
+            let key = if self.dropped_not_kept.contains_key(d.reason.as_str())
                 || self.dropped_not_kept.len() < MAX_REASONS
             {
-                d.reason
+                d.reason.as_str().to_string()
             } else {
                 OTHER_REASONS.to_string()
             };
@@ -643,7 +697,7 @@ fn parse_drop(json: &[u8]) -> Option<DropNotice> {
     Some(DropNotice {
         first: FrameSeq(d.first_seq),
         last: FrameSeq(d.last_seq),
-        reason: d.reason,
+        reason: NoticeReason::from_name(&d.reason),
         log_time: 0,
     })
 }

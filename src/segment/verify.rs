@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::decode::{
-    Bounded, DecodeError, MAX_LISTED, MessageRef, SegmentContents, SeqRun, SeqRuns,
+    Bounded, DecodeError, MAX_LISTED, MessageRef, NoticeReason, SegmentContents, SeqRun, SeqRuns,
     decode_raw_image, parse_source,
 };
 use super::source::{FileSource, Source};
@@ -269,7 +269,8 @@ fn report(
 
     let mut dropped = BTreeMap::new();
     for d in &contents.drops {
-        *dropped.entry(d.reason.clone()).or_insert(0) += (d.last.0 - d.first.0).saturating_add(1);
+        *dropped.entry(d.reason.as_str().to_string()).or_insert(0) +=
+            (d.last.0 - d.first.0).saturating_add(1);
     }
     for (reason, n) in &contents.dropped_not_kept {
         *dropped.entry(reason.clone()).or_insert(0) += n;
@@ -310,7 +311,7 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
         && all_drops <= MAX_DROPS_IN_RECORDING;
     let c = if complete {
         let mut runs: Vec<SeqRun> = Vec::with_capacity(all_runs);
-        let mut drops: Vec<(u64, u64, String)> = Vec::with_capacity(all_drops);
+        let mut drops: Vec<(u64, u64, NoticeReason)> = Vec::with_capacity(all_drops);
         for s in &mut segments {
             runs.extend(std::mem::take(&mut s.contents.frames).into_runs());
             drops.extend(
@@ -391,9 +392,9 @@ struct Continuity {
 ///
 /// Where runs overlap (a frame written twice), the log times of the frames they share are not
 /// compared: the duplicate is the problem reported.
-fn continuity(
+fn continuity<R: Ord + AsRef<str>>(
     mut runs: Vec<SeqRun>,
-    mut drops: Vec<(u64, u64, String)>,
+    mut drops: Vec<(u64, u64, R)>,
     starts_at_zero: bool,
     problems: &mut Problems,
 ) -> Continuity {
@@ -486,12 +487,18 @@ fn continuity(
     // Walk the sequence space: each number is written once or inside exactly one drop range.
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
     for (first, last, reason) in &drops {
-        *dropped.entry(reason.clone()).or_insert(0) += (last - first).saturating_add(1);
+        let n = (last - first).saturating_add(1);
+        match dropped.get_mut(reason.as_ref()) {
+            Some(d) => *d += n,
+            None => {
+                dropped.insert(reason.as_ref().to_string(), n);
+            }
+        }
         let lo = written.partition_point(|w| w.1 < *first);
         if let Some(w) = written.get(lo).filter(|w| w.0 <= *last) {
             problems.push(Problem::WrittenAndDropped {
                 seq: w.0.max(*first),
-                reason: reason.clone(),
+                reason: reason.as_ref().to_string(),
             });
         }
     }
@@ -717,7 +724,7 @@ mod tests {
         runs.extend(runs_of(&later));
         runs.extend(runs_of(&again));
         let mut p = Problems::new(usize::MAX);
-        continuity(runs, vec![], true, &mut p);
+        continuity::<String>(runs, vec![], true, &mut p);
         assert_eq!(
             p.list,
             vec![
@@ -742,7 +749,7 @@ mod tests {
         // Every other frame missing: 1000 gaps.
         let frames: Vec<(u64, u64)> = (0..1000).map(|s| (2 * s + 1, s)).collect();
         let mut p = Problems::new(MAX_LISTED);
-        let c = continuity(runs_of(&frames), vec![], true, &mut p);
+        let c = continuity::<String>(runs_of(&frames), vec![], true, &mut p);
         assert_eq!(p.list.len(), MAX_LISTED);
         assert_eq!(p.more, 1000 - MAX_LISTED as u64);
         assert_eq!(c.missing.len(), 1000, "a repair still gets every gap");
@@ -945,7 +952,7 @@ mod tests {
         super::super::decode::DropNotice {
             first: crate::frame::FrameSeq(first),
             last: crate::frame::FrameSeq(last),
-            reason: reason.into(),
+            reason: super::super::decode::NoticeReason::from_name(reason),
             log_time: 0,
         }
     }
@@ -1032,5 +1039,22 @@ mod tests {
                 .any(|p| matches!(p, Problem::Fragmented { .. }))
         );
         assert_eq!((r.frames, r.last_seq), (1000, Some(1000)));
+    }
+
+    #[test]
+    fn a_notice_reason_is_small_and_an_unknown_one_bounded() {
+        use super::super::decode::{DropNotice, MAX_REASON_BYTES};
+        assert!(std::mem::size_of::<DropNotice>() <= 40);
+        assert_eq!(
+            NoticeReason::from_name("queue_full"),
+            NoticeReason::Known(crate::frame::DropReason::QueueFull)
+        );
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let r = NoticeReason::from_name(&long);
+        assert!(matches!(r, NoticeReason::Other(_)));
+        assert!(r.as_str().len() <= MAX_REASON_BYTES && long.starts_with(r.as_str()));
+        // Ordered as names, as the strings they replace were.
+        assert!(NoticeReason::from_name("lost") < NoticeReason::from_name("other"));
+        assert!(NoticeReason::from_name("other") < NoticeReason::from_name("queue_full"));
     }
 }
