@@ -355,9 +355,8 @@ pub struct ResumePoint {
 fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
     let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
     let c = segment::parse_source(&src, &mut |_, _| {}).map_err(|e| read_error(path, e))?;
-    let drops = c.drops.iter().map(|d| d.last.0);
     Ok((
-        c.frames.max().into_iter().chain(drops).max(),
+        c.frames.max().into_iter().chain(c.max_dropped).max(),
         c.metadata.get("recording_id").cloned(),
     ))
 }

@@ -282,3 +282,138 @@ fn verify_lists_a_bounded_number_of_problems_and_counts_the_rest() {
     );
     assert_eq!(seg["problems_not_listed"], more);
 }
+
+/// Frames in [`alternating_segment`]: more than a scan keeps runs of
+/// ([`framerec::segment::MAX_RUNS`]), so the tools stop storing and only count.
+const ALTERNATING_FRAMES: u64 = 700_000;
+
+/// `RLIMIT_DATA` for the tools on [`alternating_segment`]: verify kept 32 bytes per run,
+/// one run per frame, twice over (measured in benches/results/rss.md), and now keeps at
+/// most 2^18 runs.
+const ALTERNATING_LIMIT_BYTES: u64 = 40 << 20;
+
+/// Writes, with the crate's own encoder, a finalized segment in `dir` of `frames` 2x1 depth
+/// frames whose sequence numbers alternate (1, 0, 3, 2, ...; log times rising in file order):
+/// a crafted recording in which every frame starts a run of its own.
+fn alternating_segment(dir: &Path, frames: u64) -> std::path::PathBuf {
+    use std::io::Write;
+
+    use framerec::frame::{Frame, FrameBuf, FrameMeta, FrameSeq, PixelFormat, StreamInfo};
+    use framerec::segment::{
+        MAX_FRAMES_PER_CHUNK, SegmentMeta, encode_frame_batch, encode_segment_head,
+        encode_segment_tail, segment_file_name,
+    };
+
+    let stream = StreamInfo {
+        topic: "/camera/depth".into(),
+        frame_id: "crafted".into(),
+        width: 2,
+        height: 1,
+        format: PixelFormat::Depth16,
+    };
+    let meta = SegmentMeta {
+        recording_id: "alternating".into(),
+        segment_id: 0,
+        stream: stream.clone(),
+    };
+    let path = dir.join(segment_file_name(0));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let (head_bytes, head) = encode_segment_head(&meta, false);
+    file.write_all(&head_bytes).unwrap();
+    let mut at = head_bytes.len() as u64;
+    let mut chunks = Vec::new();
+    let mut batch: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < frames {
+        batch.clear();
+        while i < frames && batch.len() < MAX_FRAMES_PER_CHUNK {
+            let mut buf = FrameBuf::new(stream.frame_bytes());
+            buf.fill(stream.frame_bytes())
+                .unwrap()
+                .copy_from_slice(&(i as u32).to_le_bytes());
+            batch.push(Frame {
+                meta: FrameMeta {
+                    seq: FrameSeq(i ^ 1),
+                    device_ns: i,
+                    host_mono_ns: i,
+                    host_real_ns: 1_700_000_000_000_000_000 + i,
+                },
+                buf,
+                span: (0, 0),
+            });
+            i += 1;
+        }
+        let layout = encode_frame_batch(&mut batch, at, &stream, false);
+        for f in &batch {
+            file.write_all(&f.buf.region()[f.span.0..f.span.1]).unwrap();
+        }
+        at += layout.len;
+        chunks.extend(layout.chunks);
+    }
+    file.write_all(&encode_segment_tail(at, &chunks, &stream, &head, false))
+        .unwrap();
+    file.into_inner().unwrap().sync_all().unwrap();
+    path
+}
+
+#[test]
+fn tools_memory_is_bounded_on_a_recording_of_alternating_sequence_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    std::fs::create_dir(&rec).unwrap();
+    let segment = alternating_segment(&rec, ALTERNATING_FRAMES);
+    let n = ALTERNATING_FRAMES;
+
+    let v = limited_to(ALTERNATING_LIMIT_BYTES, &["verify", path(&rec)]);
+    assert_eq!(v.status.code(), Some(1), "verify: {}", text(&v));
+    assert!(
+        text(&v).contains(
+            "sequence continuity not checked past 262144 runs and 0 drop notices: the recording is fragmented into more pieces than verify tracks"
+        ),
+        "{}",
+        text(&v)
+    );
+    assert!(text(&v).contains(&format!("{n} frames")), "{}", text(&v));
+
+    let i = limited_to(ALTERNATING_LIMIT_BYTES, &["info", path(&rec)]);
+    assert!(i.status.success(), "info: {}", text(&i));
+    assert!(
+        text(&i).contains(&format!("{n} frames (seq 0..={})", n - 1)),
+        "{}",
+        text(&i)
+    );
+
+    let pgm = tmp.path().join("pgm");
+    let e = limited_to(
+        ALTERNATING_LIMIT_BYTES,
+        &[
+            "export",
+            path(&rec),
+            "--format",
+            "pgm",
+            "--out",
+            path(&pgm),
+            "--from-seq",
+            &(n - 2).to_string(),
+        ],
+    );
+    assert!(e.status.success(), "export: {}", text(&e));
+    assert!(text(&e).contains("exported 2 frames"), "{}", text(&e));
+
+    // Torn (a crash): recover keeps every intact chunk but cannot name what is missing.
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 100_000)
+        .unwrap();
+    let r = limited_to(ALTERNATING_LIMIT_BYTES, &["recover", path(&rec)]);
+    assert!(r.status.success(), "recover: {}", text(&r));
+    assert!(text(&r).contains("recovered: kept"), "{}", text(&r));
+    assert!(
+        text(&r).contains("frames missing from this segment are not named as lost"),
+        "{}",
+        text(&r)
+    );
+}

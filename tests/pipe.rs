@@ -275,7 +275,7 @@ fn a_sender_gap_and_rejected_frames_are_counted_and_named_in_the_recording() {
     let drops: Vec<(u64, u64, String)> = contents
         .drops
         .iter()
-        .map(|d| (d.first.0, d.last.0, d.reason.clone()))
+        .map(|d| (d.first.0, d.last.0, d.reason.as_str().to_string()))
         .collect();
     assert_eq!(
         drops,

@@ -63,6 +63,11 @@ pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
                     r.skipped_bytes,
                     original(aside)
                 );
+                if r.lost_not_named {
+                    outln!(
+                        "    the kept chunks are fragmented into more runs of frames or drop notices than recover tracks: seq lists only the first runs, and frames missing from this segment are not named as lost"
+                    );
+                }
                 for d in &r.damage {
                     outln!("    {d}");
                 }

@@ -81,13 +81,67 @@ pub struct MessageRef {
 pub struct DropNotice {
     pub first: FrameSeq,
     pub last: FrameSeq,
-    pub reason: String,
+    pub reason: NoticeReason,
     pub log_time: u64,
 }
 
 impl DropNotice {
     pub fn reason(&self) -> Option<DropReason> {
-        DropReason::from_name(&self.reason)
+        match self.reason {
+            NoticeReason::Known(r) => Some(r),
+            NoticeReason::Other(_) => None,
+        }
+    }
+}
+
+/// How long a reason framerec does not know (another writer's) may be: longer names are cut
+/// at a character boundary.
+pub const MAX_REASON_BYTES: usize = 64;
+
+/// A drop notice's reason, small: one of framerec's as its [`DropReason`] (no allocation),
+/// another writer's name boxed, at most [`MAX_REASON_BYTES`]. Ordered as its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeReason {
+    Known(DropReason),
+    Other(Box<str>),
+}
+
+impl NoticeReason {
+    pub fn from_name(name: &str) -> NoticeReason {
+        match DropReason::from_name(name) {
+            Some(r) => NoticeReason::Known(r),
+            None => {
+                let mut end = name.len().min(MAX_REASON_BYTES);
+                while !name.is_char_boundary(end) {
+                    end -= 1;
+                }
+                NoticeReason::Other(name[..end].into())
+            }
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            NoticeReason::Known(r) => r.as_str(),
+            NoticeReason::Other(name) => name,
+        }
+    }
+}
+
+impl AsRef<str> for NoticeReason {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Ord for NoticeReason {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for NoticeReason {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -190,24 +244,49 @@ impl SeqRun {
     }
 }
 
+/// How many runs of frames a scan of one segment keeps ([`SeqRuns`]), and how many drop
+/// notices ([`SegmentContents::drops`]): past them it only counts (guarantee 6: a crafted file
+/// whose sequence numbers alternate makes one run per frame). 2^18 runs (32 bytes each) and
+/// 2^18 notices keep a segment's scan under ~30 MiB.
+pub const MAX_RUNS: usize = 1 << 18;
+/// See [`MAX_RUNS`].
+pub const MAX_DROPS: usize = 1 << 18;
+
 /// The sequence numbers of written frames as runs, merged as they come: a frame extends the
 /// last run when its number is one above the run's last and its log time is not before the
 /// run's last; anything else (a gap, a number not above the last: a duplicate or a frame out
 /// of order, a time going back) starts a new run. A recording is one run per segment but for
-/// its gaps, so memory follows the gaps, not the frames.
+/// its gaps, so memory follows the gaps, not the frames; at most [`MAX_RUNS`] runs are kept,
+/// the frames after them only counted ([`SeqRuns::not_kept`]), their lowest and highest number
+/// still exact.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeqRuns {
     runs: Vec<SeqRun>,
+    frames: u64,
+    min: Option<u64>,
+    max: Option<u64>,
+    not_kept: u64,
 }
 
 impl SeqRuns {
     pub fn push(&mut self, seq: u64, log_time: u64) {
+        self.frames += 1;
+        self.min = Some(self.min.map_or(seq, |m| m.min(seq)));
+        self.max = Some(self.max.map_or(seq, |m| m.max(seq)));
+        if self.not_kept > 0 {
+            self.not_kept += 1;
+            return;
+        }
         if let Some(r) = self.runs.last_mut()
             && r.last.checked_add(1) == Some(seq)
             && log_time >= r.last_time
         {
             r.last = seq;
             r.last_time = log_time;
+            return;
+        }
+        if self.runs.len() >= MAX_RUNS {
+            self.not_kept = 1;
             return;
         }
         self.runs.push(SeqRun {
@@ -217,6 +296,7 @@ impl SeqRuns {
             last_time: log_time,
         });
     }
+    /// The runs kept: all of them unless [`SeqRuns::not_kept`] is above 0.
     pub fn runs(&self) -> &[SeqRun] {
         &self.runs
     }
@@ -225,19 +305,30 @@ impl SeqRuns {
     }
     /// Frames pushed (a duplicate counts each time).
     pub fn frames(&self) -> u64 {
-        self.runs.iter().map(SeqRun::frames).sum()
+        self.frames
+    }
+    /// Frames pushed after [`MAX_RUNS`] runs were kept: in no run.
+    pub fn not_kept(&self) -> u64 {
+        self.not_kept
     }
     pub fn min(&self) -> Option<u64> {
-        self.runs.iter().map(|r| r.first).min()
+        self.min
     }
     pub fn max(&self) -> Option<u64> {
-        self.runs.iter().map(|r| r.last).max()
+        self.max
     }
     /// Whether no frame was pushed.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.frames == 0
     }
 }
+
+/// How many reasons [`SegmentContents::dropped_not_kept`] names (a crafted file could make
+/// one per notice).
+pub const MAX_REASONS: usize = 32;
+/// The reason the frames of notices past [`MAX_DROPS`] with reasons past [`MAX_REASONS`] are
+/// counted under.
+pub const OTHER_REASONS: &str = "other reasons";
 
 /// A set of chunks (offset, length) as a count and an order-independent digest: equal sets
 /// give equal digests, so the chunks a scan found and those the summary indexes compare in
@@ -296,8 +387,15 @@ pub struct SegmentContents {
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
     /// Drop notices, a notice that continues the last one (same reason, next frame) merged
-    /// into it.
+    /// into it; at most [`MAX_DROPS`] of them.
     pub drops: Vec<DropNotice>,
+    /// Drop notices read after [`MAX_DROPS`] were kept: only counted, here.
+    pub drops_not_kept: u64,
+    /// Frames those notices name, by reason (at most [`MAX_REASONS`] reasons; others counted
+    /// under [`OTHER_REASONS`]).
+    pub dropped_not_kept: BTreeMap<String, u64>,
+    /// The highest frame a drop notice names, kept or not.
+    pub max_dropped: Option<u64>,
     /// Chunks found (CRC checked or not) and their digest.
     pub chunks: ChunkDigest,
     /// Chunks whose CRC fails.
@@ -353,8 +451,28 @@ impl SegmentContents {
         self.end_time_ns = Some(self.end_time_ns.map_or(m.log_time, |t| t.max(m.log_time)));
     }
 
-    fn drop_notice(&mut self, d: DropNotice) {
+    /// Whether the scan kept every run of frames and every drop notice: what a continuity
+    /// check needs.
+    pub fn complete(&self) -> bool {
+        self.frames.not_kept() == 0 && self.drops_not_kept == 0
+    }
+
+    pub(super) fn drop_notice(&mut self, d: DropNotice) {
         *self.channel_messages.entry(DROP_CHANNEL_ID).or_insert(0) += 1;
+        self.max_dropped = Some(self.max_dropped.map_or(d.last.0, |m| m.max(d.last.0)));
+        if self.drops_not_kept > 0 || self.drops.len() >= MAX_DROPS {
+            self.drops_not_kept += 1;
+            let key = if self.dropped_not_kept.contains_key(d.reason.as_str())
+                || self.dropped_not_kept.len() < MAX_REASONS
+            {
+                d.reason.as_str().to_string()
+            } else {
+                OTHER_REASONS.to_string()
+            };
+            *self.dropped_not_kept.entry(key).or_insert(0) +=
+                d.last.0.saturating_sub(d.first.0).saturating_add(1);
+            return;
+        }
         if let Some(last) = self.drops.last_mut()
             && last.reason == d.reason
             && last.last.0.checked_add(1) == Some(d.first.0)
@@ -579,7 +697,7 @@ fn parse_drop(json: &[u8]) -> Option<DropNotice> {
     Some(DropNotice {
         first: FrameSeq(d.first_seq),
         last: FrameSeq(d.last_seq),
-        reason: d.reason,
+        reason: NoticeReason::from_name(&d.reason),
         log_time: 0,
     })
 }

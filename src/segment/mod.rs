@@ -52,10 +52,10 @@ mod tests;
 mod verify;
 
 pub use decode::{
-    Bounded, ChunkDigest, ChunkInfo, DamagedChunk, DecodeError, DropNotice, MAX_LISTED,
-    MAX_RECORD_BYTES, MessageRef, RawImageRef, SegmentContents, SeqRun, SeqRuns, SummaryInfo,
-    Visit, decode_raw_image, has_intact_chunk, parse_segment, parse_source, scan_source,
-    segment_chunks, segment_messages, source_has_intact_chunk,
+    Bounded, ChunkDigest, ChunkInfo, DamagedChunk, DecodeError, DropNotice, MAX_DROPS, MAX_LISTED,
+    MAX_RECORD_BYTES, MAX_RUNS, MessageRef, RawImageRef, SegmentContents, SeqRun, SeqRuns,
+    SummaryInfo, Visit, decode_raw_image, has_intact_chunk, parse_segment, parse_source,
+    scan_source, segment_chunks, segment_messages, source_has_intact_chunk,
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,

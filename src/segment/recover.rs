@@ -48,6 +48,11 @@ pub struct Recovered {
     pub damage: Vec<DecodeError>,
     /// Damage found beyond those listed in `damage`.
     pub more_damage: u64,
+    /// The kept chunks hold more than [`MAX_RUNS`](super::decode::MAX_RUNS) runs of frames or
+    /// [`MAX_DROPS`](super::decode::MAX_DROPS) drop notices: every intact chunk is still kept
+    /// (and `kept_frames` exact), but `kept_ranges` lists only the first runs and no frame is
+    /// named as lost (`lost_ranges` is empty), since what is missing is not known.
+    pub lost_not_named: bool,
 }
 
 /// Merges sorted-or-not inclusive ranges into sorted disjoint ones.
@@ -180,6 +185,8 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         kept_chunks: 0,
         frames: Vec::new(),
         covered: Vec::new(),
+        kept_frames: 0,
+        not_tracked: false,
         time_ns: 0,
         record: Vec::new(),
         error: None,
@@ -194,21 +201,28 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         kept_chunks,
         frames,
         mut covered,
+        kept_frames,
+        not_tracked,
         time_ns,
         ..
     } = copy;
 
     // Frames this segment holds, frames its notices name, and what is missing between them.
     let kept_ranges = runs(&frames);
-    covered.extend_from_slice(&kept_ranges);
-    let covered = merge(covered);
-    let mut lost: Vec<(u64, u64)> = covered
-        .windows(2)
-        .map(|w| (w[0].1 + 1, w[1].0 - 1))
-        .collect();
-    // Only the parts of `also_lost` no frame or notice of this segment already covers.
-    lost.extend(subtract(also_lost, &covered));
-    let lost = merge(lost);
+    let lost = if not_tracked {
+        // Too fragmented to know what is missing: name nothing rather than guess.
+        Vec::new()
+    } else {
+        covered.extend_from_slice(&kept_ranges);
+        let covered = merge(covered);
+        let mut lost: Vec<(u64, u64)> = covered
+            .windows(2)
+            .map(|w| (w[0].1 + 1, w[1].0 - 1))
+            .collect();
+        // Only the parts of `also_lost` no frame or notice of this segment already covers.
+        lost.extend(subtract(also_lost, &covered));
+        merge(lost)
+    };
     if !lost.is_empty() {
         let ranges: Vec<DropRange> = lost
             .iter()
@@ -231,7 +245,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     out.out.flush()?;
     Ok(Ok(Recovered {
         bytes: Vec::new(),
-        kept_frames: kept_ranges.iter().map(|(a, b)| b - a + 1).sum(),
+        kept_frames,
         kept_ranges,
         lost_ranges: lost,
         kept_chunks,
@@ -239,6 +253,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         skipped_bytes: c.skipped_bytes,
         damage: c.damage.items().to_vec(),
         more_damage: c.damage.more(),
+        lost_not_named: not_tracked,
     }))
 }
 
@@ -252,6 +267,10 @@ struct Copy<W> {
     frames: Vec<SeqRun>,
     /// Frames the kept chunks' drop notices name.
     covered: Vec<(u64, u64)>,
+    /// Frames in the kept chunks (each time written).
+    kept_frames: u64,
+    /// `frames` or `covered` reached its cap: neither grows any more.
+    not_tracked: bool,
     time_ns: u64,
     /// The chunk record being copied (reused).
     record: Vec<u8>,
@@ -279,14 +298,30 @@ impl<W: Write> Copy<W> {
         let Some(held) = clean_chunk_contents(&self.record) else {
             return Ok(());
         };
+        self.kept_frames += held.frames.frames();
+        if !held.complete() {
+            self.not_tracked = true;
+        }
         for r in held.frames.runs() {
+            if self.not_tracked {
+                break;
+            }
+            let full = self.frames.len() >= MAX_RUNS;
             match self.frames.last_mut() {
                 Some(last) if last.last.checked_add(1) == Some(r.first) => last.last = r.last,
+                _ if full => self.not_tracked = true,
                 _ => self.frames.push(*r),
             }
         }
-        self.covered
-            .extend(held.drops.iter().map(|d| (d.first.0, d.last.0)));
+        for d in &held.drops {
+            if self.covered.len() >= MAX_DROPS {
+                self.not_tracked = true;
+            }
+            if self.not_tracked {
+                break;
+            }
+            self.covered.push((d.first.0, d.last.0));
+        }
         self.time_ns = held.end_time_ns.unwrap_or(0).max(self.time_ns);
         self.kept_chunks += 1;
         let out = &mut self.out;

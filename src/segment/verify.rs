@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::decode::{
-    Bounded, DecodeError, MAX_LISTED, MessageRef, SegmentContents, SeqRun, decode_raw_image,
-    parse_source,
+    Bounded, DecodeError, MAX_LISTED, MessageRef, NoticeReason, SegmentContents, SeqRun, SeqRuns,
+    decode_raw_image, parse_source,
 };
 use super::source::{FileSource, Source};
 
@@ -49,6 +49,10 @@ pub enum Problem {
     },
     #[error("bytes {start}..{end} are damaged and were skipped")]
     Skipped { start: u64, end: u64 },
+    #[error(
+        "sequence continuity not checked past {runs} runs and {notices} drop notices: the recording is fragmented into more pieces than verify tracks"
+    )]
+    Fragmented { runs: usize, notices: usize },
 }
 
 impl Serialize for Problem {
@@ -265,7 +269,11 @@ fn report(
 
     let mut dropped = BTreeMap::new();
     for d in &contents.drops {
-        *dropped.entry(d.reason.clone()).or_insert(0) += (d.last.0 - d.first.0).saturating_add(1);
+        *dropped.entry(d.reason.as_str().to_string()).or_insert(0) +=
+            (d.last.0 - d.first.0).saturating_add(1);
+    }
+    for (reason, n) in &contents.dropped_not_kept {
+        *dropped.entry(reason.clone()).or_insert(0) += n;
     }
     SegmentReport {
         name: name.to_string(),
@@ -292,18 +300,30 @@ fn report(
 /// The segments' runs and drop notices move into the check: in the reports returned,
 /// `contents.frames` and `contents.drops` are empty (everything else is kept).
 pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) -> RecordingReport {
-    let mut runs: Vec<SeqRun> = Vec::new();
-    let mut drops: Vec<(u64, u64, String)> = Vec::new();
-    for s in &mut segments {
-        runs.extend(std::mem::take(&mut s.contents.frames).into_runs());
-        drops.extend(
-            std::mem::take(&mut s.contents.drops)
-                .into_iter()
-                .map(|d| (d.first.0, d.last.0, d.reason)),
-        );
-    }
     let mut problems = Problems::new(MAX_LISTED);
-    let c = continuity(runs, drops, starts_at_zero, &mut problems);
+    let all_runs: usize = segments
+        .iter()
+        .map(|s| s.contents.frames.runs().len())
+        .sum();
+    let all_drops: usize = segments.iter().map(|s| s.contents.drops.len()).sum();
+    let complete = segments.iter().all(|s| s.contents.complete())
+        && all_runs <= MAX_RUNS_IN_RECORDING
+        && all_drops <= MAX_DROPS_IN_RECORDING;
+    let c = if complete {
+        let mut runs: Vec<SeqRun> = Vec::with_capacity(all_runs);
+        let mut drops: Vec<(u64, u64, NoticeReason)> = Vec::with_capacity(all_drops);
+        for s in &mut segments {
+            runs.extend(std::mem::take(&mut s.contents.frames).into_runs());
+            drops.extend(
+                std::mem::take(&mut s.contents.drops)
+                    .into_iter()
+                    .map(|d| (d.first.0, d.last.0, d.reason)),
+            );
+        }
+        continuity(runs, drops, starts_at_zero, &mut problems)
+    } else {
+        fragmented(&mut segments, &mut problems)
+    };
     let ok =
         problems.list.is_empty() && problems.more == 0 && segments.iter().all(SegmentReport::ok);
     RecordingReport {
@@ -317,6 +337,40 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
         problems_not_listed: problems.more,
         missing: c.missing,
     }
+}
+
+/// How many runs of frames and drop notices [`verify_recording`] checks in all (besides
+/// [`MAX_RUNS`](super::decode::MAX_RUNS) and [`MAX_DROPS`](super::decode::MAX_DROPS) per
+/// segment): about 32 + 48 MiB at most.
+pub const MAX_RUNS_IN_RECORDING: usize = 1 << 20;
+/// See [`MAX_RUNS_IN_RECORDING`].
+pub const MAX_DROPS_IN_RECORDING: usize = 1 << 20;
+
+/// What is known of a recording too fragmented to check its continuity: the segments' counts
+/// (frames written counted each time, dropped per reason, lowest and highest number), and one
+/// [`Problem::Fragmented`]. Nothing is named missing. Empties the segments' runs and notices.
+fn fragmented(segments: &mut [SegmentReport], problems: &mut Problems) -> Continuity {
+    let mut c = Continuity::default();
+    let (mut runs, mut notices) = (0, 0);
+    for s in segments.iter_mut() {
+        runs += s.contents.frames.runs().len();
+        notices += s.contents.drops.len();
+        c.frames += s.contents.frames.frames();
+        for (reason, n) in &s.dropped {
+            *c.dropped.entry(reason.clone()).or_insert(0) += n;
+        }
+        let lowest_drop = s.contents.drops.iter().map(|d| d.first.0).min();
+        for first in s.first_seq.into_iter().chain(lowest_drop) {
+            c.first_seq = Some(c.first_seq.map_or(first, |f| f.min(first)));
+        }
+        for last in s.last_seq.into_iter().chain(s.contents.max_dropped) {
+            c.last_seq = Some(c.last_seq.map_or(last, |l| l.max(last)));
+        }
+        s.contents.frames = SeqRuns::default();
+        s.contents.drops = Vec::new();
+    }
+    problems.push(Problem::Fragmented { runs, notices });
+    c
 }
 
 /// What the continuity check found besides its problems.
@@ -338,9 +392,9 @@ struct Continuity {
 ///
 /// Where runs overlap (a frame written twice), the log times of the frames they share are not
 /// compared: the duplicate is the problem reported.
-fn continuity(
+fn continuity<R: Ord + AsRef<str>>(
     mut runs: Vec<SeqRun>,
-    mut drops: Vec<(u64, u64, String)>,
+    mut drops: Vec<(u64, u64, R)>,
     starts_at_zero: bool,
     problems: &mut Problems,
 ) -> Continuity {
@@ -433,12 +487,18 @@ fn continuity(
     // Walk the sequence space: each number is written once or inside exactly one drop range.
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
     for (first, last, reason) in &drops {
-        *dropped.entry(reason.clone()).or_insert(0) += (last - first).saturating_add(1);
+        let n = (last - first).saturating_add(1);
+        match dropped.get_mut(reason.as_ref()) {
+            Some(d) => *d += n,
+            None => {
+                dropped.insert(reason.as_ref().to_string(), n);
+            }
+        }
         let lo = written.partition_point(|w| w.1 < *first);
         if let Some(w) = written.get(lo).filter(|w| w.0 <= *last) {
             problems.push(Problem::WrittenAndDropped {
                 seq: w.0.max(*first),
-                reason: reason.clone(),
+                reason: reason.as_ref().to_string(),
             });
         }
     }
@@ -527,7 +587,6 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::super::decode::SeqRuns;
     use super::*;
 
     /// Runs of `frames` (seq, log_time) in file order, as one segment's scan makes them.
@@ -665,7 +724,7 @@ mod tests {
         runs.extend(runs_of(&later));
         runs.extend(runs_of(&again));
         let mut p = Problems::new(usize::MAX);
-        continuity(runs, vec![], true, &mut p);
+        continuity::<String>(runs, vec![], true, &mut p);
         assert_eq!(
             p.list,
             vec![
@@ -690,7 +749,7 @@ mod tests {
         // Every other frame missing: 1000 gaps.
         let frames: Vec<(u64, u64)> = (0..1000).map(|s| (2 * s + 1, s)).collect();
         let mut p = Problems::new(MAX_LISTED);
-        let c = continuity(runs_of(&frames), vec![], true, &mut p);
+        let c = continuity::<String>(runs_of(&frames), vec![], true, &mut p);
         assert_eq!(p.list.len(), MAX_LISTED);
         assert_eq!(p.more, 1000 - MAX_LISTED as u64);
         assert_eq!(c.missing.len(), 1000, "a repair still gets every gap");
@@ -886,5 +945,116 @@ mod tests {
             prop_assert_eq!(&dropped_twice, &m.dropped_twice);
             prop_assert_eq!(&missing, &m.missing);
         }
+    }
+
+    /// A drop notice for frames `first..=last`.
+    fn notice(first: u64, last: u64, reason: &str) -> super::super::decode::DropNotice {
+        super::super::decode::DropNotice {
+            first: crate::frame::FrameSeq(first),
+            last: crate::frame::FrameSeq(last),
+            reason: super::super::decode::NoticeReason::from_name(reason),
+            log_time: 0,
+        }
+    }
+
+    #[test]
+    fn a_scan_past_its_caps_keeps_exact_counts_and_verify_reports_one_problem() {
+        use super::super::decode::{MAX_DROPS, MAX_REASONS, MAX_RUNS, OTHER_REASONS};
+        let mut c = SegmentContents::default();
+        // Numbers alternating (1, 0, 3, 2, ...): each frame starts a run.
+        let n = MAX_RUNS as u64 + 1000;
+        for i in 0..n {
+            c.frames.push(i ^ 1, i);
+        }
+        assert_eq!(c.frames.runs().len(), MAX_RUNS);
+        assert_eq!(c.frames.frames(), n);
+        assert_eq!(c.frames.not_kept(), 1000);
+        assert_eq!((c.frames.min(), c.frames.max()), (Some(0), Some(n - 1)));
+        // Then one notice per other number: half queue_full, half reasons of other writers,
+        // more of them than are named one by one.
+        let m = MAX_DROPS as u64 + 2 * MAX_REASONS as u64 + 10;
+        let reason = |k: u64| {
+            if k.is_multiple_of(2) {
+                "queue_full".to_string()
+            } else {
+                format!("other-writer-{k}")
+            }
+        };
+        for k in 0..m {
+            c.drop_notice(notice(n + 2 * k, n + 2 * k, &reason(k)));
+        }
+        assert_eq!(c.drops.len(), MAX_DROPS);
+        assert_eq!(c.drops_not_kept, m - MAX_DROPS as u64);
+        assert_eq!(c.dropped_not_kept.len(), MAX_REASONS + 1, "others lumped");
+        assert!(!c.complete());
+        let mut want = BTreeMap::new();
+        for k in 0..m {
+            let r = if k < MAX_DROPS as u64 || c.dropped_not_kept.contains_key(&reason(k)) {
+                reason(k)
+            } else {
+                OTHER_REASONS.to_string()
+            };
+            *want.entry(r).or_insert(0u64) += 1;
+        }
+        let segment = report("t", 0, c, Bounded::default());
+        assert!(segment.ok(), "{:?}", segment.problems);
+        assert_eq!(segment.dropped, want);
+        assert_eq!(segment.dropped.values().sum::<u64>(), m);
+
+        let r = verify_recording(vec![segment], true);
+        assert!(!r.ok);
+        assert_eq!(
+            r.problems,
+            vec![Problem::Fragmented {
+                runs: MAX_RUNS,
+                notices: MAX_DROPS
+            }]
+        );
+        assert!(
+            r.problems[0]
+                .to_string()
+                .contains("sequence continuity not checked past 262144 runs")
+        );
+        assert_eq!(r.frames, n);
+        assert_eq!(r.dropped, want);
+        assert_eq!(r.first_seq, Some(0));
+        assert_eq!(r.last_seq, Some(n + 2 * (m - 1)));
+        assert!(r.missing.is_empty());
+        assert!(r.segments[0].contents.frames.runs().is_empty());
+    }
+
+    #[test]
+    fn a_scan_within_its_caps_is_checked_as_before() {
+        let mut c = SegmentContents::default();
+        for i in 0..1000u64 {
+            c.frames.push(i ^ 1, i);
+        }
+        c.drop_notice(notice(1000, 1000, "queue_full"));
+        assert!(c.complete());
+        let r = verify_recording(vec![report("t", 0, c, Bounded::default())], true);
+        // 0 after 1: a time going back at each join, not fragmentation.
+        assert!(
+            !r.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Fragmented { .. }))
+        );
+        assert_eq!((r.frames, r.last_seq), (1000, Some(1000)));
+    }
+
+    #[test]
+    fn a_notice_reason_is_small_and_an_unknown_one_bounded() {
+        use super::super::decode::{DropNotice, MAX_REASON_BYTES};
+        assert!(std::mem::size_of::<DropNotice>() <= 40);
+        assert_eq!(
+            NoticeReason::from_name("queue_full"),
+            NoticeReason::Known(crate::frame::DropReason::QueueFull)
+        );
+        let long = "é".repeat(MAX_REASON_BYTES);
+        let r = NoticeReason::from_name(&long);
+        assert!(matches!(r, NoticeReason::Other(_)));
+        assert!(r.as_str().len() <= MAX_REASON_BYTES && long.starts_with(r.as_str()));
+        // Ordered as names, as the strings they replace were.
+        assert!(NoticeReason::from_name("lost") < NoticeReason::from_name("other"));
+        assert!(NoticeReason::from_name("other") < NoticeReason::from_name("queue_full"));
     }
 }
