@@ -232,8 +232,11 @@ pub fn repair(
     discard_damaged: bool,
 ) -> io::Result<Vec<Outcome>> {
     let mut reports = Vec::with_capacity(files.len());
+    let mut budget = crate::segment::RecordingBudget::default();
     for f in files {
-        reports.push(verify_file(f).map_err(|e| read_error(f, e))?);
+        let mut r = verify_file(f).map_err(|e| read_error(f, e))?;
+        budget.admit(&mut r);
+        reports.push(r);
     }
     let damaged: Vec<usize> = (0..reports.len()).filter(|i| !reports[*i].ok()).collect();
     if damaged.is_empty() {

@@ -43,9 +43,12 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<Checked> {
     let segments = super::segment_paths(path)?;
     let files = &segments.paths;
     let mut reports = Vec::with_capacity(files.len());
+    let mut budget = framerec::segment::RecordingBudget::default();
     for f in files {
-        reports
-            .push(verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?);
+        let mut r =
+            verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        budget.admit(&mut r);
+        reports.push(r);
     }
     Ok(Checked {
         report: verify_recording(reports, segments.starts_at_zero),

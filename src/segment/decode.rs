@@ -307,9 +307,15 @@ impl SeqRuns {
     pub fn frames(&self) -> u64 {
         self.frames
     }
-    /// Frames pushed after [`MAX_RUNS`] runs were kept: in no run.
+    /// Frames pushed after [`MAX_RUNS`] runs were kept (or after [`SeqRuns::forget`]): in
+    /// no run.
     pub fn not_kept(&self) -> u64 {
         self.not_kept
+    }
+    /// Keeps the counts, frees the runs: every frame is then one not kept.
+    pub fn forget(&mut self) {
+        self.not_kept = self.frames;
+        self.runs = Vec::new();
     }
     pub fn min(&self) -> Option<u64> {
         self.min
@@ -396,6 +402,8 @@ pub struct SegmentContents {
     pub dropped_not_kept: BTreeMap<String, u64>,
     /// The highest frame a drop notice names, kept or not.
     pub max_dropped: Option<u64>,
+    /// The lowest frame a drop notice names, kept or not.
+    pub min_dropped: Option<u64>,
     /// Chunks found (CRC checked or not) and their digest.
     pub chunks: ChunkDigest,
     /// Chunks whose CRC fails.
@@ -460,6 +468,7 @@ impl SegmentContents {
     pub(super) fn drop_notice(&mut self, d: DropNotice) {
         *self.channel_messages.entry(DROP_CHANNEL_ID).or_insert(0) += 1;
         self.max_dropped = Some(self.max_dropped.map_or(d.last.0, |m| m.max(d.last.0)));
+        self.min_dropped = Some(self.min_dropped.map_or(d.first.0, |m| m.min(d.first.0)));
         if self.drops_not_kept > 0 || self.drops.len() >= MAX_DROPS {
             self.drops_not_kept += 1;
             let key = if self.dropped_not_kept.contains_key(d.reason.as_str())
@@ -481,6 +490,14 @@ impl SegmentContents {
             return;
         }
         self.drops.push(d);
+    }
+
+    /// Keeps the counts, frees the runs and the notices (a recording too fragmented to check:
+    /// see `verify::RecordingBudget`).
+    pub fn forget_runs_and_notices(&mut self) {
+        self.frames.forget();
+        self.drops_not_kept += self.drops.len() as u64;
+        self.drops = Vec::new();
     }
 
     fn skip(&mut self, r: Range<u64>) {

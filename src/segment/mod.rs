@@ -65,8 +65,8 @@ pub use recover::{RecoverError, Recovered, recover_segment, recover_to, recovera
 pub use schema::raw_image_descriptor_set;
 pub use source::{FileSource, Source, WINDOW_BYTES};
 pub use verify::{
-    Problem, RecordingReport, SegmentReport, verify_file, verify_recording, verify_segment,
-    verify_source,
+    Problem, RecordingBudget, RecordingReport, SegmentReport, verify_file, verify_recording,
+    verify_segment, verify_source,
 };
 
 /// Leading and trailing magic of an MCAP file (major version `0`).

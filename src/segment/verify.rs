@@ -346,6 +346,35 @@ pub const MAX_RUNS_IN_RECORDING: usize = 1 << 20;
 /// See [`MAX_RUNS_IN_RECORDING`].
 pub const MAX_DROPS_IN_RECORDING: usize = 1 << 20;
 
+/// Keeps what the segments of one recording store, while they are read one after another,
+/// under [`MAX_RUNS_IN_RECORDING`] runs and [`MAX_DROPS_IN_RECORDING`] notices in all: once a
+/// segment would pass that, it and every later one keep only their counts, and
+/// [`verify_recording`] reports the recording as too fragmented to check. So a recording of
+/// many fragmented segments costs no more than one of few.
+#[derive(Debug, Default)]
+pub struct RecordingBudget {
+    runs: usize,
+    notices: usize,
+    spent: bool,
+}
+
+impl RecordingBudget {
+    pub fn admit(&mut self, report: &mut SegmentReport) {
+        let runs = report.contents.frames.runs().len();
+        let notices = report.contents.drops.len();
+        if self.spent
+            || self.runs + runs > MAX_RUNS_IN_RECORDING
+            || self.notices + notices > MAX_DROPS_IN_RECORDING
+        {
+            self.spent = true;
+            report.contents.forget_runs_and_notices();
+        } else {
+            self.runs += runs;
+            self.notices += notices;
+        }
+    }
+}
+
 /// What is known of a recording too fragmented to check its continuity: the segments' counts
 /// (frames written counted each time, dropped per reason, lowest and highest number), and one
 /// [`Problem::Fragmented`]. Nothing is named missing. Empties the segments' runs and notices.
@@ -359,7 +388,7 @@ fn fragmented(segments: &mut [SegmentReport], problems: &mut Problems) -> Contin
         for (reason, n) in &s.dropped {
             *c.dropped.entry(reason.clone()).or_insert(0) += n;
         }
-        let lowest_drop = s.contents.drops.iter().map(|d| d.first.0).min();
+        let lowest_drop = s.contents.min_dropped;
         for first in s.first_seq.into_iter().chain(lowest_drop) {
             c.first_seq = Some(c.first_seq.map_or(first, |f| f.min(first)));
         }
@@ -955,6 +984,48 @@ mod tests {
             reason: super::super::decode::NoticeReason::from_name(reason),
             log_time: 0,
         }
+    }
+
+    #[test]
+    fn a_recording_of_many_fragmented_segments_keeps_no_more_than_one_budget() {
+        use super::super::decode::MAX_RUNS;
+        // Segments each under their own cap (MAX_RUNS / 2 runs: alternating numbers), more of
+        // them than the recording's budget holds.
+        let per = MAX_RUNS as u64 / 2;
+        let segments = 2 * (MAX_RUNS_IN_RECORDING as u64 / per) + 2;
+        let mut budget = RecordingBudget::default();
+        let mut reports = Vec::new();
+        let mut kept = 0usize;
+        for k in 0..segments {
+            let mut c = SegmentContents::default();
+            for i in 0..per {
+                let seq = k * per + (i ^ 1);
+                c.frames.push(seq, seq);
+            }
+            c.drop_notice(notice(
+                10 * segments * per + k,
+                10 * segments * per + k,
+                "queue_full",
+            ));
+            let mut r = report("t", 0, c, Bounded::default());
+            budget.admit(&mut r);
+            kept += r.contents.frames.runs().len();
+            reports.push(r);
+        }
+        assert!(kept <= MAX_RUNS_IN_RECORDING, "{kept} runs kept");
+        let r = verify_recording(reports, true);
+        assert!(!r.ok);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Fragmented { .. })),
+            "{:?}",
+            r.problems
+        );
+        assert_eq!(r.frames, segments * per, "frames still counted exactly");
+        assert_eq!(r.dropped.get("queue_full"), Some(&segments));
+        assert_eq!(r.first_seq, Some(0));
+        assert_eq!(r.last_seq, Some(10 * segments * per + segments - 1));
     }
 
     #[test]
