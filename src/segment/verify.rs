@@ -341,10 +341,11 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
 
 /// How many runs of frames and drop notices [`verify_recording`] checks in all (besides
 /// [`MAX_RUNS`](super::decode::MAX_RUNS) and [`MAX_DROPS`](super::decode::MAX_DROPS) per
-/// segment): about 32 + 48 MiB at most.
-pub const MAX_RUNS_IN_RECORDING: usize = 1 << 20;
+/// segment): 16 MiB of runs (32 bytes each) and 20 MiB of notices (40 bytes each) at most, so
+/// that with the check's own ranges a reading tool stays near its 64 MiB target.
+pub const MAX_RUNS_IN_RECORDING: usize = 1 << 19;
 /// See [`MAX_RUNS_IN_RECORDING`].
-pub const MAX_DROPS_IN_RECORDING: usize = 1 << 20;
+pub const MAX_DROPS_IN_RECORDING: usize = 1 << 19;
 
 /// Keeps what the segments of one recording store, while they are read one after another,
 /// under [`MAX_RUNS_IN_RECORDING`] runs and [`MAX_DROPS_IN_RECORDING`] notices in all: once a
