@@ -41,6 +41,15 @@ struct Inner {
     spare: Option<FrameBuf>,
 }
 
+impl Inner {
+    /// The next frame delivered, of `len` bytes, is dropped for `reason` before it is queued.
+    fn refuse(&mut self, p: &ReceiverParts, len: u64, reason: DropReason) {
+        let seq = FrameSeq(self.seq);
+        self.seq += 1;
+        p.ledger.refused(seq, seq, len, reason);
+    }
+}
+
 impl Intake {
     pub fn new(parts: ReceiverParts, limit: Option<u64>) -> Intake {
         let seq = parts.first_seq;
@@ -95,9 +104,7 @@ impl FrameSink for Intake {
         }) {
             Err(Stopping) => {
                 // Delivered while the run stopped, with no room to wait for: named as lost.
-                let seq = FrameSeq(inner.seq);
-                inner.seq += 1;
-                p.ledger.refused(seq, seq, len, DropReason::SourceOverrun);
+                inner.refuse(p, len, DropReason::SourceOverrun);
             }
             Ok(mut buf) => {
                 let too_large = match buf.as_mut().map(|b| b.fill(payload.len())) {
@@ -116,9 +123,7 @@ impl FrameSink for Intake {
                         "a device frame larger than the stream's frames was rejected"
                     );
                     inner.spare = buf.take();
-                    let seq = FrameSeq(inner.seq);
-                    inner.seq += 1;
-                    p.ledger.refused(seq, seq, len, DropReason::Rejected);
+                    inner.refuse(p, len, DropReason::Rejected);
                 } else {
                     let meta = stamp(p, &mut inner.stats, &mut inner.seq, capture);
                     inner.spare = accept(p, &mut inner.stats, meta, len, buf);

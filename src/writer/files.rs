@@ -31,8 +31,8 @@ use crate::observe::{Histograms, record};
 use super::file::{self, IoSpan, SegFile, sync_dir};
 use super::pool::{Tasks, hold_free_space_floor, set_writers};
 use super::{
-    APPLY_EVERY, Backend, DurabilityConfig, MAX_WRITERS, PUBLISH_EVERY, RecordingTarget,
-    WriterConfig, WriterError, WriterParts, WriterReport, drive, publish_sets,
+    Backend, DurabilityConfig, MAX_WRITERS, PUBLISH_EVERY, RecordingTarget, WriterConfig,
+    WriterError, WriterParts, WriterReport, drive, publish_sets,
 };
 
 pub const INDEX: &str = "INDEX.txt";
@@ -190,23 +190,20 @@ async fn supervise_writers(ctx: &Rc<Ctx>) {
         }
         hold_free_space_floor(&ctx.cfg, &ctx.target.dir, &ctx.parts.counters);
         let drained = ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty();
-        let running = tasks
-            .keep(ctx.writers.get(), drained, |i| {
-                let ctx = ctx.clone();
-                spawn_local(async move {
-                    writer_task(ctx.clone(), i).await;
-                    ctx.writer_exited.notify_one();
-                })
+        let spawn = |i| {
+            let ctx = ctx.clone();
+            spawn_local(async move {
+                writer_task(ctx.clone(), i).await;
+                ctx.writer_exited.notify_one();
             })
-            .await;
-        ctx.parts
-            .counters
-            .writers
-            .store(running as u64, Ordering::Relaxed);
-        if running == 0 && drained {
+        };
+        let (gauge, exited) = (&ctx.parts.counters.writers, &ctx.writer_exited);
+        if !tasks
+            .round(ctx.writers.get(), drained, gauge, exited, spawn)
+            .await
+        {
             return;
         }
-        let _ = tokio::time::timeout(APPLY_EVERY, ctx.writer_exited.notified()).await;
     }
 }
 

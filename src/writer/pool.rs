@@ -153,22 +153,20 @@ pub(super) async fn supervise_writers(ctx: &Rc<Ctx>) {
         }
         let drained =
             ctx.queue.is_closed() && ctx.queue.is_empty() && ctx.st.borrow().rewrite.is_empty();
-        let running = tasks
-            .keep(ctx.writers.get(), drained, |i| {
-                let ctx = ctx.clone();
-                spawn_local(async move {
-                    writer_task(ctx.clone(), i).await;
-                    ctx.writer_exited.notify_one();
-                })
+        let spawn = |i| {
+            let ctx = ctx.clone();
+            spawn_local(async move {
+                writer_task(ctx.clone(), i).await;
+                ctx.writer_exited.notify_one();
             })
-            .await;
-        ctx.counters
-            .writers
-            .store(running as u64, Ordering::Relaxed);
-        if running == 0 && drained {
+        };
+        let (gauge, exited) = (&ctx.counters.writers, &ctx.writer_exited);
+        if !tasks
+            .round(ctx.writers.get(), drained, gauge, exited, spawn)
+            .await
+        {
             return;
         }
-        let _ = tokio::time::timeout(APPLY_EVERY, ctx.writer_exited.notified()).await;
     }
 }
 
@@ -218,6 +216,26 @@ impl Tasks {
             }
         }
         self.slots.iter().flatten().count()
+    }
+
+    /// One round of a pool's supervision: [`Tasks::keep`], the running count published in
+    /// `gauge`, then a wait for a task to end (`exited`) or the next tick. False once none
+    /// runs and the queue is `drained`: the pool is done.
+    pub(super) async fn round(
+        &mut self,
+        want: usize,
+        drained: bool,
+        gauge: &std::sync::atomic::AtomicU64,
+        exited: &Notify,
+        spawn: impl Fn(usize) -> JoinHandle<()>,
+    ) -> bool {
+        let running = self.keep(want, drained, spawn).await;
+        gauge.store(running as u64, Ordering::Relaxed);
+        if running == 0 && drained {
+            return false;
+        }
+        let _ = tokio::time::timeout(APPLY_EVERY, exited.notified()).await;
+        true
     }
 }
 
