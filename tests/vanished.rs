@@ -95,18 +95,23 @@ fn deleted_directory(extra: &str, status: Option<i32>) {
     );
 }
 
-#[test]
-fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = tmp.path().join("rec");
+/// Records as `nobody` into `TMP/rec`, with small segments (rotations keep needing new files)
+/// and `writer_extra` in the `[writer]` table, and makes the directory read-only a second in.
+fn record_into_a_directory_made_read_only(
+    tmp: &Path,
+    writer_extra: &str,
+) -> (std::path::PathBuf, std::process::Output) {
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.join("rec");
     std::fs::create_dir(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
-    let cfg = tmp.path().join("c.toml");
-    // Small segments: rotations keep needing new files.
+    let cfg = tmp.join("c.toml");
     std::fs::write(
         &cfg,
-        "[segment]\nmax-bytes = 1048576\n[writer]\nmax-write-bytes = 65536\npreallocate-bytes = 0\n",
+        format!(
+            "[segment]\nmax-bytes = 1048576\n[writer]\nmax-write-bytes = 65536\n\
+             preallocate-bytes = 0\n{writer_extra}"
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -115,6 +120,13 @@ fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
     let out = child.wait_with_output().unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, out)
+}
+
+#[test]
+fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = record_into_a_directory_made_read_only(tmp.path(), "");
     let t = totals(&out.stdout);
     let lost = dropped(&t, "io_error");
     assert!(lost > 0, "frames were lost to the read-only directory: {t}");
@@ -140,23 +152,10 @@ fn an_unwritable_output_directory_is_named_as_a_gap_and_fails_the_run() {
 #[test]
 fn a_run_the_disk_stopped_says_so() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = tmp.path().join("rec");
-    std::fs::create_dir(&dir).unwrap();
-    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
-    let cfg = tmp.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        "[segment]\nmax-bytes = 1048576\n[writer]\nmax-write-bytes = 65536\npreallocate-bytes = 0\n\
-         max-consecutive-failures = 2\nexit-when-degraded = true\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let child = spawn_record(&cfg, &dir, true);
-    std::thread::sleep(Duration::from_millis(1000));
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let out = child.wait_with_output().unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_dir, out) = record_into_a_directory_made_read_only(
+        tmp.path(),
+        "max-consecutive-failures = 2\nexit-when-degraded = true\n",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let s = String::from_utf8_lossy(&out.stdout);
     let json: serde_json::Value = serde_json::from_str(&s[s.find('{').unwrap()..]).unwrap();
