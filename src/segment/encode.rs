@@ -1,7 +1,9 @@
 //! Encoding: segment head, chunks of frames written in place around their payloads, drop
 //! notices, and the summary and footer that finalize a segment.
 
-use crate::frame::{ALIGN, DropReason, Frame, FrameBuf, FrameSeq, HEADROOM, StreamInfo};
+use crate::frame::{
+    ALIGN, DropReason, Frame, FrameBuf, FrameFormat, FrameSeq, HEADROOM, StreamId, StreamInfo,
+};
 
 use super::*;
 
@@ -13,12 +15,29 @@ pub const MAX_FRAMES_PER_CHUNK: usize = 240;
 pub struct SegmentMeta {
     pub recording_id: String,
     pub segment_id: u64,
-    pub stream: StreamInfo,
+    /// The recording's streams: stream `i` is channel `i + 1`.
+    pub streams: Vec<StreamInfo>,
+}
+
+/// Most streams a recording may have: a buffered chunk's message indexes (one per channel in
+/// it) must fit the last frame's tailroom.
+pub const MAX_STREAMS: usize = 16;
+
+/// The MCAP channel id of `stream`.
+pub fn stream_channel_id(stream: StreamId) -> u16 {
+    stream.0 + 1
+}
+
+/// The MCAP channel id of the drop notices of a recording with `streams` streams.
+pub fn drop_channel_id(streams: usize) -> u16 {
+    streams as u16 + 1
 }
 
 /// A run of consecutive frames dropped for one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DropRange {
+    /// The stream the frames belong to.
+    pub stream: StreamId,
     pub first: FrameSeq,
     pub last: FrameSeq,
     pub reason: DropReason,
@@ -33,11 +52,17 @@ pub struct ChunkIndexEntry {
     pub end_time: u64,
     pub chunk_start_offset: u64,
     pub chunk_length: u64,
-    pub channel_id: u16,
-    pub message_count: u64,
-    pub message_index_offset: u64,
+    /// (channel id, messages of it in the chunk, offset of its message index), by channel id.
+    pub channels: Vec<(u16, u64, u64)>,
+    /// Bytes of all the chunk's message indexes.
     pub message_index_length: u64,
     pub uncompressed_size: u64,
+}
+
+impl ChunkIndexEntry {
+    pub fn message_count(&self) -> u64 {
+        self.channels.iter().map(|c| c.1).sum()
+    }
 }
 
 /// The result of laying out a batch of frames at a file offset.
@@ -151,7 +176,7 @@ fn append_padding(out: &mut Vec<u8>) {
     }
 }
 
-fn schema_records(out: &mut Vec<u8>) {
+fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
     let mut body = Vec::new();
     body.u16(DEPTH_SCHEMA_ID);
     body.str(DEPTH_SCHEMA_NAME);
@@ -169,6 +194,21 @@ fn schema_records(out: &mut Vec<u8>) {
     body.u32(schema.len() as u32);
     body.put(schema);
     record(out, OP_SCHEMA, &body);
+
+    if has_accel(streams) {
+        let mut body = Vec::new();
+        body.u16(ACCEL_SCHEMA_ID);
+        body.str(accel::SCHEMA_NAME);
+        body.str("protobuf");
+        let desc = accelerometer_descriptor_set();
+        body.u32(desc.len() as u32);
+        body.put(&desc);
+        record(out, OP_SCHEMA, &body);
+    }
+}
+
+fn has_accel(streams: &[StreamInfo]) -> bool {
+    streams.iter().any(|s| s.format == FrameFormat::Accel)
 }
 
 fn string_map(out: &mut Vec<u8>, entries: &[(&str, String)]) {
@@ -180,24 +220,33 @@ fn string_map(out: &mut Vec<u8>, entries: &[(&str, String)]) {
     }
 }
 
-fn channel_records(out: &mut Vec<u8>, stream: &StreamInfo) {
-    let mut body = Vec::new();
-    body.u16(DEPTH_CHANNEL_ID);
-    body.u16(DEPTH_SCHEMA_ID);
-    body.str(&stream.topic);
-    body.str("protobuf");
-    string_map(
-        &mut body,
-        &[
-            ("encoding", stream.format.encoding().to_string()),
-            ("height", stream.height.to_string()),
-            ("width", stream.width.to_string()),
-        ],
-    );
-    record(out, OP_CHANNEL, &body);
+fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+    for (i, stream) in streams.iter().enumerate() {
+        let mut body = Vec::new();
+        body.u16(stream_channel_id(StreamId(i as u16)));
+        let mut meta = vec![
+            ("frame_id", stream.frame_id.clone()),
+            ("stream", stream.name.clone()),
+        ];
+        if stream.format.is_image() {
+            body.u16(DEPTH_SCHEMA_ID);
+            meta.extend([
+                ("encoding", stream.format.encoding().to_string()),
+                ("height", stream.height.to_string()),
+                ("width", stream.width.to_string()),
+            ]);
+        } else {
+            body.u16(ACCEL_SCHEMA_ID);
+        }
+        meta.sort();
+        body.str(&stream.topic);
+        body.str("protobuf");
+        string_map(&mut body, &meta);
+        record(out, OP_CHANNEL, &body);
+    }
 
     let mut body = Vec::new();
-    body.u16(DROP_CHANNEL_ID);
+    body.u16(drop_channel_id(streams.len()));
     body.u16(DROP_SCHEMA_ID);
     body.str(DROP_TOPIC);
     body.str("json");
@@ -214,8 +263,8 @@ pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailSt
     body.str("");
     body.str(concat!("framerec ", env!("CARGO_PKG_VERSION")));
     record(&mut out, OP_HEADER, &body);
-    schema_records(&mut out);
-    channel_records(&mut out, &meta.stream);
+    schema_records(&mut out, &meta.streams);
+    channel_records(&mut out, &meta.streams);
 
     let metadata_offset = out.len() as u64;
     let mut body = Vec::new();
@@ -242,12 +291,10 @@ pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailSt
     )
 }
 
-/// Bytes of the message record header plus the `RawImage` fields before the payload.
-fn depth_prefix(out: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
-    let payload_len = frame.payload_len() as u64;
-    let secs = frame.meta.host_real_ns / 1_000_000_000;
-    let nanos = frame.meta.host_real_ns % 1_000_000_000;
-
+/// The `google.protobuf.Timestamp` field (number 1) of host realtime `ns`.
+fn timestamp_field(proto: &mut Scratch, ns: u64) {
+    let secs = ns / 1_000_000_000;
+    let nanos = ns % 1_000_000_000;
     let mut ts = Scratch::new();
     if secs != 0 {
         ts.u8(0x08);
@@ -257,10 +304,14 @@ fn depth_prefix(out: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
         ts.u8(0x10);
         ts.varint(nanos);
     }
-    let mut proto = Scratch::new();
     proto.u8(0x0a); // timestamp, field 1, length-delimited
     proto.varint(ts.len as u64);
     proto.put(ts.bytes());
+}
+
+/// The `RawImage` fields before the payload (its `data`, field 6).
+fn raw_image_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
+    timestamp_field(proto, frame.meta.host_real_ns);
     proto.u8(0x15); // width, field 2, fixed32
     proto.u32(stream.width);
     proto.u8(0x1d); // height, field 3, fixed32
@@ -274,12 +325,42 @@ fn depth_prefix(out: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
     proto.varint(stream.frame_id.len() as u64);
     proto.put(stream.frame_id.as_bytes());
     proto.u8(0x32); // data, field 6: the payload follows
-    proto.varint(payload_len);
+    proto.varint(frame.payload_len() as u64);
+}
 
+/// The `framerec.Accelerometer` fields before the payload (its `raw`, field 8), computed from
+/// the raw reading (see [`accel`]); a payload that is no reading gets zeros.
+fn accelerometer_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
+    let raw = accel::RawTilt::from_bytes(frame.buf.payload()).unwrap_or_default();
+    timestamp_field(proto, frame.meta.host_real_ns);
+    proto.u8(0x12); // frame_id, field 2
+    proto.varint(stream.frame_id.len() as u64);
+    proto.put(stream.frame_id.as_bytes());
+    let [x, y, z] = raw.mks();
+    for (tag, v) in [(0x19, x), (0x21, y), (0x29, z), (0x31, raw.tilt_degrees())] {
+        proto.u8(tag); // x, y, z, tilt_degrees: fields 3-6, fixed64
+        proto.put(&v.to_le_bytes());
+    }
+    proto.u8(0x38); // tilt_status, field 7, varint
+    proto.varint(raw.tilt_status as u64);
+    proto.u8(0x42); // raw, field 8: the payload follows
+    proto.varint(frame.payload_len() as u64);
+}
+
+/// Bytes of the message record header plus the message fields before the payload.
+fn message_prefix(out: &mut Scratch, frame: &Frame, streams: &[StreamInfo]) {
+    let stream = &streams[frame.meta.stream.index()];
+    let mut proto = Scratch::new();
+    if stream.format.is_image() {
+        raw_image_fields(&mut proto, frame, stream);
+    } else {
+        accelerometer_fields(&mut proto, frame, stream);
+    }
+    let payload_len = frame.payload_len() as u64;
     let record_len = 2 + 4 + 8 + 8 + proto.len as u64 + payload_len;
     out.u8(OP_MESSAGE);
     out.u64(record_len);
-    out.u16(DEPTH_CHANNEL_ID);
+    out.u16(stream_channel_id(frame.meta.stream));
     out.u32(frame.meta.seq.0 as u32);
     out.u64(frame.meta.host_real_ns);
     out.u64(frame.meta.device_ns);
@@ -304,7 +385,12 @@ fn message_index_len(messages: usize) -> usize {
     RECORD_PREFIX + 2 + 4 + 16 * messages
 }
 
-/// Lays out `frames` (in sequence order) as chunks starting at file offset `offset`.
+/// Bytes of the message indexes of a chunk of `messages` messages on `channels` channels.
+fn message_indexes_len(messages: usize, channels: usize) -> usize {
+    (RECORD_PREFIX + 2 + 4) * channels + 16 * messages
+}
+
+/// Lays out `frames` (in log-time order; of any streams of `streams`) as chunks starting at file offset `offset`.
 ///
 /// Record headers are written into each frame's headroom and trailers into the last frame's
 /// tailroom; each frame's `span` is set to the bytes of its region to write, in order. Buffered
@@ -313,7 +399,7 @@ fn message_index_len(messages: usize) -> usize {
 pub fn encode_frame_batch(
     frames: &mut [Frame],
     offset: u64,
-    stream: &StreamInfo,
+    streams: &[StreamInfo],
     direct: bool,
 ) -> BatchLayout {
     let mut layout = BatchLayout::default();
@@ -322,7 +408,7 @@ pub fn encode_frame_batch(
             let one = encode_chunk(
                 std::slice::from_mut(frame),
                 offset + layout.len,
-                stream,
+                streams,
                 true,
             );
             layout.len += one.len;
@@ -330,7 +416,7 @@ pub fn encode_frame_batch(
         }
     } else if !frames.is_empty() {
         assert!(frames.len() <= MAX_FRAMES_PER_CHUNK);
-        layout = encode_chunk(frames, offset, stream, false);
+        layout = encode_chunk(frames, offset, streams, false);
     }
     layout
 }
@@ -338,7 +424,7 @@ pub fn encode_frame_batch(
 fn encode_chunk(
     frames: &mut [Frame],
     offset: u64,
-    stream: &StreamInfo,
+    streams: &[StreamInfo],
     direct: bool,
 ) -> BatchLayout {
     let count = frames.len();
@@ -347,16 +433,18 @@ fn encode_chunk(
     let (mut start_time, mut end_time) = (u64::MAX, 0u64);
     // Message index entries (log_time, offset in records), written after the chunk.
     let mut index = [0u8; 16 * MAX_FRAMES_PER_CHUNK];
+    let mut index_channels = [0u16; MAX_FRAMES_PER_CHUNK];
     // Each message header goes right before its payload.
     for (i, frame) in frames.iter_mut().enumerate() {
         let mut hdr = Scratch::new();
-        depth_prefix(&mut hdr, frame, stream);
+        message_prefix(&mut hdr, frame, streams);
         frame.buf.region_mut()[HEADROOM - hdr.len..HEADROOM].copy_from_slice(hdr.bytes());
         crc.update(hdr.bytes());
         crc.update(frame.buf.payload());
         let time = frame.meta.host_real_ns;
         index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
         index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());
+        index_channels[i] = stream_channel_id(frame.meta.stream);
         records_len += (hdr.len + frame.payload_len()) as u64;
         frame.span = (HEADROOM - hdr.len, HEADROOM + frame.payload_len());
         start_time = start_time.min(time);
@@ -379,18 +467,40 @@ fn encode_chunk(
     }
     let chunk_length = CHUNK_HEADER_LEN as u64 + records_len;
 
-    // The message index (and in direct mode, padding to ALIGN) in the last frame's tailroom.
+    // The message indexes, one per channel in the chunk (and in direct mode, padding to
+    // ALIGN), in the last frame's tailroom.
+    let mut channels: Vec<(u16, u64, u64)> = Vec::new();
+    for f in frames.iter() {
+        let id = stream_channel_id(f.meta.stream);
+        match channels.iter_mut().find(|c| c.0 == id) {
+            Some(c) => c.1 += 1,
+            None => channels.push((id, 1, 0)),
+        }
+    }
+    channels.sort_unstable();
     let last = &mut frames[count - 1];
     let mut end = last.span.1;
     let mut put = |bytes: &[u8]| {
         last.buf.region_mut()[end..end + bytes.len()].copy_from_slice(bytes);
         end += bytes.len();
     };
-    put(&[OP_MESSAGE_INDEX]);
-    put(&((message_index_len(count) - RECORD_PREFIX) as u64).to_le_bytes());
-    put(&DEPTH_CHANNEL_ID.to_le_bytes());
-    put(&((16 * count) as u32).to_le_bytes());
-    put(&index[..16 * count]);
+    let mut index_at = chunk_start_offset + chunk_length;
+    for c in channels.iter_mut() {
+        c.2 = index_at;
+        let len = message_index_len(c.1 as usize);
+        index_at += len as u64;
+        put(&[OP_MESSAGE_INDEX]);
+        put(&((len - RECORD_PREFIX) as u64).to_le_bytes());
+        put(&c.0.to_le_bytes());
+        put(&((16 * c.1) as u32).to_le_bytes());
+        for (i, _) in index_channels[..count]
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| **id == c.0)
+        {
+            put(&index[16 * i..16 * i + 16]);
+        }
+    }
     if direct {
         let pad = padding_to_align(end);
         write_padding(&mut last.buf.region_mut()[end..end + pad]);
@@ -404,10 +514,8 @@ fn encode_chunk(
             end_time,
             chunk_start_offset,
             chunk_length,
-            channel_id: DEPTH_CHANNEL_ID,
-            message_count: count as u64,
-            message_index_offset: chunk_start_offset + chunk_length,
-            message_index_length: message_index_len(count) as u64,
+            message_index_length: message_indexes_len(count, channels.len()) as u64,
+            channels,
             uncompressed_size: records_len,
         }],
         len: frames.iter().map(|f| (f.span.1 - f.span.0) as u64).sum(),
@@ -418,14 +526,18 @@ fn encode_chunk(
 /// the span of its region to write, and the chunk's index entry.
 pub fn encode_drop_chunk(
     drops: &[DropRange],
-    topic: &str,
+    streams: &[StreamInfo],
     offset: u64,
     direct: bool,
 ) -> (FrameBuf, (usize, usize), ChunkIndexEntry) {
     let mut records = Vec::new();
     let mut index_entries = Vec::new();
     let (mut start_time, mut end_time) = (u64::MAX, 0u64);
+    let channel = drop_channel_id(streams.len());
     for (i, d) in drops.iter().enumerate() {
+        let topic = streams
+            .get(d.stream.index())
+            .map_or("", |s| s.topic.as_str());
         let json = serde_json::json!({
             "stream": topic,
             "reason": d.reason.as_str(),
@@ -436,7 +548,7 @@ pub fn encode_drop_chunk(
         .to_string();
         index_entries.push((d.time_ns, records.len() as u64));
         let mut body = Vec::new();
-        body.u16(DROP_CHANNEL_ID);
+        body.u16(channel);
         body.u32(i as u32);
         body.u64(d.time_ns);
         body.u64(d.time_ns);
@@ -458,7 +570,7 @@ pub fn encode_drop_chunk(
     let chunk_length = out.len() as u64;
     out.u8(OP_MESSAGE_INDEX);
     out.u64((2 + 4 + 16 * index_entries.len()) as u64);
-    out.u16(DROP_CHANNEL_ID);
+    out.u16(channel);
     out.u32((16 * index_entries.len()) as u32);
     for (t, o) in &index_entries {
         out.u64(*t);
@@ -474,9 +586,7 @@ pub fn encode_drop_chunk(
         end_time,
         chunk_start_offset: offset,
         chunk_length,
-        channel_id: DROP_CHANNEL_ID,
-        message_count: drops.len() as u64,
-        message_index_offset: offset + chunk_length,
+        channels: vec![(channel, drops.len() as u64, offset + chunk_length)],
         message_index_length: message_index_len(index_entries.len()) as u64,
         uncompressed_size: records.len() as u64,
     };
@@ -488,7 +598,7 @@ pub fn encode_drop_chunk(
 pub fn encode_segment_tail(
     data_end: u64,
     chunks: &[ChunkIndexEntry],
-    stream: &StreamInfo,
+    streams: &[StreamInfo],
     head: &TailStats,
     direct: bool,
 ) -> Vec<u8> {
@@ -503,15 +613,20 @@ pub fn encode_segment_tail(
         f(summary);
         groups.push((opcode, start, summary.len() as u64 - start));
     };
-    group(&mut summary, OP_SCHEMA, &mut |s| schema_records(s));
+    group(&mut summary, OP_SCHEMA, &mut |s| schema_records(s, streams));
     group(&mut summary, OP_CHANNEL, &mut |s| {
-        channel_records(s, stream)
+        channel_records(s, streams)
     });
     group(&mut summary, OP_STATISTICS, &mut |s| {
-        let mut counts = [0u64; 2];
+        // Channel ids run 1..=streams + 1 (the drop channel last).
+        let mut counts = vec![0u64; streams.len() + 1];
         let (mut start, mut end) = (u64::MAX, 0u64);
         for c in &chunks {
-            counts[(c.channel_id - 1) as usize] += c.message_count;
+            for (id, n, _) in &c.channels {
+                if let Some(slot) = counts.get_mut((*id as usize).wrapping_sub(1)) {
+                    *slot += n;
+                }
+            }
             start = start.min(c.start_time);
             end = end.max(c.end_time);
         }
@@ -520,15 +635,14 @@ pub fn encode_segment_tail(
         }
         let mut body = Vec::new();
         body.u64(counts.iter().sum());
-        body.u16(2); // schemas
-        body.u32(2); // channels
+        body.u16(if has_accel(streams) { 3 } else { 2 }); // schemas
+        body.u32(counts.len() as u32); // channels
         body.u32(0); // attachments
         body.u32(1); // metadata
         body.u32(chunks.len() as u32);
         body.u64(start);
         body.u64(end);
-        let nonzero: Vec<(u16, u64)> = [DEPTH_CHANNEL_ID, DROP_CHANNEL_ID]
-            .into_iter()
+        let nonzero: Vec<(u16, u64)> = (1..=counts.len() as u16)
             .zip(counts)
             .filter(|(_, n)| *n > 0)
             .collect();
@@ -547,9 +661,11 @@ pub fn encode_segment_tail(
                 body.u64(c.end_time);
                 body.u64(c.chunk_start_offset);
                 body.u64(c.chunk_length);
-                body.u32(10);
-                body.u16(c.channel_id);
-                body.u64(c.message_index_offset);
+                body.u32(10 * c.channels.len() as u32);
+                for (id, _, at) in &c.channels {
+                    body.u16(*id);
+                    body.u64(*at);
+                }
                 body.u64(c.message_index_length);
                 body.str("");
                 body.u64(c.uncompressed_size);
@@ -617,5 +733,9 @@ mod tests {
     #[test]
     fn max_chunk_index_fits_tailroom() {
         assert!(message_index_len(MAX_FRAMES_PER_CHUNK) <= crate::frame::TAILROOM);
+        assert!(
+            message_indexes_len(MAX_FRAMES_PER_CHUNK, MAX_STREAMS + 1) <= crate::frame::TAILROOM,
+            "a buffered chunk's indexes fit (a direct chunk holds one frame)"
+        );
     }
 }

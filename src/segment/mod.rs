@@ -41,6 +41,7 @@
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
 
+pub mod accel;
 mod crc_range;
 mod decode;
 mod encode;
@@ -49,6 +50,8 @@ mod schema;
 mod source;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_streams;
 mod verify;
 
 pub use decode::{
@@ -58,11 +61,12 @@ pub use decode::{
     scan_source, segment_chunks, segment_messages, source_has_intact_chunk,
 };
 pub use encode::{
-    BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, SegmentMeta, TailStats,
-    encode_drop_chunk, encode_frame_batch, encode_segment_head, encode_segment_tail,
+    BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, MAX_STREAMS, SegmentMeta,
+    TailStats, drop_channel_id, encode_drop_chunk, encode_frame_batch, encode_segment_head,
+    encode_segment_tail, stream_channel_id,
 };
 pub use recover::{RecoverError, Recovered, recover_segment, recover_to, recoverable, subtract};
-pub use schema::raw_image_descriptor_set;
+pub use schema::{accelerometer_descriptor_set, raw_image_descriptor_set};
 pub use source::{FileSource, Source, WINDOW_BYTES};
 pub use verify::{
     Problem, RecordingBudget, RecordingReport, SegmentReport, verify_file, verify_recording,
@@ -93,6 +97,8 @@ pub const RECORD_PREFIX: usize = 9;
 
 pub const DEPTH_SCHEMA_ID: u16 = 1;
 pub const DROP_SCHEMA_ID: u16 = 2;
+/// Written only when the recording has an accelerometer stream.
+pub const ACCEL_SCHEMA_ID: u16 = 3;
 pub const DEPTH_CHANNEL_ID: u16 = 1;
 pub const DROP_CHANNEL_ID: u16 = 2;
 pub const DEPTH_SCHEMA_NAME: &str = "foxglove.RawImage";

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 
 use bytes::BytesMut;
 
-use crate::frame::{DropReason, FrameSeq, PixelFormat, StreamInfo};
+use crate::frame::{DropReason, FrameFormat, FrameSeq, StreamId, StreamInfo};
 
 use super::decode::{
     ChunkInfo, DecodeError, SegmentContents, SeqRun, Visit, clean_chunk_contents, decode_raw_image,
@@ -154,11 +154,12 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         None => String::new(),
     };
     let stream = StreamInfo {
+        name: "depth".into(),
         topic,
         frame_id,
         width: dim("width"),
         height: dim("height"),
-        format: PixelFormat::Depth16,
+        format: FrameFormat::Depth16,
     };
 
     // A fresh head, not the original bytes: any record of the old head may be damaged.
@@ -173,7 +174,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
             .get("segment_id")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
-        stream: stream.clone(),
+        streams: vec![stream.clone()],
     };
     let (head_bytes, head) = encode_segment_head(&meta, false);
     out.write_all(&head_bytes)?;
@@ -227,20 +228,30 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         let ranges: Vec<DropRange> = lost
             .iter()
             .map(|&(a, b)| DropRange {
+                stream: StreamId(0),
                 first: FrameSeq(a),
                 last: FrameSeq(b),
                 reason: DropReason::Lost,
                 time_ns,
             })
             .collect();
-        let (drop_buf, span, mut entry) = encode_drop_chunk(&ranges, &stream.topic, out.at, false);
+        let (drop_buf, span, mut entry) =
+            encode_drop_chunk(&ranges, std::slice::from_ref(&stream), out.at, false);
         let at = out.at;
         out.write_all(&drop_buf.region()[span.0..span.1])?;
         entry.chunk_start_offset = at;
-        entry.message_index_offset = at + entry.chunk_length;
+        for c in entry.channels.iter_mut() {
+            c.2 = at + entry.chunk_length;
+        }
         entries.push(entry);
     }
-    let tail = encode_segment_tail(out.at, &entries, &stream, &head, false);
+    let tail = encode_segment_tail(
+        out.at,
+        &entries,
+        std::slice::from_ref(&stream),
+        &head,
+        false,
+    );
     out.write_all(&tail)?;
     out.out.flush()?;
     Ok(Ok(Recovered {
@@ -352,9 +363,7 @@ impl<W: Write> Copy<W> {
             end_time: chunk.end_time,
             chunk_start_offset: start,
             chunk_length: chunk.length,
-            channel_id,
-            message_count: chunk.index.len() as u64,
-            message_index_offset: index_at,
+            channels: vec![(channel_id, times.len() as u64, index_at)],
             message_index_length: out.at - index_at,
             uncompressed_size: records_len,
         });

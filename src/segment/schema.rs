@@ -17,9 +17,8 @@ fn field(name: &str, number: i32, ty: Type, type_name: Option<&str>) -> FieldDes
     }
 }
 
-/// `google/protobuf/timestamp.proto` and `foxglove/RawImage.proto`, encoded.
-pub fn raw_image_descriptor_set() -> Vec<u8> {
-    let timestamp = FileDescriptorProto {
+fn timestamp_file() -> FileDescriptorProto {
+    FileDescriptorProto {
         name: Some("google/protobuf/timestamp.proto".into()),
         package: Some("google.protobuf".into()),
         message_type: vec![DescriptorProto {
@@ -32,7 +31,12 @@ pub fn raw_image_descriptor_set() -> Vec<u8> {
         }],
         syntax: Some("proto3".into()),
         ..Default::default()
-    };
+    }
+}
+
+/// `google/protobuf/timestamp.proto` and `foxglove/RawImage.proto`, encoded.
+pub fn raw_image_descriptor_set() -> Vec<u8> {
+    let timestamp = timestamp_file();
     let raw_image = FileDescriptorProto {
         name: Some("foxglove/RawImage.proto".into()),
         package: Some("foxglove".into()),
@@ -60,6 +64,41 @@ pub fn raw_image_descriptor_set() -> Vec<u8> {
     };
     FileDescriptorSet {
         file: vec![timestamp, raw_image],
+    }
+    .encode_to_vec()
+}
+
+/// `google/protobuf/timestamp.proto` and `framerec/Accelerometer.proto` (see
+/// [`super::accel`]), encoded.
+pub fn accelerometer_descriptor_set() -> Vec<u8> {
+    let accel = FileDescriptorProto {
+        name: Some("framerec/Accelerometer.proto".into()),
+        package: Some("framerec".into()),
+        dependency: vec!["google/protobuf/timestamp.proto".into()],
+        message_type: vec![DescriptorProto {
+            name: Some("Accelerometer".into()),
+            field: vec![
+                field(
+                    "timestamp",
+                    1,
+                    Type::Message,
+                    Some(".google.protobuf.Timestamp"),
+                ),
+                field("frame_id", 2, Type::String, None),
+                field("x", 3, Type::Double, None),
+                field("y", 4, Type::Double, None),
+                field("z", 5, Type::Double, None),
+                field("tilt_degrees", 6, Type::Double, None),
+                field("tilt_status", 7, Type::Uint32, None),
+                field("raw", 8, Type::Bytes, None),
+            ],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".into()),
+        ..Default::default()
+    };
+    FileDescriptorSet {
+        file: vec![timestamp_file(), accel],
     }
     .encode_to_vec()
 }

@@ -3,15 +3,16 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::frame::{DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, PixelFormat, StreamInfo};
+use crate::frame::{DropReason, Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
 
 fn stream(width: u32, height: u32) -> StreamInfo {
     StreamInfo {
+        name: "depth".into(),
         topic: "/camera/depth".into(),
         frame_id: "cam".into(),
         width,
         height,
-        format: PixelFormat::Depth16,
+        format: FrameFormat::Depth16,
     }
 }
 
@@ -23,9 +24,12 @@ fn frame(seq: u64, len: usize) -> Frame {
     Frame {
         meta: FrameMeta {
             seq: FrameSeq(seq),
+            order: seq,
+            len: len as u64,
             device_ns: seq * 1000,
             host_mono_ns: seq,
             host_real_ns: 1_700_000_000_000_000_000 + seq * 33_333_333,
+            ..FrameMeta::default()
         },
         buf,
         span: (0, 0),
@@ -38,14 +42,18 @@ fn build(stream: &StreamInfo, batches: &[(Vec<u64>, Vec<DropRange>)], direct: bo
     let meta = SegmentMeta {
         recording_id: "test".into(),
         segment_id: 0,
-        stream: stream.clone(),
+        streams: vec![stream.clone()],
     };
     let (mut file, head) = encode_segment_head(&meta, direct);
     let mut chunks = Vec::new();
     for (seqs, drops) in batches {
         if !drops.is_empty() {
-            let (buf, span, entry) =
-                encode_drop_chunk(drops, &stream.topic, file.len() as u64, direct);
+            let (buf, span, entry) = encode_drop_chunk(
+                drops,
+                std::slice::from_ref(stream),
+                file.len() as u64,
+                direct,
+            );
             file.extend_from_slice(&buf.region()[span.0..span.1]);
             chunks.push(entry);
         }
@@ -56,7 +64,12 @@ fn build(stream: &StreamInfo, batches: &[(Vec<u64>, Vec<DropRange>)], direct: bo
             .iter()
             .map(|s| frame(*s, stream.frame_bytes()))
             .collect();
-        let layout = encode_frame_batch(&mut frames, file.len() as u64, stream, direct);
+        let layout = encode_frame_batch(
+            &mut frames,
+            file.len() as u64,
+            std::slice::from_ref(stream),
+            direct,
+        );
         let before = file.len();
         for f in &frames {
             file.extend_from_slice(&f.buf.region()[f.span.0..f.span.1]);
@@ -71,13 +84,20 @@ fn build(stream: &StreamInfo, batches: &[(Vec<u64>, Vec<DropRange>)], direct: bo
         }
         chunks.extend(layout.chunks);
     }
-    let tail = encode_segment_tail(file.len() as u64, &chunks, stream, &head, direct);
+    let tail = encode_segment_tail(
+        file.len() as u64,
+        &chunks,
+        std::slice::from_ref(stream),
+        &head,
+        direct,
+    );
     file.extend_from_slice(&tail);
     file
 }
 
 fn drop_range(first: u64, last: u64) -> DropRange {
     DropRange {
+        stream: Default::default(),
         first: FrameSeq(first),
         last: FrameSeq(last),
         reason: DropReason::QueueFull,
