@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use framerec::frame::{BufferPool, Frame, FrameBuf, FrameMeta, FrameSeq, PixelFormat, StreamInfo};
+use framerec::frame::{BufferPool, Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
 use framerec::queue::FrameQueue;
 use framerec::segment::encode_frame_batch;
 use framerec::source::{Source, SyntheticConfig, SyntheticSource};
@@ -19,11 +19,12 @@ const KINECT: usize = 614_400;
 
 fn stream(width: u32, height: u32) -> StreamInfo {
     StreamInfo {
+        name: "depth".into(),
         topic: "/camera/depth".into(),
         frame_id: "camera_depth".into(),
         width,
         height,
-        format: PixelFormat::Depth16,
+        format: FrameFormat::Depth16,
     }
 }
 
@@ -37,6 +38,7 @@ fn frame(seq: u64, mut buf: FrameBuf, len: usize) -> Frame {
             device_ns: seq * 33_333_333,
             host_mono_ns: seq,
             host_real_ns: 1_700_000_000_000_000_000 + seq * 33_333_333,
+            ..FrameMeta::default()
         },
         buf,
         span: (0, 0),
@@ -203,7 +205,11 @@ fn encoding(c: &mut Criterion) {
         let mut batch = frames(n, s.frame_bytes());
         g.throughput(Throughput::Bytes((n * s.frame_bytes()) as u64));
         g.bench_function(name, |b| {
-            b.iter(|| black_box(encode_frame_batch(&mut batch, 4096, &s, direct).len))
+            b.iter(|| {
+                black_box(
+                    encode_frame_batch(&mut batch, 4096, std::slice::from_ref(&s), direct).len,
+                )
+            })
         });
     }
     g.finish();
@@ -240,7 +246,7 @@ fn source(c: &mut Criterion) {
         fps: 0,
         ..SyntheticConfig::default()
     });
-    let len = src.stream().frame_bytes();
+    let len = src.streams()[0].frame_bytes();
     let mut buf = FrameBuf::new(len);
     let stop = AtomicBool::new(false);
     let mut g = c.benchmark_group("synthetic source");

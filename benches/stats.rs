@@ -6,6 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use framerec::frame::StreamId;
 use framerec::ledger::Ledger;
 use framerec::observe::{Histograms, record};
 
@@ -37,9 +38,9 @@ fn per_frame(c: &mut Criterion) {
                 record(&mut h.capture_to_written_ns, black_box(v));
                 record(&mut h.capture_to_durable_ns, black_box(v * 5));
                 record(&mut h.inter_arrival_ns, black_box(33_333_333));
-                ledger.queued(black_box(614_400));
-                ledger.taken(1);
-                ledger.written(1, black_box(614_400));
+                ledger.queued(StreamId(0), black_box(614_400));
+                ledger.taken(StreamId(0), 1);
+                ledger.written(StreamId(0), 1, black_box(614_400));
             })
         },
     );

@@ -15,6 +15,7 @@ use crate::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
 use crate::source::{
     FakenectConfig, FreenectConfig, OnDeviceError, PipeConfig, PipeEndpoint, SyntheticConfig,
+    SyntheticStream,
 };
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
@@ -441,10 +442,28 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    /// Bytes of one frame, as far as the configuration knows (Kinect sources: 640x480x2).
+    /// The names of the streams the source records, in stream-table order.
+    pub fn stream_names(&self) -> Vec<String> {
+        match self {
+            SourceConfig::Synthetic(s) if !s.streams.is_empty() => {
+                s.streams.iter().map(|k| k.as_str().to_string()).collect()
+            }
+            _ => vec!["depth".to_string()],
+        }
+    }
+
+    /// Bytes of the largest frame, as far as the configuration knows (Kinect sources:
+    /// 640x480x2).
     pub fn frame_bytes(&self) -> u64 {
         match self {
-            SourceConfig::Synthetic(s) => s.width as u64 * s.height as u64 * 2,
+            SourceConfig::Synthetic(s) => {
+                let bpp = if s.streams.contains(&SyntheticStream::Color) {
+                    3
+                } else {
+                    2
+                };
+                s.width as u64 * s.height as u64 * bpp
+            }
             SourceConfig::Pipe(p) => p.width as u64 * p.height as u64 * 2,
             SourceConfig::Fakenect(_) | SourceConfig::Freenect(_) => 640 * 480 * 2,
         }
@@ -539,6 +558,8 @@ impl FileConfig {
                     seed: s.seed.u64(),
                     topic: s.topic,
                     frame_id: s.frame_id,
+                    // Several streams reach the configuration once the tools read them.
+                    ..SyntheticConfig::default()
                 }),
                 SourceKind::Fakenect => SourceConfig::Fakenect(FakenectConfig {
                     dir: s.path,

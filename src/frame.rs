@@ -38,6 +38,13 @@ impl std::fmt::Display for FrameSeq {
     }
 }
 
+/// One frame of the recording: its stream and its number there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FrameKey {
+    pub stream: StreamId,
+    pub seq: FrameSeq,
+}
+
 /// Why a frame a source delivered was not written. Every drop is counted under one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
@@ -119,43 +126,115 @@ impl DropReason {
     }
 }
 
-/// Pixel layout of a stream's frames.
+/// What the frames of a stream hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
+pub enum FrameFormat {
     /// 16-bit little-endian depth samples, one channel (`16UC1`).
     Depth16,
+    /// 8-bit red, green, blue samples (`rgb8`), as libfreenect's RGB video mode delivers them.
+    Rgb8,
+    /// One accelerometer and tilt reading: the 12-byte `freenect_raw_tilt_state` that
+    /// fakenect's `a-*.dump` files hold (see [`crate::segment::accel`]), not an image.
+    Accel,
 }
 
-impl PixelFormat {
+impl FrameFormat {
     pub fn bytes_per_pixel(self) -> usize {
         match self {
-            PixelFormat::Depth16 => 2,
+            FrameFormat::Depth16 => 2,
+            FrameFormat::Rgb8 => 3,
+            FrameFormat::Accel => 1,
         }
     }
 
-    /// The `foxglove.RawImage` encoding name.
+    /// The `foxglove.RawImage` encoding name (`accel` for the accelerometer, which is no image).
     pub fn encoding(self) -> &'static str {
         match self {
-            PixelFormat::Depth16 => "16UC1",
+            FrameFormat::Depth16 => "16UC1",
+            FrameFormat::Rgb8 => "rgb8",
+            FrameFormat::Accel => "accel",
         }
+    }
+
+    pub fn is_image(self) -> bool {
+        !matches!(self, FrameFormat::Accel)
+    }
+}
+
+/// Index of a stream in the recording's stream table, fixed when the recording starts. Its MCAP
+/// channel id is the index + 1 (see [`crate::segment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId(pub u16);
+
+impl StreamId {
+    pub fn index(self) -> usize {
+        self.0 as usize
     }
 }
 
 /// What every frame of one stream looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
+    /// Short name: `depth`, `color`, `accel`, or a pipe stream's configured name.
+    pub name: String,
     /// MCAP topic, e.g. `/camera/depth`.
     pub topic: String,
-    /// `frame_id` written into each `foxglove.RawImage`.
+    /// `frame_id` written into each message.
     pub frame_id: String,
+    /// Image width and height in pixels (1 x message length for the accelerometer).
     pub width: u32,
     pub height: u32,
-    pub format: PixelFormat,
+    pub format: FrameFormat,
 }
 
 impl StreamInfo {
+    /// A depth image stream named `depth`.
+    pub fn depth(topic: &str, frame_id: &str, width: u32, height: u32) -> StreamInfo {
+        StreamInfo::image(
+            "depth",
+            topic,
+            frame_id,
+            width,
+            height,
+            FrameFormat::Depth16,
+        )
+    }
+
+    pub fn image(
+        name: &str,
+        topic: &str,
+        frame_id: &str,
+        width: u32,
+        height: u32,
+        format: FrameFormat,
+    ) -> StreamInfo {
+        StreamInfo {
+            name: name.to_string(),
+            topic: topic.to_string(),
+            frame_id: frame_id.to_string(),
+            width,
+            height,
+            format,
+        }
+    }
+
+    /// An accelerometer stream: each frame is one raw tilt-state reading.
+    pub fn accel(name: &str, topic: &str, frame_id: &str) -> StreamInfo {
+        StreamInfo {
+            name: name.to_string(),
+            topic: topic.to_string(),
+            frame_id: frame_id.to_string(),
+            width: 1,
+            height: 1,
+            format: FrameFormat::Accel,
+        }
+    }
+
     pub fn frame_bytes(&self) -> usize {
-        self.width as usize * self.height as usize * self.format.bytes_per_pixel()
+        match self.format {
+            FrameFormat::Accel => crate::segment::accel::RAW_BYTES,
+            _ => self.width as usize * self.height as usize * self.format.bytes_per_pixel(),
+        }
     }
 
     pub fn step_bytes(&self) -> u32 {
@@ -166,13 +245,31 @@ impl StreamInfo {
 /// The stamps the receiver puts on a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FrameMeta {
+    /// The stream the frame belongs to.
+    pub stream: StreamId,
+    /// Its number in that stream.
     pub seq: FrameSeq,
+    /// Its place in the order frames of all streams were received (counting frames lost
+    /// before reaching the queue too): in a one-stream recording, `seq` itself. The writers'
+    /// durable watermark and rewrite bookkeeping go by it.
+    pub order: u64,
+    /// Payload bytes.
+    pub len: u64,
     /// Device clock, nanoseconds, unwrapped to 64 bits by the source.
     pub device_ns: u64,
     /// Host `CLOCK_MONOTONIC` at capture, nanoseconds.
     pub host_mono_ns: u64,
     /// Host `CLOCK_REALTIME` at capture, nanoseconds since the Unix epoch.
     pub host_real_ns: u64,
+}
+
+impl FrameMeta {
+    pub fn key(&self) -> FrameKey {
+        FrameKey {
+            stream: self.stream,
+            seq: self.seq,
+        }
+    }
 }
 
 /// One aligned, reusable allocation holding a frame's payload plus room around it.

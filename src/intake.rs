@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::frame::{DropReason, FrameBuf, FrameSeq};
+use crate::frame::{DropReason, StreamId};
 use crate::receiver::{
-    Limits, ReceiverParts, ReceiverStats, StopReason, Stopping, accept, stamp, take_buffer,
+    Limits, ReceiverParts, ReceiverStats, Seqs, Spares, StopReason, Stopping, accept, stamp,
+    take_buffer,
 };
 use crate::source::{Capture, FrameSink, PushSource, SourceError};
 use crate::stop::Stop;
@@ -34,32 +35,34 @@ pub struct Intake {
 }
 
 struct Inner {
-    /// The sequence number of the next frame delivered.
-    seq: u64,
+    /// The sequence number of the next frame delivered, per stream.
+    seq: Seqs,
     stats: ReceiverStats,
-    /// A buffer back from a drop, for the next frame.
-    spare: Option<FrameBuf>,
+    /// Buffers back from a drop, for the next frame of their stream.
+    spares: Spares,
 }
 
 impl Inner {
-    /// The next frame delivered, of `len` bytes, is dropped for `reason` before it is queued.
-    fn refuse(&mut self, p: &ReceiverParts, len: u64, reason: DropReason) {
-        let seq = FrameSeq(self.seq);
-        self.seq += 1;
-        p.ledger.refused(seq, seq, len, reason);
+    /// The next frame of `stream` delivered, of `len` bytes, is dropped for `reason` before it
+    /// is queued.
+    fn refuse(&mut self, p: &ReceiverParts, stream: StreamId, len: u64, reason: DropReason) {
+        if let Some((seq, _)) = self.seq.take(stream, 1) {
+            p.ledger.refused(stream, seq, seq, len, reason);
+        }
     }
 }
 
 impl Intake {
     pub fn new(parts: ReceiverParts, limit: Option<u64>) -> Intake {
-        let seq = parts.first_seq;
+        let seq = Seqs::new(&parts);
+        let spares = Spares::new(parts.pools.len());
         Intake {
             parts,
             limit,
             inner: Mutex::new(Inner {
                 seq,
                 stats: ReceiverStats::default(),
-                spare: None,
+                spares,
             }),
             stopping: AtomicBool::new(false),
             limit_reached: AtomicBool::new(limit == Some(0)),
@@ -80,7 +83,7 @@ impl Intake {
     /// Publishes the receive statistics; the source has stopped.
     fn finish(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.spare = None;
+        inner.spares.clear();
         if let Some(shared) = &self.parts.histograms {
             inner.stats.publish(shared);
         }
@@ -88,23 +91,27 @@ impl Intake {
 }
 
 impl FrameSink for Intake {
-    fn deliver(&self, payload: &[u8], capture: Capture) -> bool {
+    fn deliver(&self, stream: StreamId, payload: &[u8], capture: Capture) -> bool {
         let p = &self.parts;
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *guard;
-        if self
-            .limit
-            .is_some_and(|n| inner.seq.saturating_sub(p.first_seq) >= n)
-        {
+        if self.limit.is_some_and(|n| inner.seq.counted() >= n) {
             return false;
         }
+        if stream.index() >= p.pools.len() {
+            tracing::warn!(
+                stream = stream.0,
+                "a frame of a stream the recording does not have"
+            );
+            return true;
+        }
         let len = payload.len() as u64;
-        match take_buffer(p, &mut inner.spare, || {
+        match take_buffer(p, stream, inner.spares.spare(stream), || {
             self.stopping.load(Ordering::Acquire)
         }) {
             Err(Stopping) => {
                 // Delivered while the run stopped, with no room to wait for: named as lost.
-                inner.refuse(p, len, DropReason::SourceOverrun);
+                inner.refuse(p, stream, len, DropReason::SourceOverrun);
             }
             Ok(mut buf) => {
                 let too_large = match buf.as_mut().map(|b| b.fill(payload.len())) {
@@ -122,18 +129,15 @@ impl FrameSink for Intake {
                         capacity,
                         "a device frame larger than the stream's frames was rejected"
                     );
-                    inner.spare = buf.take();
-                    inner.refuse(p, len, DropReason::Rejected);
+                    *inner.spares.spare(stream) = buf.take();
+                    inner.refuse(p, stream, len, DropReason::Rejected);
                 } else {
-                    let meta = stamp(p, &mut inner.stats, &mut inner.seq, capture);
-                    inner.spare = accept(p, &mut inner.stats, meta, len, buf);
+                    let meta = stamp(p, &mut inner.stats, &mut inner.seq, stream, len, capture);
+                    *inner.spares.spare(stream) = accept(p, &mut inner.stats, meta, len, buf);
                 }
             }
         }
-        if self
-            .limit
-            .is_some_and(|n| inner.seq.saturating_sub(p.first_seq) >= n)
-        {
+        if self.limit.is_some_and(|n| inner.seq.counted() >= n) {
             self.limit_reached.store(true, Ordering::Release);
         }
         true

@@ -6,7 +6,8 @@
 //!
 //! > received = written + dropped + queued + in writers
 //!
-//! holds after every verb; it is checked here (a debug assertion after each verb, and
+//! holds after every verb, for every stream of the recording on its own (each stream has its
+//! own sequence numbers and its own counts; [`Ledger::tally`] is their sum); it is checked here (a debug assertion after each verb, and
 //! [`Tally::check`]) and nowhere else. Every drop is also put in the [`DropLog`], from which
 //! the writers take the drop notices they write into the recording: a frame cannot be counted
 //! dropped without being named in the file.
@@ -20,7 +21,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::frame::{DropReason, FrameSeq, host_real_ns};
+use crate::frame::{DropReason, Frame, FrameKey, FrameMeta, FrameSeq, StreamId, host_real_ns};
 use crate::queue::DropLog;
 
 /// Where every frame is, at one instant.
@@ -39,6 +40,23 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The sum of `tallies`, field by field.
+    pub fn sum<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> Tally {
+        let mut t = Tally::default();
+        for s in tallies {
+            t.received_frames += s.received_frames;
+            t.received_bytes += s.received_bytes;
+            t.queued += s.queued;
+            t.in_writers += s.in_writers;
+            t.written_frames += s.written_frames;
+            t.written_bytes += s.written_bytes;
+            for (a, b) in t.dropped.iter_mut().zip(s.dropped) {
+                *a += b;
+            }
+        }
+        t
+    }
+
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()]
     }
@@ -83,26 +101,60 @@ fn take(from: &mut u64, n: u64, what: &str) {
 }
 
 /// The accounting. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
-    tally: Mutex<Tally>,
+    /// One tally per stream, by [`StreamId`].
+    tallies: Mutex<Vec<Tally>>,
     notices: DropLog,
 }
 
+impl Default for Ledger {
+    /// The ledger of a one-stream recording.
+    fn default() -> Ledger {
+        Ledger::new(1)
+    }
+}
+
 impl Ledger {
-    fn apply(&self, f: impl FnOnce(&mut Tally)) {
-        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut t);
+    /// The ledger of a recording of `streams` streams.
+    pub fn new(streams: usize) -> Ledger {
+        Ledger {
+            tallies: Mutex::new(vec![Tally::default(); streams.max(1)]),
+            notices: DropLog::default(),
+        }
+    }
+
+    fn apply(&self, stream: StreamId, f: impl FnOnce(&mut Tally)) {
+        let mut all = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = all.get_mut(stream.index()) else {
+            debug_assert!(false, "ledger: no stream {}", stream.0);
+            return;
+        };
+        f(t);
         debug_assert_eq!(t.check(), Ok(()));
     }
 
-    fn name(&self, first: FrameSeq, last: FrameSeq, reason: DropReason) {
-        self.notices.add(first, last, reason, host_real_ns());
+    fn name(&self, stream: StreamId, first: FrameSeq, last: FrameSeq, reason: DropReason) {
+        self.notices
+            .add(stream, first, last, reason, host_real_ns());
     }
 
-    /// Where every frame is now.
+    /// Where every frame of every stream is now (the sum of [`Ledger::streams`]).
     pub fn tally(&self) -> Tally {
-        *self.tally.lock().unwrap_or_else(|p| p.into_inner())
+        Tally::sum(
+            self.tallies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter(),
+        )
+    }
+
+    /// Where every frame is now, stream by stream (one consistent instant).
+    pub fn streams(&self) -> Vec<Tally> {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The drop notices not yet written into the recording (writers take and restore them).
@@ -110,85 +162,168 @@ impl Ledger {
         &self.notices
     }
 
-    /// A frame of `bytes` arrived and is being queued.
-    pub fn queued(&self, bytes: u64) {
-        self.apply(|t| {
+    /// A frame of `bytes` of `stream` arrived and is being queued.
+    pub fn queued(&self, stream: StreamId, bytes: u64) {
+        self.apply(stream, |t| {
             t.received_frames += 1;
             t.received_bytes += bytes;
             t.queued += 1;
         });
     }
 
-    /// Frames `first..=last` (of `bytes` in all) arrived, or were lost before arriving, and were
-    /// dropped there: no room, the disk under its floor, a source's loss or reject.
-    pub fn refused(&self, first: FrameSeq, last: FrameSeq, bytes: u64, reason: DropReason) {
+    /// Frames `first..=last` of `stream` (of `bytes` in all) arrived, or were lost before
+    /// arriving, and were dropped there: no room, the disk under its floor, a source's loss or
+    /// reject.
+    pub fn refused(
+        &self,
+        stream: StreamId,
+        first: FrameSeq,
+        last: FrameSeq,
+        bytes: u64,
+        reason: DropReason,
+    ) {
         let n = last.0.saturating_sub(first.0) + 1;
-        self.apply(|t| {
+        self.apply(stream, |t| {
             t.received_frames += n;
             t.received_bytes += bytes;
             t.dropped[reason.index()] += n;
         });
-        self.name(first, last, reason);
+        self.name(stream, first, last, reason);
     }
 
     /// A queued frame left the queue without reaching a writer: evicted for a newer one, the
     /// queue had no room after all, or no writer was left to take it.
-    pub fn unqueued(&self, seq: FrameSeq, reason: DropReason) {
-        self.apply(|t| {
+    pub fn unqueued(&self, frame: FrameKey, reason: DropReason) {
+        self.apply(frame.stream, |t| {
             take(&mut t.queued, 1, "the queue");
             t.dropped[reason.index()] += 1;
         });
-        self.name(seq, seq, reason);
+        self.name(frame.stream, frame.seq, frame.seq, reason);
     }
 
-    /// A writer took `n` queued frames.
-    pub fn taken(&self, n: u64) {
+    /// A writer took `n` queued frames of `stream`.
+    pub fn taken(&self, stream: StreamId, n: u64) {
         if n == 0 {
             return;
         }
-        self.apply(|t| {
+        self.apply(stream, |t| {
             take(&mut t.queued, n, "the queue");
             t.in_writers += n;
         });
     }
 
-    /// A writer wrote `n` frames holding `bytes` of payload.
-    pub fn written(&self, n: u64, bytes: u64) {
-        self.apply(|t| {
+    /// A writer took these queued frames (one lock for the batch).
+    pub fn taken_frames(&self, frames: &[Frame]) {
+        let each = frames
+            .iter()
+            .map(|f| (f.meta.stream, f.payload_len() as u64));
+        self.per_stream(each, |t, n, _| {
+            take(&mut t.queued, n, "the queue");
+            t.in_writers += n;
+        });
+    }
+
+    /// A writer wrote `n` frames of `stream` holding `bytes` of payload.
+    pub fn written(&self, stream: StreamId, n: u64, bytes: u64) {
+        self.apply(stream, |t| {
             take(&mut t.in_writers, n, "the writers");
             t.written_frames += n;
             t.written_bytes += bytes;
         });
     }
 
-    /// A writer could not write these frames.
-    pub fn dropped(&self, seqs: &[FrameSeq], reason: DropReason) {
-        if seqs.is_empty() {
-            return;
-        }
-        let n = seqs.len() as u64;
-        self.apply(|t| {
+    /// A writer wrote these frames (one lock for the batch).
+    pub fn written_frames(&self, frames: &[Frame]) {
+        let each = frames
+            .iter()
+            .map(|f| (f.meta.stream, f.payload_len() as u64));
+        self.per_stream(each, |t, n, bytes| {
             take(&mut t.in_writers, n, "the writers");
-            t.dropped[reason.index()] += n;
+            t.written_frames += n;
+            t.written_bytes += bytes;
         });
-        for s in seqs {
-            self.name(*s, *s, reason);
+    }
+
+    /// A writer wrote the frames of `metas`.
+    pub fn written_by_meta(&self, metas: &[FrameMeta]) {
+        self.per_stream(metas.iter().map(|m| (m.stream, m.len)), |t, n, bytes| {
+            take(&mut t.in_writers, n, "the writers");
+            t.written_frames += n;
+            t.written_bytes += bytes;
+        });
+    }
+
+    /// Applies `f(tally, frames, payload bytes)` for each stream of `frames` (stream, payload
+    /// bytes), under one lock.
+    fn per_stream(
+        &self,
+        frames: impl IntoIterator<Item = (StreamId, u64)>,
+        mut f: impl FnMut(&mut Tally, u64, u64),
+    ) {
+        // A batch holds few streams: count them in one pass.
+        let mut counts: Vec<(StreamId, u64, u64)> = Vec::new();
+        for (stream, bytes) in frames {
+            match counts.iter_mut().find(|c| c.0 == stream) {
+                Some(c) => {
+                    c.1 += 1;
+                    c.2 += bytes;
+                }
+                None => counts.push((stream, 1, bytes)),
+            }
         }
+        let mut all = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        for (stream, n, bytes) in counts {
+            match all.get_mut(stream.index()) {
+                Some(t) => {
+                    f(t, n, bytes);
+                    debug_assert_eq!(t.check(), Ok(()));
+                }
+                None => debug_assert!(false, "ledger: no stream {}", stream.0),
+            }
+        }
+    }
+
+    /// A writer could not write these frames.
+    pub fn dropped(&self, frames: &[FrameKey], reason: DropReason) {
+        self.lost(frames, reason, |t| &mut t.in_writers, "the writers");
     }
 
     /// Frames counted written are not on disk after all (a failed fsync cut them off, their
     /// file was deleted).
-    pub fn revoked(&self, seqs: &[FrameSeq], reason: DropReason) {
-        if seqs.is_empty() {
+    pub fn revoked(&self, frames: &[FrameKey], reason: DropReason) {
+        self.lost(
+            frames,
+            reason,
+            |t| &mut t.written_frames,
+            "the written frames",
+        );
+    }
+
+    fn lost(
+        &self,
+        frames: &[FrameKey],
+        reason: DropReason,
+        from: impl Fn(&mut Tally) -> &mut u64,
+        what: &str,
+    ) {
+        if frames.is_empty() {
             return;
         }
-        let n = seqs.len() as u64;
-        self.apply(|t| {
-            take(&mut t.written_frames, n, "the written frames");
-            t.dropped[reason.index()] += n;
-        });
-        for s in seqs {
-            self.name(*s, *s, reason);
+        {
+            let mut all = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+            for k in frames {
+                match all.get_mut(k.stream.index()) {
+                    Some(t) => {
+                        take(from(t), 1, what);
+                        t.dropped[reason.index()] += 1;
+                        debug_assert_eq!(t.check(), Ok(()));
+                    }
+                    None => debug_assert!(false, "ledger: no stream {}", k.stream.0),
+                }
+            }
+        }
+        for k in frames {
+            self.name(k.stream, k.seq, k.seq, reason);
         }
     }
 }
@@ -234,96 +369,162 @@ mod tests {
         prop::sample::select(DropReason::ALL.to_vec())
     }
 
+    const STREAMS: usize = 3;
+
+    /// A frame of the model: its stream, number there, place, and drop reason.
+    #[derive(Debug, Clone, Copy)]
+    struct Model {
+        key: FrameKey,
+        place: Place,
+        reason: Option<DropReason>,
+        bytes: u64,
+    }
+
+    fn key(stream: usize, seq: u64) -> FrameKey {
+        FrameKey {
+            stream: StreamId(stream as u16),
+            seq: FrameSeq(seq),
+        }
+    }
+
+    /// Applies one step to the ledger and the model (frames of `stream` where a step has one).
+    fn apply(ledger: &Ledger, frames: &mut Vec<Model>, s: Step, reason: DropReason, stream: usize) {
+        let next = frames
+            .iter()
+            .filter(|f| f.key.stream.index() == stream)
+            .count() as u64;
+        let in_place = |frames: &[Model], p: Place| -> Vec<usize> {
+            frames
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.place == p)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let id = StreamId(stream as u16);
+        match s {
+            Step::Arrive { bytes, refuse } => {
+                let k = key(stream, next);
+                if refuse {
+                    ledger.refused(id, k.seq, k.seq, bytes, reason);
+                } else {
+                    ledger.queued(id, bytes);
+                }
+                let (place, reason) = if refuse {
+                    (Place::Dropped, Some(reason))
+                } else {
+                    (Place::Queued, None)
+                };
+                frames.push(Model {
+                    key: k,
+                    place,
+                    reason,
+                    bytes,
+                });
+            }
+            Step::SourceLoss(n) => {
+                ledger.refused(id, FrameSeq(next), FrameSeq(next + n - 1), 0, reason);
+                frames.extend((0..n).map(|i| Model {
+                    key: key(stream, next + i),
+                    place: Place::Dropped,
+                    reason: Some(reason),
+                    bytes: 0,
+                }));
+            }
+            Step::Evict => {
+                if let Some(&i) = in_place(frames, Place::Queued).first() {
+                    ledger.unqueued(frames[i].key, reason);
+                    frames[i].place = Place::Dropped;
+                    frames[i].reason = Some(reason);
+                }
+            }
+            Step::Take(k) => {
+                let q = in_place(frames, Place::Queued);
+                for &i in q.iter().take(k) {
+                    frames[i].place = Place::InWriter;
+                    ledger.taken(frames[i].key.stream, 1);
+                }
+            }
+            Step::Write(k) => {
+                let w: Vec<usize> = in_place(frames, Place::InWriter)
+                    .into_iter()
+                    .take(k)
+                    .collect();
+                let metas: Vec<FrameMeta> = w
+                    .iter()
+                    .map(|&i| FrameMeta {
+                        stream: frames[i].key.stream,
+                        seq: frames[i].key.seq,
+                        len: frames[i].bytes,
+                        ..FrameMeta::default()
+                    })
+                    .collect();
+                for &i in &w {
+                    frames[i].place = Place::Written;
+                }
+                ledger.written_by_meta(&metas);
+            }
+            Step::Drop(k) | Step::Revoke(k) => {
+                let from = if matches!(s, Step::Drop(_)) {
+                    Place::InWriter
+                } else {
+                    Place::Written
+                };
+                let picked: Vec<usize> = in_place(frames, from).into_iter().take(k).collect();
+                let keys: Vec<FrameKey> = picked.iter().map(|&i| frames[i].key).collect();
+                for &i in &picked {
+                    frames[i].place = Place::Dropped;
+                    frames[i].reason = Some(reason);
+                }
+                if from == Place::InWriter {
+                    ledger.dropped(&keys, reason);
+                } else {
+                    ledger.revoked(&keys, reason);
+                }
+            }
+        }
+    }
+
     proptest! {
-        /// Frames moved through the pipeline in any order the pipeline allows: after every verb
-        /// the ledger balances, and its counts are the model's, reason by reason; every drop is
-        /// named in the notices exactly once.
+        /// Frames of several streams moved through the pipeline in any order the pipeline
+        /// allows: after every verb each stream's tally balances and matches the model's,
+        /// reason by reason; every drop is named in the notices exactly once, under its stream.
         #[test]
         fn the_ledger_matches_a_model_of_every_frame(
-            steps in prop::collection::vec((step(), reasons()), 1..200)
+            steps in prop::collection::vec((step(), reasons(), 0..STREAMS), 1..200)
         ) {
-            let ledger = Ledger::default();
-            let mut frames: Vec<(Place, Option<DropReason>)> = Vec::new();
-            let (mut rx_bytes, mut wr_bytes) = (0u64, 0u64);
-            let in_place = |frames: &[(Place, Option<DropReason>)], p: Place| -> Vec<usize> {
-                frames.iter().enumerate().filter(|(_, f)| f.0 == p).map(|(i, _)| i).collect()
-            };
-            for (s, reason) in steps {
-                match s {
-                    Step::Arrive { bytes, refuse } => {
-                        let seq = FrameSeq(frames.len() as u64);
-                        rx_bytes += bytes;
-                        if refuse {
-                            ledger.refused(seq, seq, bytes, reason);
-                            frames.push((Place::Dropped, Some(reason)));
-                        } else {
-                            ledger.queued(bytes);
-                            frames.push((Place::Queued, None));
-                        }
+            let ledger = Ledger::new(STREAMS);
+            let mut frames: Vec<Model> = Vec::new();
+            for (s, reason, stream) in steps {
+                apply(&ledger, &mut frames, s, reason, stream);
+                let all = ledger.streams();
+                prop_assert_eq!(all.len(), STREAMS);
+                for (i, t) in all.iter().enumerate() {
+                    let mine: Vec<&Model> = frames.iter().filter(|f| f.key.stream.index() == i).collect();
+                    let count = |p: Place| mine.iter().filter(|f| f.place == p).count() as u64;
+                    prop_assert_eq!(t.check(), Ok(()));
+                    prop_assert_eq!(t.received_frames, mine.len() as u64);
+                    prop_assert_eq!(t.queued, count(Place::Queued));
+                    prop_assert_eq!(t.in_writers, count(Place::InWriter));
+                    prop_assert_eq!(t.written_frames, count(Place::Written));
+                    for r in DropReason::ALL {
+                        let want = mine.iter().filter(|f| f.reason == Some(r)).count() as u64;
+                        prop_assert_eq!(t.dropped(r), want, "{:?}", r);
                     }
-                    Step::SourceLoss(n) => {
-                        let first = FrameSeq(frames.len() as u64);
-                        ledger.refused(first, FrameSeq(first.0 + n - 1), 0, reason);
-                        frames.extend((0..n).map(|_| (Place::Dropped, Some(reason))));
-                    }
-                    Step::Evict => {
-                        if let Some(&i) = in_place(&frames, Place::Queued).first() {
-                            ledger.unqueued(FrameSeq(i as u64), reason);
-                            frames[i] = (Place::Dropped, Some(reason));
-                        }
-                    }
-                    Step::Take(k) => {
-                        let q = in_place(&frames, Place::Queued);
-                        let k = k.min(q.len());
-                        for &i in &q[..k] {
-                            frames[i].0 = Place::InWriter;
-                        }
-                        ledger.taken(k as u64);
-                    }
-                    Step::Write(k) => {
-                        let w = in_place(&frames, Place::InWriter);
-                        let k = k.min(w.len());
-                        for &i in &w[..k] {
-                            frames[i].0 = Place::Written;
-                        }
-                        wr_bytes += 10 * k as u64;
-                        ledger.written(k as u64, 10 * k as u64);
-                    }
-                    Step::Drop(k) | Step::Revoke(k) => {
-                        let from = if matches!(s, Step::Drop(_)) { Place::InWriter } else { Place::Written };
-                        let picked: Vec<usize> = in_place(&frames, from).into_iter().take(k).collect();
-                        let seqs: Vec<FrameSeq> = picked.iter().map(|&i| FrameSeq(i as u64)).collect();
-                        for &i in &picked {
-                            frames[i] = (Place::Dropped, Some(reason));
-                        }
-                        if from == Place::InWriter {
-                            ledger.dropped(&seqs, reason);
-                        } else {
-                            ledger.revoked(&seqs, reason);
-                        }
-                    }
+                    prop_assert_eq!(t.received_bytes, mine.iter().map(|f| f.bytes).sum::<u64>());
                 }
-                let t = ledger.tally();
-                prop_assert_eq!(t.check(), Ok(()));
-                prop_assert_eq!(t.received_frames, frames.len() as u64);
-                prop_assert_eq!(t.queued as usize, in_place(&frames, Place::Queued).len());
-                prop_assert_eq!(t.in_writers as usize, in_place(&frames, Place::InWriter).len());
-                prop_assert_eq!(t.written_frames as usize, in_place(&frames, Place::Written).len());
-                for r in DropReason::ALL {
-                    let want = frames.iter().filter(|f| f.1 == Some(r)).count() as u64;
-                    prop_assert_eq!(t.dropped(r), want, "{:?}", r);
-                }
-                prop_assert_eq!((t.received_bytes, t.written_bytes), (rx_bytes, wr_bytes));
+                prop_assert_eq!(ledger.tally(), Tally::sum(all.iter()));
             }
-            // Every dropped frame is named once in the notices, under its reason.
-            let mut named: Vec<Option<DropReason>> = vec![None; frames.len()];
+            // Every dropped frame is named once in the notices, under its stream and reason.
+            let mut named: std::collections::HashMap<FrameKey, DropReason> = Default::default();
             for r in ledger.notices().take() {
                 for s in r.first.0..=r.last.0 {
-                    prop_assert!(named[s as usize].is_none(), "frame {} named twice", s);
-                    named[s as usize] = Some(r.reason);
+                    let k = FrameKey { stream: r.stream, seq: FrameSeq(s) };
+                    prop_assert!(named.insert(k, r.reason).is_none(), "{:?} named twice", k);
                 }
             }
-            let want: Vec<Option<DropReason>> = frames.iter().map(|f| f.1).collect();
+            let want: std::collections::HashMap<FrameKey, DropReason> =
+                frames.iter().filter_map(|f| f.reason.map(|r| (f.key, r))).collect();
             prop_assert_eq!(named, want);
         }
     }
@@ -348,8 +549,8 @@ mod tests {
     #[should_panic(expected = "leave the writers")]
     fn writing_more_than_was_taken_is_caught() {
         let ledger = Ledger::default();
-        ledger.queued(10);
-        ledger.taken(1);
-        ledger.written(2, 20);
+        ledger.queued(StreamId(0), 10);
+        ledger.taken(StreamId(0), 1);
+        ledger.written(StreamId(0), 2, 20);
     }
 }

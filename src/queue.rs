@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::wake::Wake;
 
-use crate::frame::{DropReason, Frame, FrameSeq};
+use crate::frame::{DropReason, Frame, FrameSeq, StreamId};
 use crate::segment::DropRange;
 
 /// What the receiver does with a frame when the queue is full.
@@ -173,15 +173,26 @@ pub struct DropLog {
 }
 
 impl DropLog {
-    pub fn add(&self, first: FrameSeq, last: FrameSeq, reason: DropReason, time_ns: u64) {
+    pub fn add(
+        &self,
+        stream: StreamId,
+        first: FrameSeq,
+        last: FrameSeq,
+        reason: DropReason,
+        time_ns: u64,
+    ) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(prev) = pending.iter_mut().rev().find(|r| r.reason == reason)
+        if let Some(prev) = pending
+            .iter_mut()
+            .rev()
+            .find(|r| r.reason == reason && r.stream == stream)
             && prev.last.0 + 1 == first.0
         {
             prev.last = last;
             return;
         }
         pending.push(DropRange {
+            stream,
             first,
             last,
             reason,
@@ -242,16 +253,27 @@ mod tests {
         assert_eq!(q.pop().unwrap().meta.seq, FrameSeq(2));
     }
 
+    const S0: StreamId = StreamId(0);
+
     #[test]
-    fn drop_log_merges_consecutive_runs_per_reason() {
+    fn drop_log_merges_consecutive_runs_per_stream_and_reason() {
         let log = DropLog::default();
         for s in 3..6 {
-            log.add(FrameSeq(s), FrameSeq(s), DropReason::QueueFull, 0);
+            log.add(S0, FrameSeq(s), FrameSeq(s), DropReason::QueueFull, 0);
         }
-        log.add(FrameSeq(9), FrameSeq(9), DropReason::QueueFull, 0);
-        log.add(FrameSeq(6), FrameSeq(6), DropReason::QueueEvicted, 0);
+        log.add(S0, FrameSeq(9), FrameSeq(9), DropReason::QueueFull, 0);
+        log.add(S0, FrameSeq(6), FrameSeq(6), DropReason::QueueEvicted, 0);
+        // Another stream's frame 6 is its own range.
+        log.add(
+            StreamId(1),
+            FrameSeq(6),
+            FrameSeq(6),
+            DropReason::QueueFull,
+            0,
+        );
         let ranges = log.take();
-        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges.len(), 4);
+        assert_eq!(ranges[3].stream, StreamId(1));
         assert_eq!(
             (ranges[0].first, ranges[0].last),
             (FrameSeq(3), FrameSeq(5))

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::frame::{
-    BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, host_mono_ns, host_real_ns,
+    BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, StreamId, host_mono_ns,
+    host_real_ns,
 };
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
@@ -19,6 +20,7 @@ use crate::writer::PUBLISH_EVERY;
 /// When the receiver stops taking frames (besides the stop flag and the end of the source).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
+    /// Frames of the first stream (the others go along with it).
     pub frames: Option<u64>,
     pub duration: Option<Duration>,
 }
@@ -50,14 +52,17 @@ impl StopReason {
 /// The parts of the pipeline the receiver talks to.
 pub struct ReceiverParts {
     pub queue: Arc<FrameQueue>,
-    pub pool: Arc<BufferPool>,
+    /// One pool per stream, by [`StreamId`]: each stream's share of the byte budget, in
+    /// buffers of its frame size, so a stream that floods runs out of its own buffers only.
+    pub pools: Vec<Arc<BufferPool>>,
     /// The accounting: every frame received is queued or dropped through it.
     pub ledger: Arc<Ledger>,
     pub counters: Arc<Counters>,
     pub policy: OverflowPolicy,
     pub stop: Arc<Stop>,
-    /// Sequence number of the first frame (a resumed recording continues its numbering).
-    pub first_seq: u64,
+    /// Sequence number of each stream's first frame (a resumed recording continues its
+    /// numbering).
+    pub first_seq: Vec<u64>,
     /// Where the inter-arrival histogram is published; `None` when statistics are off.
     pub histograms: Option<SharedHistograms>,
 }
@@ -70,7 +75,7 @@ pub fn run(
     limits: Limits,
 ) -> Result<StopReason, SourceError> {
     let mut stats = ReceiverStats::default();
-    let mut seq = parts.first_seq;
+    let mut seq = Seqs::new(&parts);
     let result = receive(source.as_mut(), &parts, limits, &mut stats, &mut seq);
     // Frames the source was delivered and never handed over are counted and named in the
     // recording, after the last frame taken; frames past a frame limit were not asked for.
@@ -85,36 +90,112 @@ pub fn run(
     result
 }
 
+/// The next sequence number of each stream, and what the frame limit counts.
+pub(crate) struct Seqs {
+    next: Vec<u64>,
+    first: u64,
+    /// The next frame's [`FrameMeta::order`].
+    order: u64,
+}
+
+impl Seqs {
+    pub(crate) fn new(p: &ReceiverParts) -> Seqs {
+        let next: Vec<u64> = (0..p.pools.len())
+            .map(|s| p.first_seq.get(s).copied().unwrap_or(0))
+            .collect();
+        Seqs {
+            first: next.first().copied().unwrap_or(0),
+            order: next.iter().fold(0u64, |a, b| a.saturating_add(*b)),
+            next,
+        }
+    }
+
+    /// Frames of the first stream numbered so far in this run.
+    pub(crate) fn counted(&self) -> u64 {
+        self.next.first().map_or(0, |n| n - self.first)
+    }
+
+    /// Takes the next `n` numbers of `stream`: the first and last, or None for a stream the
+    /// table does not have.
+    pub(crate) fn take(&mut self, stream: StreamId, n: u64) -> Option<(FrameSeq, FrameSeq)> {
+        let next = self.next.get_mut(stream.index())?;
+        // Never past the end of the sequence space, whatever a source claims.
+        let n = n.min(u64::MAX - *next);
+        if n == 0 {
+            return None;
+        }
+        let first = *next;
+        *next += n;
+        self.order = self.order.saturating_add(n);
+        Some((FrameSeq(first), FrameSeq(first + n - 1)))
+    }
+}
+
+/// Per stream: a buffer in hand, and one to receive into when the budget is spent (the frame
+/// is then received, counted and dropped, so the source never stalls).
+#[derive(Default)]
+pub(crate) struct Spares {
+    spare: Vec<Option<FrameBuf>>,
+    discard: Vec<Option<FrameBuf>>,
+}
+
+impl Spares {
+    pub(crate) fn new(streams: usize) -> Spares {
+        Spares {
+            spare: (0..streams).map(|_| None).collect(),
+            discard: (0..streams).map(|_| None).collect(),
+        }
+    }
+
+    pub(crate) fn spare(&mut self, stream: StreamId) -> &mut Option<FrameBuf> {
+        &mut self.spare[stream.index()]
+    }
+
+    fn discard(&mut self, p: &ReceiverParts, stream: StreamId) -> &mut FrameBuf {
+        let pool = &p.pools[stream.index()];
+        self.discard[stream.index()].get_or_insert_with(|| FrameBuf::new(pool.buffer_capacity()))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.spare.iter_mut().for_each(|s| *s = None);
+    }
+}
+
 fn receive(
     source: &mut dyn Source,
     p: &ReceiverParts,
     limits: Limits,
     stats: &mut ReceiverStats,
-    seq: &mut u64,
+    seq: &mut Seqs,
 ) -> Result<StopReason, SourceError> {
     let started = Instant::now();
-    // A buffer in hand, and one to receive into when the budget is spent (the frame is then
-    // received, counted and dropped, so the source never stalls).
-    let mut spare: Option<FrameBuf> = None;
-    let mut discard: Option<FrameBuf> = None;
+    let mut spares = Spares::new(p.pools.len());
     loop {
         if p.stop.is_set() {
             return Ok(p.stop.reason());
         }
-        if limits.frames.is_some_and(|n| *seq - p.first_seq >= n) {
+        if limits.frames.is_some_and(|n| seq.counted() >= n) {
             return Ok(StopReason::FrameLimit);
         }
         if limits.duration.is_some_and(|d| started.elapsed() >= d) {
             return Ok(StopReason::DurationLimit);
         }
 
-        let mut buf = match take_buffer(p, &mut spare, || p.stop.is_set()) {
+        let stream = source.next_stream(p.stop.flag())?;
+        if stream.index() >= p.pools.len() {
+            return Err(SourceError::Device(format!(
+                "the source named stream {} of {}",
+                stream.0,
+                p.pools.len()
+            )));
+        }
+        let mut buf = match take_buffer(p, stream, spares.spare(stream), || p.stop.is_set()) {
             Ok(b) => b,
             Err(Stopping) => return Ok(p.stop.reason()),
         };
         let into = match buf.as_mut() {
             Some(b) => b,
-            None => discard.get_or_insert_with(|| FrameBuf::new(p.pool.buffer_capacity())),
+            None => spares.discard(p, stream),
         };
         let Some(capture) = source.next_frame(into, p.stop.flag())? else {
             drop(buf);
@@ -126,9 +207,9 @@ fn receive(
         };
         // Frames the source lost before this one take the sequence numbers before it.
         lost_in_source(source, p, seq);
-        let meta = stamp(p, stats, seq, capture);
         let len = into.payload_len() as u64;
-        spare = accept(p, stats, meta, len, buf);
+        let meta = stamp(p, stats, seq, stream, len, capture);
+        *spares.spare(stream) = accept(p, stats, meta, len, buf);
     }
 }
 
@@ -142,23 +223,32 @@ pub(crate) struct Stopping;
 /// A buffer to receive the next frame into, by the overflow policy: `None` when the frame is
 /// to be received and dropped (`drop-newest` with the budget spent). Under `block` it waits
 /// for the writers to give one back, until `stopping()`.
+///
+/// With several streams, each draws on its own pool, so a stream that floods runs out of its
+/// own buffers only. Under `drop-oldest` the queue's oldest frame is evicted for a buffer only
+/// in a one-stream recording: with several streams it may be another stream's frame (and the
+/// lock-free queue cannot look before it takes), so there the new frame is dropped as
+/// `queue_full` instead, and one stream's flood never evicts another's frames.
 pub(crate) fn take_buffer(
     p: &ReceiverParts,
+    stream: StreamId,
     spare: &mut Option<FrameBuf>,
     stopping: impl Fn() -> bool,
 ) -> Result<Option<FrameBuf>, Stopping> {
-    if let Some(b) = spare.take().or_else(|| p.pool.get()) {
+    let pool = &p.pools[stream.index()];
+    if let Some(b) = spare.take().or_else(|| pool.get()) {
         return Ok(Some(b));
     }
     Ok(match p.policy {
-        OverflowPolicy::DropOldest => p.queue.pop().map(|old| {
-            p.ledger.unqueued(old.meta.seq, DropReason::QueueEvicted);
+        OverflowPolicy::DropOldest if p.pools.len() == 1 => p.queue.pop().map(|old| {
+            p.ledger.unqueued(old.meta.key(), DropReason::QueueEvicted);
             old.buf
         }),
+        OverflowPolicy::DropOldest => None,
         OverflowPolicy::Block => loop {
             // Woken as soon as a writer drops a buffer; the timeout only bounds how long a
             // stop goes unnoticed.
-            if let Some(b) = p.pool.get_waiting(WAIT_SLICE) {
+            if let Some(b) = pool.get_waiting(WAIT_SLICE) {
                 break Some(b);
             }
             if stopping() {
@@ -169,23 +259,33 @@ pub(crate) fn take_buffer(
     })
 }
 
-/// Gives a received frame the next sequence number and its times.
+/// Gives a received frame of `stream` its next sequence number and its times.
 pub(crate) fn stamp(
     p: &ReceiverParts,
     stats: &mut ReceiverStats,
-    seq: &mut u64,
+    seq: &mut Seqs,
+    stream: StreamId,
+    len: u64,
     capture: Capture,
 ) -> FrameMeta {
+    let order = seq.order;
+    let (next, _) = seq.take(stream, 1).unwrap_or_default();
     let meta = FrameMeta {
-        seq: FrameSeq(*seq),
+        stream,
+        seq: next,
+        order,
+        len,
         device_ns: capture.device_ns,
         host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
         host_real_ns: host_real_ns(),
     };
-    if let Some(shared) = &p.histograms {
+    if let Some(shared) = &p.histograms
+        && stream == StreamId(0)
+    {
+        // Inter-arrival is the first stream's: other streams' frames between its frames are
+        // not gaps in it.
         stats.frame(meta.host_mono_ns, shared);
     }
-    *seq += 1;
     meta
 }
 
@@ -200,16 +300,16 @@ pub(crate) fn accept(
 ) -> Option<FrameBuf> {
     let Some(buf) = buf else {
         p.ledger
-            .refused(meta.seq, meta.seq, len, DropReason::QueueFull);
+            .refused(meta.stream, meta.seq, meta.seq, len, DropReason::QueueFull);
         return None;
     };
     if p.counters.refusing.load(Ordering::Acquire) {
         // The output filesystem is under its free-space floor.
         p.ledger
-            .refused(meta.seq, meta.seq, len, DropReason::DiskFull);
+            .refused(meta.stream, meta.seq, meta.seq, len, DropReason::DiskFull);
         return Some(buf);
     }
-    p.ledger.queued(len);
+    p.ledger.queued(meta.stream, len);
     // Timed only when statistics are on (no clock read per frame otherwise).
     let enqueue_started = p.histograms.is_some().then(Instant::now);
     let frame = Frame {
@@ -221,14 +321,15 @@ pub(crate) fn accept(
     match p.policy {
         OverflowPolicy::DropNewest => {
             if let Err(back) = p.queue.push(frame) {
-                p.ledger.unqueued(back.meta.seq, DropReason::QueueFull);
+                p.ledger.unqueued(back.meta.key(), DropReason::QueueFull);
                 spare = Some(back.buf);
             }
         }
         OverflowPolicy::DropOldest => {
             if let Some(old) = p.queue.force_push(frame) {
-                p.ledger.unqueued(old.meta.seq, DropReason::QueueEvicted);
-                spare = Some(old.buf);
+                p.ledger.unqueued(old.meta.key(), DropReason::QueueEvicted);
+                // The evicted frame's buffer is reused only for its own stream's frames.
+                spare = (old.meta.stream == meta.stream).then_some(old.buf);
             }
         }
         OverflowPolicy::Block => {
@@ -280,19 +381,16 @@ impl ReceiverStats {
 }
 
 /// Counts the frames `source` reports lost as received and dropped, each under the next
-/// sequence number, and names them in the recording.
-fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut u64) {
-    for (reason, frames) in source.take_lost() {
-        // Never past the end of the sequence space, whatever a source claims.
-        let frames = frames.min(u64::MAX - *seq);
-        if frames == 0 {
+/// sequence number of its stream, and names them in the recording.
+fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut Seqs) {
+    for (stream, reason, frames) in source.take_lost() {
+        let Some((first, last)) = seq.take(stream, frames) else {
             continue;
-        }
-        let (first, last) = (FrameSeq(*seq), FrameSeq(*seq + frames - 1));
-        *seq += frames;
-        p.ledger.refused(first, last, 0, reason);
+        };
+        p.ledger.refused(stream, first, last, 0, reason);
         tracing::warn!(
             frames,
+            stream = stream.0,
             reason = reason.as_str(),
             first = first.0,
             last = last.0,

@@ -353,6 +353,13 @@ pub struct ResumePoint {
     pub next_seq: u64,
 }
 
+impl ResumePoint {
+    /// Where stream `name` continues its numbering.
+    pub fn next_seq_of(&self, name: &str) -> u64 {
+        if name == "depth" { self.next_seq } else { 0 }
+    }
+}
+
 /// The highest sequence number a segment file's intact chunks name (frames or drop notices),
 /// and its recording id.
 fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {

@@ -298,23 +298,24 @@ const ALTERNATING_LIMIT_BYTES: u64 = 40 << 20;
 fn alternating_segment(dir: &Path, frames: u64) -> std::path::PathBuf {
     use std::io::Write;
 
-    use framerec::frame::{Frame, FrameBuf, FrameMeta, FrameSeq, PixelFormat, StreamInfo};
+    use framerec::frame::{Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
     use framerec::segment::{
         MAX_FRAMES_PER_CHUNK, SegmentMeta, encode_frame_batch, encode_segment_head,
         encode_segment_tail, segment_file_name,
     };
 
     let stream = StreamInfo {
+        name: "depth".into(),
         topic: "/camera/depth".into(),
         frame_id: "crafted".into(),
         width: 2,
         height: 1,
-        format: PixelFormat::Depth16,
+        format: FrameFormat::Depth16,
     };
     let meta = SegmentMeta {
         recording_id: "alternating".into(),
         segment_id: 0,
-        stream: stream.clone(),
+        streams: vec![stream.clone()],
     };
     let path = dir.join(segment_file_name(0));
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -337,21 +338,28 @@ fn alternating_segment(dir: &Path, frames: u64) -> std::path::PathBuf {
                     device_ns: i,
                     host_mono_ns: i,
                     host_real_ns: 1_700_000_000_000_000_000 + i,
+                    ..FrameMeta::default()
                 },
                 buf,
                 span: (0, 0),
             });
             i += 1;
         }
-        let layout = encode_frame_batch(&mut batch, at, &stream, false);
+        let layout = encode_frame_batch(&mut batch, at, std::slice::from_ref(&stream), false);
         for f in &batch {
             file.write_all(&f.buf.region()[f.span.0..f.span.1]).unwrap();
         }
         at += layout.len;
         chunks.extend(layout.chunks);
     }
-    file.write_all(&encode_segment_tail(at, &chunks, &stream, &head, false))
-        .unwrap();
+    file.write_all(&encode_segment_tail(
+        at,
+        &chunks,
+        std::slice::from_ref(&stream),
+        &head,
+        false,
+    ))
+    .unwrap();
     file.into_inner().unwrap().sync_all().unwrap();
     path
 }

@@ -15,10 +15,10 @@ enum AnySource {
 }
 
 impl AnySource {
-    fn stream(&self) -> &StreamInfo {
+    fn streams(&self) -> &[StreamInfo] {
         match self {
-            AnySource::Pull(s) => s.stream(),
-            AnySource::Push(s) => s.stream(),
+            AnySource::Pull(s) => s.streams(),
+            AnySource::Push(s) => s.streams(),
         }
     }
 
@@ -32,7 +32,7 @@ impl AnySource {
 
 fn build_source(
     cfg: &SourceConfig,
-    first_seq: u64,
+    first_seq: &[u64],
     counters: &Counters,
 ) -> Result<AnySource, SourceError> {
     Ok(match cfg {
@@ -260,10 +260,16 @@ pub(super) fn start(
         resume,
     } = open_dir(cfg)?;
 
-    let first_seq = resume.as_ref().map_or(0, |r| r.next_seq);
     let counters = Arc::new(Counters::default());
-    let source = build_source(&cfg.source, first_seq, &counters).map_err(RecordError::Source)?;
-    let stream = source.stream().clone();
+    let names = cfg.source.stream_names();
+    let first_seq: Vec<u64> = names
+        .iter()
+        .map(|n| resume.as_ref().map_or(0, |r| r.next_seq_of(n)))
+        .collect();
+    let source = build_source(&cfg.source, &first_seq, &counters).map_err(RecordError::Source)?;
+    let streams = source.streams().to_vec();
+    check_streams(&streams, &names).map_err(RecordError::Source)?;
+    let stream = &streams[0];
     if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
         tracing::warn!(
             width = stream.width,
@@ -286,12 +292,9 @@ pub(super) fn start(
                 .into(),
         )));
     }
-    let frame_bytes = stream.frame_bytes();
-    let buffer_bytes = (round_up(frame_bytes, ALIGN) + 2 * ALIGN) as u64;
-    let max_buffers = (cfg.queue.max_bytes / buffer_bytes).max(2) as usize;
-    let pool = BufferPool::new(max_buffers, frame_bytes);
+    let pools = stream_pools(&streams, cfg.queue.max_bytes);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
-    let ledger = Arc::new(Ledger::default());
+    let ledger = Arc::new(Ledger::new(streams.len()));
 
     let target = RecordingTarget {
         dir: dir.clone(),
@@ -299,7 +302,7 @@ pub(super) fn start(
             || format!("{:x}-{}", host_real_ns(), std::process::id()),
             |r| r.recording_id.clone(),
         ),
-        stream,
+        streams,
         first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
     };
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
@@ -336,7 +339,7 @@ pub(super) fn start(
 
     let rparts = ReceiverParts {
         queue: queue.clone(),
-        pool,
+        pools,
         ledger: ledger.clone(),
         counters: counters.clone(),
         policy,
@@ -382,4 +385,31 @@ pub(super) fn start(
         stop,
         reload,
     })
+}
+
+/// One buffer pool per stream, sized for its frames: every stream gets the same number of
+/// buffers (so the same depth of queue in frames), as many as the byte budget allows, and at
+/// least 2. Memory stays within `max_bytes` plus two buffers per stream.
+fn stream_pools(streams: &[StreamInfo], max_bytes: u64) -> Vec<Arc<BufferPool>> {
+    let buffer_bytes = |s: &StreamInfo| (round_up(s.frame_bytes(), ALIGN) + 2 * ALIGN) as u64;
+    let all: u64 = streams.iter().map(buffer_bytes).sum();
+    let each = (max_bytes / all.max(1)).max(2) as usize;
+    streams
+        .iter()
+        .map(|s| BufferPool::new(each, s.frame_bytes()))
+        .collect()
+}
+
+/// The source's stream table must be the one the configuration names, and fit a segment.
+fn check_streams(streams: &[StreamInfo], names: &[String]) -> Result<(), SourceError> {
+    let have: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    if streams.is_empty() || streams.len() > crate::segment::MAX_STREAMS || have != names {
+        return Err(SourceError::Device(format!(
+            "the source delivers streams [{}], the configuration asks for [{}] (at most {})",
+            have.join(", "),
+            names.join(", "),
+            crate::segment::MAX_STREAMS
+        )));
+    }
+    Ok(())
 }

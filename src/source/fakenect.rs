@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
+use crate::frame::{FrameBuf, FrameFormat, StreamInfo, host_mono_ns};
 
 use super::{Capture, DeviceClock, Source, SourceError};
 
@@ -233,11 +233,12 @@ impl FakenectSource {
             .map_err(|e| bad(&cfg.dir, format!("INDEX.txt:{}: {e}", first.line)))?;
         Ok(FakenectSource {
             stream: StreamInfo {
+                name: "depth".into(),
                 topic: cfg.topic.clone(),
                 frame_id: cfg.frame_id.clone(),
                 width,
                 height,
-                format: PixelFormat::Depth16,
+                format: FrameFormat::Depth16,
             },
             cfg,
             entries,
@@ -302,8 +303,8 @@ impl FakenectSource {
 }
 
 impl Source for FakenectSource {
-    fn stream(&self) -> &StreamInfo {
-        &self.stream
+    fn streams(&self) -> &[StreamInfo] {
+        std::slice::from_ref(&self.stream)
     }
 
     fn can_wait(&self) -> bool {
@@ -409,7 +410,7 @@ mod tests {
             &[(u32::MAX - 59, frame(1)), (0, frame(2)), (60, frame(3))],
         );
         let mut src = FakenectSource::open(cfg(tmp.path())).unwrap();
-        assert_eq!((src.stream().width, src.stream().height), (4, 2));
+        assert_eq!((src.streams()[0].width, src.streams()[0].height), (4, 2));
         let got = read_all(&mut src).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[1].0, frame(2));

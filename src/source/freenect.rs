@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use libloading::Library;
 
-use crate::frame::{PixelFormat, StreamInfo, host_mono_ns};
+use crate::frame::{FrameFormat, StreamId, StreamInfo, host_mono_ns};
 
 use super::{Capture, DeviceClock, FrameSink, PushSource, SourceError};
 
@@ -224,7 +224,7 @@ unsafe extern "C" fn on_depth(dev: Dev, depth: *mut c_void, timestamp: u32) {
             .unwrap_or_else(|p| p.into_inner())
             .capture(timestamp, host_mono_ns);
         // The one copy: into a queued buffer (or counted dropped).
-        state.sink.deliver(src, capture);
+        state.sink.deliver(StreamId(0), src, capture);
     });
 }
 
@@ -461,11 +461,12 @@ impl FreenectSource {
         );
         Ok(FreenectSource {
             stream: StreamInfo {
+                name: "depth".into(),
                 topic: cfg.topic.clone(),
                 frame_id: cfg.frame_id.clone(),
                 width: mode.width as u32,
                 height: mode.height as u32,
-                format: PixelFormat::Depth16,
+                format: FrameFormat::Depth16,
             },
             cfg,
             api,
@@ -534,8 +535,8 @@ impl Drop for FreenectSource {
 }
 
 impl PushSource for FreenectSource {
-    fn stream(&self) -> &StreamInfo {
-        &self.stream
+    fn streams(&self) -> &[StreamInfo] {
+        std::slice::from_ref(&self.stream)
     }
 
     fn can_wait(&self) -> bool {

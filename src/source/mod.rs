@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::frame::{DropReason, FrameBuf, StreamInfo};
+use crate::frame::{DropReason, FrameBuf, StreamId, StreamInfo};
 
 pub use fakenect::{FakenectConfig, FakenectSource};
 pub use freenect::{FreenectConfig, FreenectSource, OnDeviceError};
 pub use pipe::{PipeConfig, PipeEndpoint, PipeSource};
-pub use synthetic::{SyntheticConfig, SyntheticSource};
+pub use synthetic::{SyntheticConfig, SyntheticSource, SyntheticStream};
 
 /// Errors a source reports. A source error ends the recording; frames already taken stay valid.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,16 @@ pub struct Capture {
 /// # Threading
 /// Created on any thread, then moved to the receiver thread, which alone calls `next_frame`.
 pub trait Source: Send {
-    /// What every frame of this source looks like; fixed for the source's life.
-    fn stream(&self) -> &StreamInfo;
+    /// The streams this source delivers, by [`StreamId`]: what every frame of each looks like;
+    /// fixed for the source's life.
+    fn streams(&self) -> &[StreamInfo];
+
+    /// The stream of the frame the next [`Source::next_frame`] call delivers, so the receiver
+    /// can hand it a buffer of that stream. May block (a pipe reads the frame's header here);
+    /// at the end of the source any stream may be named: `next_frame` then returns `Ok(None)`.
+    fn next_stream(&mut self, _stop: &AtomicBool) -> Result<StreamId, SourceError> {
+        Ok(StreamId(0))
+    }
 
     /// True when the source makes frames on demand (a replay, an unpaced generator), so the
     /// receiver may wait for queue room without losing anything; false for live devices.
@@ -113,7 +121,7 @@ pub trait Source: Send {
     /// returned `None` or after [`Source::close`], before the end. The receiver calls this after
     /// every frame and at the end, and gives each lost frame a sequence number of its own, so
     /// the recording names the gap where it happened.
-    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+    fn take_lost(&mut self) -> Vec<(StreamId, DropReason, u64)> {
         Vec::new()
     }
 
@@ -131,10 +139,10 @@ pub trait Source: Send {
 /// Called from the source's own thread (a device callback); never blocks on the disk. Under
 /// `overflow = "block"` it may wait for the writers to free a buffer.
 pub trait FrameSink: Send + Sync {
-    /// Takes a frame the device delivered; `payload` is only read during the call. Returns
-    /// false when the frame was not asked for (a frame limit was reached): it is not counted.
-    /// Every other frame is counted, as kept or as dropped under its reason.
-    fn deliver(&self, payload: &[u8], capture: Capture) -> bool;
+    /// Takes a frame of `stream` the device delivered; `payload` is only read during the call.
+    /// Returns false when the frame was not asked for (a frame limit was reached): it is not
+    /// counted. Every other frame is counted, as kept or as dropped under its reason.
+    fn deliver(&self, stream: StreamId, payload: &[u8], capture: Capture) -> bool;
 }
 
 /// A producer that delivers frames on its own thread, as a device does.
@@ -143,8 +151,8 @@ pub trait FrameSink: Send + Sync {
 /// Created on any thread, then moved to the receiver thread, which calls `start`, `wait` and
 /// `stop`; frames reach the sink from the source's own thread in between.
 pub trait PushSource: Send {
-    /// What every frame of this source looks like; fixed for the source's life.
-    fn stream(&self) -> &StreamInfo;
+    /// The streams this source delivers, by [`StreamId`]; fixed for the source's life.
+    fn streams(&self) -> &[StreamInfo];
 
     /// True when delivery may wait for queue room without losing anything (a replay); false for
     /// a live device, whose callback must never wait.

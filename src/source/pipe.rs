@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::frame::{DropReason, FrameBuf, PixelFormat, StreamInfo};
+use crate::frame::{DropReason, FrameBuf, FrameFormat, StreamId, StreamInfo};
 use crate::socket_path::{self, SocketAccess, SocketFile};
 
 use super::{Capture, Source, SourceError};
@@ -349,11 +349,12 @@ impl PipeSource {
         };
         Ok(PipeSource {
             stream: StreamInfo {
+                name: "depth".into(),
                 topic: cfg.topic.clone(),
                 frame_id: cfg.frame_id.clone(),
                 width: cfg.width,
                 height: cfg.height,
-                format: PixelFormat::Depth16,
+                format: FrameFormat::Depth16,
             },
             cfg,
             listener,
@@ -442,8 +443,8 @@ impl PipeSource {
 }
 
 impl Source for PipeSource {
-    fn stream(&self) -> &StreamInfo {
-        &self.stream
+    fn streams(&self) -> &[StreamInfo] {
+        std::slice::from_ref(&self.stream)
     }
 
     fn can_wait(&self) -> bool {
@@ -539,8 +540,11 @@ impl Source for PipeSource {
         }
     }
 
-    fn take_lost(&mut self) -> Vec<(DropReason, u64)> {
+    fn take_lost(&mut self) -> Vec<(StreamId, DropReason, u64)> {
         std::mem::take(&mut self.lost)
+            .into_iter()
+            .map(|(reason, n)| (StreamId(0), reason, n))
+            .collect()
     }
 
     fn close(&mut self) {
@@ -604,6 +608,12 @@ mod tests {
     }
 
     /// The losses reported before each frame a file of `stream` delivers.
+    /// The losses of the one stream a v1 pipe has.
+    fn depth_losses(lost: Vec<(StreamId, DropReason, u64)>) -> Vec<(DropReason, u64)> {
+        assert!(lost.iter().all(|l| l.0 == StreamId(0)));
+        lost.into_iter().map(|(_, r, n)| (r, n)).collect()
+    }
+
     fn losses(stream: &[u8]) -> Vec<Vec<(DropReason, u64)>> {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("frames");
@@ -621,10 +631,10 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut out = Vec::new();
         while src.next_frame(&mut buf, &stop).unwrap().is_some() {
-            out.push(src.take_lost());
+            out.push(depth_losses(src.take_lost()));
         }
         src.close();
-        out.push(src.take_lost());
+        out.push(depth_losses(src.take_lost()));
         out
     }
 

@@ -1,8 +1,9 @@
-//! The synthetic source: deterministic Kinect-like depth frames, paced on an absolute schedule.
+//! The synthetic source: deterministic Kinect-like streams (depth, and optionally colour and
+//! accelerometer), paced on an absolute schedule.
 //!
 //! # Frame content
-//! Frame `seq` of a source with seed `seed` is `width * height` little-endian `u16` samples;
-//! sample `i` is
+//! Depth frame `seq` of a source with seed `seed` is `width * height` little-endian `u16`
+//! samples; sample `i` is
 //!
 //! ```text
 //! T[(i + seq * 7919) mod 65521],   T[j] = splitmix64(seed ^ j) mod 2048
@@ -10,11 +11,26 @@
 //!
 //! so a test can re-derive every byte of every frame from `(seed, seq)` with [`expected_frame`],
 //! and values stay in the Kinect's 11-bit range. Filling a frame is a handful of `memcpy`s.
+//!
+//! Colour frame `seq` (`rgb8`, `width * height * 3` bytes) is the first `width * height * 3`
+//! bytes of depth frame `seq` of a source with seed `seed + 1` and `width * height * 3 / 2`
+//! samples, read as bytes ([`expected_color_frame`]).
+//!
+//! Accelerometer reading `seq` ([`expected_accel`]) is, with `r = splitmix64(seed ^ 0xACCE1 ^
+//! seq)`: `accelerometer_x/y/z` = the low, middle and high 16-bit words of `r`, each taken mod
+//! 1639 minus 819 (within +-1 g), `tilt_angle` = `seq mod 61 - 30`, `tilt_status` = 0.
+//!
+//! # Schedule
+//! Stream `s` has a rate: `fps` for depth and colour, `accel_rate` for the accelerometer. Its
+//! frame `k` (counted from the run's first) is due `k / rate` seconds after the start; frames go
+//! out in due order, the lower stream index first on a tie. Unpaced (`fps = 0`), the same order
+//! holds with a nominal 30 fps for the images.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::frame::{FrameBuf, PixelFormat, StreamInfo, host_mono_ns};
+use crate::frame::{FrameBuf, FrameFormat, StreamId, StreamInfo, host_mono_ns};
+use crate::segment::accel::{RAW_BYTES, RawTilt};
 
 use super::{Capture, Source, SourceError};
 
@@ -33,6 +49,32 @@ pub struct SyntheticConfig {
     pub seed: u64,
     pub topic: String,
     pub frame_id: String,
+    /// The streams to make, in this order (the stream table); `depth` alone by default.
+    pub streams: Vec<SyntheticStream>,
+    /// Readings per second of the accelerometer stream.
+    pub accel_rate: u32,
+}
+
+/// A stream the synthetic source can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyntheticStream {
+    /// 16-bit depth, `width` x `height`, on the configured topic.
+    Depth,
+    /// `rgb8` colour, `width` x `height`, on `/camera/color`.
+    Color,
+    /// Accelerometer and tilt readings at `accel_rate`, on `/camera/accel`.
+    Accel,
+}
+
+impl SyntheticStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyntheticStream::Depth => "depth",
+            SyntheticStream::Color => "color",
+            SyntheticStream::Accel => "accel",
+        }
+    }
 }
 
 impl Default for SyntheticConfig {
@@ -44,6 +86,8 @@ impl Default for SyntheticConfig {
             seed: 1,
             topic: "/camera/depth".into(),
             frame_id: "camera_depth".into(),
+            streams: vec![SyntheticStream::Depth],
+            accel_rate: 100,
         }
     }
 }
@@ -73,6 +117,26 @@ fn fill(table: &[u8], seq: u64, out: &mut [u8]) {
     }
 }
 
+/// The payload of colour frame `seq`, computed from the definition.
+pub fn expected_color_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
+    let len = width as usize * height as usize * 3;
+    let mut out = expected_frame(seed.wrapping_add(1), seq, len.div_ceil(2) as u32, 1);
+    out.truncate(len);
+    out
+}
+
+/// Accelerometer reading `seq`, computed from the definition.
+pub fn expected_accel(seed: u64, seq: u64) -> [u8; RAW_BYTES] {
+    let r = splitmix64(seed ^ 0xACCE1 ^ seq);
+    let word = |shift: u32| ((r >> shift) as u16 % 1639) as i16 - 819;
+    RawTilt {
+        accel: [word(0), word(16), word(32)],
+        tilt_angle: (seq % 61) as i8 - 30,
+        tilt_status: 0,
+    }
+    .to_bytes()
+}
+
 /// The payload of frame `seq`, computed from the definition (for tests and verification).
 pub fn expected_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
     let n = width as usize * height as usize;
@@ -85,54 +149,127 @@ pub fn expected_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
 }
 
 pub struct SyntheticSource {
-    stream: StreamInfo,
+    streams: Vec<StreamInfo>,
+    kinds: Vec<SyntheticStream>,
     cfg: SyntheticConfig,
+    /// The sample tables of the depth and colour definitions.
     table: Vec<u8>,
-    /// Sequence number of the next frame, and of the first (a resumed recording continues).
-    seq: u64,
-    first_seq: u64,
+    color_table: Vec<u8>,
+    /// Per stream: sequence number of the next frame, and of the first (a resumed recording
+    /// continues).
+    seq: Vec<u64>,
+    first_seq: Vec<u64>,
     /// When the first frame was taken: `Instant` and the same moment as `host_mono_ns`.
     start: Option<(Instant, u64)>,
 }
 
 impl SyntheticSource {
     pub fn new(cfg: SyntheticConfig) -> SyntheticSource {
-        SyntheticSource::starting_at(cfg, 0)
+        SyntheticSource::starting_at(cfg, &[])
     }
 
-    /// A source whose first frame is frame `first_seq` of the definition.
-    pub fn starting_at(cfg: SyntheticConfig, first_seq: u64) -> SyntheticSource {
+    /// A source whose first frame of stream `s` is frame `first_seq[s]` of the definition (0
+    /// for streams `first_seq` does not reach).
+    pub fn starting_at(cfg: SyntheticConfig, first_seq: &[u64]) -> SyntheticSource {
+        let mut kinds = cfg.streams.clone();
+        if kinds.is_empty() {
+            kinds.push(SyntheticStream::Depth);
+        }
+        let streams = kinds
+            .iter()
+            .map(|k| match k {
+                SyntheticStream::Depth => {
+                    StreamInfo::depth(&cfg.topic, &cfg.frame_id, cfg.width, cfg.height)
+                }
+                SyntheticStream::Color => StreamInfo::image(
+                    "color",
+                    "/camera/color",
+                    "camera_color",
+                    cfg.width,
+                    cfg.height,
+                    FrameFormat::Rgb8,
+                ),
+                SyntheticStream::Accel => {
+                    StreamInfo::accel("accel", "/camera/accel", "camera_accel")
+                }
+            })
+            .collect::<Vec<_>>();
+        let first: Vec<u64> = (0..streams.len())
+            .map(|i| first_seq.get(i).copied().unwrap_or(0))
+            .collect();
+        let color_table = if kinds.contains(&SyntheticStream::Color) {
+            table_bytes(cfg.seed.wrapping_add(1))
+        } else {
+            Vec::new()
+        };
         SyntheticSource {
-            stream: StreamInfo {
-                topic: cfg.topic.clone(),
-                frame_id: cfg.frame_id.clone(),
-                width: cfg.width,
-                height: cfg.height,
-                format: PixelFormat::Depth16,
-            },
+            streams,
             table: table_bytes(cfg.seed),
+            color_table,
+            kinds,
             cfg,
-            seq: first_seq,
-            first_seq,
+            seq: first.clone(),
+            first_seq: first,
             start: None,
         }
     }
 
-    /// When frame `seq` is due, from the start: `seq / fps` seconds, computed without drift.
+    /// Frames per second of stream `s` (a nominal 30 for images when unpaced).
+    fn rate(&self, s: usize) -> u64 {
+        match self.kinds[s] {
+            SyntheticStream::Accel => self.cfg.accel_rate.max(1) as u64,
+            _ if self.cfg.fps == 0 => 30,
+            _ => self.cfg.fps as u64,
+        }
+    }
+
+    /// When frame `k` (from the run's first) of a stream of `rate` is due, from the start,
+    /// computed without drift.
+    fn due_at(k: u64, rate: u64) -> Duration {
+        Duration::from_nanos((k as u128 * 1_000_000_000 / rate as u128) as u64)
+    }
+
+    /// When frame `seq` of the first stream is due.
+    #[cfg(test)]
     fn due(&self, seq: u64) -> Duration {
-        let fps = self.cfg.fps as u128;
-        Duration::from_nanos((seq as u128 * 1_000_000_000 / fps) as u64)
+        Self::due_at(seq, self.rate(0))
+    }
+
+    /// The stream whose next frame is due first (the lower index on a tie), and when.
+    fn next(&self) -> (usize, Duration) {
+        (0..self.streams.len())
+            .map(|s| {
+                (
+                    s,
+                    Self::due_at(self.seq[s] - self.first_seq[s], self.rate(s)),
+                )
+            })
+            .min_by_key(|&(s, due)| (due, s))
+            .unwrap_or((0, Duration::ZERO))
+    }
+
+    fn fill_frame(&self, s: usize, payload: &mut [u8]) {
+        let seq = self.seq[s];
+        match self.kinds[s] {
+            SyntheticStream::Depth => fill(&self.table, seq, payload),
+            SyntheticStream::Color => fill(&self.color_table, seq, payload),
+            SyntheticStream::Accel => payload.copy_from_slice(&expected_accel(self.cfg.seed, seq)),
+        }
     }
 }
 
 impl Source for SyntheticSource {
-    fn stream(&self) -> &StreamInfo {
-        &self.stream
+    fn streams(&self) -> &[StreamInfo] {
+        &self.streams
     }
 
     /// Unpaced, frames are made on demand; paced, the source stands in for a live device.
     fn can_wait(&self) -> bool {
         self.cfg.fps == 0
+    }
+
+    fn next_stream(&mut self, _stop: &AtomicBool) -> Result<StreamId, SourceError> {
+        Ok(StreamId(self.next().0 as u16))
     }
 
     fn next_frame(
@@ -143,8 +280,8 @@ impl Source for SyntheticSource {
         let (start, start_mono) = *self
             .start
             .get_or_insert_with(|| (Instant::now(), host_mono_ns()));
+        let (s, due) = self.next();
         let device_ns = if self.cfg.fps > 0 {
-            let due = self.due(self.seq - self.first_seq);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);
@@ -159,14 +296,12 @@ impl Source for SyntheticSource {
         } else {
             start.elapsed().as_nanos() as u64
         };
-        let len = self.stream.frame_bytes();
-        let capacity = buf.capacity();
+        let len = self.streams[s].frame_bytes();
         let payload = buf
             .fill(len)
             .map_err(|capacity| SourceError::FrameTooLarge { len, capacity })?;
-        debug_assert!(capacity >= len);
-        fill(&self.table, self.seq, payload);
-        self.seq += 1;
+        self.fill_frame(s, payload);
+        self.seq[s] += 1;
         Ok(Some(Capture {
             device_ns,
             // Paced: the frame was due at its slot, however late the receiver asked for it.
@@ -204,6 +339,49 @@ mod tests {
                 .chunks(2)
                 .all(|s| u16::from_le_bytes([s[0], s[1]]) < 2048)
         );
+    }
+
+    #[test]
+    fn several_streams_interleave_by_due_time_and_match_their_definitions() {
+        let cfg = SyntheticConfig {
+            width: 8,
+            height: 4,
+            fps: 0,
+            seed: 7,
+            streams: vec![
+                SyntheticStream::Depth,
+                SyntheticStream::Color,
+                SyntheticStream::Accel,
+            ],
+            accel_rate: 90,
+            ..Default::default()
+        };
+        let mut src = SyntheticSource::new(cfg);
+        let stop = AtomicBool::new(false);
+        let mut buf = FrameBuf::new(8 * 4 * 3);
+        let mut order = Vec::new();
+        let mut seqs = [0u64; 3];
+        for _ in 0..10 {
+            let s = src.next_stream(&stop).unwrap().index();
+            src.next_frame(&mut buf, &stop).unwrap().unwrap();
+            let want = match s {
+                0 => expected_frame(7, seqs[0], 8, 4),
+                1 => expected_color_frame(7, seqs[1], 8, 4),
+                _ => expected_accel(7, seqs[2]).to_vec(),
+            };
+            assert_eq!(
+                buf.payload(),
+                want.as_slice(),
+                "stream {s} frame {}",
+                seqs[s]
+            );
+            seqs[s] += 1;
+            order.push(s);
+        }
+        // 30 fps images and 90 Hz readings: d c a, a, a, d c a, a, ...
+        assert_eq!(order, [0, 1, 2, 2, 2, 0, 1, 2, 2, 2]);
+        assert_eq!(src.streams()[1].frame_bytes(), 96);
+        assert_eq!(src.streams()[2].frame_bytes(), RAW_BYTES);
     }
 
     #[test]

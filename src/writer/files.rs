@@ -233,7 +233,7 @@ async fn publisher(ctx: Rc<Ctx>) {
 async fn next_frame(ctx: &Ctx) -> Option<Frame> {
     loop {
         if let Some(f) = ctx.parts.queue.pop() {
-            ctx.parts.ledger.taken(1);
+            ctx.parts.ledger.taken(f.meta.stream, 1);
             return Some(f);
         }
         if ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty() {
@@ -327,7 +327,7 @@ async fn indexer(ctx: Rc<Ctx>) {
 /// Counts a frame the failed recording cannot write as dropped for an I/O error.
 fn give_up(ctx: &Ctx, frame: Frame) {
     let p = &ctx.parts;
-    p.ledger.dropped(&[frame.meta.seq], DropReason::IoError);
+    p.ledger.dropped(&[frame.meta.key()], DropReason::IoError);
 }
 
 /// Writes one frame as `name`: temporary file, one write, fdatasync, rename.
@@ -338,7 +338,7 @@ async fn write_frame(
     h: &RefCell<Histograms>,
 ) -> Result<(), WriterError> {
     let p = &ctx.parts;
-    let stream = &ctx.target.stream;
+    let stream = &ctx.target.streams[frame.meta.stream.index()];
     let header = format!("P5 {} {} 65535\n", stream.width, stream.height);
     let mut buf = frame.buf;
     let len = buf.payload_len();
@@ -347,9 +347,10 @@ async fn write_frame(
     let path = ctx.target.dir.join(name);
     let tmp = ctx.target.dir.join(format!(".{name}.tmp"));
     let seq = frame.meta.seq;
+    let key = frame.meta.key();
     let fail = |source: std::io::Error, what: &str| {
         let reason = DropReason::of_write_error(&source);
-        p.ledger.dropped(&[seq], reason);
+        p.ledger.dropped(&[key], reason);
         let _ = std::fs::remove_file(&tmp);
         tracing::error!(frame = seq.0, file = %path.display(), "{what} failed");
         WriterError::Write {
@@ -389,7 +390,7 @@ async fn write_frame(
         .map_err(|e| fail(e, "renaming the frame file"))?;
     super::note_success(&p.counters);
     p.counters.writes.fetch_add(1, Ordering::Relaxed);
-    p.ledger.written(1, len as u64);
+    p.ledger.written(frame.meta.stream, 1, len as u64);
     if p.record_histograms {
         let mut h = h.borrow_mut();
         record(&mut h.write_latency_ns, write_ns);

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
-use crate::frame::{DropReason, Frame, FrameMeta, FrameSeq, StreamInfo, host_mono_ns};
+use crate::frame::{
+    DropReason, Frame, FrameKey, FrameMeta, FrameSeq, StreamId, StreamInfo, host_mono_ns,
+};
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::queue::FrameQueue;
@@ -70,7 +72,8 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 pub struct RecordingTarget {
     pub dir: PathBuf,
     pub recording_id: String,
-    pub stream: StreamInfo,
+    /// The recording's streams: stream `i` is the segments' channel `i + 1`.
+    pub streams: Vec<StreamInfo>,
     pub first_segment_id: u64,
 }
 
@@ -263,7 +266,7 @@ pub fn probe(choice: BackendChoice) -> Result<Backend, WriterError> {
 fn discard_queue(parts: &WriterParts) {
     loop {
         while let Some(f) = parts.queue.pop() {
-            parts.ledger.unqueued(f.meta.seq, DropReason::IoError);
+            parts.ledger.unqueued(f.meta.key(), DropReason::IoError);
         }
         if parts.queue.is_closed() && parts.queue.is_empty() {
             return;
@@ -296,7 +299,8 @@ struct PoolState {
     /// Frames whose write was in flight when an fsync of its segment failed: still in memory,
     /// so written again (to the next segment) before anything queued.
     rewrite: Vec<Frame>,
-    /// Sequence numbers written again once already (a second time they are dropped).
+    /// Frames (by [`FrameMeta::order`]) written again once already (a second time they are
+    /// dropped).
     rewritten: std::collections::HashSet<u64>,
 }
 
@@ -430,11 +434,17 @@ impl Ctx {
         for u in made {
             seg_st.durable_notices.extend(u.drops);
             for m in &u.metas {
-                match seg_st.durable_frames.last_mut() {
-                    Some((_, last)) if *last + 1 == m.seq.0 => *last = m.seq.0,
-                    _ => seg_st.durable_frames.push((m.seq.0, m.seq.0)),
+                // Runs per stream: the last run of the frame's stream grows.
+                match seg_st
+                    .durable_frames
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.0 == m.stream)
+                {
+                    Some((_, _, last)) if *last + 1 == m.seq.0 => *last = m.seq.0,
+                    _ => seg_st.durable_frames.push((m.stream, m.seq.0, m.seq.0)),
                 }
-                if let Some(captured) = st.watermark.durable(m.seq.0)
+                if let Some(captured) = st.watermark.durable(m.order)
                     && self.record_histograms
                 {
                     record(

@@ -116,8 +116,10 @@ pub(super) async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
             bytes += f.payload_len();
             batch.push(f);
         }
+        let before = batch.len();
         let taken = limits.fill(&ctx.queue, batch, &mut bytes);
-        ctx.ledger.taken(taken as u64);
+        debug_assert_eq!(batch.len() - before, taken);
+        ctx.ledger.taken_frames(&batch[before..]);
         if !batch.is_empty() {
             if lingered || limits.full(batch.len(), bytes) || ctx.queue.is_closed() {
                 return true;

@@ -18,7 +18,6 @@ pub(super) struct Finished {
     pub(super) metas: Vec<FrameMeta>,
     pub(super) chunks: Vec<ChunkIndexEntry>,
     pub(super) drops: Vec<segment::DropRange>,
-    pub(super) bytes: u64,
 }
 
 /// Frames (and drop notices) written to a segment that no fsync has made durable yet, kept
@@ -44,7 +43,7 @@ pub(super) struct SegState {
     pub(super) durable_seq: Option<u64>,
     /// Frames (as runs of sequence numbers) and drop notices already durable in the segment:
     /// what is lost if its file is deleted.
-    pub(super) durable_frames: Vec<(u64, u64)>,
+    pub(super) durable_frames: Vec<(StreamId, u64, u64)>,
     pub(super) durable_notices: Vec<segment::DropRange>,
     /// Disk space is reserved (`fallocate`) up to here.
     pub(super) allocated_end: u64,
@@ -92,7 +91,7 @@ pub(super) const NOTICE_RESERVE: u64 = 64 << 10;
 pub(super) struct FinishedSegment {
     pub(super) path: PathBuf,
     pub(super) id: (u64, u64),
-    pub(super) frames: Vec<(u64, u64)>,
+    pub(super) frames: Vec<(StreamId, u64, u64)>,
     pub(super) notices: Vec<segment::DropRange>,
 }
 
@@ -134,7 +133,7 @@ pub(super) async fn create_segment(
     let meta = SegmentMeta {
         recording_id: ctx.target.recording_id.clone(),
         segment_id: id,
-        stream: ctx.target.stream.clone(),
+        streams: ctx.target.streams.clone(),
     };
     let (head, head_stats) = segment::encode_segment_head(&meta, direct);
     let head_len = head.len() as u64;
@@ -356,7 +355,7 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             let tail = segment::encode_segment_tail(
                 at,
                 &st.chunks,
-                &ctx.target.stream,
+                &ctx.target.streams,
                 &st.head,
                 seg.direct,
             );
@@ -476,13 +475,15 @@ pub(super) fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
         st.written_seq = st.durable_seq;
         std::mem::take(&mut st.undurable)
     };
-    let mut seqs: Vec<FrameSeq> = Vec::new();
+    let mut seqs: Vec<FrameKey> = Vec::new();
+    let mut orders: Vec<u64> = Vec::new();
     for u in lost {
-        seqs.extend(u.metas.iter().map(|m| m.seq));
+        seqs.extend(u.metas.iter().map(|m| m.key()));
+        orders.extend(u.metas.iter().map(|m| m.order));
         ctx.ledger.notices().restore(u.drops);
     }
     ctx.ledger.revoked(&seqs, DropReason::FsyncError);
-    never_durable(ctx, &seqs);
+    never_durable(ctx, orders);
     ctx.failure(WriterError::Fsync {
         segment: seg.path.clone(),
         frames: seqs.len() as u64,
@@ -508,9 +509,9 @@ pub(super) fn segment_deleted(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
         )
     };
     let mut notices = notices;
-    let mut seqs: Vec<FrameSeq> = Vec::new();
+    let mut seqs: Vec<FrameMeta> = Vec::new();
     for u in undurable {
-        seqs.extend(u.metas.iter().map(|m| m.seq));
+        seqs.extend(u.metas);
         notices.extend(u.drops);
     }
     ctx.st.borrow_mut().segments.retain(|s| !Rc::ptr_eq(s, seg));
@@ -520,19 +521,25 @@ pub(super) fn segment_deleted(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
 }
 
 /// Counts the frames of a segment file that is gone as `dropped{segment_deleted}` instead of
-/// written: `durable` (runs of sequence numbers) and `seqs`; its drop notices go to a later
-/// segment.
+/// written: `durable` (runs of sequence numbers, per stream) and `undurable`; its drop notices
+/// go to a later segment.
 pub(super) fn lost_with_file(
     ctx: &Ctx,
     path: &Path,
-    durable: &[(u64, u64)],
-    mut seqs: Vec<FrameSeq>,
+    durable: &[(StreamId, u64, u64)],
+    undurable: Vec<FrameMeta>,
     notices: Vec<segment::DropRange>,
 ) {
-    seqs.extend(durable.iter().flat_map(|&(a, b)| (a..=b).map(FrameSeq)));
+    let mut seqs: Vec<FrameKey> = undurable.iter().map(|m| m.key()).collect();
+    seqs.extend(durable.iter().flat_map(|&(stream, a, b)| {
+        (a..=b).map(move |s| FrameKey {
+            stream,
+            seq: FrameSeq(s),
+        })
+    }));
     ctx.ledger.notices().restore(notices);
     ctx.ledger.revoked(&seqs, DropReason::SegmentDeleted);
-    never_durable(ctx, &seqs);
+    never_durable(ctx, undurable.iter().map(|m| m.order));
     ctx.st.borrow_mut().written.retain(|p| p != path);
     ctx.failure(WriterError::SegmentDeleted {
         segment: path.to_path_buf(),

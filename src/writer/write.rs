@@ -17,10 +17,10 @@ pub(super) struct PreparedWrite {
 /// Counts `frames` as dropped for `reason` (no segment can take them) and recycles their
 /// buffers, leaving `frames` empty.
 pub(super) fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
-    let seqs: Vec<FrameSeq> = frames.iter().map(|f| f.meta.seq).collect();
+    let seqs: Vec<FrameKey> = frames.iter().map(|f| f.meta.key()).collect();
     ctx.ledger.dropped(&seqs, reason);
     // Frames written again after a failed fsync were taken once already.
-    never_durable(ctx, &seqs);
+    never_durable(ctx, frames.iter().map(|f| f.meta.order));
     frames.clear();
 }
 
@@ -84,19 +84,19 @@ pub(super) async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<Pr
                 d.time_ns = d.time_ns.min(first.meta.host_real_ns);
             }
         }
-        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.target.stream.topic, at, direct);
+        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.target.streams, at, direct);
         at += (span.1 - span.0) as u64;
         spans.push(IoSpan::new(buf, span, false));
         chunks.push(entry);
     }
-    let layout = encode_frame_batch(frames, at, &ctx.target.stream, direct);
+    let layout = encode_frame_batch(frames, at, &ctx.target.streams, direct);
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
     {
         let mut pool = ctx.st.borrow_mut();
         for m in &metas {
-            pool.watermark.taken(m.seq.0, m.host_mono_ns);
+            pool.watermark.taken(m.order, m.host_mono_ns);
         }
     }
     spans.extend(frames.drain(..).map(|f| IoSpan::new(f.buf, f.span, true)));
@@ -146,13 +146,8 @@ pub(super) async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histog
     ) {
         spans = rewrite_later(ctx, &mut metas, spans);
     }
-    let mut bytes = 0u64;
-    for s in spans {
-        // A frame's buffer goes back to the pool as the span drops.
-        if s.pooled {
-            bytes += s.buf.payload_len() as u64;
-        }
-    }
+    // Each frame's buffer goes back to the pool as its span drops.
+    drop(spans);
     w.seg.finish(
         w.offset,
         Finished {
@@ -160,7 +155,6 @@ pub(super) async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histog
             metas,
             chunks: w.chunks,
             drops: w.drops,
-            bytes,
         },
     );
     settle(ctx, &w.seg, h);
@@ -184,7 +178,7 @@ pub(super) fn rewrite_later(
 ) -> Vec<IoSpan> {
     let again = {
         let st = ctx.st.borrow();
-        metas.iter().any(|m| st.rewritten.contains(&m.seq.0))
+        metas.iter().any(|m| st.rewritten.contains(&m.order))
     };
     if metas.is_empty() || again {
         return spans;
@@ -206,18 +200,19 @@ pub(super) fn rewrite_later(
         }
     }
     // They stay pending in the watermark until their second write is durable.
-    let seqs: Vec<FrameSeq> = metas.iter().map(|m| m.seq).collect();
+    let seqs: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
     ctx.counters
         .frames_rewritten
         .fetch_add(frames.len() as u64, Ordering::Relaxed);
     tracing::warn!(
         frames = frames.len(),
-        first = seqs[0].0,
+        stream = seqs[0].stream.0,
+        first = seqs[0].seq.0,
         "an fsync failed while these frames were being written; they are still in memory and are written again to the next segment"
     );
     {
         let mut st = ctx.st.borrow_mut();
-        st.rewritten.extend(seqs.iter().map(|s| s.0));
+        st.rewritten.extend(metas.iter().map(|m| m.order));
         st.rewrite.extend(frames);
     }
     metas.clear();
@@ -242,18 +237,16 @@ pub(super) fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) 
             metas,
             chunks,
             drops,
-            bytes,
         } = w.finished.expect("checked");
-        let seqs = || metas.iter().map(|m| m.seq).collect::<Vec<_>>();
         let cut = seg.st.borrow().cut;
         match (result, cut) {
             (Ok(()), None) => {
-                written(ctx, seg, w.end, metas, chunks, drops, bytes, h);
+                written(ctx, seg, w.end, metas, chunks, drops, h);
             }
             (Err(e), None) => {
                 let reason = DropReason::of_write_error(&e);
                 seg.st.borrow_mut().cut = Some((w.offset, reason));
-                lose(ctx, &seqs(), drops, reason);
+                lose(ctx, &metas, drops, reason);
                 ctx.failure(WriterError::Write {
                     segment: seg.path.clone(),
                     offset: w.offset,
@@ -263,7 +256,7 @@ pub(super) fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) 
                 });
                 seal(ctx, seg);
             }
-            (_, Some((_, reason))) => lose(ctx, &seqs(), drops, reason),
+            (_, Some((_, reason))) => lose(ctx, &metas, drops, reason),
         }
     }
 }
@@ -277,7 +270,6 @@ pub(super) fn written(
     metas: Vec<FrameMeta>,
     chunks: Vec<ChunkIndexEntry>,
     drops: Vec<segment::DropRange>,
-    bytes: u64,
     h: &RefCell<Histograms>,
 ) {
     if ctx.record_histograms {
@@ -292,14 +284,14 @@ pub(super) fn written(
     }
     let n = metas.len() as u64;
     ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
-    ctx.ledger.written(n, bytes);
+    ctx.ledger.written_by_meta(&metas);
     ctx.succeeded();
     {
         let mut st = seg.st.borrow_mut();
         st.chunks.extend(chunks);
         st.written_end = end;
         if let Some(m) = metas.last() {
-            st.written_seq = Some(m.seq.0);
+            st.written_seq = Some(m.order);
         }
         st.undurable.push_back(Undurable { end, metas, drops });
     }
@@ -318,21 +310,22 @@ pub(super) fn written(
 /// Counts a settled write's frames as dropped for `reason`; its drop notices go to a later write.
 pub(super) fn lose(
     ctx: &Ctx,
-    seqs: &[FrameSeq],
+    metas: &[FrameMeta],
     drops: Vec<segment::DropRange>,
     reason: DropReason,
 ) {
     ctx.ledger.notices().restore(drops);
-    ctx.ledger.dropped(seqs, reason);
-    never_durable(ctx, seqs);
+    let keys: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
+    ctx.ledger.dropped(&keys, reason);
+    never_durable(ctx, metas.iter().map(|m| m.order));
 }
 
 /// Dropped frames will never be durable: the watermark may pass them (and capture-to-durable
 /// never counts them).
-pub(super) fn never_durable(ctx: &Ctx, seqs: &[FrameSeq]) {
+pub(super) fn never_durable(ctx: &Ctx, orders: impl IntoIterator<Item = u64>) {
     let mut st = ctx.st.borrow_mut();
-    for s in seqs {
-        st.watermark.dropped(s.0);
+    for o in orders {
+        st.watermark.dropped(o);
     }
 }
 
