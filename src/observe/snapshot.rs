@@ -1,0 +1,184 @@
+//! The snapshot: everything a person or a scraper reads about a running recorder at one
+//! instant, and the one-line summary made from it.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::{Counters, Histograms, Percentiles};
+use crate::frame::DropReason;
+use crate::ledger::Tally;
+
+/// Everything a person or a scraper reads about a running recorder, at one instant.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub backend: String,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub written_frames: u64,
+    pub written_bytes: u64,
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// What a pipe source rejected from its senders, by reason (not frames: never accepted).
+    pub source_rejects: std::collections::BTreeMap<String, u64>,
+    /// Frames queued for the writers.
+    pub queue_depth: u64,
+    pub queue_high_water: u64,
+    /// Frames taken by writers and not yet written or dropped.
+    pub frames_in_writers: u64,
+    pub writes_in_flight: u64,
+    /// Writer tasks running (changes on reload).
+    pub writers: u64,
+    pub writes: u64,
+    pub fsyncs: u64,
+    pub segments: u64,
+    pub durable_seq: Option<u64>,
+    /// Free bytes on the output filesystem (for unprivileged users).
+    pub free_bytes: Option<u64>,
+    /// Nanoseconds; `frames_per_write` in frames.
+    pub write_latency_ns: Percentiles,
+    pub fsync_latency_ns: Percentiles,
+    pub capture_to_written_ns: Percentiles,
+    pub capture_to_durable_ns: Percentiles,
+    pub queue_wait_ns: Percentiles,
+    pub inter_arrival_ns: Percentiles,
+    pub frames_per_write: Percentiles,
+    /// The receiver handing a frame to the queue.
+    #[serde(default)]
+    pub enqueue_ns: Percentiles,
+    /// Writes, fsyncs and segment creations that failed (in all, and in a row now).
+    #[serde(default)]
+    pub failures: u64,
+    #[serde(default)]
+    pub failures_in_a_row: u64,
+    /// `writer.max-consecutive-failures` failures in a row and no good write since.
+    #[serde(default)]
+    pub degraded: bool,
+    /// The output filesystem is under its free-space floor: frames are counted as `disk_full`.
+    #[serde(default)]
+    pub refusing_frames: bool,
+    /// Segments retention deleted.
+    #[serde(default)]
+    pub segments_deleted: u64,
+    /// Frames written again after an fsync failed while their write was in flight.
+    #[serde(default)]
+    pub frames_rewritten: u64,
+}
+
+impl Snapshot {
+    /// Takes a snapshot. Its frame counts are the ledger's `tally`, consistent by
+    /// construction: received = written + dropped + queue_depth + frames_in_writers.
+    pub fn take(
+        counters: &Counters,
+        tally: &Tally,
+        histograms: &Histograms,
+        uptime_s: f64,
+        free_bytes: Option<u64>,
+    ) -> Snapshot {
+        Snapshot {
+            uptime_s,
+            backend: counters
+                .backend
+                .get()
+                .copied()
+                .unwrap_or("starting")
+                .to_string(),
+            received_frames: tally.received_frames,
+            received_bytes: tally.received_bytes,
+            written_frames: tally.written_frames,
+            written_bytes: tally.written_bytes,
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), tally.dropped(*r)))
+                .collect(),
+            source_rejects: crate::source::pipe::Reject::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), counters.source_rejects.get(*r)))
+                .collect(),
+            queue_depth: tally.queued,
+            queue_high_water: counters.queue_high_water.load(Ordering::Relaxed),
+            frames_in_writers: tally.in_writers,
+            writes_in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+            writers: counters.writers.load(Ordering::Relaxed),
+            writes: counters.writes.load(Ordering::Relaxed),
+            fsyncs: counters.fsyncs.load(Ordering::Relaxed),
+            segments: counters.segments_opened.load(Ordering::Relaxed),
+            durable_seq: counters.durable_seq(),
+            free_bytes,
+            write_latency_ns: Percentiles::of(&histograms.write_latency_ns),
+            fsync_latency_ns: Percentiles::of(&histograms.fsync_latency_ns),
+            capture_to_written_ns: Percentiles::of(&histograms.capture_to_written_ns),
+            capture_to_durable_ns: Percentiles::of(&histograms.capture_to_durable_ns),
+            queue_wait_ns: Percentiles::of(&histograms.queue_wait_ns),
+            inter_arrival_ns: Percentiles::of(&histograms.inter_arrival_ns),
+            frames_per_write: Percentiles::of(&histograms.frames_per_write),
+            enqueue_ns: Percentiles::of(&histograms.enqueue_ns),
+            failures: counters.failures.load(Ordering::Relaxed),
+            failures_in_a_row: counters.failures_in_a_row.load(Ordering::Relaxed),
+            degraded: counters.degraded.load(Ordering::Relaxed),
+            refusing_frames: counters.refusing.load(Ordering::Relaxed),
+            segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
+            frames_rewritten: counters.frames_rewritten.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Saturating: a snapshot read back from a socket holds whatever its sender put there.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().fold(0, |a, b| a.saturating_add(*b))
+    }
+
+    /// `DEGRADED (...)` or `DISK FULL (...)` while frames are dropped because of the disk.
+    pub fn fault_state(&self) -> Option<String> {
+        match (self.degraded, self.refusing_frames) {
+            (true, _) => Some(format!(
+                "DEGRADED ({} disk failures in a row, frames dropped)",
+                self.failures_in_a_row
+            )),
+            (false, true) => Some("DISK FULL (under the free-space floor, frames dropped)".into()),
+            (false, false) => None,
+        }
+    }
+
+    /// The one-line summary the recorder logs periodically.
+    pub fn log_line(&self, prev: Option<&Snapshot>) -> String {
+        let (frames, bytes, secs) = match prev {
+            Some(p) => (
+                // Frames written then lost to a failed fsync leave `written_frames`.
+                self.written_frames.saturating_sub(p.written_frames),
+                self.written_bytes.saturating_sub(p.written_bytes),
+                (self.uptime_s - p.uptime_s).max(1e-9),
+            ),
+            None => (
+                self.written_frames,
+                self.written_bytes,
+                self.uptime_s.max(1e-9),
+            ),
+        };
+        let state = self
+            .fault_state()
+            .map_or(String::new(), |s| format!("{s}: "));
+        format!(
+            "{state}{:.1} fps, {:.1} MB/s, queue {} (high {}), write p99 {}, dropped {}, durable through {}",
+            frames as f64 / secs,
+            bytes as f64 / 1e6 / secs,
+            self.queue_depth,
+            self.queue_high_water,
+            fmt_ns(self.write_latency_ns.p99),
+            self.dropped_total(),
+            self.durable_seq.map_or("none".into(), |s| s.to_string())
+        )
+    }
+}
+
+/// A format for nanoseconds a person reads: `850µs`, `12.3ms`, `1.20s`.
+pub fn fmt_ns(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.0}µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.2}s", ns as f64 / 1e9)
+    }
+}
