@@ -12,8 +12,10 @@
 //! Segment {
 //!     magic:      b"\x89MCAP0\r\n",
 //!     header:     Header { profile: "", library: "framerec <version>" },
-//!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema) },
-//!     channels:   Channel { 1: depth topic (protobuf), 2: "/framerec/drops" (json) },
+//!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema),
+//!                          [3: "framerec.Accelerometer" (protobuf), with an accel stream] },
+//!     channels:   Channel { i + 1: stream i of the stream table (protobuf), for each stream;
+//!                           N + 1: "/framerec/drops" (json), N = number of streams },
 //!     metadata:   Metadata { "framerec": recording and segment ids, stream geometry },
 //!     [Padding]                                  // O_DIRECT only: pads to ALIGN
 //!     data: [
@@ -29,14 +31,22 @@
 //! ```
 //!
 //! # Invariants
-//! - Chunks are uncompressed and carry the CRC-32 of their records; a chunk holds either depth
-//!   frames in sequence order or drop notices, never both.
-//! - A depth message's MCAP `sequence` is the frame's [`FrameSeq`](crate::frame::FrameSeq)
-//!   (low 32 bits), `log_time` its host realtime capture stamp, `publish_time` its device time.
-//! - Its data is a `foxglove.RawImage` whose last field is the payload, so the payload is written
-//!   straight from the frame buffer.
-//! - Every frame the receiver accepted and did not write is named, by sequence range and reason,
-//!   in a message on the drop channel of some segment of the recording.
+//! - Channels are assigned from the recording's stream table when it starts: stream `i` is
+//!   channel `i + 1` (a depth-only recording has v1's ids: depth 1, drops 2). Each stream
+//!   channel's metadata names its `stream` and `frame_id` (images also `encoding`, `width`,
+//!   `height`); readers learn a channel's role from its schema name, not its id.
+//! - Chunks are uncompressed and carry the CRC-32 of their records; a chunk holds either frames
+//!   (of any streams, in receive order, one message index per channel after it) or drop
+//!   notices, never both.
+//! - A frame message's MCAP `sequence` is the frame's [`FrameSeq`](crate::frame::FrameSeq) in its
+//!   stream (low 32 bits), `log_time` its host realtime capture stamp, `publish_time` its device
+//!   time.
+//! - Its data is a `foxglove.RawImage` (or, for the accelerometer, a `framerec.Accelerometer`,
+//!   see [`accel`]) whose last field is the payload, so the payload is written straight from the
+//!   frame buffer.
+//! - Every frame the receiver accepted and did not write is named, by stream (its topic),
+//!   sequence range and reason, in a message on the drop channel of some segment of the
+//!   recording.
 //! - Padding is a private record (opcode [`OP_PADDING`]) that other readers skip.
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
