@@ -14,8 +14,8 @@ use serde::Deserialize;
 use crate::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
 use crate::source::{
-    FakenectConfig, FreenectConfig, OnDeviceError, PipeConfig, PipeEndpoint, SyntheticConfig,
-    SyntheticStream,
+    FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
+    SyntheticConfig,
 };
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
@@ -457,7 +457,7 @@ impl SourceConfig {
     pub fn frame_bytes(&self) -> u64 {
         match self {
             SourceConfig::Synthetic(s) => {
-                let bpp = if s.streams.contains(&SyntheticStream::Color) {
+                let bpp = if s.streams.contains(&KinectStream::Color) {
                     3
                 } else {
                     2
@@ -567,6 +567,7 @@ impl FileConfig {
                     looped: s.looped,
                     topic: s.topic,
                     frame_id: s.frame_id,
+                    streams: KinectStream::default_table(),
                 }),
                 SourceKind::Pipe | SourceKind::Unix => SourceConfig::Pipe(PipeConfig {
                     endpoint: match (s.kind, s.path.to_str()) {
@@ -589,6 +590,8 @@ impl FileConfig {
                     on_device_error: s.on_device_error,
                     topic: s.topic,
                     frame_id: s.frame_id,
+                    streams: KinectStream::default_table(),
+                    accel_rate: 100,
                 }),
             },
             queue: QueueConfig {

@@ -14,7 +14,8 @@ use framerec::queue::OverflowPolicy;
 use framerec::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
 use framerec::source::{
-    FakenectConfig, FreenectConfig, OnDeviceError, PipeConfig, PipeEndpoint, SyntheticConfig,
+    FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
+    SyntheticConfig,
 };
 use framerec::writer::BackendChoice;
 
@@ -155,6 +156,8 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                     on_device_error: OnDeviceError::Stop,
                     topic,
                     frame_id,
+                    streams: KinectStream::default_table(),
+                    accel_rate: 100,
                 }),
             },
             ("pipe:-", _) => pipe(PipeEndpoint::Stdin),
@@ -170,6 +173,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 looped: false,
                 topic,
                 frame_id,
+                streams: KinectStream::default_table(),
             }),
             _ => anyhow::bail!(
                 "unknown source {src:?}: expected `synthetic`, `freenect`, `fakenect:DIR`, `pipe:-`, `pipe:FIFO` or `unix:SOCKET`"

@@ -98,6 +98,7 @@ fn verify_dump(path: &Path) -> DumpReport {
         looped: false,
         topic: String::new(),
         frame_id: String::new(),
+        streams: framerec::source::KinectStream::default_table(),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut listed = std::collections::HashSet::new();

@@ -40,6 +40,9 @@ pub struct FakenectConfig {
     pub looped: bool,
     pub topic: String,
     pub frame_id: String,
+    /// The streams to replay, in stream-table order (depth from `d-*`, colour from `r-*`,
+    /// accelerometer from `a-*` lines of the index).
+    pub streams: Vec<super::KinectStream>,
 }
 
 /// One depth line of `INDEX.txt`.
@@ -363,6 +366,7 @@ impl Source for FakenectSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::KinectStream;
 
     fn cfg(dir: &Path) -> FakenectConfig {
         FakenectConfig {
@@ -371,6 +375,7 @@ mod tests {
             looped: false,
             topic: "/camera/depth".into(),
             frame_id: "camera_depth".into(),
+            streams: KinectStream::default_table(),
         }
     }
 

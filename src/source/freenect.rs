@@ -43,6 +43,10 @@ pub struct FreenectConfig {
     pub library: Option<PathBuf>,
     pub topic: String,
     pub frame_id: String,
+    /// The streams to record, in stream-table order.
+    pub streams: Vec<super::KinectStream>,
+    /// Tilt-state polls per second for the accelerometer stream.
+    pub accel_rate: u32,
     /// On a device failure mid-recording (unplugged). The recording so far stays valid either way.
     pub on_device_error: OnDeviceError,
 }

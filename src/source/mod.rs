@@ -19,7 +19,36 @@ use crate::frame::{DropReason, FrameBuf, StreamId, StreamInfo};
 pub use fakenect::{FakenectConfig, FakenectSource};
 pub use freenect::{FreenectConfig, FreenectSource, OnDeviceError};
 pub use pipe::{PipeConfig, PipeEndpoint, PipeSource};
-pub use synthetic::{SyntheticConfig, SyntheticSource, SyntheticStream};
+pub use synthetic::{SyntheticConfig, SyntheticSource};
+
+/// A stream of a Kinect (or of the synthetic source that stands in for one). A source's stream
+/// table lists those it records, in this order of choice (config `source.streams`,
+/// `--streams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KinectStream {
+    /// 16-bit depth (`16UC1`) on the configured topic (default `/camera/depth`).
+    Depth,
+    /// `rgb8` colour on `/camera/color`.
+    Color,
+    /// Accelerometer and tilt readings (`framerec.Accelerometer`) on `/camera/accel`.
+    Accel,
+}
+
+impl KinectStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KinectStream::Depth => "depth",
+            KinectStream::Color => "color",
+            KinectStream::Accel => "accel",
+        }
+    }
+
+    /// The default stream table: depth alone.
+    pub fn default_table() -> Vec<KinectStream> {
+        vec![KinectStream::Depth]
+    }
+}
 
 /// Errors a source reports. A source error ends the recording; frames already taken stay valid.
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::frame::{FrameBuf, FrameFormat, StreamId, StreamInfo, host_mono_ns};
 use crate::segment::accel::{RAW_BYTES, RawTilt};
 
-use super::{Capture, Source, SourceError};
+use super::{Capture, KinectStream, Source, SourceError};
 
 /// Length of the sample table, a prime so consecutive frames shift by a different phase.
 const TABLE_LEN: usize = 65_521;
@@ -50,31 +50,9 @@ pub struct SyntheticConfig {
     pub topic: String,
     pub frame_id: String,
     /// The streams to make, in this order (the stream table); `depth` alone by default.
-    pub streams: Vec<SyntheticStream>,
+    pub streams: Vec<KinectStream>,
     /// Readings per second of the accelerometer stream.
     pub accel_rate: u32,
-}
-
-/// A stream the synthetic source can make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyntheticStream {
-    /// 16-bit depth, `width` x `height`, on the configured topic.
-    Depth,
-    /// `rgb8` colour, `width` x `height`, on `/camera/color`.
-    Color,
-    /// Accelerometer and tilt readings at `accel_rate`, on `/camera/accel`.
-    Accel,
-}
-
-impl SyntheticStream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyntheticStream::Depth => "depth",
-            SyntheticStream::Color => "color",
-            SyntheticStream::Accel => "accel",
-        }
-    }
 }
 
 impl Default for SyntheticConfig {
@@ -86,7 +64,7 @@ impl Default for SyntheticConfig {
             seed: 1,
             topic: "/camera/depth".into(),
             frame_id: "camera_depth".into(),
-            streams: vec![SyntheticStream::Depth],
+            streams: KinectStream::default_table(),
             accel_rate: 100,
         }
     }
@@ -150,7 +128,7 @@ pub fn expected_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
 
 pub struct SyntheticSource {
     streams: Vec<StreamInfo>,
-    kinds: Vec<SyntheticStream>,
+    kinds: Vec<KinectStream>,
     cfg: SyntheticConfig,
     /// The sample tables of the depth and colour definitions.
     table: Vec<u8>,
@@ -173,15 +151,15 @@ impl SyntheticSource {
     pub fn starting_at(cfg: SyntheticConfig, first_seq: &[u64]) -> SyntheticSource {
         let mut kinds = cfg.streams.clone();
         if kinds.is_empty() {
-            kinds.push(SyntheticStream::Depth);
+            kinds.push(KinectStream::Depth);
         }
         let streams = kinds
             .iter()
             .map(|k| match k {
-                SyntheticStream::Depth => {
+                KinectStream::Depth => {
                     StreamInfo::depth(&cfg.topic, &cfg.frame_id, cfg.width, cfg.height)
                 }
-                SyntheticStream::Color => StreamInfo::image(
+                KinectStream::Color => StreamInfo::image(
                     "color",
                     "/camera/color",
                     "camera_color",
@@ -189,15 +167,13 @@ impl SyntheticSource {
                     cfg.height,
                     FrameFormat::Rgb8,
                 ),
-                SyntheticStream::Accel => {
-                    StreamInfo::accel("accel", "/camera/accel", "camera_accel")
-                }
+                KinectStream::Accel => StreamInfo::accel("accel", "/camera/accel", "camera_accel"),
             })
             .collect::<Vec<_>>();
         let first: Vec<u64> = (0..streams.len())
             .map(|i| first_seq.get(i).copied().unwrap_or(0))
             .collect();
-        let color_table = if kinds.contains(&SyntheticStream::Color) {
+        let color_table = if kinds.contains(&KinectStream::Color) {
             table_bytes(cfg.seed.wrapping_add(1))
         } else {
             Vec::new()
@@ -217,7 +193,7 @@ impl SyntheticSource {
     /// Frames per second of stream `s` (a nominal 30 for images when unpaced).
     fn rate(&self, s: usize) -> u64 {
         match self.kinds[s] {
-            SyntheticStream::Accel => self.cfg.accel_rate.max(1) as u64,
+            KinectStream::Accel => self.cfg.accel_rate.max(1) as u64,
             _ if self.cfg.fps == 0 => 30,
             _ => self.cfg.fps as u64,
         }
@@ -251,9 +227,9 @@ impl SyntheticSource {
     fn fill_frame(&self, s: usize, payload: &mut [u8]) {
         let seq = self.seq[s];
         match self.kinds[s] {
-            SyntheticStream::Depth => fill(&self.table, seq, payload),
-            SyntheticStream::Color => fill(&self.color_table, seq, payload),
-            SyntheticStream::Accel => payload.copy_from_slice(&expected_accel(self.cfg.seed, seq)),
+            KinectStream::Depth => fill(&self.table, seq, payload),
+            KinectStream::Color => fill(&self.color_table, seq, payload),
+            KinectStream::Accel => payload.copy_from_slice(&expected_accel(self.cfg.seed, seq)),
         }
     }
 }
@@ -349,9 +325,9 @@ mod tests {
             fps: 0,
             seed: 7,
             streams: vec![
-                SyntheticStream::Depth,
-                SyntheticStream::Color,
-                SyntheticStream::Accel,
+                KinectStream::Depth,
+                KinectStream::Color,
+                KinectStream::Accel,
             ],
             accel_rate: 90,
             ..Default::default()
