@@ -202,6 +202,12 @@ struct SourceSection {
     fps: Int<0, 100_000>,
     /// Seed of the synthetic content. Default 1.
     seed: Int<0, { i64::MAX }>,
+    /// synthetic, fakenect, freenect: the streams to record, in this order: any of `depth`,
+    /// `color`, `accel`, each at most once. Default `["depth"]`.
+    streams: Vec<KinectStream>,
+    /// synthetic: accelerometer readings per second; freenect: tilt-state polls per second.
+    /// Default 100, range 1-1000.
+    accel_rate: Int<1, 1000>,
     /// MCAP topic of the depth stream. Default `/camera/depth`.
     topic: String,
     /// `frame_id` of each image. Default `camera_depth`.
@@ -236,6 +242,8 @@ impl Default for SourceSection {
             height: Int(d.height as i64),
             fps: Int(d.fps as i64),
             seed: Int(d.seed as i64),
+            streams: d.streams,
+            accel_rate: Int(d.accel_rate as i64),
             topic: d.topic,
             frame_id: d.frame_id,
             path: PathBuf::new(),
@@ -442,13 +450,21 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The streams a Kinect-like source records (`None` for a pipe, whose table is its own).
+    pub fn kinect_streams(&self) -> Option<&Vec<KinectStream>> {
+        match self {
+            SourceConfig::Synthetic(s) => Some(&s.streams),
+            SourceConfig::Fakenect(s) => Some(&s.streams),
+            SourceConfig::Freenect(s) => Some(&s.streams),
+            SourceConfig::Pipe(_) => None,
+        }
+    }
+
     /// The names of the streams the source records, in stream-table order.
     pub fn stream_names(&self) -> Vec<String> {
-        match self {
-            SourceConfig::Synthetic(s) if !s.streams.is_empty() => {
-                s.streams.iter().map(|k| k.as_str().to_string()).collect()
-            }
-            _ => vec!["depth".to_string()],
+        match self.kinect_streams() {
+            Some(k) => k.iter().map(|k| k.as_str().to_string()).collect(),
+            None => vec!["depth".to_string()],
         }
     }
 
@@ -558,8 +574,8 @@ impl FileConfig {
                     seed: s.seed.u64(),
                     topic: s.topic,
                     frame_id: s.frame_id,
-                    // Several streams reach the configuration once the tools read them.
-                    ..SyntheticConfig::default()
+                    streams: s.streams,
+                    accel_rate: s.accel_rate.0 as u32,
                 }),
                 SourceKind::Fakenect => SourceConfig::Fakenect(FakenectConfig {
                     dir: s.path,
@@ -567,7 +583,7 @@ impl FileConfig {
                     looped: s.looped,
                     topic: s.topic,
                     frame_id: s.frame_id,
-                    streams: KinectStream::default_table(),
+                    streams: s.streams,
                 }),
                 SourceKind::Pipe | SourceKind::Unix => SourceConfig::Pipe(PipeConfig {
                     endpoint: match (s.kind, s.path.to_str()) {
@@ -590,8 +606,8 @@ impl FileConfig {
                     on_device_error: s.on_device_error,
                     topic: s.topic,
                     frame_id: s.frame_id,
-                    streams: KinectStream::default_table(),
-                    accel_rate: 100,
+                    streams: s.streams,
+                    accel_rate: s.accel_rate.0 as u32,
                 }),
             },
             queue: QueueConfig {
@@ -828,6 +844,15 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
             message: "source.kind = \"unix\" needs source.path, the socket to listen on".into(),
         });
     }
+    if let Some(message) = streams_problem(&config.source) {
+        let (line, col) = key_position(text, "source", "streams");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        });
+    }
     if let SourceConfig::Fakenect(f) = &config.source
         && f.dir.as_os_str().is_empty()
     {
@@ -844,6 +869,27 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// What is wrong with the source's stream table, if anything.
+pub fn streams_problem(source: &SourceConfig) -> Option<String> {
+    let Some(streams) = source.kinect_streams() else {
+        return None;
+    };
+    if streams.is_empty() {
+        return Some("source.streams is empty; name at least one of depth, color, accel".into());
+    }
+    if let Some(k) = streams
+        .iter()
+        .enumerate()
+        .find_map(|(i, k)| streams[..i].contains(k).then_some(k))
+    {
+        return Some(format!(
+            "source.streams names {:?} twice; each of depth, color, accel at most once",
+            k.as_str()
+        ));
+    }
+    None
 }
 
 /// Line and column of `section.key` in `text`, or of the file start when absent.

@@ -56,6 +56,13 @@ pub struct Args {
     /// Stop after this long, e.g. `20s`, `45m`, `1h30m`.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Streams to record, in this order (synthetic, fakenect, freenect): any of depth, color,
+    /// accel, comma-separated. Default: depth.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    streams: Option<Vec<KinectStream>>,
+    /// Accelerometer readings (synthetic) or tilt-state polls (freenect) per second.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    accel_rate: Option<u32>,
     /// Frames per second of the synthetic source; 0 = unpaced.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     fps: Option<u32>,
@@ -206,6 +213,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
         }
         SourceConfig::Synthetic(_) => {}
     }
+    apply_streams(args, cfg)?;
     let pipe = matches!(cfg.source, SourceConfig::Pipe(_));
     let synthetic_only = [
         ("--fps", args.fps.is_some()),
@@ -234,6 +242,31 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
         s.seed = v;
     }
     apply_common(args, cfg)
+}
+
+/// `--streams` and `--accel-rate`, for the sources they apply to.
+fn apply_streams(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
+    if let Some(v) = &args.streams {
+        match &mut cfg.source {
+            SourceConfig::Synthetic(s) => s.streams = v.clone(),
+            SourceConfig::Fakenect(s) => s.streams = v.clone(),
+            SourceConfig::Freenect(s) => s.streams = v.clone(),
+            SourceConfig::Pipe(_) => anyhow::bail!(
+                "--streams applies to synthetic, fakenect and freenect sources (a pipe's streams come from its configuration)"
+            ),
+        }
+        if let Some(problem) = framerec::config::streams_problem(&cfg.source) {
+            anyhow::bail!("--streams: {problem}");
+        }
+    }
+    if let Some(v) = args.accel_rate {
+        match &mut cfg.source {
+            SourceConfig::Synthetic(s) => s.accel_rate = v,
+            SourceConfig::Freenect(s) => s.accel_rate = v,
+            _ => anyhow::bail!("--accel-rate applies to the synthetic and freenect sources"),
+        }
+    }
+    Ok(())
 }
 
 /// The flags that apply whatever the source.

@@ -122,6 +122,12 @@ pub(crate) const KEYS: &[Key] = &[
         SourceConfig::Synthetic(c) => Some(c.seed),
         _ => None,
     }),
+    source_key!("source.streams", |s| s.kinect_streams().cloned()),
+    source_key!("source.accel-rate", |s| match s {
+        SourceConfig::Synthetic(c) => Some(c.accel_rate),
+        SourceConfig::Freenect(c) => Some(c.accel_rate),
+        _ => None,
+    }),
     source_key!("source.device-index", |s| match s {
         SourceConfig::Freenect(c) => Some(c.device_index),
         _ => None,
