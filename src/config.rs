@@ -873,9 +873,7 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
 
 /// What is wrong with the source's stream table, if anything.
 pub fn streams_problem(source: &SourceConfig) -> Option<String> {
-    let Some(streams) = source.kinect_streams() else {
-        return None;
-    };
+    let streams = source.kinect_streams()?;
     if streams.is_empty() {
         return Some("source.streams is empty; name at least one of depth, color, accel".into());
     }

@@ -84,6 +84,10 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
         ("queue.overflow", _) => one_of(&["auto", "block"]),
         ("writer.backend", _) => one_of(&["auto", "pwrite"]),
         ("recovery.at-start", _) => one_of(&["recover", "leave"]),
+        ("source.streams", _) => Value::Array(vec![
+            Value::String("depth".into()),
+            Value::String("accel".into()),
+        ]),
         (_, Value::Integer(n)) => Value::Integer(n + 1),
         (_, Value::Boolean(b)) => Value::Boolean(!b),
         (_, Value::String(s)) => Value::String(format!("{s}/other")),
