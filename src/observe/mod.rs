@@ -15,7 +15,7 @@ pub use histograms::{
     record,
 };
 pub use prometheus::{FRAMES_PER_WRITE_BUCKETS, LATENCY_BUCKETS_S, prometheus_text};
-pub use snapshot::{Snapshot, fmt_ns};
+pub use snapshot::{Snapshot, StreamStats, fmt_ns};
 
 /// CPU time (user + system) used so far by `who`: the process (`RUSAGE_SELF`) or the calling
 /// thread (`RUSAGE_THREAD`); zero if the kernel will not say.

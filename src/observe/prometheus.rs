@@ -43,6 +43,57 @@ fn prom_histogram(
     let _ = writeln!(out, "{name}_count {}", h.len());
 }
 
+/// A label value, escaped as the text format wants (`\\`, `\"`, `\n`).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The frame counts of each stream, labelled with its name.
+fn stream_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), s: &Snapshot) {
+    let per = |f: &dyn Fn(&super::StreamStats) -> u64| -> Vec<(String, f64)> {
+        s.streams
+            .iter()
+            .map(|st| (format!("{{stream=\"{}\"}}", label(&st.name)), f(st) as f64))
+            .collect()
+    };
+    metric(
+        "framerec_stream_frames_received_total",
+        "counter",
+        "Frames the receiver took from the source, by stream.",
+        &per(&|st| st.received_frames),
+    );
+    metric(
+        "framerec_stream_frames_written_total",
+        "counter",
+        "Frames written to segments, by stream.",
+        &per(&|st| st.written_frames),
+    );
+    metric(
+        "framerec_stream_frames_pending",
+        "gauge",
+        "Frames queued or in the writers, by stream: received = written + dropped + pending.",
+        &per(&|st| st.queued + st.in_writers),
+    );
+    let drops: Vec<(String, f64)> = s
+        .streams
+        .iter()
+        .flat_map(|st| {
+            st.dropped.iter().map(move |(r, n)| {
+                let labels = format!("{{stream=\"{}\",reason=\"{r}\"}}", label(&st.name));
+                (labels, *n as f64)
+            })
+        })
+        .collect();
+    metric(
+        "framerec_stream_frames_dropped_total",
+        "counter",
+        "Frames accepted and not written, by stream and reason.",
+        &drops,
+    );
+}
+
 /// The Prometheus text exposition (format 0.0.4) of a snapshot and its histograms.
 pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     // Over 80 lines, as one flat list of every metric's name, kind and help beside its value:
@@ -93,6 +144,7 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         "Frames accepted and not written, by reason.",
         &drops,
     );
+    stream_metrics(&mut metric, s);
     metric(
         "framerec_writes_total",
         "counter",
@@ -299,6 +351,22 @@ mod tests {
         assert_eq!(bucket("+Inf"), 5);
         assert!(text.contains("framerec_write_latency_seconds_count 5"));
         assert!(text.contains("framerec_frames_dropped_total{reason=\"queue_full\"} 0"));
+        // Per stream, with a name that needs escaping.
+        let mut s = s.clone();
+        let mut t = Tally::default();
+        t.received_frames = 3;
+        t.written_frames = 2;
+        t.dropped[crate::frame::DropReason::QueueFull.index()] = 1;
+        s.streams = vec![crate::observe::StreamStats::of("a\"b", "/t", &t)];
+        let text = prometheus_text(&s, &h);
+        assert!(
+            text.contains("framerec_stream_frames_received_total{stream=\"a\\\"b\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("framerec_stream_frames_written_total{stream=\"a\\\"b\"} 2"));
+        assert!(text.contains(
+            "framerec_stream_frames_dropped_total{stream=\"a\\\"b\",reason=\"queue_full\"} 1"
+        ));
     }
 
     #[test]

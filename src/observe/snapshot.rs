@@ -63,6 +63,60 @@ pub struct Snapshot {
     /// Frames written again after an fsync failed while their write was in flight.
     #[serde(default)]
     pub frames_rewritten: u64,
+    /// The frame counts above, stream by stream (their sums are the totals).
+    #[serde(default)]
+    pub streams: Vec<StreamStats>,
+}
+
+/// Where the frames of one stream are, at one instant.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Default)]
+pub struct StreamStats {
+    /// The stream's name (`depth`, `color`, `accel`, ...).
+    pub name: String,
+    pub topic: String,
+    pub received_frames: u64,
+    pub received_bytes: u64,
+    pub written_frames: u64,
+    pub written_bytes: u64,
+    /// Queued for the writers, and taken by them and not yet written or dropped.
+    pub queued: u64,
+    pub in_writers: u64,
+    /// By reason, every reason listed.
+    pub dropped: std::collections::BTreeMap<String, u64>,
+}
+
+impl StreamStats {
+    /// The stats of stream `name` on `topic` from its ledger tally.
+    pub fn of(name: &str, topic: &str, t: &Tally) -> StreamStats {
+        StreamStats {
+            name: name.to_string(),
+            topic: topic.to_string(),
+            received_frames: t.received_frames,
+            received_bytes: t.received_bytes,
+            written_frames: t.written_frames,
+            written_bytes: t.written_bytes,
+            queued: t.queued,
+            in_writers: t.in_writers,
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), t.dropped(*r)))
+                .collect(),
+        }
+    }
+
+    /// The stats of every stream of `streams` (name, topic) from the ledger's tallies, in
+    /// stream-table order.
+    pub fn all(streams: &[(String, String)], tallies: &[Tally]) -> Vec<StreamStats> {
+        streams
+            .iter()
+            .zip(tallies)
+            .map(|((name, topic), t)| StreamStats::of(name, topic, t))
+            .collect()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
 }
 
 impl Snapshot {
@@ -119,6 +173,7 @@ impl Snapshot {
             refusing_frames: counters.refusing.load(Ordering::Relaxed),
             segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
             frames_rewritten: counters.frames_rewritten.load(Ordering::Relaxed),
+            streams: Vec::new(),
         }
     }
 

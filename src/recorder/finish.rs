@@ -22,6 +22,7 @@ pub(super) fn finish(
         snapshot,
         counters,
         ledger,
+        stream_names,
         queue,
         histograms,
         hlog,
@@ -67,11 +68,14 @@ pub(super) fn finish(
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
-    let tally = ledger.tally();
-    if let Err(e) = tally.check() {
-        tracing::error!("{e}");
+    let tallies = ledger.streams();
+    for (t, (name, _)) in tallies.iter().zip(&stream_names) {
+        if let Err(e) = t.check() {
+            tracing::error!(stream = %name, "{e}");
+        }
     }
-    let totals = Totals::of(&counters, &tally);
+    let mut totals = Totals::of(&counters, &Tally::sum(tallies.iter()));
+    totals.streams = StreamStats::all(&stream_names, &tallies);
     let failure = match (gave_up, report.error, source_failure) {
         (Some(t), _, _) => Some(t),
         (None, Some(w), _) => Some(RunFailure::Writer(w)),

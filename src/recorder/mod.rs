@@ -17,8 +17,8 @@ use crate::hlog::IntervalLogWriter;
 use crate::intake;
 use crate::ledger::{Ledger, Tally};
 use crate::observe::{
-    Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, cpu_time,
-    prometheus_text,
+    Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, StreamStats,
+    cpu_time, prometheus_text,
 };
 use crate::queue::{FrameQueue, OverflowPolicy};
 use crate::receiver::{self, Limits, ReceiverParts, StopReason};
@@ -138,6 +138,8 @@ pub struct Totals {
     /// What a `pipe:`/`unix:` source rejected, by reason (resynchronisations for `bad_magic`,
     /// frames otherwise).
     pub source_rejects: BTreeMap<&'static str, u64>,
+    /// The frame counts stream by stream (their sums are the totals above).
+    pub streams: Vec<StreamStats>,
 }
 
 impl Totals {
@@ -161,6 +163,7 @@ impl Totals {
                 .iter()
                 .map(|r| (r.as_str(), c.source_rejects.get(*r)))
                 .collect(),
+            streams: Vec::new(),
         }
     }
 

@@ -64,6 +64,8 @@ pub(super) struct Running {
     pub(super) snapshot: SnapshotFn,
     pub(super) counters: Arc<Counters>,
     pub(super) ledger: Arc<Ledger>,
+    /// (name, topic) of each stream, in stream-table order.
+    pub(super) stream_names: Vec<(String, String)>,
     pub(super) queue: Arc<FrameQueue>,
     pub(super) live: Arc<LiveSettings>,
     pub(super) histograms: SharedHistograms,
@@ -160,12 +162,14 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
 
 /// Takes a snapshot of the run on demand (statistics socket, Prometheus, the log line).
 fn snapshot_fn(
+    streams: &[(String, String)],
     counters: &Arc<Counters>,
     ledger: &Arc<Ledger>,
     dir: &Path,
     histograms: &SharedHistograms,
     started: Instant,
 ) -> SnapshotFn {
+    let streams = streams.to_vec();
     let (counters, ledger, dir, histograms) = (
         counters.clone(),
         ledger.clone(),
@@ -178,13 +182,17 @@ fn snapshot_fn(
             .map(|s| s.blocks_available() * s.fragment_size());
         // Percentiles are read under the lock: no 2 MB copy of the histograms per snapshot.
         let take = |h: &Histograms| {
-            Snapshot::take(
+            // One instant for the totals and the streams.
+            let tallies = ledger.streams();
+            let mut s = Snapshot::take(
                 &counters,
-                &ledger.tally(),
+                &Tally::sum(tallies.iter()),
                 h,
                 started.elapsed().as_secs_f64(),
                 free,
-            )
+            );
+            s.streams = StreamStats::all(&streams, &tallies);
+            s
         };
         match histograms.lock() {
             Ok(h) => take(&h.total),
@@ -293,6 +301,7 @@ pub(super) fn start(
         )));
     }
     let pools = stream_pools(&streams, cfg.queue.max_bytes);
+    let stream_names = stream_names(&streams);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let ledger = Arc::new(Ledger::new(streams.len()));
 
@@ -320,7 +329,14 @@ pub(super) fn start(
     // The statistics endpoints are bound before anything records: a path taken by something
     // else refuses the start.
     let started = Instant::now();
-    let snapshot = snapshot_fn(&counters, &ledger, &dir, &histograms, started);
+    let snapshot = snapshot_fn(
+        &stream_names,
+        &counters,
+        &ledger,
+        &dir,
+        &histograms,
+        started,
+    );
     let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
     let hlog = IntervalLog::open(cfg, &target, &histograms);
     let (wcfg, scfg, dcfg) = (
@@ -374,6 +390,7 @@ pub(super) fn start(
         snapshot,
         counters,
         ledger,
+        stream_names,
         queue,
         live,
         histograms,
@@ -385,6 +402,14 @@ pub(super) fn start(
         stop,
         reload,
     })
+}
+
+/// (name, topic) of each stream, in stream-table order.
+fn stream_names(streams: &[StreamInfo]) -> Vec<(String, String)> {
+    streams
+        .iter()
+        .map(|s| (s.name.clone(), s.topic.clone()))
+        .collect()
 }
 
 /// One buffer pool per stream, sized for its frames: every stream gets the same number of
