@@ -353,9 +353,11 @@ mod tests {
         assert!(text.contains("framerec_frames_dropped_total{reason=\"queue_full\"} 0"));
         // Per stream, with a name that needs escaping.
         let mut s = s.clone();
-        let mut t = Tally::default();
-        t.received_frames = 3;
-        t.written_frames = 2;
+        let mut t = Tally {
+            received_frames: 3,
+            written_frames: 2,
+            ..Tally::default()
+        };
         t.dropped[crate::frame::DropReason::QueueFull.index()] = 1;
         s.streams = vec![crate::observe::StreamStats::of("a\"b", "/t", &t)];
         let text = prometheus_text(&s, &h);
