@@ -137,10 +137,17 @@ fn framerec(bin: &Path, out: &Path, frames: u64, wh: (u32, u32), args: &[&str]) 
         .env("RUST_LOG", "warn");
     let m = measure(&mut cmd);
     let summary: serde_json::Value = serde_json::from_str(&m.3).expect("framerec --json");
-    let bytes = frames * wh.0 as u64 * wh.1 as u64 * 2;
-    assert_eq!(summary["totals"]["written_frames"], frames, "{summary}");
+    let totals = &summary["totals"];
+    // `--frames` counts the first (depth) stream; other streams add their frames and bytes.
+    // (Builds before several streams report no `streams`.)
+    let first = totals["streams"][0]["written_frames"]
+        .as_u64()
+        .or(totals["written_frames"].as_u64());
+    assert_eq!(first, Some(frames), "{summary}");
+    let written = totals["written_frames"].as_u64().expect("written_frames");
+    let bytes = totals["written_bytes"].as_u64().expect("written_bytes");
     let cpu = m.1;
-    let mut r = row("framerec", "", frames, bytes, m);
+    let mut r = row("framerec", "", written, bytes, m);
     r.writing_cpu_s_per_gib = summary["receiver_cpu_s"]
         .as_f64()
         .map(|rx| (cpu - rx) / (bytes as f64 / (1u64 << 30) as f64));
@@ -251,7 +258,15 @@ fn compare(new: &Path, old: &Path, root: &Path, (frames, rounds): (u64, usize)) 
             });
         }
     }
-    let rows = jobs.run(rounds);
+    // Three streams (this build only): depth, colour and accelerometer, the depth frames above.
+    let three = ["--streams", "depth,color,accel"];
+    jobs.add(|| {
+        let mut r = framerec(new, &scratch, frames, (640, 480), &three);
+        r.name = "--streams depth,color,accel (new only)".into();
+        r
+    });
+    let mut rows = jobs.run(rounds);
+    let single = rows.pop().expect("the three-stream row");
     let mut s = format!(
         "framerec {} against {}: {frames} frames of {FRAME_BYTES} bytes (16 KiB rows: the same bytes), \
          medians of {rounds} rounds, each round running every row once from a different start.\n\n\
@@ -276,6 +291,15 @@ fn compare(new: &Path, old: &Path, root: &Path, (frames, rounds): (u64, usize)) 
             opt(o.write_p99_ms),
         ));
     }
+    s.push_str(&format!(
+        "\n{}: {:.1} MB/s ({} frames of all three streams, {:.0} MB), {:.2} CPU s/GiB, write p99 {} ms\n",
+        single.name,
+        single.mb_per_s,
+        single.frames,
+        single.bytes as f64 / 1e6,
+        single.cpu_s_per_gib,
+        opt(single.write_p99_ms),
+    ));
     print!("{s}");
     std::fs::write(root.join("compare.md"), &s).unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
@@ -418,6 +442,11 @@ fn main() {
     streaming.add(fr(
         "framerec --no-histograms".into(),
         vec!["--no-histograms"],
+    ));
+    // Depth, colour and accelerometer: the same depth frames, 2.5 times the bytes.
+    streaming.add(fr(
+        "framerec --streams depth,color,accel".into(),
+        vec!["--streams", "depth,color,accel"],
     ));
 
     // 3. Baselines.
