@@ -110,7 +110,42 @@ fn table(s: &Snapshot) -> String {
         row("frames per write", &s.frames_per_write, false),
         row("enqueue", &s.enqueue_ns, true),
     ]
+    .into_iter()
+    .chain(stream_lines(s))
+    .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// One line per stream, when there are several.
+fn stream_lines(s: &Snapshot) -> Vec<String> {
+    if s.streams.len() < 2 {
+        return Vec::new();
+    }
+    s.streams
+        .iter()
+        .map(|st| {
+            let drops: Vec<String> = st
+                .dropped
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            format!(
+                "stream   {} ({}): received {}, written {}, dropped {}{}, pending {}",
+                st.name,
+                st.topic,
+                st.received_frames,
+                st.written_frames,
+                st.dropped_total(),
+                if drops.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", drops.join(", "))
+                },
+                st.queued + st.in_writers
+            )
+        })
+        .collect()
 }
 
 /// The offline report as text: runs, overall percentiles, then one row per interval. `live`:
