@@ -1,0 +1,307 @@
+//! Chunks: frame messages laid out in place around their payloads (RawImage and
+//! Accelerometer fields, message indexes per channel), and chunks of drop notices.
+
+use super::put::Scratch;
+use super::*;
+
+/// The `google.protobuf.Timestamp` field (number 1) of host realtime `ns`.
+fn timestamp_field(proto: &mut Scratch, ns: u64) {
+    let secs = ns / 1_000_000_000;
+    let nanos = ns % 1_000_000_000;
+    let mut ts = Scratch::new();
+    if secs != 0 {
+        ts.u8(0x08);
+        ts.varint(secs);
+    }
+    if nanos != 0 {
+        ts.u8(0x10);
+        ts.varint(nanos);
+    }
+    proto.u8(0x0a); // timestamp, field 1, length-delimited
+    proto.varint(ts.len as u64);
+    proto.put(ts.bytes());
+}
+
+/// The `RawImage` fields before the payload (its `data`, field 6).
+fn raw_image_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
+    timestamp_field(proto, frame.meta.host_real_ns);
+    proto.u8(0x15); // width, field 2, fixed32
+    proto.u32(stream.width);
+    proto.u8(0x1d); // height, field 3, fixed32
+    proto.u32(stream.height);
+    proto.u8(0x22); // encoding, field 4
+    proto.varint(stream.format.encoding().len() as u64);
+    proto.put(stream.format.encoding().as_bytes());
+    proto.u8(0x2d); // step, field 5, fixed32
+    proto.u32(stream.step_bytes());
+    proto.u8(0x3a); // frame_id, field 7
+    proto.varint(stream.frame_id.len() as u64);
+    proto.put(stream.frame_id.as_bytes());
+    proto.u8(0x32); // data, field 6: the payload follows
+    proto.varint(frame.payload_len() as u64);
+}
+
+/// The `framerec.Accelerometer` fields before the payload (its `raw`, field 8), computed from
+/// the raw reading (see [`accel`]); a payload that is no reading gets zeros.
+fn accelerometer_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
+    let raw = accel::RawTilt::from_bytes(frame.buf.payload()).unwrap_or_default();
+    timestamp_field(proto, frame.meta.host_real_ns);
+    proto.u8(0x12); // frame_id, field 2
+    proto.varint(stream.frame_id.len() as u64);
+    proto.put(stream.frame_id.as_bytes());
+    let [x, y, z] = raw.mks();
+    for (tag, v) in [(0x19, x), (0x21, y), (0x29, z), (0x31, raw.tilt_degrees())] {
+        proto.u8(tag); // x, y, z, tilt_degrees: fields 3-6, fixed64
+        proto.put(&v.to_le_bytes());
+    }
+    proto.u8(0x38); // tilt_status, field 7, varint
+    proto.varint(raw.tilt_status as u64);
+    proto.u8(0x42); // raw, field 8: the payload follows
+    proto.varint(frame.payload_len() as u64);
+}
+
+/// Bytes of the message record header plus the message fields before the payload.
+fn message_prefix(out: &mut Scratch, frame: &Frame, streams: &[StreamInfo]) {
+    let stream = &streams[frame.meta.stream.index()];
+    let mut proto = Scratch::new();
+    if stream.format.is_image() {
+        raw_image_fields(&mut proto, frame, stream);
+    } else {
+        accelerometer_fields(&mut proto, frame, stream);
+    }
+    let payload_len = frame.payload_len() as u64;
+    let record_len = 2 + 4 + 8 + 8 + proto.len as u64 + payload_len;
+    out.u8(OP_MESSAGE);
+    out.u64(record_len);
+    out.u16(stream_channel_id(frame.meta.stream));
+    out.u32(frame.meta.seq.0 as u32);
+    out.u64(frame.meta.host_real_ns);
+    out.u64(frame.meta.device_ns);
+    out.put(proto.bytes());
+}
+
+/// Chunk header up to and including the records length: 49 bytes.
+pub(super) const CHUNK_HEADER_LEN: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
+
+fn chunk_header(out: &mut Scratch, start: u64, end: u64, records_len: u64, crc: u32) {
+    out.u8(OP_CHUNK);
+    out.u64(CHUNK_HEADER_LEN as u64 - RECORD_PREFIX as u64 + records_len);
+    out.u64(start);
+    out.u64(end);
+    out.u64(records_len);
+    out.u32(crc);
+    out.str("");
+    out.u64(records_len);
+}
+
+pub(super) fn message_index_len(messages: usize) -> usize {
+    RECORD_PREFIX + 2 + 4 + 16 * messages
+}
+
+/// Bytes of the message indexes of a chunk of `messages` messages on `channels` channels.
+pub(super) fn message_indexes_len(messages: usize, channels: usize) -> usize {
+    (RECORD_PREFIX + 2 + 4) * channels + 16 * messages
+}
+
+/// Lays out `frames` (in log-time order; of any streams of `streams`) as chunks starting at file offset `offset`.
+///
+/// Record headers are written into each frame's headroom and trailers into the last frame's
+/// tailroom; each frame's `span` is set to the bytes of its region to write, in order. Buffered
+/// (`direct == false`): one chunk for the batch (at most [`MAX_FRAMES_PER_CHUNK`] frames).
+/// Direct: one chunk per frame, each span ALIGN-aligned in memory and length via padding.
+pub fn encode_frame_batch(
+    frames: &mut [Frame],
+    offset: u64,
+    streams: &[StreamInfo],
+    direct: bool,
+) -> BatchLayout {
+    let mut layout = BatchLayout::default();
+    if direct {
+        for frame in frames.iter_mut() {
+            let one = encode_chunk(
+                std::slice::from_mut(frame),
+                offset + layout.len,
+                streams,
+                true,
+            );
+            layout.len += one.len;
+            layout.chunks.extend(one.chunks);
+        }
+    } else if !frames.is_empty() {
+        assert!(frames.len() <= MAX_FRAMES_PER_CHUNK);
+        layout = encode_chunk(frames, offset, streams, false);
+    }
+    layout
+}
+
+fn encode_chunk(
+    frames: &mut [Frame],
+    offset: u64,
+    streams: &[StreamInfo],
+    direct: bool,
+) -> BatchLayout {
+    let count = frames.len();
+    let mut crc = crc32fast::Hasher::new();
+    let mut records_len = 0u64;
+    let (mut start_time, mut end_time) = (u64::MAX, 0u64);
+    // Message index entries (log_time, offset in records), written after the chunk.
+    let mut index = [0u8; 16 * MAX_FRAMES_PER_CHUNK];
+    let mut index_channels = [0u16; MAX_FRAMES_PER_CHUNK];
+    // Each message header goes right before its payload.
+    for (i, frame) in frames.iter_mut().enumerate() {
+        let mut hdr = Scratch::new();
+        message_prefix(&mut hdr, frame, streams);
+        frame.buf.region_mut()[HEADROOM - hdr.len..HEADROOM].copy_from_slice(hdr.bytes());
+        crc.update(hdr.bytes());
+        crc.update(frame.buf.payload());
+        let time = frame.meta.host_real_ns;
+        index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
+        index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());
+        index_channels[i] = stream_channel_id(frame.meta.stream);
+        records_len += (hdr.len + frame.payload_len()) as u64;
+        frame.span = (HEADROOM - hdr.len, HEADROOM + frame.payload_len());
+        start_time = start_time.min(time);
+        end_time = end_time.max(time);
+    }
+
+    // The chunk header goes before the first message; in direct mode padding fills the rest of
+    // the headroom so the span starts aligned.
+    let mut head = Scratch::new();
+    chunk_header(&mut head, start_time, end_time, records_len, crc.finalize());
+    let first = &mut frames[0];
+    let chunk_at = first.span.0 - head.len;
+    first.buf.region_mut()[chunk_at..first.span.0].copy_from_slice(head.bytes());
+    first.span.0 = chunk_at;
+    let mut chunk_start_offset = offset;
+    if direct {
+        write_padding(&mut first.buf.region_mut()[..chunk_at]);
+        first.span.0 = 0;
+        chunk_start_offset += chunk_at as u64;
+    }
+    let chunk_length = CHUNK_HEADER_LEN as u64 + records_len;
+
+    // The message indexes, one per channel in the chunk (and in direct mode, padding to
+    // ALIGN), in the last frame's tailroom.
+    let mut channels: Vec<(u16, u64, u64)> = Vec::new();
+    for f in frames.iter() {
+        let id = stream_channel_id(f.meta.stream);
+        match channels.iter_mut().find(|c| c.0 == id) {
+            Some(c) => c.1 += 1,
+            None => channels.push((id, 1, 0)),
+        }
+    }
+    channels.sort_unstable();
+    let last = &mut frames[count - 1];
+    let mut end = last.span.1;
+    let mut put = |bytes: &[u8]| {
+        last.buf.region_mut()[end..end + bytes.len()].copy_from_slice(bytes);
+        end += bytes.len();
+    };
+    let mut index_at = chunk_start_offset + chunk_length;
+    for c in channels.iter_mut() {
+        c.2 = index_at;
+        let len = message_index_len(c.1 as usize);
+        index_at += len as u64;
+        put(&[OP_MESSAGE_INDEX]);
+        put(&((len - RECORD_PREFIX) as u64).to_le_bytes());
+        put(&c.0.to_le_bytes());
+        put(&((16 * c.1) as u32).to_le_bytes());
+        for (i, _) in index_channels[..count]
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| **id == c.0)
+        {
+            put(&index[16 * i..16 * i + 16]);
+        }
+    }
+    if direct {
+        let pad = padding_to_align(end);
+        write_padding(&mut last.buf.region_mut()[end..end + pad]);
+        end += pad;
+    }
+    last.span.1 = end;
+
+    BatchLayout {
+        chunks: vec![ChunkIndexEntry {
+            start_time,
+            end_time,
+            chunk_start_offset,
+            chunk_length,
+            message_index_length: message_indexes_len(count, channels.len()) as u64,
+            channels,
+            uncompressed_size: records_len,
+        }],
+        len: frames.iter().map(|f| (f.span.1 - f.span.0) as u64).sum(),
+    }
+}
+
+/// A chunk of drop notices at file offset `offset`, in a buffer of its own. Returns the buffer,
+/// the span of its region to write, and the chunk's index entry.
+pub fn encode_drop_chunk(
+    drops: &[DropRange],
+    streams: &[StreamInfo],
+    offset: u64,
+    direct: bool,
+) -> (FrameBuf, (usize, usize), ChunkIndexEntry) {
+    let mut records = Vec::new();
+    let mut index_entries = Vec::new();
+    let (mut start_time, mut end_time) = (u64::MAX, 0u64);
+    let channel = drop_channel_id(streams.len());
+    for (i, d) in drops.iter().enumerate() {
+        let topic = streams
+            .get(d.stream.index())
+            .map_or("", |s| s.topic.as_str());
+        let json = serde_json::json!({
+            "stream": topic,
+            "reason": d.reason.as_str(),
+            "first_seq": d.first.0,
+            "last_seq": d.last.0,
+            "count": (d.last.0 - d.first.0).saturating_add(1),
+        })
+        .to_string();
+        index_entries.push((d.time_ns, records.len() as u64));
+        let mut body = Vec::new();
+        body.u16(channel);
+        body.u32(i as u32);
+        body.u64(d.time_ns);
+        body.u64(d.time_ns);
+        body.put(json.as_bytes());
+        record(&mut records, OP_MESSAGE, &body);
+        start_time = start_time.min(d.time_ns);
+        end_time = end_time.max(d.time_ns);
+    }
+    let mut out = Vec::new();
+    out.u8(OP_CHUNK);
+    out.u64((CHUNK_HEADER_LEN - RECORD_PREFIX + records.len()) as u64);
+    out.u64(start_time);
+    out.u64(end_time);
+    out.u64(records.len() as u64);
+    out.u32(crc32fast::hash(&records));
+    out.str("");
+    out.u64(records.len() as u64);
+    out.put(&records);
+    let chunk_length = out.len() as u64;
+    out.u8(OP_MESSAGE_INDEX);
+    out.u64((2 + 4 + 16 * index_entries.len()) as u64);
+    out.u16(channel);
+    out.u32((16 * index_entries.len()) as u32);
+    for (t, o) in &index_entries {
+        out.u64(*t);
+        out.u64(*o);
+    }
+    if direct {
+        append_padding(&mut out);
+    }
+    let mut buf = FrameBuf::new(out.len());
+    buf.region_mut()[..out.len()].copy_from_slice(&out);
+    let entry = ChunkIndexEntry {
+        start_time,
+        end_time,
+        chunk_start_offset: offset,
+        chunk_length,
+        channels: vec![(channel, drops.len() as u64, offset + chunk_length)],
+        message_index_length: message_index_len(index_entries.len()) as u64,
+        uncompressed_size: records.len() as u64,
+    };
+    (buf, (0, out.len()), entry)
+}

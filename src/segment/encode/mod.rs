@@ -1,0 +1,351 @@
+//! Encoding: segment head, chunks of frames written in place around their payloads, drop
+//! notices, and the summary and footer that finalize a segment.
+
+use crate::frame::{
+    ALIGN, DropReason, Frame, FrameBuf, FrameFormat, FrameSeq, HEADROOM, StreamId, StreamInfo,
+};
+
+use super::*;
+
+/// Most frames one buffered chunk may hold: its message index must fit the last frame's tailroom.
+pub const MAX_FRAMES_PER_CHUNK: usize = 240;
+
+/// What the head and metadata of a segment say about it.
+#[derive(Debug, Clone)]
+pub struct SegmentMeta {
+    pub recording_id: String,
+    pub segment_id: u64,
+    /// The recording's streams: stream `i` is channel `i + 1`.
+    pub streams: Vec<StreamInfo>,
+}
+
+/// Most streams a recording may have: a buffered chunk's message indexes (one per channel in
+/// it) must fit the last frame's tailroom.
+pub const MAX_STREAMS: usize = 16;
+
+/// The MCAP channel id of `stream`.
+pub fn stream_channel_id(stream: StreamId) -> u16 {
+    stream.0 + 1
+}
+
+/// The MCAP channel id of the drop notices of a recording with `streams` streams.
+pub fn drop_channel_id(streams: usize) -> u16 {
+    streams as u16 + 1
+}
+
+/// A run of consecutive frames dropped for one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropRange {
+    /// The stream the frames belong to.
+    pub stream: StreamId,
+    pub first: FrameSeq,
+    pub last: FrameSeq,
+    pub reason: DropReason,
+    /// Host realtime of the drop, nanoseconds; the drop message's `log_time`.
+    pub time_ns: u64,
+}
+
+/// Where one chunk landed in a segment; the summary's chunk index is built from these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkIndexEntry {
+    pub start_time: u64,
+    pub end_time: u64,
+    pub chunk_start_offset: u64,
+    pub chunk_length: u64,
+    /// (channel id, messages of it in the chunk, offset of its message index), by channel id.
+    pub channels: Vec<(u16, u64, u64)>,
+    /// Bytes of all the chunk's message indexes.
+    pub message_index_length: u64,
+    pub uncompressed_size: u64,
+}
+
+impl ChunkIndexEntry {
+    pub fn message_count(&self) -> u64 {
+        self.channels.iter().map(|c| c.1).sum()
+    }
+}
+
+/// The result of laying out a batch of frames at a file offset.
+#[derive(Debug, Clone, Default)]
+pub struct BatchLayout {
+    pub chunks: Vec<ChunkIndexEntry>,
+    /// Bytes the batch occupies in the file, padding included.
+    pub len: u64,
+}
+
+/// Counts the summary's statistics record reports.
+#[derive(Debug, Clone, Default)]
+pub struct TailStats {
+    pub metadata_offset: u64,
+    pub metadata_length: u64,
+}
+
+mod chunk;
+mod put;
+
+pub use chunk::{encode_drop_chunk, encode_frame_batch};
+#[cfg(test)]
+use chunk::{message_index_len, message_indexes_len};
+use put::{Put, append_padding, padding_to_align, record, write_padding};
+
+fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+    let mut body = Vec::new();
+    body.u16(DEPTH_SCHEMA_ID);
+    body.str(DEPTH_SCHEMA_NAME);
+    body.str("protobuf");
+    let desc = raw_image_descriptor_set();
+    body.u32(desc.len() as u32);
+    body.put(&desc);
+    record(out, OP_SCHEMA, &body);
+
+    let mut body = Vec::new();
+    body.u16(DROP_SCHEMA_ID);
+    body.str(DROP_SCHEMA_NAME);
+    body.str("jsonschema");
+    let schema = br#"{"title":"framerec.Drop","description":"Frames the recorder accepted and did not write","type":"object","properties":{"stream":{"type":"string"},"reason":{"type":"string"},"first_seq":{"type":"integer"},"last_seq":{"type":"integer"},"count":{"type":"integer"}}}"#;
+    body.u32(schema.len() as u32);
+    body.put(schema);
+    record(out, OP_SCHEMA, &body);
+
+    if has_accel(streams) {
+        let mut body = Vec::new();
+        body.u16(ACCEL_SCHEMA_ID);
+        body.str(accel::SCHEMA_NAME);
+        body.str("protobuf");
+        let desc = accelerometer_descriptor_set();
+        body.u32(desc.len() as u32);
+        body.put(&desc);
+        record(out, OP_SCHEMA, &body);
+    }
+}
+
+fn has_accel(streams: &[StreamInfo]) -> bool {
+    streams.iter().any(|s| s.format == FrameFormat::Accel)
+}
+
+fn string_map(out: &mut Vec<u8>, entries: &[(&str, String)]) {
+    let len: usize = entries.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    out.u32(len as u32);
+    for (k, v) in entries {
+        out.str(k);
+        out.str(v);
+    }
+}
+
+fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+    for (i, stream) in streams.iter().enumerate() {
+        let mut body = Vec::new();
+        body.u16(stream_channel_id(StreamId(i as u16)));
+        let mut meta = vec![
+            ("frame_id", stream.frame_id.clone()),
+            ("stream", stream.name.clone()),
+        ];
+        if stream.format.is_image() {
+            body.u16(DEPTH_SCHEMA_ID);
+            meta.extend([
+                ("encoding", stream.format.encoding().to_string()),
+                ("height", stream.height.to_string()),
+                ("width", stream.width.to_string()),
+            ]);
+        } else {
+            body.u16(ACCEL_SCHEMA_ID);
+        }
+        meta.sort();
+        body.str(&stream.topic);
+        body.str("protobuf");
+        string_map(&mut body, &meta);
+        record(out, OP_CHANNEL, &body);
+    }
+
+    let mut body = Vec::new();
+    body.u16(drop_channel_id(streams.len()));
+    body.u16(DROP_SCHEMA_ID);
+    body.str(DROP_TOPIC);
+    body.str("json");
+    string_map(&mut body, &[]);
+    record(out, OP_CHANNEL, &body);
+}
+
+/// The segment head: magic, header, schemas, channels and framerec's metadata record, padded to
+/// ALIGN when `direct`. Returns the bytes and where the metadata record sits.
+pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailStats) {
+    let mut out = Vec::with_capacity(ALIGN);
+    out.put(&MAGIC);
+    let mut body = Vec::new();
+    body.str("");
+    body.str(concat!("framerec ", env!("CARGO_PKG_VERSION")));
+    record(&mut out, OP_HEADER, &body);
+    schema_records(&mut out, &meta.streams);
+    channel_records(&mut out, &meta.streams);
+
+    let metadata_offset = out.len() as u64;
+    let mut body = Vec::new();
+    body.str(METADATA_NAME);
+    string_map(
+        &mut body,
+        &[
+            ("recording_id", meta.recording_id.clone()),
+            ("segment_id", meta.segment_id.to_string()),
+            ("library_version", env!("CARGO_PKG_VERSION").to_string()),
+        ],
+    );
+    record(&mut out, OP_METADATA, &body);
+    let metadata_length = out.len() as u64 - metadata_offset;
+    if direct {
+        append_padding(&mut out);
+    }
+    (
+        out,
+        TailStats {
+            metadata_offset,
+            metadata_length,
+        },
+    )
+}
+
+/// The tail that finalizes a segment whose data ends at `data_end`: (padding,) DataEnd, summary,
+/// summary offsets, footer and magic. `chunks` must be every chunk written, in any order.
+pub fn encode_segment_tail(
+    data_end: u64,
+    chunks: &[ChunkIndexEntry],
+    streams: &[StreamInfo],
+    head: &TailStats,
+    direct: bool,
+) -> Vec<u8> {
+    let mut chunks: Vec<&ChunkIndexEntry> = chunks.iter().collect();
+    chunks.sort_by_key(|c| c.chunk_start_offset);
+
+    let mut out = Vec::new();
+    let mut summary = Vec::new();
+    let mut groups: Vec<(u8, u64, u64)> = Vec::new();
+    let mut group = |summary: &mut Vec<u8>, opcode: u8, f: &mut dyn FnMut(&mut Vec<u8>)| {
+        let start = summary.len() as u64;
+        f(summary);
+        groups.push((opcode, start, summary.len() as u64 - start));
+    };
+    group(&mut summary, OP_SCHEMA, &mut |s| schema_records(s, streams));
+    group(&mut summary, OP_CHANNEL, &mut |s| {
+        channel_records(s, streams)
+    });
+    group(&mut summary, OP_STATISTICS, &mut |s| {
+        // Channel ids run 1..=streams + 1 (the drop channel last).
+        let mut counts = vec![0u64; streams.len() + 1];
+        let (mut start, mut end) = (u64::MAX, 0u64);
+        for c in &chunks {
+            for (id, n, _) in &c.channels {
+                if let Some(slot) = counts.get_mut((*id as usize).wrapping_sub(1)) {
+                    *slot += n;
+                }
+            }
+            start = start.min(c.start_time);
+            end = end.max(c.end_time);
+        }
+        if chunks.is_empty() {
+            start = 0;
+        }
+        let mut body = Vec::new();
+        body.u64(counts.iter().sum());
+        body.u16(if has_accel(streams) { 3 } else { 2 }); // schemas
+        body.u32(counts.len() as u32); // channels
+        body.u32(0); // attachments
+        body.u32(1); // metadata
+        body.u32(chunks.len() as u32);
+        body.u64(start);
+        body.u64(end);
+        let nonzero: Vec<(u16, u64)> = (1..=counts.len() as u16)
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        body.u32((nonzero.len() * 10) as u32);
+        for (id, n) in nonzero {
+            body.u16(id);
+            body.u64(n);
+        }
+        record(s, OP_STATISTICS, &body);
+    });
+    if !chunks.is_empty() {
+        group(&mut summary, OP_CHUNK_INDEX, &mut |s| {
+            for c in &chunks {
+                let mut body = Vec::new();
+                body.u64(c.start_time);
+                body.u64(c.end_time);
+                body.u64(c.chunk_start_offset);
+                body.u64(c.chunk_length);
+                body.u32(10 * c.channels.len() as u32);
+                for (id, _, at) in &c.channels {
+                    body.u16(*id);
+                    body.u64(*at);
+                }
+                body.u64(c.message_index_length);
+                body.str("");
+                body.u64(c.uncompressed_size);
+                body.u64(c.uncompressed_size);
+                record(s, OP_CHUNK_INDEX, &body);
+            }
+        });
+    }
+    group(&mut summary, OP_METADATA_INDEX, &mut |s| {
+        let mut body = Vec::new();
+        body.u64(head.metadata_offset);
+        body.u64(head.metadata_length);
+        body.str(METADATA_NAME);
+        record(s, OP_METADATA_INDEX, &body);
+    });
+
+    // Fixed-size part after the padding: DataEnd, summary, offsets, footer, magic.
+    let offsets_len = groups.len() * (RECORD_PREFIX + 17);
+    let fixed = (RECORD_PREFIX + 4) + summary.len() + offsets_len + (RECORD_PREFIX + 20) + 8;
+    if direct {
+        let pad = padding_to_align(fixed);
+        out.resize(pad, 0);
+        if pad > 0 {
+            write_padding(&mut out[..pad]);
+        }
+    }
+    let mut body = Vec::new();
+    body.u32(0);
+    record(&mut out, OP_DATA_END, &body);
+    let summary_start = data_end + out.len() as u64;
+    let crc_from = out.len();
+    out.put(&summary);
+    let summary_offset_start = data_end + out.len() as u64;
+    for (opcode, start, len) in groups {
+        let mut body = Vec::new();
+        body.u8(opcode);
+        body.u64(summary_start + start);
+        body.u64(len);
+        record(&mut out, OP_SUMMARY_OFFSET, &body);
+    }
+    out.u8(OP_FOOTER);
+    out.u64(20);
+    out.u64(summary_start);
+    out.u64(summary_offset_start);
+    let crc = crc32fast::hash(&out[crc_from..]);
+    out.u32(crc);
+    out.put(&MAGIC);
+    debug_assert!(!direct || out.len() % ALIGN == 0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_reaches_alignment_with_room_for_a_record() {
+        for len in [0, 1, 4087, 4088, 4095, 4096, 5000] {
+            let pad = padding_to_align(len);
+            assert_eq!((len + pad) % ALIGN, 0, "len {len}");
+            assert!(pad == 0 || pad >= RECORD_PREFIX, "len {len} pad {pad}");
+        }
+    }
+
+    #[test]
+    fn max_chunk_index_fits_tailroom() {
+        assert!(message_index_len(MAX_FRAMES_PER_CHUNK) <= crate::frame::TAILROOM);
+        assert!(
+            message_indexes_len(MAX_FRAMES_PER_CHUNK, MAX_STREAMS + 1) <= crate::frame::TAILROOM,
+            "a buffered chunk's indexes fit (a direct chunk holds one frame)"
+        );
+    }
+}
