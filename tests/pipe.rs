@@ -702,3 +702,31 @@ fn source_streams_is_refused_for_a_pipe() {
         text(&out)
     );
 }
+
+/// `--width` and `--height` size the one depth stream of a pipe without `[[source.stream]]`;
+/// with the tables they would be ignored, so they are refused.
+#[test]
+fn width_and_height_flags_are_refused_beside_stream_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("framerec.toml");
+    std::fs::write(
+        &cfg,
+        format!("[source]\nkind = \"pipe\"\npath = \"-\"\n{STREAM_TABLES}"),
+    )
+    .unwrap();
+    let out = framerec(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--width",
+        "32",
+        "--out",
+        tmp.path().join("rec").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("[[source.stream]] tables give each stream's size"),
+        "{}",
+        text(&out)
+    );
+}

@@ -205,6 +205,11 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             }
         }
         SourceConfig::Pipe(p) => {
+            if !p.streams.is_empty() && (args.width.is_some() || args.height.is_some()) {
+                anyhow::bail!(
+                    "--width and --height set a pipe's one depth stream; this configuration's [[source.stream]] tables give each stream's size"
+                );
+            }
             if let Some(v) = args.width {
                 p.width = v;
             }
