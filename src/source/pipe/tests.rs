@@ -173,3 +173,40 @@ fn rejects_and_sender_gaps_are_counted_per_stream() {
     );
     assert_eq!(end, [(depth, Rejected, 1), (accel, Rejected, 1)]);
 }
+
+/// `next_stream` blocks for the next header as `next_frame` does, and so also gives up once
+/// `stop` is set: a socket with no sender must not hold the receiver.
+#[test]
+fn next_stream_waiting_for_a_sender_honours_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PipeConfig {
+        endpoint: PipeEndpoint::Unix(tmp.path().join("frames.sock")),
+        width: 4,
+        height: 2,
+        topic: "/t".into(),
+        frame_id: "f".into(),
+        streams: three_streams(),
+        access: SocketAccess::OWNER_ONLY,
+    };
+    let mut src = PipeSource::open(cfg, Arc::default()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let setter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(src.next_stream(&stop).unwrap(), StreamId(0));
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(150)
+            && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let mut buf = FrameBuf::new(16);
+    assert!(src.next_frame(&mut buf, &stop).unwrap().is_none());
+    setter.join().unwrap();
+    assert_eq!(src.streams().len(), 3);
+}
