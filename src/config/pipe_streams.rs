@@ -80,89 +80,96 @@ fn stream_position(text: &str, index: usize, key: &str) -> (usize, usize) {
     line_col(text, entry.span().start)
 }
 
+/// A problem at a line and column.
+type Problem = ((usize, usize), String);
+
 /// Everything wrong with the `[[source.stream]]` tables, and with `source.streams` for a pipe.
 pub(super) fn problems(source: &SourceSection, text: &str, file: &str) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    let mut error = |(line, col): (usize, usize), message: String| {
-        errors.push(ConfigError {
+    let mut found: Vec<Problem> = Vec::new();
+    let pipe = matches!(source.kind, SourceKind::Pipe | SourceKind::Unix);
+    if pipe && source.streams != KinectStream::default_table() {
+        found.push((
+            key_position(text, "source", "streams"),
+            "source.streams is for synthetic, fakenect and freenect sources; a pipe's streams \
+             are [[source.stream]] tables (id, name, format, width, height)"
+                .into(),
+        ));
+    }
+    if !pipe && !source.stream.is_empty() {
+        found.push((
+            stream_position(text, 0, "id"),
+            "[[source.stream]] is for pipe and unix sources; synthetic, fakenect and freenect \
+             take source.streams"
+                .into(),
+        ));
+    } else {
+        found.extend(table_problems(&source.stream, text));
+    }
+    found
+        .into_iter()
+        .map(|((line, col), message)| ConfigError {
             file: file.to_string(),
             line,
             col,
             message,
         })
-    };
-    let pipe = matches!(source.kind, SourceKind::Pipe | SourceKind::Unix);
-    if pipe && source.streams != KinectStream::default_table() {
-        error(
-            key_position(text, "source", "streams"),
-            "source.streams is for synthetic, fakenect and freenect sources; a pipe's streams \
-             are [[source.stream]] tables (id, name, format, width, height)"
-                .into(),
-        );
-    }
-    let streams = &source.stream;
-    if !pipe && !streams.is_empty() {
-        error(
-            stream_position(text, 0, "id"),
-            "[[source.stream]] is for pipe and unix sources; synthetic, fakenect and freenect \
-             take source.streams"
-                .into(),
-        );
-        return errors;
-    }
+        .collect()
+}
+
+/// What is wrong with a pipe's stream tables: too many, an id, name or topic used twice, a
+/// size missing from an image or given to accel.
+fn table_problems(streams: &[StreamSection], text: &str) -> Vec<Problem> {
+    let mut found = Vec::new();
     let max = crate::segment::MAX_STREAMS;
     if streams.len() > max {
-        error(
+        found.push((
             stream_position(text, max, "id"),
             format!("{} [[source.stream]] tables; at most {max}", streams.len()),
-        );
+        ));
     }
     for (i, s) in streams.iter().enumerate() {
         let before = &streams[..i];
         if before.iter().any(|b| b.id == s.id) {
-            error(
+            found.push((
                 stream_position(text, i, "id"),
                 format!("stream id {} is used twice", s.id.0),
-            );
+            ));
         }
         if s.name.is_empty() || before.iter().any(|b| b.name == s.name) {
-            error(
+            found.push((
                 stream_position(text, i, "name"),
                 format!("stream name {:?} is empty or used twice", s.name),
-            );
+            ));
         }
         let image = s.format != FrameFormat::Accel;
         if image && (s.width.is_none() || s.height.is_none()) {
-            error(
+            let format = s.format.encoding();
+            found.push((
                 stream_position(text, i, "format"),
-                format!(
-                    "stream {:?} ({}) needs width and height",
-                    s.name,
-                    s.format.encoding()
-                ),
-            );
+                format!("stream {:?} ({format}) needs width and height", s.name),
+            ));
         }
         if !image && (s.width.is_some() || s.height.is_some()) {
             let key = if s.width.is_some() { "width" } else { "height" };
-            error(
+            found.push((
                 stream_position(text, i, key),
                 format!(
                     "stream {:?} is accel: its frames are 12-byte readings, no width or height",
                     s.name
                 ),
-            );
+            ));
         }
     }
     let table = table(streams);
     for (i, s) in table.iter().enumerate() {
         if table[..i].iter().any(|b| b.info.topic == s.info.topic) {
-            error(
+            found.push((
                 stream_position(text, i, "topic"),
                 format!("topic {:?} is used by two streams", s.info.topic),
-            );
+            ));
         }
     }
-    errors
+    found
 }
 
 #[cfg(test)]
@@ -308,7 +315,12 @@ format = "accel"
             .replace("format = \"rgb8\"", "format = \"bgr8\"");
         let e = errors(&text);
         assert_eq!(e.len(), 1, "one error at a time inside the array: {e:?}");
-        assert!(e[0].0 == 17 || e[0].0 == 22, "{e:?}");
+        // The first in the file: the colour stream's format.
+        assert_eq!(e[0].0, 17, "{e:?}");
+        assert!(e[0].1.contains("unknown variant `bgr8`"), "{e:?}");
+        let e = errors(&THREE.replace("id = 2", "id = 70000"));
+        assert_eq!(e[0].0, 22, "{e:?}");
+        assert!(e[0].1.contains("out of range"), "{e:?}");
     }
 
     #[test]
