@@ -545,7 +545,23 @@ fn v2_streams_interleaved_through_a_fifo_are_recorded_byte_identical() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Waits for the recorder to open the FIFO without blocking (a recorder that failed would
+    // hang a blocking open), then opens it to write while the first writer still holds it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let probe = loop {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo);
+        match opened {
+            Ok(f) => break f,
+            Err(e) => assert!(Instant::now() < deadline, "no reader on the FIFO: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let mut sender = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    drop(probe);
     let mut bytes = Vec::new();
     for i in 0..30u64 {
         bytes.extend(wire_frame(DEPTH, i, i % 5 == 0));
@@ -625,14 +641,20 @@ fn bad_frames_and_gaps_are_counted_per_stream_and_never_stall_the_others() {
     bytes.extend(wire_frame(COLOR, 3, false));
     let mut sender = UnixStream::connect(&sock).unwrap();
     sender.write_all(&bytes).unwrap();
+    // Until the 9 good frames are written (the statistics socket may come up after the
+    // frames' socket).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = framerec(&["stats", "--json", "--socket", stats.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
-        let s: framerec::observe::Snapshot = serde_json::from_slice(&out.stdout).unwrap();
-        if s.written_frames == 9 || Instant::now() > deadline {
+        let written = out.status.success().then(|| {
+            serde_json::from_slice::<framerec::observe::Snapshot>(&out.stdout)
+                .unwrap()
+                .written_frames
+        });
+        if written == Some(9) {
             break;
         }
+        assert!(Instant::now() < deadline, "{}", text(&out));
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(sender);
