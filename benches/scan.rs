@@ -71,6 +71,7 @@ fn pipe_resync(bytes: &[u8], dir: &std::path::Path) -> f64 {
         height: 480,
         topic: "/t".into(),
         frame_id: "f".into(),
+        streams: Vec::new(),
         access: SocketAccess::OWNER_ONLY,
     };
     let mut src = PipeSource::open(cfg, Default::default()).unwrap();

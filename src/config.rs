@@ -19,6 +19,8 @@ use crate::source::{
 };
 use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
+mod pipe_streams;
+
 /// An integer key restricted to `MIN..=MAX`; out-of-range values are rejected with their span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "i64")]
@@ -231,6 +233,9 @@ struct SourceSection {
     socket_mode: Int<0, 0o777>,
     /// unix: group of the socket (a group id); -1 = the recorder's group. Default -1.
     socket_gid: Int<-1, { u32::MAX as i64 - 1 }>,
+    /// pipe, unix: `[[source.stream]]` tables, the streams by framing id (at most 16). Default
+    /// none: one depth stream (id 0) of `width` x `height` on `topic`.
+    stream: Vec<pipe_streams::StreamSection>,
 }
 
 impl Default for SourceSection {
@@ -254,6 +259,7 @@ impl Default for SourceSection {
             on_device_error: OnDeviceError::Stop,
             socket_mode: Int(0o600),
             socket_gid: Int(-1),
+            stream: Vec::new(),
         }
     }
 }
@@ -462,9 +468,12 @@ impl SourceConfig {
 
     /// The names of the streams the source records, in stream-table order.
     pub fn stream_names(&self) -> Vec<String> {
-        match self.kinect_streams() {
-            Some(k) => k.iter().map(|k| k.as_str().to_string()).collect(),
-            None => vec!["depth".to_string()],
+        match (self, self.kinect_streams()) {
+            (_, Some(k)) => k.iter().map(|k| k.as_str().to_string()).collect(),
+            (SourceConfig::Pipe(p), None) => {
+                p.stream_table().into_iter().map(|s| s.info.name).collect()
+            }
+            (_, None) => vec!["depth".to_string()],
         }
     }
 
@@ -480,7 +489,12 @@ impl SourceConfig {
                 };
                 s.width as u64 * s.height as u64 * bpp
             }
-            SourceConfig::Pipe(p) => p.width as u64 * p.height as u64 * 2,
+            SourceConfig::Pipe(p) => p
+                .stream_table()
+                .iter()
+                .map(|s| s.info.frame_bytes() as u64)
+                .max()
+                .unwrap_or(0),
             SourceConfig::Fakenect(_) | SourceConfig::Freenect(_) => 640 * 480 * 2,
         }
     }
@@ -595,6 +609,7 @@ impl FileConfig {
                     height: s.height.0 as u32,
                     topic: s.topic,
                     frame_id: s.frame_id,
+                    streams: pipe_streams::table(&s.stream),
                     access: SocketAccess {
                         mode: s.socket_mode.0 as u32,
                         group: u32::try_from(s.socket_gid.0).ok(),
@@ -814,8 +829,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 
 /// Checks that span several keys.
 fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let mut errors = pipe_streams::problems(&cfg.source, text, file);
     let config = cfg.into_config();
-    let mut errors = Vec::new();
     let frame = config.source.frame_bytes();
     let need = 2 * (crate::frame::round_up(frame as usize, crate::frame::ALIGN) as u64 + 8192);
     if config.queue.max_bytes < need {

@@ -126,8 +126,10 @@ impl DropReason {
     }
 }
 
-/// What the frames of a stream hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the frames of a stream hold. Config `[[source.stream]]` `format` spells it `depth16`,
+/// `rgb8` or `accel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FrameFormat {
     /// 16-bit little-endian depth samples, one channel (`16UC1`).
     Depth16,

@@ -129,11 +129,11 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             SourceConfig::Freenect(f) => (f.topic.clone(), f.frame_id.clone()),
             SourceConfig::Pipe(p) => (p.topic.clone(), p.frame_id.clone()),
         };
-        // The socket's mode and group come from the configuration file even when the flag
-        // names the socket.
-        let access = match &cfg.source {
-            SourceConfig::Pipe(p) => p.access,
-            _ => framerec::socket_path::SocketAccess::OWNER_ONLY,
+        // The socket's mode and group, and a pipe's streams, come from the configuration file
+        // even when the flag names the socket.
+        let (access, streams) = match &cfg.source {
+            SourceConfig::Pipe(p) => (p.access, p.streams.clone()),
+            _ => (framerec::socket_path::SocketAccess::OWNER_ONLY, Vec::new()),
         };
         let pipe = |endpoint| {
             let d = SyntheticConfig::default();
@@ -143,6 +143,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
                 height: d.height,
                 topic: topic.clone(),
                 frame_id: frame_id.clone(),
+                streams: streams.clone(),
                 access,
             })
         };
@@ -204,6 +205,11 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             }
         }
         SourceConfig::Pipe(p) => {
+            if !p.streams.is_empty() && (args.width.is_some() || args.height.is_some()) {
+                anyhow::bail!(
+                    "--width and --height set a pipe's one depth stream; this configuration's [[source.stream]] tables give each stream's size"
+                );
+            }
             if let Some(v) = args.width {
                 p.width = v;
             }

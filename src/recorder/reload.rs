@@ -166,6 +166,10 @@ pub(crate) const KEYS: &[Key] = &[
     }),
     source_key!("source.topic", |s| Some(source_names(s).0.clone())),
     source_key!("source.frame-id", |s| Some(source_names(s).1.clone())),
+    source_key!("source.stream", |s| match s {
+        SourceConfig::Pipe(c) => Some(c.streams.clone()),
+        _ => None,
+    }),
     key!(Restart, "queue.max-frames", queue.max_frames),
     key!(Restart, "queue.max-bytes", queue.max_bytes),
     key!(Restart, "queue.overflow", queue.overflow),

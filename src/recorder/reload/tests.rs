@@ -9,9 +9,18 @@ use super::*;
 const SHIPPED: &str = include_str!("../../../config/framerec.toml");
 const README: &str = include_str!("../../../README.md");
 
-/// Every `section.key` of the shipped file with its value (the default).
+/// Every `section.key` of the shipped file with its value (the default; for an array of
+/// tables, its commented example).
 fn documented() -> BTreeMap<String, toml::Value> {
-    let file: toml::Table = SHIPPED.parse().unwrap();
+    let mut file: toml::Table = SHIPPED.parse().unwrap();
+    for (section, table) in commented_arrays() {
+        let into = file
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        into.as_table_mut()
+            .unwrap()
+            .extend(table.as_table().unwrap().clone());
+    }
     let mut keys = BTreeMap::new();
     for (section, table) in &file {
         let table = table
@@ -22,6 +31,34 @@ fn documented() -> BTreeMap<String, toml::Value> {
         }
     }
     keys
+}
+
+/// The arrays of tables the shipped file documents as a commented example (absent by
+/// default): a `# [[section.key]]` line and the `# name = value` lines after it, parsed.
+fn commented_arrays() -> toml::Table {
+    let (mut text, mut inside) = (String::new(), false);
+    for line in SHIPPED.lines() {
+        let body = line.strip_prefix("# ").unwrap_or("");
+        inside = if body.starts_with("[[") && body.ends_with("]]") {
+            true
+        } else {
+            inside && body.contains(" = ")
+        };
+        if inside {
+            text += body;
+            text += "\n";
+        }
+    }
+    text.parse()
+        .unwrap_or_else(|e| panic!("a commented [[...]] example in config/framerec.toml: {e}"))
+}
+
+#[test]
+fn the_commented_stream_table_example_is_read_as_documented() {
+    let arrays = commented_arrays();
+    let streams = arrays["source"]["stream"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{arrays}");
+    assert_eq!(streams[1]["format"].as_str(), Some("rgb8"));
 }
 
 #[test]
@@ -84,6 +121,16 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
         ("queue.overflow", _) => one_of(&["auto", "block"]),
         ("writer.backend", _) => one_of(&["auto", "pwrite"]),
         ("recovery.at-start", _) => one_of(&["recover", "leave"]),
+        ("source.stream", _) => {
+            let stream = |id: i64, name: &str, format: &str| {
+                let mut t = toml::Table::new();
+                t.insert("id".into(), Value::Integer(id));
+                t.insert("name".into(), Value::String(name.into()));
+                t.insert("format".into(), Value::String(format.into()));
+                Value::Table(t)
+            };
+            Value::Array(vec![stream(3, "accel", "accel"), stream(4, "imu", "accel")])
+        }
         ("source.streams", _) => Value::Array(vec![
             Value::String("depth".into()),
             Value::String("accel".into()),
@@ -93,6 +140,13 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
         (_, Value::String(s)) => Value::String(format!("{s}/other")),
         _ => panic!("{key} = {now}: name another valid value in other_value"),
     }
+}
+
+/// True when `key` is another kind's stream table, which `source` refuses: a configuration
+/// giving it is an error, not a reload.
+fn refused(key: &str, source: &[(&str, &str)]) -> bool {
+    let pipe = matches!(source[0].1, "pipe" | "unix");
+    (key == "source.streams" && pipe) || (key == "source.stream" && !pipe)
 }
 
 fn parse(file: &toml::Table) -> Config {
@@ -155,6 +209,15 @@ fn a_change_to_each_key_alone_is_applied_or_left_for_a_restart_per_the_table() {
                 .unwrap();
             let now = table.get(name).unwrap_or(&defaults[key.name]).clone();
             table.insert(name.into(), other_value(key.name, &now));
+            if refused(key.name, source) {
+                let text = toml::to_string(&file).unwrap();
+                assert!(
+                    crate::config::parse(&text, "reload.toml").is_err(),
+                    "{} accepted for {source:?}",
+                    key.name
+                );
+                continue;
+            }
             let (before, after) = (parse(&running_file), parse(&file));
             let mut running = before.clone();
             let (changes, log) = logged(|| apply(&mut running, &after, &LiveSettings::default()));
