@@ -103,7 +103,7 @@ fn verify_dump(path: &Path) -> DumpReport {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut listed = std::collections::HashSet::new();
     let result = FakenectSource::open(cfg).and_then(|mut src| {
-        listed.extend(src.depth_files().map(str::to_string));
+        listed.extend(src.files().map(str::to_string));
         let mut buf = framerec::frame::FrameBuf::new(src.streams()[0].frame_bytes());
         while src.next_frame(&mut buf, &stop)?.is_some() {
             report.frames += 1;
