@@ -80,6 +80,19 @@ pub struct FakenectSource {
     loop_offset: f64,
 }
 
+/// The streams a dump has lines of, in stream-table order (depth, color, accel).
+pub fn dump_streams(dir: &std::path::Path) -> Result<Vec<KinectStream>, SourceError> {
+    let entries = read_index(dir)?;
+    Ok([
+        KinectStream::Depth,
+        KinectStream::Color,
+        KinectStream::Accel,
+    ]
+    .into_iter()
+    .filter(|k| entries.iter().any(|e| e.kind == *k))
+    .collect())
+}
+
 impl FakenectSource {
     /// Opens the dump: reads and validates `INDEX.txt` and the first header of each image
     /// stream asked for.
