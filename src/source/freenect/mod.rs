@@ -83,7 +83,7 @@ struct Session {
 }
 
 impl Session {
-    /// Opens the device on a new event thread; depth starts with [`Session::go`].
+    /// Opens the device on a new event thread; the streams start with [`Session::go`].
     fn open(
         api: &Arc<Api>,
         cfg: &FreenectConfig,
@@ -128,14 +128,14 @@ impl Session {
         })
     }
 
-    /// Starts depth: frames go to `sink` from now on.
+    /// Starts the streams: frames go to `sink` from now on.
     fn go(&mut self, sink: Arc<dyn FrameSink>) {
         if let Some(go) = self.go.take() {
             let _ = go.send(sink);
         }
     }
 
-    /// Stops depth and ends the event thread: no frame is delivered after it returns.
+    /// Stops the streams and ends the event thread: no frame is delivered after it returns.
     fn shut(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.go.take();
@@ -192,7 +192,7 @@ pub struct FreenectSource {
 }
 
 impl FreenectSource {
-    /// Loads libfreenect and opens the device; errors say what to do. Depth starts with
+    /// Loads libfreenect and opens the device; errors say what to do. The streams start with
     /// [`PushSource::start`].
     pub fn open(cfg: FreenectConfig) -> Result<FreenectSource, SourceError> {
         let api = Arc::new(Api::load(&cfg)?);
