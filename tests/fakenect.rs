@@ -745,3 +745,77 @@ fn a_fakenect_layout_recording_of_three_streams_replays_through_libfreenect() {
     record_through_libfreenect(&layout, &replayed);
     assert_holds(&replayed, &want, true);
 }
+
+#[test]
+fn drops_of_each_stream_are_named_with_their_stream_in_drops_txt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let layout = tmp.path().join("layout");
+    // A paced (live) source of three streams into a 2-frame queue whose writes take 20 ms:
+    // frames of every stream find it full and are dropped where they arrive.
+    let out = Command::new(bin)
+        .args(["record", "--layout", "fakenect", "--stats-socket", "off"])
+        .args([
+            "--streams",
+            "depth,color,accel",
+            "--fps",
+            "200",
+            "--accel-rate",
+            "200",
+        ])
+        .args(["--width", "64", "--height", "48", "--frames", "90"])
+        .args([
+            "--queue-frames",
+            "2",
+            "--overflow",
+            "drop-newest",
+            "--json",
+            "--out",
+        ])
+        .arg(&layout)
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "20")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drops = std::fs::read_to_string(layout.join("DROPS.txt")).unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    for line in drops.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        assert!(["depth", "color", "accel"].contains(&f[3]), "{line}");
+        named.insert(f[3]);
+    }
+    assert!(named.len() > 1, "drops of several streams: {drops}");
+
+    let v = Command::new(bin)
+        .args(["verify", "--json"])
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let report = &first_json(&v.stdout)[0]["fakenect"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let streams = report["streams"].as_object().unwrap();
+    let per: u64 = streams
+        .values()
+        .map(|s| n(&s["frames"]) + n(&s["dropped"]))
+        .sum();
+    // Every frame received is in INDEX.txt or DROPS.txt, under its stream.
+    let totals = &first_json(&out.stdout)["totals"];
+    assert_eq!(per, n(&totals["received_frames"]), "{report} {totals}");
+    assert_eq!(
+        n(&report["frames"]),
+        n(&totals["written_frames"]),
+        "{report}"
+    );
+    let depth = &streams["depth"];
+    assert_eq!(n(&depth["frames"]) + n(&depth["dropped"]), 90, "{report}");
+    for name in named {
+        assert!(n(&streams[name]["dropped"]) > 0, "{report}");
+    }
+}

@@ -399,6 +399,10 @@ async fn write_frame(
     };
     p.counters.writes_in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    if !ctx.cfg.write_delay.is_zero() {
+        // Fault injection for the test suite, as in the segment writer.
+        tokio::time::sleep(ctx.cfg.write_delay).await;
+    }
     let (res, spans) = file
         .write_all_at(vec![IoSpan::new(buf, (start, HEADROOM + len), true)], 0)
         .await;
