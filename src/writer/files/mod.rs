@@ -437,28 +437,34 @@ async fn write_frame(
     Ok(())
 }
 
+/// Takes the frames at the front of the receive order that are written: their `INDEX.txt`
+/// lines, the last sequence number of the first stream among them (the watermark follows it:
+/// depth in a Kinect recording) and their capture stamps.
+fn written_prefix(st: &mut State) -> (String, Option<u64>, Vec<u64>) {
+    let mut lines = String::new();
+    let mut last = None;
+    let mut captured = Vec::new();
+    while let Some(p) = st.order.pop_front() {
+        if !p.done {
+            st.order.push_front(p);
+            break;
+        }
+        lines.push_str(&p.name);
+        lines.push('\n');
+        if p.key.stream.index() == 0 {
+            last = Some(p.key.seq.0);
+        }
+        captured.push(p.captured);
+    }
+    (lines, last, captured)
+}
+
 /// Appends the index lines of the written prefix of frames, and any drops, and makes them
 /// durable: directory fsync (the renames), append, fdatasync. Only the indexer calls it, and
 /// the pool once more after the indexer ended: one round at a time.
 async fn index_done(ctx: &Rc<Ctx>) {
     loop {
-        let (lines, last, captured) = {
-            let mut st = ctx.st.borrow_mut();
-            let mut lines = String::new();
-            let mut last = None;
-            let mut captured = Vec::new();
-            while st.order.front().is_some_and(|p| p.done) {
-                let p = st.order.pop_front().expect("front exists");
-                lines.push_str(&p.name);
-                lines.push('\n');
-                // The watermark follows the first stream (depth in a Kinect recording).
-                if p.key.stream.index() == 0 {
-                    last = Some(p.key.seq.0);
-                }
-                captured.push(p.captured);
-            }
-            (lines, last, captured)
-        };
+        let (lines, last, captured) = written_prefix(&mut ctx.st.borrow_mut());
         let drops = ctx.parts.ledger.notices().take();
         if lines.is_empty() && drops.is_empty() {
             break;
