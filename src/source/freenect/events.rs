@@ -371,7 +371,17 @@ unsafe fn poll_tilt(tilt: &TiltApi, dev: Dev, stream: StreamId, state: &Callback
         }
         *p
     };
-    let reading = RawTilt {
+    let capture = Capture {
+        device_ns: state.last_image_ns.load(Ordering::Relaxed),
+        host_mono_ns: Some(host_mono_ns),
+    };
+    state.sink.deliver(stream, &raw_reading(&raw), capture);
+}
+
+/// The 12 documented bytes of a tilt state, field by field (the C struct's padding and enum
+/// size are the compiler's, not the format's).
+fn raw_reading(raw: &RawTiltState) -> [u8; crate::segment::accel::RAW_BYTES] {
+    RawTilt {
         accel: [
             raw.accelerometer_x,
             raw.accelerometer_y,
@@ -379,10 +389,26 @@ unsafe fn poll_tilt(tilt: &TiltApi, dev: Dev, stream: StreamId, state: &Callback
         ],
         tilt_angle: raw.tilt_angle,
         tilt_status: raw.tilt_status as u32,
-    };
-    let capture = Capture {
-        device_ns: state.last_image_ns.load(Ordering::Relaxed),
-        host_mono_ns: Some(host_mono_ns),
-    };
-    state.sink.deliver(stream, &reading.to_bytes(), capture);
+    }
+    .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tilt_state_becomes_the_documented_twelve_bytes() {
+        let raw = RawTiltState {
+            accelerometer_x: -2,
+            accelerometer_y: 819,
+            accelerometer_z: 0x1234,
+            tilt_angle: -31,
+            tilt_status: 4,
+        };
+        assert_eq!(
+            raw_reading(&raw),
+            [0xfe, 0xff, 0x33, 0x03, 0x34, 0x12, 0xe1, 0, 4, 0, 0, 0]
+        );
+    }
 }
