@@ -28,8 +28,14 @@ pub fn fakenect_depth(width: u32, height: u32, samples_le: &[u8]) -> Vec<u8> {
 /// The file name fakenect gives a depth frame: `d-<host time, s>-<device timestamp>.pgm`, the
 /// device timestamp in the Kinect's 60 MHz ticks (32 bits, wrapping).
 pub fn fakenect_depth_name(host_real_ns: u64, device_ns: u64) -> String {
+    fakenect_file_name("d", "pgm", host_real_ns, device_ns)
+}
+
+/// The file name fakenect gives a frame of the kind `prefix` (`d`, `r`, `a`) with extension
+/// `ext` (`pgm`, `ppm`, `dump`): `<prefix>-<host time, s>-<device timestamp>.<ext>`.
+pub fn fakenect_file_name(prefix: &str, ext: &str, host_real_ns: u64, device_ns: u64) -> String {
     let ticks = (crate::source::kinect_ns_to_ticks(device_ns) % (1 << 32)) as u32;
-    format!("d-{:.6}-{ticks}.pgm", host_real_ns as f64 / 1e9)
+    format!("{prefix}-{:.6}-{ticks}.{ext}", host_real_ns as f64 / 1e9)
 }
 
 /// A 16-bit grayscale PNG.

@@ -182,3 +182,28 @@ fn a_live_kinect_never_waits_for_room_and_every_frame_it_delivers_is_counted() {
     assert_eq!((n(&report["first_seq"]), n(&report["last_seq"])), (0, 59));
     assert_eq!(frames(&out).len() as u64, written);
 }
+
+#[test]
+fn a_library_without_video_or_tilt_functions_refuses_those_streams_and_records_depth() {
+    // The stand-in exports the depth functions only, as an old libfreenect might.
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = mock_library(tmp.path());
+    for (streams, symbol, stream) in [
+        ("depth,color", "freenect_find_video_mode", "color stream"),
+        ("accel", "freenect_update_tilt_state", "accel stream"),
+    ] {
+        let out = tmp.path().join(streams);
+        let o = record(&lib, &out, &["--streams", streams], &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(symbol) && stderr(&o).contains(stream),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.join("0000000000000000.mcap").exists());
+    }
+    let out = tmp.path().join("depth");
+    let o = record(&lib, &out, &["--streams", "depth", "--frames", "10"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(frames(&out).len(), 10);
+}

@@ -509,3 +509,331 @@ fn a_replay_through_libfreenect_waits_for_room_and_loses_nothing() {
     assert_eq!(frames.len(), want.len());
     assert!(frames == want, "the recorded frames differ from the dump's");
 }
+
+/// One frame of a dump: its stream (`depth`, `color`, `accel`), device timestamp and bytes
+/// (after the image header).
+#[derive(Debug, Clone, PartialEq)]
+struct DumpFrame {
+    stream: &'static str,
+    ts: u32,
+    payload: Vec<u8>,
+}
+
+/// A 640x480 dump of `n` frames of each stream, written as fakenect-record does: per frame an
+/// accelerometer line (its timestamp the last image's), a depth and a colour line, 15 ms apart.
+fn three_stream_dump(dir: &Path, n: u32) -> (PathBuf, Vec<DumpFrame>) {
+    let dump = dir.join("dump3");
+    std::fs::create_dir(&dump).unwrap();
+    let (mut index, mut frames, mut last_image) = (String::new(), Vec::new(), 0u32);
+    for i in 0..n {
+        let depth: Vec<u8> = (0..640 * 480 * 2).map(|b: u32| (b + i * 7) as u8).collect();
+        let rgb: Vec<u8> = (0..640 * 480 * 3)
+            .map(|b: u32| (b / 3 + i * 11) as u8)
+            .collect();
+        let mut accel = Vec::new();
+        for v in [100 + i as i16, -200 - i as i16, 819] {
+            accel.extend(v.to_le_bytes());
+        }
+        accel.extend([(i as i8 - 5) as u8, 0]);
+        accel.extend((i % 2 * 4).to_le_bytes());
+        let ts = i * 2_000_000;
+        for (stream, prefix, ext, head, payload, ts) in [
+            ("accel", "a", "dump", "", accel, last_image),
+            ("depth", "d", "pgm", "P5 640 480 65535\n", depth, ts),
+            ("color", "r", "ppm", "P6 640 480 255\n", rgb, ts + 1000),
+        ] {
+            let line = frames.len() as f64;
+            let name = format!("{prefix}-{:.6}-{ts}.{ext}", 1000.0 + line * 0.015);
+            let mut file = head.as_bytes().to_vec();
+            file.extend(&payload);
+            std::fs::write(dump.join(&name), file).unwrap();
+            index.push_str(&name);
+            index.push('\n');
+            frames.push(DumpFrame {
+                stream,
+                ts,
+                payload,
+            });
+            if stream != "accel" {
+                last_image = ts;
+            }
+        }
+    }
+    std::fs::write(dump.join("INDEX.txt"), index).unwrap();
+    (dump, frames)
+}
+
+/// Every message of the streams' channels in a recording, read with the `mcap` crate, by
+/// stream name (the channel's `stream` metadata), in order: (device time, message bytes).
+fn mcap_streams(rec: &Path) -> std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = Default::default();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(rec)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
+        .collect();
+    segments.sort();
+    for path in segments {
+        let bytes = std::fs::read(&path).unwrap();
+        for m in mcap::MessageStream::new(&bytes).unwrap() {
+            let m = m.unwrap();
+            let Some(stream) = m.channel.metadata.get("stream") else {
+                continue;
+            };
+            let seqs = out.entry(stream.clone()).or_default();
+            assert_eq!(m.sequence as usize, seqs.len(), "{stream}: gap-free");
+            seqs.push((m.publish_time, m.data.to_vec()));
+        }
+    }
+    out
+}
+
+/// Checks that `rec` holds every frame of `want`, per stream, byte for byte (a message ends
+/// with its frame's bytes) with the dump's device time. `polled`: the accelerometer was polled
+/// (libfreenect), so a reading may repeat (runs of one reading count once) and carries the
+/// device time of the latest image at the poll: its line's, or, when a poll came only after a
+/// later image line (fakenect catching up on a loaded machine), that image's.
+fn assert_holds(rec: &Path, want: &[DumpFrame], polled: bool) {
+    let got = mcap_streams(rec);
+    for stream in ["depth", "color", "accel"] {
+        // Each frame of the stream, and the device timestamps its message may carry.
+        let want: Vec<(&DumpFrame, Vec<u32>)> = want
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.stream == stream)
+            .map(|(i, f)| {
+                let mut ts = vec![f.ts];
+                if polled && stream == "accel" {
+                    let later = want[i + 1..].iter().take_while(|g| g.stream != "accel");
+                    ts.extend(later.map(|g| g.ts));
+                }
+                (f, ts)
+            })
+            .collect();
+        let mut have = got.get(stream).cloned().unwrap_or_default();
+        if polled && stream == "accel" {
+            // The message's other fields (its host time) differ; the raw reading ends it.
+            have.dedup_by(|b, a| a.1[a.1.len() - 12..] == b.1[b.1.len() - 12..]);
+        }
+        assert_eq!(have.len(), want.len(), "{}: {stream} frames", rec.display());
+        for (i, ((w, ts), (device_ns, msg))) in want.iter().zip(&have).enumerate() {
+            assert!(
+                msg.ends_with(&w.payload),
+                "{}: bytes of {stream} frame {i}",
+                rec.display()
+            );
+            let times: Vec<u64> = ts
+                .iter()
+                .map(|t| framerec::source::kinect_ticks_to_ns(*t as u64))
+                .collect();
+            assert!(
+                times.contains(device_ns),
+                "{}: device time {device_ns} of {stream} frame {i}, expected {times:?}",
+                rec.display()
+            );
+        }
+    }
+}
+
+/// `fakenect DUMP framerec record --source freenect --streams depth,color,accel --out REC`.
+fn record_through_libfreenect(dump: &Path, rec: &Path) {
+    run_ok(Command::new("timeout").args([
+        "60",
+        "fakenect",
+        dump.to_str().unwrap(),
+        env!("CARGO_BIN_EXE_framerec"),
+        "record",
+        "--source",
+        "freenect",
+        "--streams",
+        "depth,color,accel",
+        // A poll after every line fakenect replays (they are 15 ms apart).
+        "--accel-rate",
+        "1000",
+        "--out",
+        rec.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+}
+
+#[test]
+fn depth_colour_and_accelerometer_record_from_a_dump_through_libfreenect_and_the_rust_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let (dump, want) = three_stream_dump(tmp.path(), 10);
+
+    let via_lib = tmp.path().join("via-libfreenect");
+    record_through_libfreenect(&dump, &via_lib);
+    assert_holds(&via_lib, &want, true);
+
+    let via_rust = tmp.path().join("via-reader");
+    run_ok(Command::new(bin).args([
+        "record",
+        "--source",
+        &format!("fakenect:{}", dump.display()),
+        "--no-pacing",
+        "--streams",
+        "depth,color,accel",
+        "--out",
+        via_rust.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+    assert_holds(&via_rust, &want, false);
+
+    // A stream the dump has no line of is refused at the start, by name.
+    std::fs::write(
+        dump.join("INDEX.txt"),
+        std::fs::read_to_string(dump.join("INDEX.txt"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("r-"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args([
+            "record",
+            "--source",
+            &format!("fakenect:{}", dump.display()),
+        ])
+        .args(["--streams", "depth,color", "--stats-socket", "off", "--out"])
+        .arg(tmp.path().join("refused"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no color frames (r-*.ppm)"), "{err}");
+}
+
+#[test]
+fn a_fakenect_layout_recording_of_three_streams_replays_through_libfreenect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let (dump, want) = three_stream_dump(tmp.path(), 10);
+    // Paced, so the layout's host times are as far apart as the dump's.
+    let layout = tmp.path().join("layout");
+    run_ok(Command::new(bin).args([
+        "record",
+        "--source",
+        &format!("fakenect:{}", dump.display()),
+        "--streams",
+        "depth,color,accel",
+        "--layout",
+        "fakenect",
+        "--out",
+        layout.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+    ]));
+    let verify = run_ok(Command::new(bin).args(["verify", layout.to_str().unwrap()]));
+    assert!(
+        verify.contains("OK: 30 frames in INDEX.txt")
+            && verify.contains("accel 10 frames, color 10 frames, depth 10 frames"),
+        "{verify}"
+    );
+    let index = std::fs::read_to_string(layout.join("INDEX.txt")).unwrap();
+    let kinds: String = index.lines().map(|l| &l[..1]).collect();
+    assert_eq!(kinds, "adr".repeat(10), "INDEX.txt in receive order");
+    for line in index.lines() {
+        let file = std::fs::read(layout.join(line)).unwrap();
+        let (_, ts_ext) = line.rsplit_once('-').unwrap();
+        let ts: u32 = ts_ext.split('.').next().unwrap().parse().unwrap();
+        let stream = match &line[..1] {
+            "a" => "accel",
+            "d" => "depth",
+            _ => "color",
+        };
+        let frame = want
+            .iter()
+            .find(|f| f.stream == stream && f.ts == ts && file.ends_with(&f.payload))
+            .unwrap_or_else(|| panic!("{line} is a frame of the dump"));
+        let header = file.len() - frame.payload.len();
+        let expected: &[u8] = match stream {
+            "accel" => b"",
+            "depth" => b"P5 640 480 65535\n",
+            _ => b"P6 640 480 255\n",
+        };
+        assert_eq!(&file[..header], expected, "{line}");
+    }
+
+    let replayed = tmp.path().join("replayed");
+    record_through_libfreenect(&layout, &replayed);
+    assert_holds(&replayed, &want, true);
+}
+
+#[test]
+fn drops_of_each_stream_are_named_with_their_stream_in_drops_txt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_framerec");
+    let layout = tmp.path().join("layout");
+    // A paced (live) source of three streams into a 2-frame queue whose writes take 20 ms:
+    // frames of every stream find it full and are dropped where they arrive.
+    let out = Command::new(bin)
+        .args(["record", "--layout", "fakenect", "--stats-socket", "off"])
+        .args([
+            "--streams",
+            "depth,color,accel",
+            "--fps",
+            "200",
+            "--accel-rate",
+            "200",
+        ])
+        .args(["--width", "64", "--height", "48", "--frames", "90"])
+        .args([
+            "--queue-frames",
+            "2",
+            "--overflow",
+            "drop-newest",
+            "--json",
+            "--out",
+        ])
+        .arg(&layout)
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "20")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let drops = std::fs::read_to_string(layout.join("DROPS.txt")).unwrap();
+    let mut named = std::collections::BTreeSet::new();
+    for line in drops.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        assert!(["depth", "color", "accel"].contains(&f[3]), "{line}");
+        named.insert(f[3]);
+    }
+    assert!(named.len() > 1, "drops of several streams: {drops}");
+
+    let v = Command::new(bin)
+        .args(["verify", "--json"])
+        .arg(&layout)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let report = &first_json(&v.stdout)[0]["fakenect"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let streams = report["streams"].as_object().unwrap();
+    let per: u64 = streams
+        .values()
+        .map(|s| n(&s["frames"]) + n(&s["dropped"]))
+        .sum();
+    // Every frame received is in INDEX.txt or DROPS.txt, under its stream.
+    let totals = &first_json(&out.stdout)["totals"];
+    assert_eq!(per, n(&totals["received_frames"]), "{report} {totals}");
+    assert_eq!(
+        n(&report["frames"]),
+        n(&totals["written_frames"]),
+        "{report}"
+    );
+    let depth = &streams["depth"];
+    assert_eq!(n(&depth["frames"]) + n(&depth["dropped"]), 90, "{report}");
+    for name in named {
+        assert!(n(&streams[name]["dropped"]) > 0, "{report}");
+    }
+}

@@ -66,8 +66,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(listed) = read_drops(drops) {
-        for (first, last, _) in &listed {
-            assert!(first <= last, "DROPS.txt range {first:?}..={last:?}");
+        for d in &listed {
+            assert!(d.first <= d.last, "DROPS.txt range {:?}..={:?}", d.first, d.last);
         }
         let _ = dropped_frames(&listed);
     }
@@ -78,15 +78,18 @@ fuzz_target!(|data: &[u8]| {
         looped: flags & 1 == 1,
         topic: "/camera/depth".into(),
         frame_id: "camera_depth".into(),
+        // Every stream the index has lines of.
+        streams: framerec::source::dump_streams(&dir).unwrap_or_default(),
     };
     if let Ok(mut src) = FakenectSource::open(cfg) {
         assert!(src.frames() >= 1);
-        let len = src.stream().frame_bytes();
+        let sizes: Vec<usize> = src.streams().iter().map(|s| s.frame_bytes()).collect();
         let stop = AtomicBool::new(false);
-        let mut buf = FrameBuf::new(len);
+        let mut buf = FrameBuf::new(sizes.iter().copied().max().unwrap_or(0));
         for _ in 0..MAX_FRAMES {
+            let Ok(s) = src.next_stream(&stop) else { break };
             match src.next_frame(&mut buf, &stop) {
-                Ok(Some(_)) => assert_eq!(buf.payload().len(), len),
+                Ok(Some(_)) => assert_eq!(buf.payload().len(), sizes[s.index()]),
                 Ok(None) | Err(_) => break,
             }
         }

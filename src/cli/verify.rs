@@ -69,47 +69,72 @@ struct DumpReport {
     ok: bool,
     frames: u64,
     dropped: u64,
+    /// Per stream (depth, color, accel): frames in INDEX.txt and frames DROPS.txt lists.
+    streams: std::collections::BTreeMap<String, StreamCount>,
     problem: Option<String>,
     /// Frame files no INDEX.txt line names (a crash between rename and index): harmless.
     orphans: usize,
 }
 
+#[derive(Debug, Default, serde::Serialize)]
+struct StreamCount {
+    frames: u64,
+    dropped: u64,
+}
+
 /// Reads every frame the dump's INDEX.txt names, as a replay would, and its DROPS.txt.
 fn verify_dump(path: &Path) -> DumpReport {
-    use framerec::source::{FakenectConfig, FakenectSource, Source};
+    use framerec::source::{FakenectConfig, FakenectSource, Source, dump_streams};
     let mut report = DumpReport {
         ok: false,
         frames: 0,
         dropped: 0,
+        streams: Default::default(),
         problem: None,
         orphans: 0,
     };
     use framerec::writer::files::{DROPS, DropsError, dropped_frames, read_drops};
     let drops = match std::fs::File::open(path.join(DROPS)) {
-        Ok(f) => read_drops(std::io::BufReader::new(f)).map(|d| dropped_frames(&d)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(f) => read_drops(std::io::BufReader::new(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(DropsError::Io(e)),
     };
     let drops = drops.map_err(|e| format!("{}: {e}", path.display()));
-    report.dropped = *drops.as_ref().unwrap_or(&0);
-    let cfg = FakenectConfig {
-        dir: path.to_path_buf(),
-        paced: false,
-        looped: false,
-        topic: String::new(),
-        frame_id: String::new(),
-        streams: framerec::source::KinectStream::default_table(),
-    };
+    for d in drops.iter().flatten() {
+        let count = report.streams.entry(d.stream.clone()).or_default();
+        count.dropped = count.dropped.saturating_add(dropped_frames([d]));
+    }
+    report.dropped = drops.as_ref().map_or(0, dropped_frames);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut listed = std::collections::HashSet::new();
-    let result = FakenectSource::open(cfg).and_then(|mut src| {
-        listed.extend(src.depth_files().map(str::to_string));
-        let mut buf = framerec::frame::FrameBuf::new(src.streams()[0].frame_bytes());
-        while src.next_frame(&mut buf, &stop)?.is_some() {
+    let result = dump_streams(path).and_then(|streams| {
+        let mut src = FakenectSource::open(FakenectConfig {
+            dir: path.to_path_buf(),
+            paced: false,
+            looped: false,
+            topic: String::new(),
+            frame_id: String::new(),
+            streams,
+        })?;
+        listed.extend(src.files().map(str::to_string));
+        let largest = src.streams().iter().map(|s| s.frame_bytes()).max();
+        let mut buf = framerec::frame::FrameBuf::new(largest.unwrap_or(0));
+        loop {
+            let s = src.next_stream(&stop)?;
+            if src.next_frame(&mut buf, &stop)?.is_none() {
+                break;
+            }
+            let name = src.streams()[s.index()].name.clone();
+            report.streams.entry(name).or_default().frames += 1;
             report.frames += 1;
         }
         Ok(())
     });
+    let frame_file = |n: &str| {
+        [("d-", ".pgm"), ("r-", ".ppm"), ("a-", ".dump")]
+            .iter()
+            .any(|(p, e)| n.starts_with(p) && n.ends_with(e))
+    };
     // Orphans only make sense against an index that could be read.
     report.orphans = std::fs::read_dir(path)
         .ok()
@@ -117,7 +142,7 @@ fn verify_dump(path: &Path) -> DumpReport {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with("d-") && n.ends_with(".pgm") && !listed.contains(n))
+                .filter(|n| frame_file(n) && !listed.contains(n))
                 .count()
         })
         .unwrap_or(0);
@@ -127,6 +152,23 @@ fn verify_dump(path: &Path) -> DumpReport {
         (_, Err(e)) => report.problem = Some(e),
     }
     report
+}
+
+/// ` [depth 40 frames, color 40 frames, accel 39 frames + 1 dropped]` for a dump of more than
+/// one stream.
+fn per_stream(r: &DumpReport) -> String {
+    if r.streams.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = r
+        .streams
+        .iter()
+        .map(|(name, c)| match c.dropped {
+            0 => format!("{name} {} frames", c.frames),
+            d => format!("{name} {} frames + {d} dropped", c.frames),
+        })
+        .collect();
+    format!(" [{}]", each.join(", "))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -144,11 +186,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 outln!("  {p}");
             }
             outln!(
-                "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}",
+                "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}{}",
                 path.display(),
                 if r.ok { "OK" } else { "FAILED" },
                 r.frames,
                 r.dropped,
+                per_stream(&r),
                 if r.orphans > 0 {
                     format!(
                         ", {} frame file(s) not in INDEX.txt (left by a crash; ignored by replays)",

@@ -277,13 +277,15 @@ pub(super) fn start(
     let source = build_source(&cfg.source, &first_seq, &counters).map_err(RecordError::Source)?;
     let streams = source.streams().to_vec();
     check_streams(&streams, &names).map_err(RecordError::Source)?;
-    let stream = &streams[0];
-    if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
-        tracing::warn!(
-            width = stream.width,
-            height = stream.height,
-            "libfreenect's fakenect replays 640x480 depth only; this dump will not replay through it"
-        );
+    for stream in streams.iter().filter(|s| s.format.is_image()) {
+        if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
+            tracing::warn!(
+                stream = %stream.name,
+                width = stream.width,
+                height = stream.height,
+                "libfreenect's fakenect replays 640x480 images only; this dump will not replay through it"
+            );
+        }
     }
     let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
         OverflowPolicy::Block

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::frame::{DropReason, FrameBuf, StreamId, StreamInfo};
 
-pub use fakenect::{FakenectConfig, FakenectSource};
+pub use fakenect::{FakenectConfig, FakenectSource, dump_streams};
 pub use freenect::{FreenectConfig, FreenectSource, OnDeviceError};
 pub use pipe::{PipeConfig, PipeEndpoint, PipeSource};
 pub use synthetic::{SyntheticConfig, SyntheticSource};

@@ -4,14 +4,19 @@
 //! count and the free-space floor (`writer.min-free-bytes` / `-percent`).
 //!
 //! # Crash safety
-//! Each frame is written to a hidden temporary file in one write (the `P5` header goes into
-//! the buffer's headroom, so the payload is not copied), fdatasync'd and renamed to its
-//! `d-<time>-<timestamp>.pgm` name. A line names a frame in `INDEX.txt` only after the
-//! directory holding its rename was fsync'd, and lines are appended in sequence order; then
+//! Each frame is written to a hidden temporary file in one write (the image header goes into
+//! the buffer's headroom, so the payload is not copied), fdatasync'd and renamed to its name,
+//! by its stream: `d-<time>-<timestamp>.pgm` (depth: `P5 <w> <h> 65535\n` and the samples),
+//! `r-<time>-<timestamp>.ppm` (colour: `P6 <w> <h> 255\n` and the RGB bytes) or
+//! `a-<time>-<timestamp>.dump` (accelerometer: the 12 raw bytes, no header). A line names a
+//! frame in `INDEX.txt` only after the directory holding its rename was fsync'd, and lines are
+//! appended in the order the frames were received (all streams interleaved); then
 //! `INDEX.txt` is fdatasync'd and the frames it names are durable. After a crash, every line of
 //! `INDEX.txt` names a complete file; a frame file with no line is an orphan that replays
 //! ignore. Frames dropped on the way (the format has no place for them) are listed, with their
-//! reason, in `DROPS.txt` (`<first seq> <last seq> <reason>`), made durable the same way.
+//! reason and stream, in `DROPS.txt` (`<first seq> <last seq> <reason> <stream name>`; a line
+//! without the stream, as framerec wrote them before streams, is depth's), made durable the
+//! same way.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -24,8 +29,8 @@ use std::time::Instant;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::spawn_local;
 
-use crate::export::fakenect_depth_name;
-use crate::frame::{DropReason, Frame, FrameSeq, HEADROOM, host_mono_ns};
+use crate::export::fakenect_file_name;
+use crate::frame::{DropReason, Frame, FrameFormat, FrameKey, HEADROOM, StreamInfo, host_mono_ns};
 use crate::observe::{Histograms, record};
 
 use super::file::{self, IoSpan, SegFile, sync_dir};
@@ -35,12 +40,16 @@ use super::{
     WriterError, WriterParts, WriterReport, drive, publish_sets,
 };
 
+mod drops;
+
+pub use drops::{DropLine, DropsError, MAX_DROPS_LINE, dropped_frames, read_drops};
+
 pub const INDEX: &str = "INDEX.txt";
 pub const DROPS: &str = "DROPS.txt";
 
-/// A frame named in sequence order, written or being written.
+/// A frame named in receive order, written or being written.
 struct Pending {
-    seq: u64,
+    key: FrameKey,
     name: String,
     captured: u64,
     done: bool,
@@ -266,7 +275,7 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
         let Some(frame) = next_frame(&ctx).await else {
             return;
         };
-        let seq = frame.meta.seq;
+        let key = frame.meta.key();
         if ctx.failed() {
             drop(guard);
             give_up(&ctx, frame);
@@ -276,9 +285,11 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
             let mut st = ctx.st.borrow_mut();
             let time_us = (frame.meta.host_real_ns / 1000).max(st.last_time_us + 1);
             st.last_time_us = time_us;
-            let name = fakenect_depth_name(time_us * 1000, frame.meta.device_ns);
+            let stream = &ctx.target.streams[key.stream.index()];
+            let (prefix, ext) = file_kind(stream.format);
+            let name = fakenect_file_name(prefix, ext, time_us * 1000, frame.meta.device_ns);
             st.order.push_back(Pending {
-                seq: seq.0,
+                key,
                 name: name.clone(),
                 captured: frame.meta.host_mono_ns,
                 done: false,
@@ -295,14 +306,14 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
         match write_frame(&ctx, frame, &name, &h).await {
             Ok(()) => {
                 let mut st = ctx.st.borrow_mut();
-                if let Some(p) = st.order.iter_mut().find(|p| p.seq == seq.0) {
+                if let Some(p) = st.order.iter_mut().find(|p| p.key == key) {
                     p.done = true;
                 }
             }
             Err(e) => {
                 // That frame's file is gone (never named in INDEX.txt); the others are
                 // independent of it, so recording goes on.
-                ctx.st.borrow_mut().order.retain(|p| p.seq != seq.0);
+                ctx.st.borrow_mut().order.retain(|p| p.key != key);
                 if let Some(stop) = super::note_failure(&ctx.cfg, &ctx.parts.counters, e) {
                     ctx.fail(stop);
                 }
@@ -324,6 +335,24 @@ async fn indexer(ctx: Rc<Ctx>) {
     }
 }
 
+/// The index line prefix and file extension of a stream's frame files.
+pub fn file_kind(format: FrameFormat) -> (&'static str, &'static str) {
+    match format {
+        FrameFormat::Depth16 => ("d", "pgm"),
+        FrameFormat::Rgb8 => ("r", "ppm"),
+        FrameFormat::Accel => ("a", "dump"),
+    }
+}
+
+/// The header line in front of a frame's bytes in its file (none for the accelerometer).
+fn file_header(stream: &StreamInfo) -> String {
+    match stream.format {
+        FrameFormat::Depth16 => format!("P5 {} {} 65535\n", stream.width, stream.height),
+        FrameFormat::Rgb8 => format!("P6 {} {} 255\n", stream.width, stream.height),
+        FrameFormat::Accel => String::new(),
+    }
+}
+
 /// Counts a frame the failed recording cannot write as dropped for an I/O error.
 fn give_up(ctx: &Ctx, frame: Frame) {
     let p = &ctx.parts;
@@ -339,7 +368,7 @@ async fn write_frame(
 ) -> Result<(), WriterError> {
     let p = &ctx.parts;
     let stream = &ctx.target.streams[frame.meta.stream.index()];
-    let header = format!("P5 {} {} 65535\n", stream.width, stream.height);
+    let header = file_header(stream);
     let mut buf = frame.buf;
     let len = buf.payload_len();
     let start = HEADROOM - header.len();
@@ -370,6 +399,10 @@ async fn write_frame(
     };
     p.counters.writes_in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    if !ctx.cfg.write_delay.is_zero() {
+        // Fault injection for the test suite, as in the segment writer.
+        tokio::time::sleep(ctx.cfg.write_delay).await;
+    }
     let (res, spans) = file
         .write_all_at(vec![IoSpan::new(buf, (start, HEADROOM + len), true)], 0)
         .await;
@@ -404,25 +437,34 @@ async fn write_frame(
     Ok(())
 }
 
+/// Takes the frames at the front of the receive order that are written: their `INDEX.txt`
+/// lines, the last sequence number of the first stream among them (the watermark follows it:
+/// depth in a Kinect recording) and their capture stamps.
+fn written_prefix(st: &mut State) -> (String, Option<u64>, Vec<u64>) {
+    let mut lines = String::new();
+    let mut last = None;
+    let mut captured = Vec::new();
+    while let Some(p) = st.order.pop_front() {
+        if !p.done {
+            st.order.push_front(p);
+            break;
+        }
+        lines.push_str(&p.name);
+        lines.push('\n');
+        if p.key.stream.index() == 0 {
+            last = Some(p.key.seq.0);
+        }
+        captured.push(p.captured);
+    }
+    (lines, last, captured)
+}
+
 /// Appends the index lines of the written prefix of frames, and any drops, and makes them
 /// durable: directory fsync (the renames), append, fdatasync. Only the indexer calls it, and
 /// the pool once more after the indexer ended: one round at a time.
 async fn index_done(ctx: &Rc<Ctx>) {
     loop {
-        let (lines, last, captured) = {
-            let mut st = ctx.st.borrow_mut();
-            let mut lines = String::new();
-            let mut last = None;
-            let mut captured = Vec::new();
-            while st.order.front().is_some_and(|p| p.done) {
-                let p = st.order.pop_front().expect("front exists");
-                lines.push_str(&p.name);
-                lines.push('\n');
-                last = Some(p.seq);
-                captured.push(p.captured);
-            }
-            (lines, last, captured)
-        };
+        let (lines, last, captured) = written_prefix(&mut ctx.st.borrow_mut());
         let drops = ctx.parts.ledger.notices().take();
         if lines.is_empty() && drops.is_empty() {
             break;
@@ -440,7 +482,15 @@ async fn index_done(ctx: &Rc<Ctx>) {
         let dir = ctx.target.dir.clone();
         let drop_lines: String = drops
             .iter()
-            .map(|d| format!("{} {} {}\n", d.first.0, d.last.0, d.reason.as_str()))
+            .map(|d| {
+                let stream = &ctx.target.streams[d.stream.index()].name;
+                format!(
+                    "{} {} {} {stream}\n",
+                    d.first.0,
+                    d.last.0,
+                    d.reason.as_str()
+                )
+            })
             .collect();
         let t = Instant::now();
         let res = file::blocking(move || {
@@ -487,94 +537,5 @@ async fn index_done(ctx: &Rc<Ctx>) {
                 break;
             }
         }
-    }
-}
-
-/// The longest `DROPS.txt` line a reader takes: framerec's are two 20-digit numbers and a
-/// reason.
-pub const MAX_DROPS_LINE: usize = 128;
-
-/// Why a `DROPS.txt` cannot be trusted (its lines are 1-based).
-#[derive(Debug, thiserror::Error)]
-pub enum DropsError {
-    #[error("cannot read {DROPS}: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{DROPS}:{line}: a line longer than {MAX_DROPS_LINE} bytes (not written by framerec)")]
-    TooLong { line: usize },
-    #[error("{DROPS}:{line}: the range {first}..={last} runs backwards")]
-    Inverted { line: usize, first: u64, last: u64 },
-}
-
-/// The drop ranges a `DROPS.txt` lists (`<first seq> <last seq> <reason>`), with reasons. A line
-/// that does not parse (a torn last line after a crash) is skipped; an over-long line or a range
-/// that runs backwards is damage.
-pub fn read_drops(
-    mut reader: impl std::io::BufRead,
-) -> Result<Vec<(FrameSeq, FrameSeq, DropReason)>, DropsError> {
-    use std::io::{BufRead as _, Read as _};
-    let mut out = Vec::new();
-    let mut raw = Vec::new();
-    for line in 1.. {
-        raw.clear();
-        let read = (&mut reader)
-            .take(MAX_DROPS_LINE as u64 + 1)
-            .read_until(b'\n', &mut raw)?;
-        if read == 0 {
-            break;
-        }
-        if raw.last() != Some(&b'\n') && raw.len() > MAX_DROPS_LINE {
-            return Err(DropsError::TooLong { line });
-        }
-        let Ok(text) = std::str::from_utf8(&raw) else {
-            continue;
-        };
-        let mut f = text.split_whitespace();
-        let (Some(first), Some(last), Some(reason)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let (Ok(first), Ok(last), Some(reason)) = (
-            first.parse::<u64>(),
-            last.parse::<u64>(),
-            DropReason::from_name(reason),
-        ) else {
-            continue;
-        };
-        if last < first {
-            return Err(DropsError::Inverted { line, first, last });
-        }
-        out.push((FrameSeq(first), FrameSeq(last), reason));
-    }
-    Ok(out)
-}
-
-/// Frames in `ranges` (inclusive), saturating rather than wrapping.
-pub fn dropped_frames(ranges: &[(FrameSeq, FrameSeq, DropReason)]) -> u64 {
-    ranges.iter().fold(0u64, |sum, (first, last, _)| {
-        sum.saturating_add((last.0 - first.0).saturating_add(1))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drop_ranges_that_run_backwards_or_overflow_are_caught() {
-        let read = |text: &str| read_drops(text.as_bytes());
-        let d = read("3 5 queue_full\n7 7 disk_full\n9 1").unwrap();
-        assert_eq!(d.len(), 2, "the torn last line is skipped");
-        assert_eq!(dropped_frames(&d), 4);
-        assert!(matches!(
-            read("3 5 queue_full\n5 3 queue_full\n"),
-            Err(DropsError::Inverted {
-                line: 2,
-                first: 5,
-                last: 3
-            })
-        ));
-        let all = read(&format!("0 {} queue_full\n1 2 queue_full\n", u64::MAX)).unwrap();
-        assert_eq!(dropped_frames(&all), u64::MAX);
-        let long = format!("1 2 queue_full{}\n", " ".repeat(MAX_DROPS_LINE));
-        assert!(matches!(read(&long), Err(DropsError::TooLong { line: 1 })));
     }
 }
