@@ -527,8 +527,17 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let mut errors = pipe_streams::problems(&cfg.source, text, file);
     let config = cfg.into_config();
-    let frame = config.source.frame_bytes();
-    let need = 2 * (crate::frame::round_up(frame as usize, crate::frame::ALIGN) as u64 + 8192);
+    // Two buffers of each stream, as the pools are made (src/recorder/start.rs).
+    let frames = config.source.frames_bytes();
+    let need: u64 = frames
+        .iter()
+        .map(|f| 2 * (crate::frame::round_up(*f as usize, crate::frame::ALIGN) as u64 + 8192))
+        .sum();
+    let frame = frames
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join("+");
     if config.queue.max_bytes < need {
         let (line, col) = key_position(text, "queue", "max-bytes");
         errors.push(ConfigError {
@@ -536,7 +545,7 @@ fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErr
             line,
             col,
             message: format!(
-                "queue.max-bytes = {} holds fewer than two {frame}-byte frames; use at least {need}",
+                "queue.max-bytes = {} holds fewer than two frames of each stream ({frame} bytes); use at least {need}",
                 config.queue.max_bytes
             ),
         });

@@ -169,6 +169,20 @@ fn queue_too_small_for_two_frames_is_rejected() {
 }
 
 #[test]
+fn the_queue_must_hold_two_frames_of_every_stream() {
+    // 2 MiB holds two 640x480 depth frames, not two of depth and two of colour as well.
+    let text =
+        "[source]\nstreams = [\"depth\", \"color\", \"accel\"]\n[queue]\nmax-bytes = 2097152\n";
+    let errs = parse(text, "f.toml").unwrap_err().0;
+    assert_eq!(errs[0].line, 4, "{errs:#?}");
+    assert!(
+        errs[0].message.contains("614400+921600+12 bytes"),
+        "{errs:#?}"
+    );
+    assert!(parse("[queue]\nmax-bytes = 2097152\n", "f.toml").is_ok());
+}
+
+#[test]
 fn shipped_config_file_is_valid_and_matches_defaults() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/framerec.toml");
     let c = load(Path::new(path)).unwrap();

@@ -39,22 +39,31 @@ impl SourceConfig {
     /// Bytes of the largest frame, as far as the configuration knows (Kinect sources:
     /// 640x480x2).
     pub fn frame_bytes(&self) -> u64 {
+        self.frames_bytes().into_iter().max().unwrap_or(0)
+    }
+
+    /// Bytes of one frame of each stream, in stream-table order (Kinect sources: 640x480).
+    pub fn frames_bytes(&self) -> Vec<u64> {
+        let kinect = |streams: &[KinectStream], w: u32, h: u32| -> Vec<u64> {
+            let pixels = w as u64 * h as u64;
+            streams
+                .iter()
+                .map(|k| match k {
+                    KinectStream::Depth => pixels * 2,
+                    KinectStream::Color => pixels * 3,
+                    KinectStream::Accel => crate::segment::accel::RAW_BYTES as u64,
+                })
+                .collect()
+        };
         match self {
-            SourceConfig::Synthetic(s) => {
-                let bpp = if s.streams.contains(&KinectStream::Color) {
-                    3
-                } else {
-                    2
-                };
-                s.width as u64 * s.height as u64 * bpp
-            }
+            SourceConfig::Synthetic(s) => kinect(&s.streams, s.width, s.height),
             SourceConfig::Pipe(p) => p
                 .stream_table()
                 .iter()
                 .map(|s| s.info.frame_bytes() as u64)
-                .max()
-                .unwrap_or(0),
-            SourceConfig::Fakenect(_) | SourceConfig::Freenect(_) => 640 * 480 * 2,
+                .collect(),
+            SourceConfig::Fakenect(s) => kinect(&s.streams, 640, 480),
+            SourceConfig::Freenect(s) => kinect(&s.streams, 640, 480),
         }
     }
 }
