@@ -413,6 +413,12 @@ fn stalled(queue_frames: usize) -> RunReport {
     r
 }
 
+/// An enqueue that waited on a 500 ms stall takes at least 500 ms; one that did not takes
+/// microseconds, plus whatever the scheduler adds on a loaded machine (5 ms seen with other
+/// builds running on both cores). A tenth of the stall tells the two apart without timing the
+/// machine; the microsecond figures of a quiet machine are in `benches/results/soak-stats.txt`.
+const NOT_HELD_UP_NS: u64 = 50_000_000;
+
 #[test]
 fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
     // Measures the receiver's latency: no other test's FUSE server or writers on the cores.
@@ -429,7 +435,7 @@ fn stalls_the_queue_covers_lose_nothing_and_never_hold_up_the_receiver() {
         enqueue.max()
     );
     assert_eq!(enqueue.len(), 180);
-    assert!(p999 < 1_000_000, "enqueue p99.9 {p999} ns");
+    assert!(p999 < NOT_HELD_UP_NS, "enqueue p99.9 {p999} ns");
     let written = &r.histograms.capture_to_written_ns;
     assert!(
         written.max() >= 400_000_000,
@@ -445,7 +451,8 @@ fn stalls_longer_than_the_queue_drop_exactly_what_did_not_fit() {
     let r = stalled(4);
     let full = dropped(&r, "queue_full");
     assert!(full > 0, "{:?}", r.totals);
-    assert!(r.histograms.enqueue_ns.value_at_quantile(0.999) < 1_000_000);
+    let p999 = r.histograms.enqueue_ns.value_at_quantile(0.999);
+    assert!(p999 < NOT_HELD_UP_NS, "enqueue p99.9 {p999} ns");
 }
 
 /// Starts the binary recording 64x64 frames at 100 fps into `dir` with `stop-timeout-s`,
