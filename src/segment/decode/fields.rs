@@ -155,22 +155,7 @@ pub fn decode_raw_image(msg: &[u8]) -> Result<RawImageRef<'_>, &'static str> {
                 let n = usize::try_from(c.varint()?).map_err(|_| "length too large")?;
                 let v = c.take(n)?;
                 match field {
-                    1 => {
-                        let mut t = Cur::new(v);
-                        let (mut secs, mut nanos) = (0u64, 0u64);
-                        while t.pos < v.len() {
-                            let k = t.varint()?;
-                            match (k >> 3, k & 7) {
-                                (1, 0) => secs = t.varint()?,
-                                (2, 0) => nanos = t.varint()?,
-                                (_, 0) => {
-                                    t.varint()?;
-                                }
-                                _ => return Err("unexpected wire type in timestamp"),
-                            }
-                        }
-                        img.timestamp_ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
-                    }
+                    1 => img.timestamp_ns = timestamp(v)?,
                     4 => img.encoding = std::str::from_utf8(v).map_err(|_| "encoding not UTF-8")?,
                     7 => img.frame_id = std::str::from_utf8(v).map_err(|_| "frame_id not UTF-8")?,
                     6 => img.data = v,
@@ -183,9 +168,12 @@ pub fn decode_raw_image(msg: &[u8]) -> Result<RawImageRef<'_>, &'static str> {
     Ok(img)
 }
 
-pub(crate) fn parse_drop(json: &[u8]) -> Option<DropNotice> {
+/// A drop notice and the topic of the stream it names (None: a notice without one).
+pub(crate) fn parse_drop(json: &[u8]) -> Option<(DropNotice, Option<String>)> {
     #[derive(serde::Deserialize)]
     struct Drop {
+        #[serde(default)]
+        stream: Option<String>,
         reason: String,
         first_seq: u64,
         last_seq: u64,
@@ -194,12 +182,13 @@ pub(crate) fn parse_drop(json: &[u8]) -> Option<DropNotice> {
     if d.last_seq < d.first_seq {
         return None;
     }
-    Some(DropNotice {
+    let notice = DropNotice {
         first: FrameSeq(d.first_seq),
         last: FrameSeq(d.last_seq),
         reason: NoticeReason::from_name(&d.reason),
         log_time: 0,
-    })
+    };
+    Some((notice, d.stream))
 }
 
 pub(crate) fn string_map(c: &mut Cur<'_>) -> R<BTreeMap<String, String>> {
@@ -214,14 +203,111 @@ pub(crate) fn string_map(c: &mut Cur<'_>) -> R<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub(crate) type ChannelRecord = (u16, String, String, BTreeMap<String, String>);
+/// A channel record: id, schema id, topic, message encoding, metadata.
+pub(crate) type ChannelRecord = (u16, u16, String, String, BTreeMap<String, String>);
 
 pub(crate) fn channel(body: &[u8]) -> R<ChannelRecord> {
     let mut c = Cur::new(body);
     let id = c.u16()?;
-    let _schema = c.u16()?;
+    let schema = c.u16()?;
     let topic = c.str()?.to_string();
     let encoding = c.str()?.to_string();
     let metadata = string_map(&mut c)?;
-    Ok((id, topic, encoding, metadata))
+    Ok((id, schema, topic, encoding, metadata))
+}
+
+/// A schema record's id and name.
+pub(crate) fn schema(body: &[u8]) -> R<(u16, String)> {
+    let mut c = Cur::new(body);
+    let id = c.u16()?;
+    Ok((id, c.str()?.to_string()))
+}
+
+/// The fields of a `framerec.Accelerometer` message (see [`crate::segment::accel`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccelRef<'a> {
+    pub timestamp_ns: u64,
+    pub frame_id: &'a str,
+    pub x: f64,
+    pub y: f64,
+    pub z: f64,
+    pub tilt_degrees: f64,
+    pub tilt_status: u32,
+    /// The raw reading, checked to be [`accel::RAW_BYTES`](crate::segment::accel::RAW_BYTES)
+    /// long.
+    pub raw: &'a [u8],
+}
+
+/// Decodes a `framerec.Accelerometer` protobuf message (any field order, unknown fields
+/// skipped); its raw reading must be present and whole.
+pub fn decode_accel(msg: &[u8]) -> Result<AccelRef<'_>, &'static str> {
+    let mut c = Cur::new(msg);
+    let mut a = AccelRef {
+        timestamp_ns: 0,
+        frame_id: "",
+        x: 0.0,
+        y: 0.0,
+        z: 0.0,
+        tilt_degrees: 0.0,
+        tilt_status: 0,
+        raw: &[],
+    };
+    while c.pos < msg.len() {
+        let key = c.varint()?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                let v = c.varint()?;
+                if field == 7 {
+                    a.tilt_status = u32::try_from(v).map_err(|_| "tilt_status too large")?;
+                }
+            }
+            1 => {
+                let v = f64::from_bits(c.u64()?);
+                match field {
+                    3 => a.x = v,
+                    4 => a.y = v,
+                    5 => a.z = v,
+                    6 => a.tilt_degrees = v,
+                    _ => {}
+                }
+            }
+            5 => {
+                c.u32()?;
+            }
+            2 => {
+                let n = usize::try_from(c.varint()?).map_err(|_| "length too large")?;
+                let v = c.take(n)?;
+                match field {
+                    1 => a.timestamp_ns = timestamp(v)?,
+                    2 => a.frame_id = std::str::from_utf8(v).map_err(|_| "frame_id not UTF-8")?,
+                    8 => a.raw = v,
+                    _ => {}
+                }
+            }
+            _ => return Err("unsupported protobuf wire type"),
+        }
+    }
+    if a.raw.len() != crate::segment::accel::RAW_BYTES {
+        return Err("raw reading is not 12 bytes");
+    }
+    Ok(a)
+}
+
+/// A `google.protobuf.Timestamp` message, in nanoseconds.
+fn timestamp(v: &[u8]) -> Result<u64, &'static str> {
+    let mut t = Cur::new(v);
+    let (mut secs, mut nanos) = (0u64, 0u64);
+    while t.pos < v.len() {
+        let k = t.varint()?;
+        match (k >> 3, k & 7) {
+            (1, 0) => secs = t.varint()?,
+            (2, 0) => nanos = t.varint()?,
+            (_, 0) => {
+                t.varint()?;
+            }
+            _ => return Err("unexpected wire type in timestamp"),
+        }
+    }
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }

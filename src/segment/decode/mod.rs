@@ -20,16 +20,18 @@ mod fields;
 mod resync;
 mod runs;
 mod scan;
+mod streams;
 
-pub(crate) use fields::{Cur, R, Rec, channel, parse_drop, read_record, string_map};
-pub use fields::{RawImageRef, decode_raw_image};
+pub use fields::{AccelRef, RawImageRef, decode_accel, decode_raw_image};
+pub(crate) use fields::{Cur, R, Rec, channel, parse_drop, read_record, schema, string_map};
 pub(crate) use resync::Resync;
 pub use runs::{Bounded, MAX_DROPS, MAX_LISTED, MAX_RUNS, SeqRun, SeqRuns};
 pub(crate) use scan::{CHUNK_FIXED, clean_chunk_contents};
 pub use scan::{
-    MAX_RECORD_BYTES, has_intact_chunk, parse_segment, parse_source, scan_source, segment_chunks,
-    segment_messages, source_has_intact_chunk,
+    MAX_RECORD_BYTES, has_intact_chunk, parse_segment, parse_source, scan_head, scan_source,
+    segment_chunks, segment_messages, source_has_intact_chunk,
 };
+pub use streams::{StreamContents, StreamKind, V1_STREAM_NAME};
 
 /// What is wrong at a place in a segment file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +65,10 @@ pub enum DecodeError {
     UnsupportedCompression { offset: u64, compression: String },
     #[error("message at offset {offset} is on channel {channel}, which no channel record defines")]
     UnknownChannel { offset: u64, channel: u16 },
+    #[error(
+        "drop notice at offset {offset} names stream {topic:?}, which no channel of the segment has"
+    )]
+    NoticeForUnknownStream { offset: u64, topic: String },
     #[error("no footer: the segment is unfinished (recorder crashed or still writing)")]
     Unfinished,
     #[error(
@@ -79,6 +85,9 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRef {
     pub channel: u16,
+    /// Its stream: an index into [`SegmentContents::streams`].
+    pub stream: usize,
+    pub kind: StreamKind,
     /// MCAP `sequence`: the low 32 bits of the frame sequence number.
     pub sequence: u32,
     pub log_time: u64,
@@ -208,6 +217,8 @@ impl ChunkDigest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DamagedChunk {
     pub offset: u64,
+    /// The stream the frames belong to: an index into [`SegmentContents::streams`].
+    pub stream: usize,
     pub first: u64,
     pub last: u64,
     pub count: usize,
@@ -228,27 +239,26 @@ pub struct SummaryInfo {
 /// needs frame by frame or chunk by chunk it gets from a [`Visit`] while the scan runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentContents {
-    /// Sequence numbers of the messages on channels other than the drop channel.
-    pub frames: SeqRuns,
+    /// The streams, one per channel whose role is a stream (not the drop channel), in the
+    /// order their channel records came: what each holds.
+    pub streams: Vec<StreamContents>,
+    /// The drop channel's id, once its channel record is read.
+    pub drop_channel: Option<u16>,
+    /// channel id -> index in `streams`.
+    by_channel: BTreeMap<u16, usize>,
+    /// topic -> index in `streams` (the first stream of that topic).
+    by_topic: BTreeMap<String, usize>,
+    /// Runs of frames kept over all streams (at most [`MAX_RUNS`]).
+    runs_kept: usize,
+    /// Drop notices kept over all streams (at most [`MAX_DROPS`]).
+    drops_kept: usize,
     /// Messages per channel (the drop channel: drop notices).
     pub channel_messages: BTreeMap<u16, u64>,
-    /// The first message other than a drop notice.
-    pub first_message: Option<MessageRef>,
-    /// Earliest and latest log time of those messages.
+    /// Earliest and latest log time of the messages other than drop notices.
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
-    /// Drop notices, a notice that continues the last one (same reason, next frame) merged
-    /// into it; at most [`MAX_DROPS`] of them.
-    pub drops: Vec<DropNotice>,
-    /// Drop notices read after [`MAX_DROPS`] were kept: only counted, here.
-    pub drops_not_kept: u64,
-    /// Frames those notices name, by reason (at most [`MAX_REASONS`] reasons; others counted
-    /// under [`OTHER_REASONS`]).
-    pub dropped_not_kept: BTreeMap<String, u64>,
-    /// The highest frame a drop notice names, kept or not.
-    pub max_dropped: Option<u64>,
-    /// The lowest frame a drop notice names, kept or not.
-    pub min_dropped: Option<u64>,
+    /// schema id -> schema name, from the head's schema records.
+    pub schemas: BTreeMap<u16, String>,
     /// Chunks found (CRC checked or not) and their digest.
     pub chunks: ChunkDigest,
     /// Chunks whose CRC fails.
@@ -281,68 +291,38 @@ impl SegmentContents {
     pub fn messages(&self) -> u64 {
         self.channel_messages
             .iter()
-            .filter(|(id, _)| **id != DROP_CHANNEL_ID)
+            .filter(|(id, _)| Some(**id) != self.drop_channel)
             .map(|(_, n)| n)
             .sum()
     }
 
     /// Drop notices read (before merging).
     pub fn drop_messages(&self) -> u64 {
-        self.channel_messages
-            .get(&DROP_CHANNEL_ID)
+        self.drop_channel
+            .and_then(|id| self.channel_messages.get(&id))
             .copied()
             .unwrap_or(0)
     }
 
-    fn message(&mut self, m: &MessageRef) {
-        self.frames.push(m.sequence as u64, m.log_time);
-        *self.channel_messages.entry(m.channel).or_insert(0) += 1;
-        if self.first_message.is_none() {
-            self.first_message = Some(m.clone());
-        }
-        self.start_time_ns = Some(self.start_time_ns.map_or(m.log_time, |t| t.min(m.log_time)));
-        self.end_time_ns = Some(self.end_time_ns.map_or(m.log_time, |t| t.max(m.log_time)));
-    }
-
-    /// Whether the scan kept every run of frames and every drop notice: what a continuity
-    /// check needs.
+    /// Whether the scan kept every run of frames and every drop notice of every stream: what
+    /// a continuity check needs.
     pub fn complete(&self) -> bool {
-        self.frames.not_kept() == 0 && self.drops_not_kept == 0
+        self.streams.iter().all(StreamContents::complete)
     }
 
-    pub(super) fn drop_notice(&mut self, d: DropNotice) {
-        *self.channel_messages.entry(DROP_CHANNEL_ID).or_insert(0) += 1;
-        self.max_dropped = Some(self.max_dropped.map_or(d.last.0, |m| m.max(d.last.0)));
-        self.min_dropped = Some(self.min_dropped.map_or(d.first.0, |m| m.min(d.first.0)));
-        if self.drops_not_kept > 0 || self.drops.len() >= MAX_DROPS {
-            self.drops_not_kept += 1;
-            let key = if self.dropped_not_kept.contains_key(d.reason.as_str())
-                || self.dropped_not_kept.len() < MAX_REASONS
-            {
-                d.reason.as_str().to_string()
-            } else {
-                OTHER_REASONS.to_string()
-            };
-            *self.dropped_not_kept.entry(key).or_insert(0) +=
-                d.last.0.saturating_sub(d.first.0).saturating_add(1);
-            return;
-        }
-        if let Some(last) = self.drops.last_mut()
-            && last.reason == d.reason
-            && last.last.0.checked_add(1) == Some(d.first.0)
-        {
-            last.last = d.last;
-            return;
-        }
-        self.drops.push(d);
+    /// The stream named `name`, if the segment has it.
+    pub fn stream(&self, name: &str) -> Option<&StreamContents> {
+        self.streams.iter().find(|s| s.name == name)
     }
 
-    /// Keeps the counts, frees the runs and the notices (a recording too fragmented to check:
-    /// see `verify::RecordingBudget`).
+    /// Keeps the counts, frees the runs and the notices of every stream (a recording too
+    /// fragmented to check: see `verify::RecordingBudget`).
     pub fn forget_runs_and_notices(&mut self) {
-        self.frames.forget();
-        self.drops_not_kept += self.drops.len() as u64;
-        self.drops = Vec::new();
+        for s in &mut self.streams {
+            s.forget();
+        }
+        self.runs_kept = 0;
+        self.drops_kept = 0;
     }
 
     fn skip(&mut self, r: Range<u64>) {

@@ -108,6 +108,12 @@ pub struct SeqRuns {
 
 impl SeqRuns {
     pub fn push(&mut self, seq: u64, log_time: u64) {
+        self.push_within(seq, log_time, MAX_RUNS);
+    }
+
+    /// [`SeqRuns::push`] keeping at most `cap` runs (a share of [`MAX_RUNS`] left by other
+    /// streams).
+    pub fn push_within(&mut self, seq: u64, log_time: u64, cap: usize) {
         self.frames += 1;
         self.min = Some(self.min.map_or(seq, |m| m.min(seq)));
         self.max = Some(self.max.map_or(seq, |m| m.max(seq)));
@@ -123,7 +129,7 @@ impl SeqRuns {
             r.last_time = log_time;
             return;
         }
-        if self.runs.len() >= MAX_RUNS {
+        if self.runs.len() >= cap {
             self.not_kept = 1;
             return;
         }

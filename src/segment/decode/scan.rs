@@ -1,6 +1,7 @@
 //! The scan itself: a segment read front to back a record at a time, damage noted and
 //! skipped.
 
+use std::collections::BTreeMap;
 use std::io;
 
 use bytes::BytesMut;
@@ -16,26 +17,20 @@ pub(crate) const CHUNK_FIXED: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
 /// allocation.
 pub const MAX_RECORD_BYTES: u64 = 256 << 20;
 
-/// What the chunk record `record` holds when it parses cleanly on its own in a segment that
-/// defines only framerec's depth and drop channels (what a rebuilt head defines); None when
-/// it does not.
-pub(crate) fn clean_chunk_contents(record: &[u8]) -> Option<SegmentContents> {
+/// What the chunk record `record` holds when it parses cleanly on its own in a segment with
+/// the channels of `like` (what a rebuilt head defines: the original's); None when it does
+/// not.
+pub(crate) fn clean_chunk_contents(
+    record: &[u8],
+    like: &SegmentContents,
+) -> Option<SegmentContents> {
     let rec = read_record(record, 0).ok()?;
     if rec.opcode != OP_CHUNK || RECORD_PREFIX + rec.body.len() != record.len() {
         return None;
     }
-    let mut scratch = SegmentContents::default();
-    scratch
-        .channels
-        .insert(DEPTH_CHANNEL_ID, (String::new(), String::new()));
-    scratch
-        .channels
-        .insert(DROP_CHANNEL_ID, (String::new(), String::new()));
+    let mut scratch = like.same_streams();
     let clean = scan_chunk(&rec, &mut scratch, &mut Messages(&mut |_, _| {})).is_ok()
-        && scratch
-            .channel_messages
-            .keys()
-            .all(|id| *id == DEPTH_CHANNEL_ID || *id == DROP_CHANNEL_ID);
+        && scratch.damage.is_empty();
     clean.then_some(scratch)
 }
 
@@ -98,6 +93,20 @@ pub fn scan_source<S: Source + ?Sized>(
     src: &S,
     visit: &mut dyn Visit,
 ) -> io::Result<SegmentContents> {
+    scan(src, visit, false)
+}
+
+/// Reads only the head of the segment in `src` (header, schemas, channels, metadata): its
+/// streams and channels, no frame. What a tool needs to pick a stream before it scans.
+pub fn scan_head<S: Source + ?Sized>(src: &S) -> io::Result<SegmentContents> {
+    scan(src, &mut Messages(&mut |_, _| {}), true)
+}
+
+fn scan<S: Source + ?Sized>(
+    src: &S,
+    visit: &mut dyn Visit,
+    head_only: bool,
+) -> io::Result<SegmentContents> {
     let len = src.len();
     let mut out = SegmentContents::default();
     let mut body_buf = BytesMut::new();
@@ -151,7 +160,7 @@ pub fn scan_source<S: Source + ?Sized>(
         };
         let next = at + RECORD_PREFIX as u64 + body_len;
         let parsed = match opcode {
-            OP_CHANNEL | OP_METADATA => !in_summary,
+            OP_SCHEMA | OP_CHANNEL | OP_METADATA => !in_summary,
             OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
             _ => false,
         };
@@ -195,13 +204,19 @@ pub fn scan_source<S: Source + ?Sized>(
         {
             in_head = false;
             out.head_end = at;
+            if head_only {
+                break;
+            }
         }
         match rec.opcode {
-            OP_CHANNEL if !in_summary => match channel(rec.body) {
-                Ok((id, topic, enc, meta)) => {
-                    out.channels.insert(id, (topic, enc));
-                    out.channel_metadata.insert(id, meta);
+            OP_SCHEMA if !in_summary => match schema(rec.body) {
+                Ok((id, name)) => {
+                    out.schemas.insert(id, name);
                 }
+                Err(w) => out.damage.push(malformed(w)),
+            },
+            OP_CHANNEL if !in_summary => match channel(rec.body) {
+                Ok(record) => out.channel_record(record),
                 Err(w) => out.damage.push(malformed(w)),
             },
             OP_METADATA if !in_summary => {
@@ -428,15 +443,26 @@ fn scan_chunk(
         index: Vec::new(),
     };
     if !crc_ok {
-        info.sequences = claimed_sequences(records);
         out.chunks.add(info.offset, info.length);
         out.bad_crc_chunks += 1;
-        if !info.sequences.is_empty() {
+        // What it claims, per stream: (stream, lowest, highest, count).
+        let mut claimed: BTreeMap<usize, (u64, u64, usize)> = BTreeMap::new();
+        for (channel, seq) in claimed_sequences(records) {
+            let Some(stream) = out.stream_index(channel) else {
+                continue;
+            };
+            info.sequences.push(seq);
+            let seq = seq as u64;
+            let e = claimed.entry(stream).or_insert((seq, seq, 0));
+            *e = (e.0.min(seq), e.1.max(seq), e.2 + 1);
+        }
+        for (stream, (first, last, count)) in claimed {
             out.damaged_chunks.push(DamagedChunk {
                 offset: info.offset,
-                first: info.sequences.iter().min().copied().unwrap_or(0) as u64,
-                last: info.sequences.iter().max().copied().unwrap_or(0) as u64,
-                count: info.sequences.len(),
+                stream,
+                first,
+                last,
+                count,
             });
         }
         visit.chunk(&info, rec.body);
@@ -460,34 +486,51 @@ fn scan_chunk(
             let publish_time = m.u64().map_err(malformed)?;
             let data_at = base + at + RECORD_PREFIX + m.pos;
             let data = m.rest();
-            match channel {
-                DROP_CHANNEL_ID => {
-                    if let Some(mut d) = parse_drop(data) {
-                        d.log_time = log_time;
-                        out.drop_notice(d);
-                    } else {
-                        return Err(malformed("drop notice is not valid JSON"));
+            if out.is_drop_channel(channel) {
+                let Some((mut d, topic)) = parse_drop(data) else {
+                    return Err(malformed("drop notice is not valid JSON"));
+                };
+                d.log_time = log_time;
+                *out.channel_messages.entry(channel).or_insert(0) += 1;
+                let stream = match topic {
+                    Some(t) => out.stream_of_topic(&t).ok_or(t),
+                    // A notice that names no stream: the first one's (v1 wrote only depth).
+                    None => Ok(0),
+                };
+                match stream {
+                    Ok(i) => out.drop_notice(i, d),
+                    Err(mut topic) => {
+                        let mut end = topic.len().min(MAX_REASON_BYTES);
+                        while !topic.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        topic.truncate(end);
+                        out.damage.push(DecodeError::NoticeForUnknownStream {
+                            offset: (base + at) as u64,
+                            topic,
+                        });
                     }
                 }
-                _ if !out.channels.contains_key(&channel) => {
+            } else {
+                let Some(stream) = out.stream_index(channel) else {
                     return Err(DecodeError::UnknownChannel {
                         offset: (base + at) as u64,
                         channel,
                     });
-                }
-                _ => {
-                    info.sequences.push(sequence);
-                    let m = MessageRef {
-                        channel,
-                        sequence,
-                        log_time,
-                        publish_time,
-                        data: data_at..data_at + data.len(),
-                        chunk_offset: rec.offset,
-                    };
-                    visit.message(&m, data);
-                    out.message(&m);
-                }
+                };
+                info.sequences.push(sequence);
+                let m = MessageRef {
+                    channel,
+                    stream,
+                    kind: out.streams[stream].kind,
+                    sequence,
+                    log_time,
+                    publish_time,
+                    data: data_at..data_at + data.len(),
+                    chunk_offset: rec.offset,
+                };
+                visit.message(&m, data);
+                out.message(stream, &m);
             }
             info.messages += 1;
             info.index.push((channel, log_time, at as u64));
@@ -499,8 +542,9 @@ fn scan_chunk(
     Ok(())
 }
 
-/// The depth sequence numbers a damaged chunk's records claim, read without trusting them.
-fn claimed_sequences(records: &[u8]) -> Vec<u32> {
+/// The (channel, sequence) of every message a damaged chunk's records claim, read without
+/// trusting them.
+fn claimed_sequences(records: &[u8]) -> Vec<(u16, u32)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -509,11 +553,8 @@ fn claimed_sequences(records: &[u8]) -> Vec<u32> {
         };
         if inner.opcode == OP_MESSAGE && inner.body.len() >= 6 {
             let channel = u16::from_le_bytes([inner.body[0], inner.body[1]]);
-            if channel == DEPTH_CHANNEL_ID {
-                out.push(u32::from_le_bytes(
-                    inner.body[2..6].try_into().unwrap_or([0; 4]),
-                ));
-            }
+            let seq = u32::from_le_bytes(inner.body[2..6].try_into().unwrap_or([0; 4]));
+            out.push((channel, seq));
         }
         at += RECORD_PREFIX + inner.body.len();
     }

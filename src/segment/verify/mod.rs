@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::decode::{
-    Bounded, DecodeError, MAX_LISTED, MessageRef, NoticeReason, SegmentContents, SeqRun, SeqRuns,
-    decode_raw_image, parse_source,
+    Bounded, DecodeError, MAX_LISTED, MessageRef, NoticeReason, SegmentContents, SeqRun,
+    StreamKind, decode_accel, decode_raw_image, parse_source,
 };
 use super::source::{FileSource, Source};
 
@@ -60,6 +60,42 @@ pub enum Problem {
         "sequence continuity not checked past {runs} runs and {notices} drop notices: the recording is fragmented into more pieces than verify tracks"
     )]
     Fragmented { runs: usize, notices: usize },
+    #[error("stream {stream}: {problem}")]
+    InStream {
+        stream: String,
+        problem: Box<Problem>,
+    },
+    #[error("frame {seq}: bad accelerometer message: {what}")]
+    BadAccel { seq: u64, what: String },
+}
+
+impl Problem {
+    /// This problem, named for stream `stream` when the recording has more than one (a
+    /// one-stream recording's problems read as format v1's did).
+    pub fn of_stream(self, stream: &str, several: bool) -> Problem {
+        if several {
+            Problem::InStream {
+                stream: stream.to_string(),
+                problem: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// What verify found of one stream (in a segment, or over a recording).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamReport {
+    pub name: String,
+    pub topic: String,
+    pub kind: StreamKind,
+    /// Frames written (over a recording: distinct frames).
+    pub frames: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Frames named in drop notices, by reason.
+    pub dropped: BTreeMap<String, u64>,
 }
 
 impl Serialize for Problem {
@@ -80,7 +116,11 @@ pub struct SegmentReport {
     pub last_seq: Option<u64>,
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
+    /// Over all streams.
     pub dropped: BTreeMap<String, u64>,
+    /// Each stream's frames and drops (the top-level `frames` and `dropped` are their totals,
+    /// `first_seq` and `last_seq` the first stream's).
+    pub streams: Vec<StreamReport>,
     /// The first [`MAX_LISTED`] problems.
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
@@ -105,10 +145,15 @@ impl SegmentReport {
 pub struct RecordingReport {
     pub ok: bool,
     pub segments: Vec<SegmentReport>,
+    /// Distinct frames written, over all streams.
     pub frames: u64,
+    /// Frames dropped by reason, over all streams.
     pub dropped: BTreeMap<String, u64>,
+    /// The first stream's (depth's, in a format v1 recording).
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
+    /// Each stream, by name, in the order the recording's first segment lists them.
+    pub streams: Vec<StreamReport>,
     /// Problems across segments (continuity), the first [`MAX_LISTED`]; each segment lists
     /// its own.
     pub problems: Vec<Problem>,
@@ -116,9 +161,9 @@ pub struct RecordingReport {
     #[serde(skip_serializing_if = "is_zero")]
     pub problems_not_listed: u64,
     /// Every range of frames missing with no drop notice to explain it (each is also a
-    /// [`Problem::Missing`], listed or counted): what a repair names as lost.
+    /// [`Problem::Missing`], listed or counted), by stream name: what a repair names as lost.
     #[serde(skip)]
-    pub missing: Vec<(u64, u64)>,
+    pub missing: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
 /// Problems as they are found: the first `cap` kept, the rest counted.
@@ -159,7 +204,7 @@ pub fn verify_segment(name: &str, bytes: &[u8]) -> SegmentReport {
     // Reads from a slice never fail.
     let contents = parse_source(bytes, &mut |m, data| {
         if let Some(p) = image_problem(m, data) {
-            images.push(p);
+            images.push((m.stream, p));
         }
     })
     .unwrap_or_default();
@@ -172,7 +217,7 @@ pub fn verify_source<S: Source + ?Sized>(name: &str, src: &S) -> io::Result<Segm
     let mut images = Bounded::default();
     let contents = parse_source(src, &mut |m, data| {
         if let Some(p) = image_problem(m, data) {
-            images.push(p);
+            images.push((m.stream, p));
         }
     })?;
     Ok(report(name, src.len(), contents, images))
@@ -183,9 +228,16 @@ pub fn verify_file(path: &Path) -> io::Result<SegmentReport> {
     verify_source(&path.display().to_string(), &FileSource::open(path)?)
 }
 
-/// What is wrong with a depth message's image, if anything.
+/// What is wrong with a stream message, if anything: an image that does not hold its pixels,
+/// an accelerometer message without its raw reading.
 fn image_problem(m: &MessageRef, data: &[u8]) -> Option<Problem> {
     let seq = m.sequence as u64;
+    if m.kind == StreamKind::Accel {
+        return decode_accel(data).err().map(|what| Problem::BadAccel {
+            seq,
+            what: what.to_string(),
+        });
+    }
     match decode_raw_image(data) {
         Ok(img) => {
             let expected = img.step as u64 * img.height as u64;
@@ -216,23 +268,25 @@ fn report(
     name: &str,
     len: u64,
     contents: SegmentContents,
-    images: Bounded<Problem>,
+    images: Bounded<(usize, Problem)>,
 ) -> SegmentReport {
     let mut problems = Problems::new(MAX_LISTED);
+    let several = contents.streams.len() > 1;
+    let name_of = |i: usize| contents.streams.get(i).map_or("?", |s| s.name.as_str());
     problems.extend(
         contents.damage.iter().cloned().map(Problem::Damage),
         contents.damage.more(),
     );
     problems.extend(
-        contents
-            .damaged_chunks
-            .iter()
-            .map(|c| Problem::DamagedFrames {
+        contents.damaged_chunks.iter().map(|c| {
+            Problem::DamagedFrames {
                 offset: c.offset,
                 first: c.first,
                 last: c.last,
                 count: c.count,
-            }),
+            }
+            .of_stream(name_of(c.stream), several)
+        }),
         contents.damaged_chunks.more(),
     );
     problems.extend(
@@ -272,14 +326,28 @@ fn report(
         }
     }
 
-    problems.extend(images.iter().cloned(), images.more());
+    problems.extend(
+        images
+            .iter()
+            .map(|(i, p)| p.clone().of_stream(name_of(*i), several)),
+        images.more(),
+    );
 
+    let streams: Vec<StreamReport> = contents
+        .streams
+        .iter()
+        .map(|s| StreamReport {
+            name: s.name.clone(),
+            topic: s.topic.clone(),
+            kind: s.kind,
+            frames: s.frames.frames(),
+            first_seq: s.frames.min(),
+            last_seq: s.frames.max(),
+            dropped: s.dropped(),
+        })
+        .collect();
     let mut dropped = BTreeMap::new();
-    for d in &contents.drops {
-        *dropped.entry(d.reason.as_str().to_string()).or_insert(0) +=
-            (d.last.0 - d.first.0).saturating_add(1);
-    }
-    for (reason, n) in &contents.dropped_not_kept {
+    for (reason, n) in streams.iter().flat_map(|s| &s.dropped) {
         *dropped.entry(reason.clone()).or_insert(0) += n;
     }
     SegmentReport {
@@ -288,11 +356,12 @@ fn report(
         finalized: contents.finalized,
         chunks: contents.chunks.count as usize,
         frames: contents.messages(),
-        first_seq: contents.frames.min(),
-        last_seq: contents.frames.max(),
+        first_seq: streams.first().and_then(|s| s.first_seq),
+        last_seq: streams.first().and_then(|s| s.last_seq),
         start_time_ns: contents.start_time_ns,
         end_time_ns: contents.end_time_ns,
         dropped,
+        streams,
         problems: problems.list,
         problems_not_listed: problems.more,
         contents,

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::continuity::{Continuity, continuity};
 use super::recording::MAX_RUNS_IN_RECORDING;
 use super::*;
+use crate::segment::decode::SeqRuns;
 
 /// Runs of `frames` (seq, log_time) in file order, as one segment's scan makes them.
 fn runs_of(frames: &[(u64, u64)]) -> Vec<SeqRun> {
@@ -366,6 +367,13 @@ proptest! {
     }
 }
 
+/// A segment's scan with one stream, depth (as format v1's), and nothing found yet.
+fn depth_only() -> SegmentContents {
+    let mut c = SegmentContents::default();
+    c.add_stream(1, "depth", "/camera/depth", StreamKind::Image);
+    c
+}
+
 /// A drop notice for frames `first..=last`.
 fn notice(first: u64, last: u64, reason: &str) -> super::super::decode::DropNotice {
     super::super::decode::DropNotice {
@@ -387,19 +395,22 @@ fn a_recording_of_many_fragmented_segments_keeps_no_more_than_one_budget() {
     let mut reports = Vec::new();
     let mut kept = 0usize;
     for k in 0..segments {
-        let mut c = SegmentContents::default();
+        let mut c = depth_only();
         for i in 0..per {
             let seq = k * per + (i ^ 1);
-            c.frames.push(seq, seq);
+            c.push_frame(0, seq, seq);
         }
-        c.drop_notice(notice(
-            10 * segments * per + k,
-            10 * segments * per + k,
-            "queue_full",
-        ));
+        c.drop_notice(
+            0,
+            notice(
+                10 * segments * per + k,
+                10 * segments * per + k,
+                "queue_full",
+            ),
+        );
         let mut r = report("t", 0, c, Bounded::default());
         budget.admit(&mut r);
-        kept += r.contents.frames.runs().len();
+        kept += r.contents.streams[0].frames.runs().len();
         reports.push(r);
     }
     assert!(kept <= MAX_RUNS_IN_RECORDING, "{kept} runs kept");
@@ -421,16 +432,19 @@ fn a_recording_of_many_fragmented_segments_keeps_no_more_than_one_budget() {
 #[test]
 fn a_scan_past_its_caps_keeps_exact_counts_and_verify_reports_one_problem() {
     use super::super::decode::{MAX_DROPS, MAX_REASONS, MAX_RUNS, OTHER_REASONS};
-    let mut c = SegmentContents::default();
+    let mut c = depth_only();
     // Numbers alternating (1, 0, 3, 2, ...): each frame starts a run.
     let n = MAX_RUNS as u64 + 1000;
     for i in 0..n {
-        c.frames.push(i ^ 1, i);
+        c.push_frame(0, i ^ 1, i);
     }
-    assert_eq!(c.frames.runs().len(), MAX_RUNS);
-    assert_eq!(c.frames.frames(), n);
-    assert_eq!(c.frames.not_kept(), 1000);
-    assert_eq!((c.frames.min(), c.frames.max()), (Some(0), Some(n - 1)));
+    assert_eq!(c.streams[0].frames.runs().len(), MAX_RUNS);
+    assert_eq!(c.streams[0].frames.frames(), n);
+    assert_eq!(c.streams[0].frames.not_kept(), 1000);
+    assert_eq!(
+        (c.streams[0].frames.min(), c.streams[0].frames.max()),
+        (Some(0), Some(n - 1))
+    );
     // Then one notice per other number: half queue_full, half reasons of other writers,
     // more of them than are named one by one.
     let m = MAX_DROPS as u64 + 2 * MAX_REASONS as u64 + 10;
@@ -442,15 +456,19 @@ fn a_scan_past_its_caps_keeps_exact_counts_and_verify_reports_one_problem() {
         }
     };
     for k in 0..m {
-        c.drop_notice(notice(n + 2 * k, n + 2 * k, &reason(k)));
+        c.drop_notice(0, notice(n + 2 * k, n + 2 * k, &reason(k)));
     }
-    assert_eq!(c.drops.len(), MAX_DROPS);
-    assert_eq!(c.drops_not_kept, m - MAX_DROPS as u64);
-    assert_eq!(c.dropped_not_kept.len(), MAX_REASONS + 1, "others lumped");
+    assert_eq!(c.streams[0].drops.len(), MAX_DROPS);
+    assert_eq!(c.streams[0].drops_not_kept, m - MAX_DROPS as u64);
+    assert_eq!(
+        c.streams[0].dropped_not_kept.len(),
+        MAX_REASONS + 1,
+        "others lumped"
+    );
     assert!(!c.complete());
     let mut want = BTreeMap::new();
     for k in 0..m {
-        let r = if k < MAX_DROPS as u64 || c.dropped_not_kept.contains_key(&reason(k)) {
+        let r = if k < MAX_DROPS as u64 || c.streams[0].dropped_not_kept.contains_key(&reason(k)) {
             reason(k)
         } else {
             OTHER_REASONS.to_string()
@@ -481,16 +499,16 @@ fn a_scan_past_its_caps_keeps_exact_counts_and_verify_reports_one_problem() {
     assert_eq!(r.first_seq, Some(0));
     assert_eq!(r.last_seq, Some(n + 2 * (m - 1)));
     assert!(r.missing.is_empty());
-    assert!(r.segments[0].contents.frames.runs().is_empty());
+    assert!(r.segments[0].contents.streams[0].frames.runs().is_empty());
 }
 
 #[test]
 fn a_scan_within_its_caps_is_checked_as_before() {
-    let mut c = SegmentContents::default();
+    let mut c = depth_only();
     for i in 0..1000u64 {
-        c.frames.push(i ^ 1, i);
+        c.push_frame(0, i ^ 1, i);
     }
-    c.drop_notice(notice(1000, 1000, "queue_full"));
+    c.drop_notice(0, notice(1000, 1000, "queue_full"));
     assert!(c.complete());
     let r = verify_recording(vec![report("t", 0, c, Bounded::default())], true);
     // 0 after 1: a time going back at each join, not fragmentation.
