@@ -229,21 +229,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     out.write_all(&head_bytes)?;
     // The intact chunks, copied as a second scan meets them (the same scan that made `c`, so
     // the same chunks in the same order), with what they hold: frames and drop notices.
-    let mut copy = Copy {
-        like: c,
-        out,
-        entries: Vec::new(),
-        kept_chunks: 0,
-        frames: vec![Vec::new(); streams.len()],
-        covered: vec![Vec::new(); streams.len()],
-        kept_frames: vec![0; streams.len()],
-        runs: 0,
-        notices: 0,
-        not_tracked: false,
-        time_ns: 0,
-        record: Vec::new(),
-        error: None,
-    };
+    let mut copy = Copy::new(c, out, streams.len());
     scan_source(src, &mut copy)?;
     if let Some(e) = copy.error {
         return Err(e);
@@ -259,41 +245,16 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         time_ns,
         ..
     } = copy;
+    let kept_total = kept_frames.iter().sum();
 
-    // Per stream: frames kept, frames its notices name, and what is missing between them.
-    let mut report = Vec::with_capacity(streams.len());
-    let mut ranges: Vec<DropRange> = Vec::new();
-    for (i, stream) in streams.iter().enumerate() {
-        let kept_ranges = runs(&frames[i]);
-        let lost = if not_tracked {
-            // Too fragmented to know what is missing: name nothing rather than guess.
-            Vec::new()
-        } else {
-            let mut held = covered[i].clone();
-            held.extend_from_slice(&kept_ranges);
-            let held = merge(held);
-            let mut lost: Vec<(u64, u64)> =
-                held.windows(2).map(|w| (w[0].1 + 1, w[1].0 - 1)).collect();
-            // Only the parts of `also_lost` no frame or notice of this segment already covers.
-            if let Some(known) = also_lost.get(&stream.name) {
-                lost.extend(subtract(known, &held));
-            }
-            merge(lost)
-        };
-        ranges.extend(lost.iter().map(|&(a, b)| DropRange {
-            stream: StreamId(i as u16),
-            first: FrameSeq(a),
-            last: FrameSeq(b),
-            reason: DropReason::Lost,
-            time_ns,
-        }));
-        report.push(RecoveredStream {
-            name: stream.name.clone(),
-            kept_frames: kept_frames[i],
-            kept_ranges,
-            lost_ranges: lost,
-        });
-    }
+    let held = Held {
+        frames,
+        covered,
+        kept_frames,
+        not_tracked,
+        time_ns,
+    };
+    let (report, ranges) = held.lost(&streams, also_lost);
     if !ranges.is_empty() {
         let (drop_buf, span, mut entry) = encode_drop_chunk(&ranges, &streams, out.at, false);
         let at = out.at;
@@ -310,7 +271,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     let first = report.first().cloned();
     Ok(Ok(Recovered {
         bytes: Vec::new(),
-        kept_frames: kept_frames.iter().sum(),
+        kept_frames: kept_total,
         kept_ranges: first.as_ref().map_or(Vec::new(), |s| s.kept_ranges.clone()),
         lost_ranges: first.map_or(Vec::new(), |s| s.lost_ranges),
         streams: report,
@@ -321,6 +282,60 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         more_damage: c.damage.more(),
         lost_not_named: not_tracked,
     }))
+}
+
+/// What the kept chunks hold, per stream (see [`Copy`]).
+struct Held {
+    frames: Vec<Vec<SeqRun>>,
+    covered: Vec<Vec<(u64, u64)>>,
+    kept_frames: Vec<u64>,
+    not_tracked: bool,
+    time_ns: u64,
+}
+
+impl Held {
+    /// Per stream: what was kept, and what is lost (gaps among the frames and notices kept,
+    /// and the parts of `also_lost` they do not cover); and the `lost` notices that name it.
+    fn lost(
+        &self,
+        streams: &[StreamInfo],
+        also_lost: &LostRanges,
+    ) -> (Vec<RecoveredStream>, Vec<DropRange>) {
+        let mut report = Vec::with_capacity(streams.len());
+        let mut ranges: Vec<DropRange> = Vec::new();
+        for (i, stream) in streams.iter().enumerate() {
+            let kept_ranges = runs(&self.frames[i]);
+            let lost = if self.not_tracked {
+                // Too fragmented to know what is missing: name nothing rather than guess.
+                Vec::new()
+            } else {
+                let mut held = self.covered[i].clone();
+                held.extend_from_slice(&kept_ranges);
+                let held = merge(held);
+                let mut lost: Vec<(u64, u64)> =
+                    held.windows(2).map(|w| (w[0].1 + 1, w[1].0 - 1)).collect();
+                // Only the parts of `also_lost` no frame or notice of this segment covers.
+                if let Some(known) = also_lost.get(&stream.name) {
+                    lost.extend(subtract(known, &held));
+                }
+                merge(lost)
+            };
+            ranges.extend(lost.iter().map(|&(a, b)| DropRange {
+                stream: StreamId(i as u16),
+                first: FrameSeq(a),
+                last: FrameSeq(b),
+                reason: DropReason::Lost,
+                time_ns: self.time_ns,
+            }));
+            report.push(RecoveredStream {
+                name: stream.name.clone(),
+                kept_frames: self.kept_frames[i],
+                kept_ranges,
+                lost_ranges: lost,
+            });
+        }
+        (report, ranges)
+    }
 }
 
 /// Copies the intact chunks a scan meets to the rebuilt segment, each followed by a
@@ -360,7 +375,25 @@ impl<W: Write> Visit for Copy<'_, W> {
     }
 }
 
-impl<W: Write> Copy<'_, W> {
+impl<'a, W: Write> Copy<'a, W> {
+    fn new(like: &'a SegmentContents, out: Counting<W>, streams: usize) -> Copy<'a, W> {
+        Copy {
+            like,
+            out,
+            entries: Vec::new(),
+            kept_chunks: 0,
+            frames: vec![Vec::new(); streams],
+            covered: vec![Vec::new(); streams],
+            kept_frames: vec![0; streams],
+            runs: 0,
+            notices: 0,
+            not_tracked: false,
+            time_ns: 0,
+            record: Vec::new(),
+            error: None,
+        }
+    }
+
     /// Notes what a kept chunk holds.
     fn note(&mut self, held: &SegmentContents) {
         if !held.complete() {

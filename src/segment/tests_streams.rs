@@ -321,11 +321,12 @@ fn recover_rebuilds_every_channel_and_names_each_streams_lost_frames() {
     assert_eq!(rec.kept_frames, 7);
 
     let summary = mcap::read::Summary::read(&out).unwrap().unwrap();
-    let topics: Vec<(u16, String)> = summary
+    let mut topics: Vec<(u16, String)> = summary
         .channels
         .iter()
         .map(|(id, c)| (*id, c.topic.clone()))
         .collect();
+    topics.sort();
     assert_eq!(
         topics,
         [

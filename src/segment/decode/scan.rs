@@ -1,7 +1,6 @@
 //! The scan itself: a segment read front to back a record at a time, damage noted and
 //! skipped.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use bytes::BytesMut;
@@ -445,26 +444,7 @@ fn scan_chunk(
     if !crc_ok {
         out.chunks.add(info.offset, info.length);
         out.bad_crc_chunks += 1;
-        // What it claims, per stream: (stream, lowest, highest, count).
-        let mut claimed: BTreeMap<usize, (u64, u64, usize)> = BTreeMap::new();
-        for (channel, seq) in claimed_sequences(records) {
-            let Some(stream) = out.stream_index(channel) else {
-                continue;
-            };
-            info.sequences.push(seq);
-            let seq = seq as u64;
-            let e = claimed.entry(stream).or_insert((seq, seq, 0));
-            *e = (e.0.min(seq), e.1.max(seq), e.2 + 1);
-        }
-        for (stream, (first, last, count)) in claimed {
-            out.damaged_chunks.push(DamagedChunk {
-                offset: info.offset,
-                stream,
-                first,
-                last,
-                count,
-            });
-        }
+        info.sequences = out.damaged_chunk(info.offset, &claimed_sequences(records));
         visit.chunk(&info, rec.body);
         return Err(DecodeError::BadChunkCrc {
             offset: rec.offset,
@@ -491,26 +471,7 @@ fn scan_chunk(
                     return Err(malformed("drop notice is not valid JSON"));
                 };
                 d.log_time = log_time;
-                *out.channel_messages.entry(channel).or_insert(0) += 1;
-                let stream = match topic {
-                    Some(t) => out.stream_of_topic(&t).ok_or(t),
-                    // A notice that names no stream: the first one's (v1 wrote only depth).
-                    None => Ok(0),
-                };
-                match stream {
-                    Ok(i) => out.drop_notice(i, d),
-                    Err(mut topic) => {
-                        let mut end = topic.len().min(MAX_REASON_BYTES);
-                        while !topic.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        topic.truncate(end);
-                        out.damage.push(DecodeError::NoticeForUnknownStream {
-                            offset: (base + at) as u64,
-                            topic,
-                        });
-                    }
-                }
+                out.notice_message(channel, (base + at) as u64, d, topic);
             } else {
                 let Some(stream) = out.stream_index(channel) else {
                     return Err(DecodeError::UnknownChannel {

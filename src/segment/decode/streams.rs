@@ -213,6 +213,62 @@ impl SegmentContents {
         self.end_time_ns = Some(self.end_time_ns.map_or(m.log_time, |t| t.max(m.log_time)));
     }
 
+    /// Notes notice `d` read on drop channel `channel` at `offset`, for the stream of topic
+    /// `topic`: one no channel has is damage (a notice naming no stream is the first stream's,
+    /// as v1 wrote only depth).
+    pub(super) fn notice_message(
+        &mut self,
+        channel: u16,
+        offset: u64,
+        d: DropNotice,
+        topic: Option<String>,
+    ) {
+        *self.channel_messages.entry(channel).or_insert(0) += 1;
+        let stream = match topic {
+            Some(t) => self.stream_of_topic(&t).ok_or(t),
+            None => Ok(0),
+        };
+        match stream {
+            Ok(i) => self.drop_notice(i, d),
+            Err(mut topic) => {
+                let mut end = topic.len().min(MAX_REASON_BYTES);
+                while !topic.is_char_boundary(end) {
+                    end -= 1;
+                }
+                topic.truncate(end);
+                self.damage
+                    .push(DecodeError::NoticeForUnknownStream { offset, topic });
+            }
+        }
+    }
+
+    /// Notes what the damaged chunk at `offset` claims to hold, (channel, sequence) per
+    /// message: per stream, its lowest and highest number and count. Returns the sequence
+    /// numbers of those on stream channels.
+    pub(super) fn damaged_chunk(&mut self, offset: u64, claims: &[(u16, u32)]) -> Vec<u32> {
+        let mut sequences = Vec::new();
+        let mut claimed: BTreeMap<usize, (u64, u64, usize)> = BTreeMap::new();
+        for &(channel, seq) in claims {
+            let Some(stream) = self.stream_index(channel) else {
+                continue;
+            };
+            sequences.push(seq);
+            let seq = seq as u64;
+            let e = claimed.entry(stream).or_insert((seq, seq, 0));
+            *e = (e.0.min(seq), e.1.max(seq), e.2 + 1);
+        }
+        for (stream, (first, last, count)) in claimed {
+            self.damaged_chunks.push(DamagedChunk {
+                offset,
+                stream,
+                first,
+                last,
+                count,
+            });
+        }
+        sequences
+    }
+
     /// Notes a drop notice of stream `stream` (an index), within [`MAX_DROPS`] notices over all
     /// streams; past them only its frames are counted, by reason.
     pub fn drop_notice(&mut self, stream: usize, d: DropNotice) {
