@@ -352,3 +352,34 @@ fn recover_rebuilds_every_channel_and_names_each_streams_lost_frames() {
         "accel's lost frames are named"
     );
 }
+
+#[test]
+fn a_format_v1_segment_reads_as_one_depth_stream_and_recovers_in_v1_layout() {
+    // Checked in before streams existed: channel 1 depth with no `stream` metadata, 2 drops.
+    let v1 = include_bytes!("../../fuzz/seeds/segment/four-frames.mcap");
+    let c = parse_segment(v1);
+    assert!(!c.channel_metadata[&1].contains_key("stream"));
+    let seg = verify_segment("v1", v1);
+    assert!(seg.ok(), "{:?}", seg.problems);
+    let names: Vec<(&str, &str)> = seg
+        .streams
+        .iter()
+        .map(|s| (s.name.as_str(), s.topic.as_str()))
+        .collect();
+    assert_eq!(names, [("depth", "/camera/depth")]);
+    assert_eq!(c.drop_channel, Some(DROP_CHANNEL_ID));
+
+    let torn = include_bytes!("../../fuzz/seeds/segment/torn-tail.mcap");
+    let rec = recover_segment(torn, &[]).unwrap();
+    let summary = mcap::read::Summary::read(&rec.bytes).unwrap().unwrap();
+    let mut topics: Vec<(u16, String)> = summary
+        .channels
+        .iter()
+        .map(|(id, c)| (*id, c.topic.clone()))
+        .collect();
+    topics.sort();
+    assert_eq!(topics[0].0, DEPTH_CHANNEL_ID);
+    assert_eq!(topics[1], (DROP_CHANNEL_ID, DROP_TOPIC.to_string()));
+    assert_eq!(rec.streams.len(), 1);
+    assert!(verify_segment("rebuilt", &rec.bytes).ok());
+}
