@@ -4,9 +4,20 @@
 //!
 //! The scan reads through a [`Source`]: front to back, one record at a time (only the bodies
 //! of the records it parses, each into one reused buffer, at most [`MAX_RECORD_BYTES`]), and
-//! over damage in windows of [`Source::window`] bytes, with one [`RangeCrc`] pass for the
-//! candidate chunks' CRCs. The same code serves a slice (zero-copy) and a file, so both find
-//! exactly the same.
+//! over damage in windows of [`Source::window`] bytes, with one
+//! [`RangeCrc`](super::crc_range::RangeCrc) pass for the candidate chunks' CRCs. The same code
+//! serves a slice (zero-copy) and a file, so both find exactly the same.
+//!
+//! A scan learns each channel's role from the name of its schema (`framerec.Drop`: the drop
+//! notices; `foxglove.RawImage`: an image stream; `framerec.Accelerometer`: an accelerometer
+//! stream) and a stream's name from the channel's `stream` metadata (`depth` when absent, as in
+//! format v1), never from channel ids. It keeps runs of frames and drop notices per stream
+//! ([`StreamContents`]), a notice going to the stream whose topic it names, within
+//! [`MAX_RUNS`] runs and [`MAX_DROPS`] notices over all streams.
+//!
+//! Layout: `fields` reads records and messages, `runs` holds the bounded lists and runs,
+//! `streams` the per-stream bookkeeping, `resync` finds intact chunks after damage, and `scan`
+//! walks a segment.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -175,8 +186,8 @@ pub struct ChunkInfo {
     pub end_time: u64,
     pub crc_ok: bool,
     pub messages: usize,
-    /// Sequence numbers of the depth messages the chunk holds (read even when its CRC fails,
-    /// so a report can name what the damage took).
+    /// Sequence numbers of the stream messages the chunk holds, of any stream (read even when
+    /// its CRC fails, so a report can name what the damage took).
     pub sequences: Vec<u32>,
     /// (channel, log_time, offset in the chunk's records) of every message, when intact: what
     /// a message index record holds.

@@ -83,8 +83,9 @@ impl SeqRun {
 }
 
 /// How many runs of frames a scan of one segment keeps ([`SeqRuns`]), and how many drop
-/// notices ([`SegmentContents::drops`]): past them it only counts (guarantee 6: a crafted file
-/// whose sequence numbers alternate makes one run per frame). 2^18 runs (32 bytes each) and
+/// notices ([`StreamContents::drops`](super::StreamContents::drops)), over all its streams:
+/// past them it only counts (guarantee 6: a crafted file whose sequence numbers alternate
+/// makes one run per frame). 2^18 runs (32 bytes each) and
 /// 2^18 notices keep a segment's scan under ~30 MiB.
 pub const MAX_RUNS: usize = 1 << 18;
 /// See [`MAX_RUNS`].

@@ -76,7 +76,7 @@ pub fn segment_messages(bytes: &[u8]) -> Vec<MessageRef> {
 /// reused, and the bodies of the others are skipped unread, so memory is bounded by the
 /// largest record ([`MAX_RECORD_BYTES`]) plus constant windows, whatever the size of the file.
 /// `visit` sees each message other than a drop notice (as counted in
-/// [`SegmentContents::frames`]) with its data
+/// [`StreamContents::frames`]) with its data
 /// while its chunk is in memory. Finds the same as [`parse_segment`] on the same bytes; an
 /// `Err` is a failed read, never damage.
 pub fn parse_source<S: Source + ?Sized>(

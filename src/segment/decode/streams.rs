@@ -56,8 +56,8 @@ pub struct StreamContents {
     pub drops: Vec<DropNotice>,
     /// Drop notices read after [`MAX_DROPS`] were kept over all streams: only counted, here.
     pub drops_not_kept: u64,
-    /// Frames those notices name, by reason (at most [`MAX_REASONS`] reasons; others counted
-    /// under [`OTHER_REASONS`]).
+    /// Frames those notices name, by reason (at most `MAX_REASONS` reasons; others counted
+    /// under `OTHER_REASONS`).
     pub dropped_not_kept: BTreeMap<String, u64>,
     /// The highest frame a drop notice names, kept or not.
     pub max_dropped: Option<u64>,
@@ -87,7 +87,7 @@ impl StreamContents {
         self.frames.not_kept() == 0 && self.drops_not_kept == 0
     }
 
-    /// Counts notice `d` as one not kept, its frames under its reason (or [`OTHER_REASONS`]).
+    /// Counts notice `d` as one not kept, its frames under its reason (or `OTHER_REASONS`).
     fn count_not_kept(&mut self, d: &DropNotice) {
         self.drops_not_kept += 1;
         let key = if self.dropped_not_kept.contains_key(d.reason.as_str())
