@@ -355,8 +355,9 @@ fn recover_rebuilds_every_channel_and_names_each_streams_lost_frames() {
 
 #[test]
 fn a_format_v1_segment_reads_as_one_depth_stream_and_recovers_in_v1_layout() {
-    // Checked in before streams existed: channel 1 depth with no `stream` metadata, 2 drops.
-    let v1 = include_bytes!("../../fuzz/seeds/segment/four-frames.mcap");
+    // Written before streams existed (kept in tests/fixtures/v1): channel 1 depth with no
+    // `stream` metadata, 2 drops.
+    let v1 = include_bytes!("../../tests/fixtures/v1/four-frames.mcap");
     let c = parse_segment(v1);
     assert!(!c.channel_metadata[&1].contains_key("stream"));
     let seg = verify_segment("v1", v1);
@@ -369,7 +370,7 @@ fn a_format_v1_segment_reads_as_one_depth_stream_and_recovers_in_v1_layout() {
     assert_eq!(names, [("depth", "/camera/depth")]);
     assert_eq!(c.drop_channel, Some(DROP_CHANNEL_ID));
 
-    let torn = include_bytes!("../../fuzz/seeds/segment/torn-tail.mcap");
+    let torn = include_bytes!("../../tests/fixtures/v1/torn-tail.mcap");
     let rec = recover_segment(torn, &[]).unwrap();
     let summary = mcap::read::Summary::read(&rec.bytes).unwrap().unwrap();
     let mut topics: Vec<(u16, String)> = summary
