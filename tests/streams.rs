@@ -277,6 +277,9 @@ fn recover_after_kill_keeps_every_channel_and_verifies() {
 
     let r = framerec(&["recover", dir.to_str().unwrap()]);
     assert!(r.status.success(), "recover: {}", text(&r));
+    if text(&r).contains("recovered:") {
+        assert!(text(&r).contains("    stream accel: kept "), "{}", text(&r));
+    }
     let report = verify_json(&dir);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(
