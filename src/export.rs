@@ -1,5 +1,6 @@
-//! Image files for export: 16-bit PGM and PNG, written to their specs (big-endian samples).
-//! Pure code: samples in, file bytes out.
+//! Files for export: depth as 16-bit PGM and PNG (big-endian samples, as their specs say),
+//! colour as PPM (`P6`) and RGB PNG, accelerometer readings as CSV rows. Pure code: samples
+//! in, file bytes out.
 
 /// Little-endian `u16` samples (as recorded) to big-endian bytes (as PGM and PNG store them).
 fn big_endian(samples_le: &[u8]) -> Vec<u8> {
@@ -51,6 +52,42 @@ pub fn png16(width: u32, height: u32, samples_le: &[u8]) -> Result<Vec<u8>, png:
     Ok(out)
 }
 
+/// A binary 8-bit PPM (`P6`, maxval 255) of `rgb8` samples.
+pub fn ppm_rgb8(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
+    let mut out = format!("P6\n{width} {height}\n255\n").into_bytes();
+    out.extend_from_slice(rgb);
+    out
+}
+
+/// An 8-bit RGB PNG of `rgb8` samples.
+pub fn png_rgb8(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header()?;
+    w.write_image_data(rgb)?;
+    w.finish()?;
+    Ok(out)
+}
+
+/// The header of an accelerometer CSV export.
+pub const ACCEL_CSV_HEADER: &str =
+    "seq,log_time_ns,device_ns,x_m_s2,y_m_s2,z_m_s2,tilt_degrees,tilt_status\n";
+
+/// One CSV row of accelerometer reading `raw` (frame `seq`), in SI units as libfreenect
+/// converts them; None when `raw` is not a whole reading.
+pub fn accel_csv_row(seq: u64, log_time_ns: u64, device_ns: u64, raw: &[u8]) -> Option<String> {
+    let r = crate::segment::accel::RawTilt::from_bytes(raw)?;
+    let [x, y, z] = r.mks();
+    Some(format!(
+        "{seq},{log_time_ns},{device_ns},{x},{y},{z},{},{}\n",
+        r.tilt_degrees(),
+        r.tilt_status
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +129,32 @@ mod tests {
             .flat_map(|b| [b[1], b[0]])
             .collect();
         assert_eq!(back, samples);
+    }
+
+    #[test]
+    fn colour_files_hold_the_samples_and_accel_rows_are_si_units() {
+        let rgb: Vec<u8> = (0..18u8).collect();
+        let f = ppm_rgb8(3, 2, &rgb);
+        assert_eq!(&f[..11], b"P6\n3 2\n255\n");
+        assert_eq!(&f[11..], &rgb[..]);
+        let file = png_rgb8(3, 2, &rgb).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(file))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert_eq!(&buf[..info.buffer_size()], &rgb[..]);
+        let raw = crate::segment::accel::RawTilt {
+            accel: [0, 819, -819],
+            tilt_angle: -3,
+            tilt_status: 4,
+        }
+        .to_bytes();
+        assert_eq!(
+            accel_csv_row(7, 100, 50, &raw).unwrap(),
+            "7,100,50,0,9.80665,-9.80665,-1.5,4\n"
+        );
+        assert_eq!(accel_csv_row(7, 100, 50, &raw[..11]), None);
     }
 }

@@ -22,9 +22,11 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use crate::segment::{
-    self, FileSource, RecoverError, Recovered, SegmentContents, recover_to, recoverable, subtract,
-    verify_file, verify_recording,
+    self, FileSource, LostRanges, RecoverError, Recovered, SegmentContents, recover_to,
+    recoverable, subtract, verify_file, verify_recording,
 };
 
 /// What happened to one segment.
@@ -248,6 +250,7 @@ pub fn repair(
         .map(|i| reports[*i].contents.clone())
         .collect();
     let missing = verify_recording(reports, starts_at_zero).missing;
+    let empty = Vec::new();
     // The frames missing from the recording are named in the last damaged segment that can be
     // rebuilt (a segment with no intact chunk is put aside, and could not carry the names).
     let carrier = damaged
@@ -257,14 +260,20 @@ pub fn repair(
         .map(|(i, _)| *i)
         .next_back();
     let mut outcomes = Vec::new();
-    let mut named: Vec<(u64, u64)> = Vec::new();
+    let mut named = LostRanges::new();
     for (&i, scan) in damaged.iter().zip(&scans) {
         let path = &files[i];
         let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
-        let also_lost = if Some(i) == carrier {
-            subtract(&missing, &named)
+        let also_lost: LostRanges = if Some(i) == carrier {
+            missing
+                .iter()
+                .map(|(name, m)| {
+                    let done = named.get(name).unwrap_or(&empty);
+                    (name.clone(), subtract(m, done))
+                })
+                .collect()
         } else {
-            Vec::new()
+            LostRanges::new()
         };
         if let Err(why) = recoverable(scan) {
             if !segment::source_has_intact_chunk(&src).map_err(|e| read_error(path, e))? {
@@ -287,7 +296,12 @@ pub fn repair(
             // `recoverable` held, so the rebuild itself cannot refuse.
             recover_to(&src, scan, &also_lost, out)?.map_err(io::Error::other)
         })?;
-        named.extend_from_slice(&recovered.lost_ranges);
+        for st in &recovered.streams {
+            named
+                .entry(st.name.clone())
+                .or_default()
+                .extend_from_slice(&st.lost_ranges);
+        }
         outcomes.push(Outcome::Recovered {
             path: path.clone(),
             aside,
@@ -349,32 +363,46 @@ pub fn unfinished_tail(segments: &[(u64, PathBuf)]) -> io::Result<Vec<PathBuf>> 
 pub struct ResumePoint {
     pub recording_id: String,
     pub next_segment_id: u64,
-    /// One past the highest sequence number written or named in a drop notice.
-    pub next_seq: u64,
+    /// Per stream name: one past the highest sequence number written or named in a drop notice.
+    pub next_seqs: BTreeMap<String, u64>,
 }
 
 impl ResumePoint {
-    /// Where stream `name` continues its numbering.
+    /// Where stream `name` continues its numbering (0 for a stream the recording never had).
     pub fn next_seq_of(&self, name: &str) -> u64 {
-        if name == "depth" { self.next_seq } else { 0 }
+        self.next_seqs.get(name).copied().unwrap_or(0)
     }
 }
 
-/// The highest sequence number a segment file's intact chunks name (frames or drop notices),
-/// and its recording id.
-fn highest_seq(path: &Path) -> io::Result<(Option<u64>, Option<String>)> {
+/// What a segment file's intact chunks name: per stream, the highest sequence number (of a
+/// frame or in a drop notice), and the names of every stream it has; and its recording id.
+struct Highest {
+    seqs: BTreeMap<String, u64>,
+    streams: Vec<String>,
+    recording_id: Option<String>,
+}
+
+fn highest_seq(path: &Path) -> io::Result<Highest> {
     let src = FileSource::open(path).map_err(|e| read_error(path, e))?;
     let c = segment::parse_source(&src, &mut |_, _| {}).map_err(|e| read_error(path, e))?;
-    Ok((
-        c.frames.max().into_iter().chain(c.max_dropped).max(),
-        c.metadata.get("recording_id").cloned(),
-    ))
+    let mut seqs = BTreeMap::new();
+    for s in &c.streams {
+        if let Some(max) = s.frames.max().into_iter().chain(s.max_dropped).max() {
+            let e = seqs.entry(s.name.clone()).or_insert(max);
+            *e = (*e).max(max);
+        }
+    }
+    Ok(Highest {
+        seqs,
+        streams: c.streams.iter().map(|s| s.name.clone()).collect(),
+        recording_id: c.metadata.get("recording_id").cloned(),
+    })
 }
 
 /// The resume point of the recording in `dir`, or None when it holds no segment. Reads
-/// segments from the newest back to the first that holds a frame or a drop notice, and every
-/// damaged original a repair kept aside (`*.damaged`): a sequence number or segment id found
-/// in any of them is never used again.
+/// segments from the newest back until every stream has a frame or a drop notice (or the first
+/// segment is read), and every damaged original a repair kept aside (`*.damaged`) from there
+/// on: a sequence number or segment id found in any of them is never used again.
 pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
     let segments = crate::writer::existing_segments(dir)?;
     let sides: Vec<(u64, PathBuf)> = crate::store::list(dir)?
@@ -386,31 +414,40 @@ pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
         return Ok(None);
     };
     let mut recording_id = None;
-    let mut highest: Option<u64> = None;
+    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut known: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     // Segment ids grow with sequence numbers (a frame written again after a failed fsync only
-    // moves to a later segment), so the damaged originals of segments older than the newest one
-    // holding a frame cannot hold a higher number: only the others are read.
-    let mut newest_with_frames = None;
+    // moves to a later segment), so the damaged originals of segments older than the oldest
+    // one read cannot hold a higher number: only the others are read.
+    let mut oldest_read = None;
     for (seg_id, p) in segments.iter().rev() {
-        let (seq, id) = highest_seq(p)?;
-        recording_id = recording_id.or(id);
-        if seq.is_some() {
-            highest = seq;
-            newest_with_frames = Some(*seg_id);
-            break;
+        let h = highest_seq(p)?;
+        recording_id = recording_id.or(h.recording_id);
+        known.extend(h.streams);
+        for (name, seq) in h.seqs {
+            highest.entry(name).or_insert(seq);
+        }
+        if !highest.is_empty() {
+            oldest_read = Some(*seg_id);
+            if known.iter().all(|n| highest.contains_key(n)) {
+                break;
+            }
         }
     }
     for (_, p) in sides
         .iter()
-        .filter(|(id, _)| newest_with_frames.is_none_or(|n| *id >= n))
+        .filter(|(id, _)| oldest_read.is_none_or(|n| *id >= n))
     {
-        let (seq, id) = highest_seq(p)?;
-        recording_id = recording_id.or(id);
-        highest = highest.max(seq);
+        let h = highest_seq(p)?;
+        recording_id = recording_id.or(h.recording_id);
+        for (name, seq) in h.seqs {
+            let e = highest.entry(name).or_insert(seq);
+            *e = (*e).max(seq);
+        }
     }
     Ok(Some(ResumePoint {
         recording_id: recording_id.unwrap_or_else(|| "unknown".into()),
         next_segment_id: last_id + 1,
-        next_seq: highest.map_or(0, |s| s + 1),
+        next_seqs: highest.into_iter().map(|(n, s)| (n, s + 1)).collect(),
     }))
 }

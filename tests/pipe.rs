@@ -274,7 +274,7 @@ fn a_sender_gap_and_rejected_frames_are_counted_and_named_in_the_recording() {
     }
     let segment = common::segments(&dir).remove(0);
     let contents = framerec::segment::parse_segment(&std::fs::read(&segment).unwrap());
-    let drops: Vec<(u64, u64, String)> = contents
+    let drops: Vec<(u64, u64, String)> = contents.streams[0]
         .drops
         .iter()
         .map(|d| (d.first.0, d.last.0, d.reason.as_str().to_string()))

@@ -1,27 +1,64 @@
-//! `framerec export PATH --format pgm|png|fakenect --out DIR`: one image file per frame, with frame and
-//! time selection, and a progress bar when stderr is a terminal. The output directory must be
-//! new or empty (`--force` writes into it anyway) and is locked while export writes it.
+//! `framerec export PATH [--stream NAME] --format pgm|png|ppm|fakenect|csv --out DIR`: one
+//! stream of a recording (default `depth`, else its first image stream), one image file per
+//! frame (depth: pgm, png, fakenect; colour: ppm, png) or one CSV of accelerometer readings
+//! (`accel.csv`), with frame and time selection, and a progress bar when stderr is a terminal.
+//! The output directory must be new or empty (`--force` writes into it anyway) and is locked
+//! while export writes it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use framerec::segment::{FileSource, MessageRef, SegmentContents, decode_raw_image, parse_source};
+use framerec::segment::{
+    FileSource, MessageRef, SegmentContents, StreamKind, V1_STREAM_NAME, decode_accel,
+    decode_raw_image, parse_source, scan_head,
+};
 use framerec::store::lock::{LOCK_FILE, lock_dir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
+    /// 16-bit PGM (depth).
     Pgm,
+    /// PNG: 16-bit grayscale (depth) or 8-bit RGB (colour).
     Png,
-    /// A libfreenect fakenect dump (INDEX.txt + d-*.pgm), replayable with `fakenect`.
+    /// 8-bit PPM (colour).
+    Ppm,
+    /// A libfreenect fakenect dump (INDEX.txt + d-*.pgm), replayable with `fakenect` (depth).
     Fakenect,
+    /// One CSV of readings, `accel.csv` (accelerometer).
+    Csv,
 }
+
+/// What the frames of the exported stream are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frames {
+    Depth,
+    Colour,
+    Accel,
+}
+
+impl Frames {
+    fn formats(self) -> &'static [Format] {
+        match self {
+            Frames::Depth => &[Format::Pgm, Format::Png, Format::Fakenect],
+            Frames::Colour => &[Format::Ppm, Format::Png],
+            Frames::Accel => &[Format::Csv],
+        }
+    }
+}
+
+/// File name of an accelerometer export.
+const ACCEL_CSV: &str = "accel.csv";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Recording directory or segment file.
     path: PathBuf,
+    /// The stream to export, by name (default `depth`, else the first image stream).
+    #[arg(long)]
+    stream: Option<String>,
     #[arg(long, value_enum)]
     format: Format,
     /// Output directory (created; must be empty unless `--force`).
@@ -80,13 +117,17 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
 /// memory at a time); the first error `visit` returns ends its work and is returned.
 fn each_frame(
     path: &Path,
+    stream: &str,
     mut visit: impl FnMut(&MessageRef, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<SegmentContents> {
     let cannot = || format!("cannot read {}", path.display());
     let src = FileSource::open(path).with_context(cannot)?;
+    let head = scan_head(&src).with_context(cannot)?;
+    let index = head.streams.iter().position(|s| s.name == stream);
     let mut failed = None;
     let contents = parse_source(&src, &mut |m, data| {
         if failed.is_none()
+            && Some(m.stream) == index
             && let Err(e) = visit(m, data)
         {
             failed = Some(e);
@@ -99,16 +140,97 @@ fn each_frame(
     }
 }
 
-/// Writes frame `m` (its data `data`) as an image file in `args.out`; a fakenect export adds
-/// its name to `index`.
+/// The stream `args` asks for (or the default), and what its frames are, from the head of the
+/// recording's first segment; an error names the streams the recording has.
+fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
+    let cannot = || format!("cannot read {}", first.display());
+    let head = scan_head(&FileSource::open(first).with_context(cannot)?).with_context(cannot)?;
+    let chosen = match &args.stream {
+        Some(name) => head.stream(name),
+        None => head
+            .stream(V1_STREAM_NAME)
+            .or_else(|| head.streams.iter().find(|s| s.kind == StreamKind::Image)),
+    };
+    let Some(s) = chosen else {
+        let names: Vec<&str> = head.streams.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "{} has no stream {} (it has: {})",
+            args.path.display(),
+            args.stream
+                .as_deref()
+                .unwrap_or("depth nor any image stream"),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let encoding = head
+        .channel_metadata
+        .get(&s.channel)
+        .and_then(|m| m.get("encoding"))
+        .map(String::as_str);
+    let frames = match (s.kind, encoding) {
+        (StreamKind::Accel, _) => Frames::Accel,
+        (StreamKind::Image, Some("rgb8")) => Frames::Colour,
+        (StreamKind::Image, _) => Frames::Depth,
+    };
+    if !frames.formats().contains(&args.format) {
+        let names: Vec<String> = frames
+            .formats()
+            .iter()
+            .filter_map(|f| clap::ValueEnum::to_possible_value(f).map(|v| v.get_name().to_string()))
+            .collect();
+        bail!(
+            "stream {} ({:?} frames) exports as {}, not {:?}",
+            s.name,
+            frames,
+            names.join(" or "),
+            args.format
+        );
+    }
+    Ok((s.name.clone(), frames))
+}
+
+/// Writes frame `m` (its data `data`) to `args.out`: an image file, or (accelerometer) a row
+/// added to `csv`; a fakenect export adds its name to `index`.
 fn export_frame(
     args: &Args,
     m: &MessageRef,
     data: &[u8],
     index: &mut String,
+    csv: &mut Option<std::io::BufWriter<std::fs::File>>,
 ) -> anyhow::Result<()> {
-    let img = decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
+    let bad = |e: &str| anyhow::anyhow!("frame {}: {e}", m.sequence);
+    if let Some(csv) = csv {
+        let a = decode_accel(data).map_err(bad)?;
+        let row =
+            framerec::export::accel_csv_row(m.sequence as u64, m.log_time, m.publish_time, a.raw)
+                .ok_or_else(|| bad("raw reading is not 12 bytes"))?;
+        csv.write_all(row.as_bytes())
+            .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
+        return Ok(());
+    }
+    let img = decode_raw_image(data).map_err(bad)?;
+    let colour = img.encoding == "rgb8";
     let (name, file) = match args.format {
+        Format::Ppm | Format::Png if colour => (
+            format!(
+                "{:010}.{}",
+                m.sequence,
+                if args.format == Format::Ppm {
+                    "ppm"
+                } else {
+                    "png"
+                }
+            ),
+            match args.format {
+                Format::Ppm => framerec::export::ppm_rgb8(img.width, img.height, img.data),
+                _ => framerec::export::png_rgb8(img.width, img.height, img.data)?,
+            },
+        ),
+        Format::Ppm | Format::Csv => bail!("frame {}: not an rgb8 image", m.sequence),
         Format::Pgm => (
             format!("{:010}.pgm", m.sequence),
             framerec::export::pgm16(img.width, img.height, img.data),
@@ -139,12 +261,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let files: Vec<PathBuf> = segments.paths.into_iter().chain(segments.live).collect();
     check_out(&args)?;
+    let Some(first) = files.first() else {
+        bail!("{} holds no segment", args.path.display());
+    };
+    let (stream, _) = pick_stream(&args, first)?;
     // The recording's first log time, which --start and --end count from (a scan of every
     // segment, needed only for them).
     let mut t0 = None;
     if args.start.is_some() || args.end.is_some() {
         for f in &files {
-            let c = each_frame(f, |_, _| Ok(()))?;
+            let c = each_frame(f, &stream, |_, _| Ok(()))?;
             if let Some(t) = c.start_time_ns {
                 t0 = Some(t0.map_or(t, |t0: u64| t0.min(t)));
             }
@@ -163,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut counts = Vec::with_capacity(files.len());
     for f in &files {
         let mut n = 0u64;
-        each_frame(f, |m, data| {
+        each_frame(f, &stream, |m, data| {
             if !selected(m.sequence as u64, m.log_time) {
                 return Ok(());
             }
@@ -202,10 +328,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut written = 0u64;
     let mut index = String::new();
+    let mut csv = None;
+    if args.format == Format::Csv {
+        let path = args.out.join(ACCEL_CSV);
+        let f = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        w.write_all(framerec::export::ACCEL_CSV_HEADER.as_bytes())
+            .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
+        csv = Some(w);
+    }
     for (f, _) in files.iter().zip(&counts).filter(|(_, n)| **n > 0) {
-        each_frame(f, |m, data| {
+        each_frame(f, &stream, |m, data| {
             if selected(m.sequence as u64, m.log_time) {
-                export_frame(&args, m, data, &mut index)?;
+                export_frame(&args, m, data, &mut index, &mut csv)?;
                 written += 1;
                 bar.inc(1);
             }
@@ -215,6 +351,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     if args.format == Format::Fakenect {
         std::fs::write(args.out.join("INDEX.txt"), index).context("cannot write INDEX.txt")?;
+    }
+    if let Some(mut w) = csv {
+        w.flush()
+            .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
     }
     outln!("exported {written} frames to {}", args.out.display());
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,11 @@
-//! `framerec info PATH`: what a recording or segment holds.
+//! `framerec info PATH`: what a recording or segment holds: per segment its channels, per
+//! stream its topic, encoding and resolution (or `accelerometer`), frames, sequence numbers and
+//! drops by reason.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use framerec::segment::{RecordingReport, StreamKind, StreamReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,6 +15,30 @@ pub struct Args {
 
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// What a stream's frames are: its encoding and resolution (from its channel's metadata in the
+/// first segment that has it), or `accelerometer`.
+fn describe(report: &RecordingReport, st: &StreamReport) -> String {
+    if st.kind == StreamKind::Accel {
+        return "accelerometer".into();
+    }
+    report
+        .segments
+        .iter()
+        .map(|s| &s.contents)
+        .find_map(|c| {
+            let s = c.stream(&st.name)?;
+            let meta = c.channel_metadata.get(&s.channel)?;
+            let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
+            Some(format!(
+                "{} {}x{}",
+                get("encoding"),
+                get("width"),
+                get("height")
+            ))
+        })
+        .unwrap_or_else(|| "image".into())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,6 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(line) = checked.live_line() {
         println!("{line}");
+    }
+    for st in &report.streams {
+        outln!("stream {}: {}", st.name, describe(report, st));
+        outln!("  {}", super::verify::stream_line(st));
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();

@@ -53,16 +53,31 @@ pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
                 recovered: r,
             } => {
                 outln!(
-                    "{}: recovered: kept {} frames in {} chunks (seq {}); lost {} (named in the file as lost); {} damaged chunks, {} bytes skipped; {}",
+                    "{}: recovered: kept {} frames in {} chunks ({}seq {}); lost {} (named in the file as lost); {} damaged chunks, {} bytes skipped; {}",
                     path.display(),
                     r.kept_frames,
                     r.kept_chunks,
+                    match r.streams.first() {
+                        Some(st) if r.streams.len() > 1 => format!("{}: ", st.name),
+                        _ => String::new(),
+                    },
                     ranges(&r.kept_ranges),
                     ranges(&r.lost_ranges),
                     r.damaged_chunks,
                     r.skipped_bytes,
                     original(aside)
                 );
+                if r.streams.len() > 1 {
+                    for st in &r.streams {
+                        outln!(
+                            "    stream {}: kept {} frames (seq {}); lost {}",
+                            st.name,
+                            st.kept_frames,
+                            ranges(&st.kept_ranges),
+                            ranges(&st.lost_ranges)
+                        );
+                    }
+                }
                 if r.lost_not_named {
                     outln!(
                         "    the kept chunks are fragmented into more runs of frames or drop notices than recover tracks: seq lists only the first runs, and frames missing from this segment are not named as lost"

@@ -150,7 +150,7 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
     }
     let resume = repair::resume_point(&dir).map_err(io_err)?;
     if let Some(r) = &resume {
-        tracing::info!(recording = %r.recording_id, next_seq = r.next_seq, next_segment = r.next_segment_id, "continuing the recording");
+        tracing::info!(recording = %r.recording_id, next_seqs = ?r.next_seqs, next_segment = r.next_segment_id, "continuing the recording");
     }
     Ok(OpenDir {
         dir,

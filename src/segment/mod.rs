@@ -65,22 +65,26 @@ mod tests_streams;
 mod verify;
 
 pub use decode::{
-    Bounded, ChunkDigest, ChunkInfo, DamagedChunk, DecodeError, DropNotice, MAX_DROPS, MAX_LISTED,
-    MAX_RECORD_BYTES, MAX_RUNS, MessageRef, RawImageRef, SegmentContents, SeqRun, SeqRuns,
-    SummaryInfo, Visit, decode_raw_image, has_intact_chunk, parse_segment, parse_source,
-    scan_source, segment_chunks, segment_messages, source_has_intact_chunk,
+    AccelRef, Bounded, ChunkDigest, ChunkInfo, DamagedChunk, DecodeError, DropNotice, MAX_DROPS,
+    MAX_LISTED, MAX_RECORD_BYTES, MAX_RUNS, MessageRef, RawImageRef, SegmentContents, SeqRun,
+    SeqRuns, StreamContents, StreamKind, SummaryInfo, V1_STREAM_NAME, Visit, decode_accel,
+    decode_raw_image, has_intact_chunk, parse_segment, parse_source, scan_head, scan_source,
+    segment_chunks, segment_messages, source_has_intact_chunk,
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, MAX_STREAMS, SegmentMeta,
     TailStats, drop_channel_id, encode_drop_chunk, encode_frame_batch, encode_segment_head,
     encode_segment_tail, stream_channel_id,
 };
-pub use recover::{RecoverError, Recovered, recover_segment, recover_to, recoverable, subtract};
+pub use recover::{
+    LostRanges, RecoverError, Recovered, RecoveredStream, recover_segment, recover_to, recoverable,
+    subtract,
+};
 pub use schema::{accelerometer_descriptor_set, raw_image_descriptor_set};
 pub use source::{FileSource, Source, WINDOW_BYTES};
 pub use verify::{
-    Problem, RecordingBudget, RecordingReport, SegmentReport, verify_file, verify_recording,
-    verify_segment, verify_source,
+    Problem, RecordingBudget, RecordingReport, SegmentReport, StreamReport, verify_file,
+    verify_recording, verify_segment, verify_source,
 };
 
 /// Leading and trailing magic of an MCAP file (major version `0`).

@@ -2,11 +2,13 @@
 //! unfinished one. Pure code over a [`Source`] and a writer: the original is read a chunk at a
 //! time and the rebuilt segment written as it is made, with an exact report.
 //!
-//! The rebuilt segment is a fresh head (the same stream, recording and segment ids), every chunk whose CRC checks (in file order) with
-//! a regenerated message index, a drop notice with reason `lost` naming every frame the segment
-//! is missing (gaps among its own frames, plus ranges the caller knows are missing from the
-//! recording), and a new summary and footer.
+//! The rebuilt segment is a fresh head (the same streams, channels, schemas, recording and
+//! segment ids, rebuilt from the original's channel records), every chunk whose CRC checks (in
+//! file order) with regenerated message indexes, drop notices with reason `lost` naming every
+//! frame each stream is missing (gaps among its own frames, plus ranges the caller knows are
+//! missing from the recording), and a new summary and footer.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use bytes::BytesMut;
@@ -14,11 +16,11 @@ use bytes::BytesMut;
 use crate::frame::{DropReason, FrameFormat, FrameSeq, StreamId, StreamInfo};
 
 use super::decode::{
-    ChunkInfo, DecodeError, SegmentContents, SeqRun, Visit, clean_chunk_contents, decode_raw_image,
-    parse_segment, scan_source,
+    CHUNK_FIXED, ChunkInfo, DecodeError, SegmentContents, SeqRun, StreamKind, Visit,
+    clean_chunk_contents, decode_accel, decode_raw_image, parse_segment, scan_source,
 };
 use super::encode::{
-    ChunkIndexEntry, DropRange, SegmentMeta, encode_drop_chunk, encode_segment_head,
+    ChunkIndexEntry, DropRange, MAX_STREAMS, SegmentMeta, encode_drop_chunk, encode_segment_head,
     encode_segment_tail,
 };
 use super::source::Source;
@@ -26,7 +28,7 @@ use super::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverError {
-    #[error("the segment head (magic, depth channel) is damaged: {0}")]
+    #[error("the segment head (magic, stream channels) is damaged: {0}")]
     HeadDamaged(String),
 }
 
@@ -35,11 +37,15 @@ pub enum RecoverError {
 pub struct Recovered {
     /// The rebuilt segment, from [`recover_segment`]; empty from [`recover_to`], which wrote it.
     pub bytes: Vec<u8>,
+    /// Frames kept, over all streams.
     pub kept_frames: u64,
-    /// Runs of consecutive frame sequence numbers kept.
+    /// Runs of consecutive frame sequence numbers kept, of the first stream (depth's in a
+    /// format v1 segment); each stream's are in `streams`.
     pub kept_ranges: Vec<(u64, u64)>,
-    /// Ranges named as lost in the rebuilt segment.
+    /// Ranges named as lost in the rebuilt segment, of the first stream.
     pub lost_ranges: Vec<(u64, u64)>,
+    /// What was kept and lost of each stream, in the segment's order.
+    pub streams: Vec<RecoveredStream>,
     pub kept_chunks: usize,
     pub damaged_chunks: usize,
     /// Bytes of the original that held nothing intact (torn, zeroed or damaged).
@@ -54,6 +60,18 @@ pub struct Recovered {
     /// named as lost (`lost_ranges` is empty), since what is missing is not known.
     pub lost_not_named: bool,
 }
+
+/// What recovery kept and lost of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredStream {
+    pub name: String,
+    pub kept_frames: u64,
+    pub kept_ranges: Vec<(u64, u64)>,
+    pub lost_ranges: Vec<(u64, u64)>,
+}
+
+/// Ranges of frames known to be missing, by stream name.
+pub type LostRanges = BTreeMap<String, Vec<(u64, u64)>>;
 
 /// Merges sorted-or-not inclusive ranges into sorted disjoint ones.
 fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -97,71 +115,102 @@ fn runs(runs: &[SeqRun]) -> Vec<(u64, u64)> {
     merge(runs.iter().map(|r| (r.first, r.last)).collect())
 }
 
-/// Rebuilds `bytes` into a finalized segment. `also_lost` are ranges the caller knows the
-/// recording is missing (e.g. between this segment and the next); they are named as lost here
-/// unless this segment holds them.
+/// Rebuilds `bytes` into a finalized segment. `also_lost` are ranges of its first stream
+/// (depth, in format v1) the caller knows the recording is missing (e.g. between this segment
+/// and the next); they are named as lost here unless this segment holds them.
 pub fn recover_segment(bytes: &[u8], also_lost: &[(u64, u64)]) -> Result<Recovered, RecoverError> {
     let c = parse_segment(bytes);
+    let mut lost = LostRanges::new();
+    if let Some(s) = c.streams.first() {
+        lost.insert(s.name.clone(), also_lost.to_vec());
+    }
     let mut out = Vec::new();
     // Reads from a slice and writes to a Vec never fail.
-    let mut rec = recover_to(bytes, &c, also_lost, &mut out)
+    let mut rec = recover_to(bytes, &c, &lost, &mut out)
         .unwrap_or(Err(RecoverError::HeadDamaged("unreadable".into())))?;
     rec.bytes = out;
     Ok(rec)
 }
 
-/// Whether a segment with this scan can be rebuilt: it needs its magic and a depth channel.
+/// Whether a segment with this scan can be rebuilt: it needs its magic and its stream channels
+/// in framerec's layout (stream `i` on channel `i + 1`, drops after them), which the rebuilt
+/// head defines again so that the copied chunks' messages keep their channels.
 pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
     if c.damage.contains(&DecodeError::BadMagic) {
         return Err(RecoverError::HeadDamaged("no MCAP magic".into()));
     }
-    if !c.channels.contains_key(&DEPTH_CHANNEL_ID) {
-        return Err(RecoverError::HeadDamaged("no depth channel record".into()));
+    if c.streams.is_empty() {
+        return Err(RecoverError::HeadDamaged("no stream channel record".into()));
+    }
+    let n = c.streams.len();
+    let layout = n <= MAX_STREAMS
+        && c.streams
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.channel as usize == i + 1)
+        && c.drop_channel.is_none_or(|d| d as usize == n + 1);
+    if !layout {
+        return Err(RecoverError::HeadDamaged(
+            "channel ids are not framerec's (stream i on channel i + 1, then drops)".into(),
+        ));
     }
     Ok(())
 }
 
+/// The stream table the channel records of `c` describe (what the recorder started with).
+fn stream_table<S: Source + ?Sized>(src: &S, c: &SegmentContents) -> io::Result<Vec<StreamInfo>> {
+    let mut buf = BytesMut::new();
+    let mut table = Vec::with_capacity(c.streams.len());
+    for s in &c.streams {
+        let empty = BTreeMap::new();
+        let meta = c.channel_metadata.get(&s.channel).unwrap_or(&empty);
+        let dim = |k: &str| meta.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        // v1 channels carry no frame_id: their messages do.
+        let frame_id = match (meta.get("frame_id"), &s.first_message) {
+            (Some(f), _) => f.clone(),
+            (None, Some(m)) => {
+                let data = src.read(m.data.start as u64..m.data.end as u64, &mut buf)?;
+                match s.kind {
+                    StreamKind::Image => decode_raw_image(data).map(|i| i.frame_id.to_string()),
+                    StreamKind::Accel => decode_accel(data).map(|a| a.frame_id.to_string()),
+                }
+                .unwrap_or_default()
+            }
+            (None, None) => String::new(),
+        };
+        table.push(match s.kind {
+            StreamKind::Accel => StreamInfo::accel(&s.name, &s.topic, &frame_id),
+            StreamKind::Image => StreamInfo::image(
+                &s.name,
+                &s.topic,
+                &frame_id,
+                dim("width"),
+                dim("height"),
+                match meta.get("encoding").map(String::as_str) {
+                    Some("rgb8") => FrameFormat::Rgb8,
+                    _ => FrameFormat::Depth16,
+                },
+            ),
+        });
+    }
+    Ok(table)
+}
+
 /// Rebuilds the segment read from `src`, whose scan is `c`, writing it to `out` as it goes: one
-/// chunk of the original is in memory at a time, never the file. The returned report's `bytes`
-/// is empty (the segment went to `out`). `Err` is a failed read or write.
+/// chunk of the original is in memory at a time, never the file. `also_lost` are ranges the
+/// caller knows the recording is missing, by stream name. The returned report's `bytes` is
+/// empty (the segment went to `out`). `Err` is a failed read or write.
 pub fn recover_to<S: Source + ?Sized, W: Write>(
     src: &S,
     c: &SegmentContents,
-    also_lost: &[(u64, u64)],
+    also_lost: &LostRanges,
     out: W,
 ) -> io::Result<Result<Recovered, RecoverError>> {
     if let Err(e) = recoverable(c) {
         return Ok(Err(e));
     }
     let mut out = Counting { out, at: 0 };
-    let mut buf = BytesMut::new();
-    let topic = c
-        .channels
-        .get(&DEPTH_CHANNEL_ID)
-        .map(|(topic, _)| topic.clone())
-        .unwrap_or_default();
-    let meta = c
-        .channel_metadata
-        .get(&DEPTH_CHANNEL_ID)
-        .cloned()
-        .unwrap_or_default();
-    let dim = |k: &str| meta.get(k).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    let frame_id = match &c.first_message {
-        Some(m) => decode_raw_image(src.read(m.data.start as u64..m.data.end as u64, &mut buf)?)
-            .ok()
-            .map(|img| img.frame_id.to_string())
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    let stream = StreamInfo {
-        name: "depth".into(),
-        topic,
-        frame_id,
-        width: dim("width"),
-        height: dim("height"),
-        format: FrameFormat::Depth16,
-    };
-
+    let streams = stream_table(src, c)?;
     // A fresh head, not the original bytes: any record of the old head may be damaged.
     let meta = SegmentMeta {
         recording_id: c
@@ -174,24 +223,13 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
             .get("segment_id")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
-        streams: vec![stream.clone()],
+        streams: streams.clone(),
     };
     let (head_bytes, head) = encode_segment_head(&meta, false);
     out.write_all(&head_bytes)?;
     // The intact chunks, copied as a second scan meets them (the same scan that made `c`, so
     // the same chunks in the same order), with what they hold: frames and drop notices.
-    let mut copy = Copy {
-        out,
-        entries: Vec::new(),
-        kept_chunks: 0,
-        frames: Vec::new(),
-        covered: Vec::new(),
-        kept_frames: 0,
-        not_tracked: false,
-        time_ns: 0,
-        record: Vec::new(),
-        error: None,
-    };
+    let mut copy = Copy::new(c, out, streams.len());
     scan_source(src, &mut copy)?;
     if let Some(e) = copy.error {
         return Err(e);
@@ -201,42 +239,24 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         mut entries,
         kept_chunks,
         frames,
-        mut covered,
+        covered,
         kept_frames,
         not_tracked,
         time_ns,
         ..
     } = copy;
+    let kept_total = kept_frames.iter().sum();
 
-    // Frames this segment holds, frames its notices name, and what is missing between them.
-    let kept_ranges = runs(&frames);
-    let lost = if not_tracked {
-        // Too fragmented to know what is missing: name nothing rather than guess.
-        Vec::new()
-    } else {
-        covered.extend_from_slice(&kept_ranges);
-        let covered = merge(covered);
-        let mut lost: Vec<(u64, u64)> = covered
-            .windows(2)
-            .map(|w| (w[0].1 + 1, w[1].0 - 1))
-            .collect();
-        // Only the parts of `also_lost` no frame or notice of this segment already covers.
-        lost.extend(subtract(also_lost, &covered));
-        merge(lost)
+    let held = Held {
+        frames,
+        covered,
+        kept_frames,
+        not_tracked,
+        time_ns,
     };
-    if !lost.is_empty() {
-        let ranges: Vec<DropRange> = lost
-            .iter()
-            .map(|&(a, b)| DropRange {
-                stream: StreamId(0),
-                first: FrameSeq(a),
-                last: FrameSeq(b),
-                reason: DropReason::Lost,
-                time_ns,
-            })
-            .collect();
-        let (drop_buf, span, mut entry) =
-            encode_drop_chunk(&ranges, std::slice::from_ref(&stream), out.at, false);
+    let (report, ranges) = held.lost(&streams, also_lost);
+    if !ranges.is_empty() {
+        let (drop_buf, span, mut entry) = encode_drop_chunk(&ranges, &streams, out.at, false);
         let at = out.at;
         out.write_all(&drop_buf.region()[span.0..span.1])?;
         entry.chunk_start_offset = at;
@@ -245,20 +265,16 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         }
         entries.push(entry);
     }
-    let tail = encode_segment_tail(
-        out.at,
-        &entries,
-        std::slice::from_ref(&stream),
-        &head,
-        false,
-    );
+    let tail = encode_segment_tail(out.at, &entries, &streams, &head, false);
     out.write_all(&tail)?;
     out.out.flush()?;
+    let first = report.first().cloned();
     Ok(Ok(Recovered {
         bytes: Vec::new(),
-        kept_frames,
-        kept_ranges,
-        lost_ranges: lost,
+        kept_frames: kept_total,
+        kept_ranges: first.as_ref().map_or(Vec::new(), |s| s.kept_ranges.clone()),
+        lost_ranges: first.map_or(Vec::new(), |s| s.lost_ranges),
+        streams: report,
         kept_chunks,
         damaged_chunks: c.bad_crc_chunks as usize,
         skipped_bytes: c.skipped_bytes,
@@ -268,19 +284,79 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     }))
 }
 
+/// What the kept chunks hold, per stream (see [`Copy`]).
+struct Held {
+    frames: Vec<Vec<SeqRun>>,
+    covered: Vec<Vec<(u64, u64)>>,
+    kept_frames: Vec<u64>,
+    not_tracked: bool,
+    time_ns: u64,
+}
+
+impl Held {
+    /// Per stream: what was kept, and what is lost (gaps among the frames and notices kept,
+    /// and the parts of `also_lost` they do not cover); and the `lost` notices that name it.
+    fn lost(
+        &self,
+        streams: &[StreamInfo],
+        also_lost: &LostRanges,
+    ) -> (Vec<RecoveredStream>, Vec<DropRange>) {
+        let mut report = Vec::with_capacity(streams.len());
+        let mut ranges: Vec<DropRange> = Vec::new();
+        for (i, stream) in streams.iter().enumerate() {
+            let kept_ranges = runs(&self.frames[i]);
+            let lost = if self.not_tracked {
+                // Too fragmented to know what is missing: name nothing rather than guess.
+                Vec::new()
+            } else {
+                let mut held = self.covered[i].clone();
+                held.extend_from_slice(&kept_ranges);
+                let held = merge(held);
+                let mut lost: Vec<(u64, u64)> =
+                    held.windows(2).map(|w| (w[0].1 + 1, w[1].0 - 1)).collect();
+                // Only the parts of `also_lost` no frame or notice of this segment covers.
+                if let Some(known) = also_lost.get(&stream.name) {
+                    lost.extend(subtract(known, &held));
+                }
+                merge(lost)
+            };
+            ranges.extend(lost.iter().map(|&(a, b)| DropRange {
+                stream: StreamId(i as u16),
+                first: FrameSeq(a),
+                last: FrameSeq(b),
+                reason: DropReason::Lost,
+                time_ns: self.time_ns,
+            }));
+            report.push(RecoveredStream {
+                name: stream.name.clone(),
+                kept_frames: self.kept_frames[i],
+                kept_ranges,
+                lost_ranges: lost,
+            });
+        }
+        (report, ranges)
+    }
+}
+
 /// Copies the intact chunks a scan meets to the rebuilt segment, each followed by a
-/// regenerated message index, and notes what they hold.
-struct Copy<W> {
+/// regenerated message index per channel, and notes what they hold, per stream.
+struct Copy<'a, W> {
+    /// The original's scan: its channels are the rebuilt segment's.
+    like: &'a SegmentContents,
     out: Counting<W>,
     entries: Vec<ChunkIndexEntry>,
     kept_chunks: usize,
-    /// Frames of the kept chunks, as runs (merged as they come).
-    frames: Vec<SeqRun>,
-    /// Frames the kept chunks' drop notices name.
-    covered: Vec<(u64, u64)>,
-    /// Frames in the kept chunks (each time written).
-    kept_frames: u64,
-    /// `frames` or `covered` reached its cap: neither grows any more.
+    /// Frames of the kept chunks, as runs (merged as they come), by stream.
+    frames: Vec<Vec<SeqRun>>,
+    /// Frames the kept chunks' drop notices name, by stream.
+    covered: Vec<Vec<(u64, u64)>>,
+    /// Frames in the kept chunks (each time written), by stream.
+    kept_frames: Vec<u64>,
+    /// Runs in `frames` and ranges in `covered`, over all streams.
+    runs: usize,
+    notices: usize,
+    /// `frames` or `covered` reached its cap ([`MAX_RUNS`], [`MAX_DROPS`] over all streams):
+    /// neither grows any more.
     not_tracked: bool,
     time_ns: u64,
     /// The chunk record being copied (reused).
@@ -288,7 +364,7 @@ struct Copy<W> {
     error: Option<io::Error>,
 }
 
-impl<W: Write> Visit for Copy<W> {
+impl<W: Write> Visit for Copy<'_, W> {
     fn chunk(&mut self, chunk: &ChunkInfo, body: &[u8]) {
         if !chunk.crc_ok || self.error.is_some() {
             return;
@@ -299,72 +375,106 @@ impl<W: Write> Visit for Copy<W> {
     }
 }
 
-impl<W: Write> Copy<W> {
+impl<'a, W: Write> Copy<'a, W> {
+    fn new(like: &'a SegmentContents, out: Counting<W>, streams: usize) -> Copy<'a, W> {
+        Copy {
+            like,
+            out,
+            entries: Vec::new(),
+            kept_chunks: 0,
+            frames: vec![Vec::new(); streams],
+            covered: vec![Vec::new(); streams],
+            kept_frames: vec![0; streams],
+            runs: 0,
+            notices: 0,
+            not_tracked: false,
+            time_ns: 0,
+            record: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Notes what a kept chunk holds.
+    fn note(&mut self, held: &SegmentContents) {
+        if !held.complete() {
+            self.not_tracked = true;
+        }
+        for (i, s) in held.streams.iter().enumerate() {
+            self.kept_frames[i] += s.frames.frames();
+            for r in s.frames.runs() {
+                if self.not_tracked {
+                    break;
+                }
+                let full = self.runs >= MAX_RUNS;
+                match self.frames[i].last_mut() {
+                    Some(last) if last.last.checked_add(1) == Some(r.first) => last.last = r.last,
+                    _ if full => self.not_tracked = true,
+                    _ => {
+                        self.frames[i].push(*r);
+                        self.runs += 1;
+                    }
+                }
+            }
+            for d in &s.drops {
+                if self.notices >= MAX_DROPS {
+                    self.not_tracked = true;
+                }
+                if self.not_tracked {
+                    break;
+                }
+                self.covered[i].push((d.first.0, d.last.0));
+                self.notices += 1;
+            }
+        }
+        self.time_ns = held.end_time_ns.unwrap_or(0).max(self.time_ns);
+    }
+
     fn copy(&mut self, chunk: &ChunkInfo, body: &[u8]) -> io::Result<()> {
         self.record.clear();
         self.record.push(OP_CHUNK);
         self.record
             .extend_from_slice(&(body.len() as u64).to_le_bytes());
         self.record.extend_from_slice(body);
-        let Some(held) = clean_chunk_contents(&self.record) else {
+        let Some(held) = clean_chunk_contents(&self.record, self.like) else {
             return Ok(());
         };
-        self.kept_frames += held.frames.frames();
-        if !held.complete() {
-            self.not_tracked = true;
-        }
-        for r in held.frames.runs() {
-            if self.not_tracked {
-                break;
-            }
-            let full = self.frames.len() >= MAX_RUNS;
-            match self.frames.last_mut() {
-                Some(last) if last.last.checked_add(1) == Some(r.first) => last.last = r.last,
-                _ if full => self.not_tracked = true,
-                _ => self.frames.push(*r),
-            }
-        }
-        for d in &held.drops {
-            if self.covered.len() >= MAX_DROPS {
-                self.not_tracked = true;
-            }
-            if self.not_tracked {
-                break;
-            }
-            self.covered.push((d.first.0, d.last.0));
-        }
-        self.time_ns = held.end_time_ns.unwrap_or(0).max(self.time_ns);
+        self.note(&held);
         self.kept_chunks += 1;
         let out = &mut self.out;
         let start = out.at;
         out.write_all(&self.record)?;
-        let records_len = chunk.length - (RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8) as u64;
-        // framerec chunks hold one channel: index that channel's messages.
-        let channel_id = chunk.index.first().map_or(DEPTH_CHANNEL_ID, |m| m.0);
-        let times: Vec<(u64, u64)> = chunk
-            .index
-            .iter()
-            .filter(|m| m.0 == channel_id)
-            .map(|m| (m.1, m.2))
-            .collect();
-        let index_at = out.at;
-        let mut index = Vec::with_capacity(RECORD_PREFIX + 6 + 16 * times.len());
-        index.push(OP_MESSAGE_INDEX);
-        index.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
-        index.extend_from_slice(&channel_id.to_le_bytes());
-        index.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
-        for (t, o) in &times {
-            index.extend_from_slice(&t.to_le_bytes());
-            index.extend_from_slice(&o.to_le_bytes());
+        let records_len = chunk.length - CHUNK_FIXED as u64;
+        // One message index per channel present, by channel id.
+        let mut by_channel: BTreeMap<u16, Vec<(u64, u64)>> = BTreeMap::new();
+        for (channel, time, offset) in &chunk.index {
+            by_channel
+                .entry(*channel)
+                .or_default()
+                .push((*time, *offset));
         }
-        out.write_all(&index)?;
+        let index_start = out.at;
+        let mut channels = Vec::with_capacity(by_channel.len());
+        let mut index = Vec::new();
+        for (channel_id, times) in &by_channel {
+            channels.push((*channel_id, times.len() as u64, out.at));
+            index.clear();
+            index.push(OP_MESSAGE_INDEX);
+            index.extend_from_slice(&((2 + 4 + 16 * times.len()) as u64).to_le_bytes());
+            index.extend_from_slice(&channel_id.to_le_bytes());
+            index.extend_from_slice(&((16 * times.len()) as u32).to_le_bytes());
+            for (t, o) in times {
+                index.extend_from_slice(&t.to_le_bytes());
+                index.extend_from_slice(&o.to_le_bytes());
+            }
+            out.write_all(&index)?;
+        }
         self.entries.push(ChunkIndexEntry {
             start_time: chunk.start_time,
             end_time: chunk.end_time,
             chunk_start_offset: start,
             chunk_length: chunk.length,
-            channels: vec![(channel_id, times.len() as u64, index_at)],
-            message_index_length: out.at - index_at,
+            channels,
+            message_index_length: out.at - index_start,
             uncompressed_size: records_len,
         });
         Ok(())

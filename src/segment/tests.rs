@@ -543,7 +543,14 @@ fn assert_streaming_matches(bytes: &[u8], window: usize) {
     assert_eq!(format!("{b:?}"), format!("{a:?}"), "window {window}");
 
     let mut rebuilt = Vec::new();
-    let streamed = recover_to(&src, &from_file, &[(0, 3)], &mut rebuilt).unwrap();
+    // recover_segment names its ranges in the first stream.
+    let lost: LostRanges = from_file
+        .streams
+        .first()
+        .map(|s| (s.name.clone(), vec![(0, 3)]))
+        .into_iter()
+        .collect();
+    let streamed = recover_to(&src, &from_file, &lost, &mut rebuilt).unwrap();
     match (recover_segment(bytes, &[(0, 3)]), streamed) {
         (Ok(want), Ok(got)) => {
             assert_eq!(rebuilt, want.bytes, "window {window}: rebuilt bytes differ");

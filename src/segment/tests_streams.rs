@@ -62,6 +62,20 @@ fn frames(order: &[(u16, u64)], streams: &[StreamInfo]) -> Vec<Frame> {
 }
 
 fn build(direct: bool) -> Vec<u8> {
+    // Colour frame 1 was dropped.
+    let drops = [DropRange {
+        stream: StreamId(1),
+        first: FrameSeq(1),
+        last: FrameSeq(1),
+        reason: DropReason::QueueFull,
+        time_ns: 1_700_000_000_010_000_000,
+    }];
+    build_with(direct, &drops, &streams())
+}
+
+/// The three-stream segment with drop notices `drops`, their `stream` the topics of
+/// `notice_streams` (the segment's own streams, or others).
+fn build_with(direct: bool, drops: &[DropRange], notice_streams: &[StreamInfo]) -> Vec<u8> {
     let streams = streams();
     let meta = SegmentMeta {
         recording_id: "r".into(),
@@ -77,17 +91,12 @@ fn build(direct: bool) -> Vec<u8> {
         file.extend_from_slice(&f.buf.region()[f.span.0..f.span.1]);
     }
     chunks.extend(layout.chunks);
-    // Colour frame 1 was dropped.
-    let drops = [DropRange {
-        stream: StreamId(1),
-        first: FrameSeq(1),
-        last: FrameSeq(1),
-        reason: DropReason::QueueFull,
-        time_ns: 1_700_000_000_010_000_000,
-    }];
-    let (buf, span, entry) = encode_drop_chunk(&drops, &streams, file.len() as u64, direct);
-    file.extend_from_slice(&buf.region()[span.0..span.1]);
-    chunks.push(entry);
+    if !drops.is_empty() {
+        let (buf, span, entry) =
+            encode_drop_chunk(drops, notice_streams, file.len() as u64, direct);
+        file.extend_from_slice(&buf.region()[span.0..span.1]);
+        chunks.push(entry);
+    }
     let tail = encode_segment_tail(file.len() as u64, &chunks, &streams, &head, direct);
     file.extend_from_slice(&tail);
     file
@@ -202,4 +211,176 @@ fn an_accelerometer_message_decodes_with_its_schema_to_si_units() {
     let schema = m.channel.schema.as_ref().unwrap();
     let set = prost_types::FileDescriptorSet::decode(&schema.data[..]).unwrap();
     assert_eq!(set.file[1].message_type[0].name(), "Accelerometer");
+}
+
+/// (frames, first, last, dropped) of each stream of a report, by name.
+fn per_stream(r: &[StreamReport]) -> BTreeMap<String, (u64, Option<u64>, Option<u64>, u64)> {
+    r.iter()
+        .map(|s| {
+            let dropped = s.dropped.values().sum();
+            (s.name.clone(), (s.frames, s.first_seq, s.last_seq, dropped))
+        })
+        .collect()
+}
+
+#[test]
+fn a_colour_notice_covers_the_colour_gap_and_each_stream_counts_its_own() {
+    let file = build(false);
+    let seg = verify_segment("s", &file);
+    assert!(seg.ok(), "{:?}", seg.problems);
+    let want: BTreeMap<String, _> = [
+        ("depth", (2, Some(0), Some(1), 0)),
+        ("color", (2, Some(0), Some(2), 1)),
+        ("accel", (3, Some(0), Some(2), 0)),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    assert_eq!(per_stream(&seg.streams), want);
+    let r = verify_recording(vec![seg], true);
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!((r.frames, r.first_seq, r.last_seq), (7, Some(0), Some(1)));
+    assert_eq!(r.dropped.get("queue_full"), Some(&1));
+    let names: Vec<&str> = r.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["depth", "color", "accel"]);
+    assert_eq!(r.streams[1].topic, "/camera/color");
+    assert_eq!(r.streams[2].kind, StreamKind::Accel);
+}
+
+#[test]
+fn a_gap_in_colour_only_is_reported_for_colour_only() {
+    let file = build_with(false, &[], &streams());
+    let r = verify_recording(vec![verify_segment("s", &file)], true);
+    assert!(!r.ok);
+    assert_eq!(
+        r.problems,
+        vec![Problem::InStream {
+            stream: "color".into(),
+            problem: Box::new(Problem::Missing { first: 1, last: 1 }),
+        }]
+    );
+    assert_eq!(
+        r.problems[0].to_string(),
+        "stream color: frames 1..=1 are missing and no drop notice explains them"
+    );
+    assert_eq!(r.missing["color"], vec![(1, 1)]);
+    assert!(r.missing["depth"].is_empty() && r.missing["accel"].is_empty());
+}
+
+#[test]
+fn a_notice_naming_a_topic_no_channel_has_is_a_problem_not_a_panic() {
+    let mut others = streams();
+    others[1].topic = "/camera/ir".into();
+    let drops = [DropRange {
+        stream: StreamId(1),
+        first: FrameSeq(1),
+        last: FrameSeq(1),
+        reason: DropReason::QueueFull,
+        time_ns: 1_700_000_000_010_000_000,
+    }];
+    let file = build_with(false, &drops, &others);
+    let seg = verify_segment("s", &file);
+    assert!(
+        seg.problems.iter().any(|p| matches!(
+            p,
+            Problem::Damage(DecodeError::NoticeForUnknownStream { topic, .. }) if topic == "/camera/ir"
+        )),
+        "{:?}",
+        seg.problems
+    );
+    // The notice explains nothing: colour's gap stays a gap.
+    let r = verify_recording(vec![seg], true);
+    assert!(r.missing["color"] == vec![(1, 1)]);
+}
+
+#[test]
+fn recover_rebuilds_every_channel_and_names_each_streams_lost_frames() {
+    let file = build(false);
+    // Torn after the frames: the summary and the drop notice are gone.
+    let chunks = segment_chunks(&file);
+    let cut = (chunks[0].offset + chunks[0].length) as usize;
+    let torn = &file[..cut + 40];
+    let mut lost = LostRanges::new();
+    lost.insert("accel".into(), vec![(3, 4)]);
+    let c = parse_segment(torn);
+    let mut out = Vec::new();
+    let rec = recover_to(torn, &c, &lost, &mut out).unwrap().unwrap();
+    let by_name: BTreeMap<&str, &RecoveredStream> =
+        rec.streams.iter().map(|s| (s.name.as_str(), s)).collect();
+    assert_eq!(
+        by_name["color"].lost_ranges,
+        vec![(1, 1)],
+        "the gap is named"
+    );
+    assert_eq!(
+        by_name["accel"].lost_ranges,
+        vec![(3, 4)],
+        "the caller's range"
+    );
+    assert!(by_name["depth"].lost_ranges.is_empty());
+    assert_eq!(rec.kept_frames, 7);
+
+    let summary = mcap::read::Summary::read(&out).unwrap().unwrap();
+    let mut topics: Vec<(u16, String)> = summary
+        .channels
+        .iter()
+        .map(|(id, c)| (*id, c.topic.clone()))
+        .collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        [
+            (1, "/camera/depth".to_string()),
+            (2, "/camera/color".to_string()),
+            (3, "/camera/accel".to_string()),
+            (4, "/framerec/drops".to_string())
+        ]
+    );
+    assert_eq!(summary.channels[&2].metadata["encoding"], "rgb8");
+    assert_eq!(summary.channels[&3].metadata["frame_id"], "cam_a");
+    let messages = mcap::MessageStream::new(&out).unwrap().count();
+    assert_eq!(
+        messages,
+        7 + 2,
+        "every frame and a notice per stream with losses"
+    );
+    let r = verify_recording(vec![verify_segment("rebuilt", &out)], true);
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(
+        r.streams[2].last_seq,
+        Some(4),
+        "accel's lost frames are named"
+    );
+}
+
+#[test]
+fn a_format_v1_segment_reads_as_one_depth_stream_and_recovers_in_v1_layout() {
+    // Written before streams existed (kept in tests/fixtures/v1): channel 1 depth with no
+    // `stream` metadata, 2 drops.
+    let v1 = include_bytes!("../../tests/fixtures/v1/four-frames.mcap");
+    let c = parse_segment(v1);
+    assert!(!c.channel_metadata[&1].contains_key("stream"));
+    let seg = verify_segment("v1", v1);
+    assert!(seg.ok(), "{:?}", seg.problems);
+    let names: Vec<(&str, &str)> = seg
+        .streams
+        .iter()
+        .map(|s| (s.name.as_str(), s.topic.as_str()))
+        .collect();
+    assert_eq!(names, [("depth", "/camera/depth")]);
+    assert_eq!(c.drop_channel, Some(DROP_CHANNEL_ID));
+
+    let torn = include_bytes!("../../tests/fixtures/v1/torn-tail.mcap");
+    let rec = recover_segment(torn, &[]).unwrap();
+    let summary = mcap::read::Summary::read(&rec.bytes).unwrap().unwrap();
+    let mut topics: Vec<(u16, String)> = summary
+        .channels
+        .iter()
+        .map(|(id, c)| (*id, c.topic.clone()))
+        .collect();
+    topics.sort();
+    assert_eq!(topics[0].0, DEPTH_CHANNEL_ID);
+    assert_eq!(topics[1], (DROP_CHANNEL_ID, DROP_TOPIC.to_string()));
+    assert_eq!(rec.streams.len(), 1);
+    assert!(verify_segment("rebuilt", &rec.bytes).ok());
 }
