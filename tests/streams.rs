@@ -1,6 +1,6 @@
-//! Recordings of several streams, in the recorder: depth, colour and accelerometer in one recording, every byte
-//! re-derived from the synthetic definitions, and an overloaded stream accounted for on its own
-//! in the summary, the JSON report, Prometheus and the file. Read with the official `mcap`
+//! Recordings of several streams, in the recorder: depth, colour and accelerometer in one
+//! recording, every byte re-derived from the synthetic definitions, and an overloaded stream
+//! accounted for on its own in the summary, the JSON report, Prometheus and the file. Read with the official `mcap`
 //! crate, independently of framerec's own readers.
 
 mod common;
