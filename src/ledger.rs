@@ -232,18 +232,6 @@ impl Ledger {
         });
     }
 
-    /// A writer wrote these frames (one lock for the batch).
-    pub fn written_frames(&self, frames: &[Frame]) {
-        let each = frames
-            .iter()
-            .map(|f| (f.meta.stream, f.payload_len() as u64));
-        self.per_stream(each, |t, n, bytes| {
-            take(&mut t.in_writers, n, "the writers");
-            t.written_frames += n;
-            t.written_bytes += bytes;
-        });
-    }
-
     /// A writer wrote the frames of `metas`.
     pub fn written_by_meta(&self, metas: &[FrameMeta]) {
         self.per_stream(metas.iter().map(|m| (m.stream, m.len)), |t, n, bytes| {

@@ -388,25 +388,7 @@ fn print_summary(r: &RunReport) {
     );
     if t.streams.len() > 1 {
         for st in &t.streams {
-            let drops: Vec<String> = st
-                .dropped
-                .iter()
-                .filter(|(_, v)| **v > 0)
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            eprintln!(
-                "  {} ({}): received {}, written {}, dropped {}{}",
-                st.name,
-                st.topic,
-                st.received_frames,
-                st.written_frames,
-                st.dropped_total(),
-                if drops.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", drops.join(", "))
-                }
-            );
+            eprintln!("  {}", st.line());
         }
     }
     if t.source_rejects.values().any(|n| *n > 0) {

@@ -124,24 +124,9 @@ fn stream_lines(s: &Snapshot) -> Vec<String> {
     s.streams
         .iter()
         .map(|st| {
-            let drops: Vec<String> = st
-                .dropped
-                .iter()
-                .filter(|(_, v)| **v > 0)
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
             format!(
-                "stream   {} ({}): received {}, written {}, dropped {}{}, pending {}",
-                st.name,
-                st.topic,
-                st.received_frames,
-                st.written_frames,
-                st.dropped_total(),
-                if drops.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", drops.join(", "))
-                },
+                "stream   {}, pending {}",
+                st.line(),
                 st.queued + st.in_writers
             )
         })

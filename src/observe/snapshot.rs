@@ -117,6 +117,30 @@ impl StreamStats {
     pub fn dropped_total(&self) -> u64 {
         self.dropped.values().sum()
     }
+
+    /// `name (topic): received R, written W, dropped D (reason n, ...)`, naming only the
+    /// reasons that dropped frames: the stream's line in the summary and in `framerec stats`.
+    pub fn line(&self) -> String {
+        let drops: Vec<String> = self
+            .dropped
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        format!(
+            "{} ({}): received {}, written {}, dropped {}{}",
+            self.name,
+            self.topic,
+            self.received_frames,
+            self.written_frames,
+            self.dropped_total(),
+            if drops.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", drops.join(", "))
+            }
+        )
+    }
 }
 
 impl Snapshot {
