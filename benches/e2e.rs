@@ -328,10 +328,17 @@ impl<'a> Rounds<'a> {
         let n = self.jobs.len();
         let mut runs: Vec<Vec<Row>> = vec![Vec::new(); n];
         for round in 0..rounds {
-            // Each round starts further along the list, so that no row always runs right
-            // after the same one (a run can leave the disk slower for the next).
+            // Each round starts further along the list, and every other round goes through it
+            // backwards, so that no row always runs right after the same one (a run can leave
+            // the disk slower for the next): in a paired comparison the new build runs before
+            // the old one in half the rounds and after it in the other half.
             let start = round * n / rounds.max(1);
-            for i in (0..n).map(|i| (start + i) % n) {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..n).map(|i| (start + i) % n).collect()
+            } else {
+                (0..n).map(|i| (start + n - i) % n).collect()
+            };
+            for i in order {
                 runs[i].push((self.jobs[i])());
             }
         }
