@@ -6,7 +6,7 @@
 //! `cargo bench --bench e2e` (2000 frames of 614,400 bytes, about 1.2 GB per run, and a frame
 //! size sweep); `FRAMEREC_BENCH_DIR` picks the filesystem (default `target/bench-e2e`).
 //! `FRAMEREC_BENCH_COMPARE=OLD_BINARY cargo bench --bench e2e` runs only the one-stream
-//! framerec rows, this build against OLD_BINARY in the same rounds (7 of them;
+//! framerec rows, this build against OLD_BINARY in the same rounds (8 of them, pairs in turn;
 //! `FRAMEREC_BENCH_FRAMES` sets the frames per run), and writes `compare.md`.
 //! Writes `report.md`, `report.json` and `report.svg` there. Under `cargo test` it runs a
 //! small smoke version that checks every runner works, and asserts nothing about speed.
@@ -58,6 +58,11 @@ fn measure(cmd: &mut Command) -> (f64, f64, f64, String) {
     // SAFETY: libc::sync has no preconditions; flushing other runs' dirty pages first keeps
     // their writeback out of this run.
     unsafe { libc::sync() };
+    // And every run starts with the same, empty page cache: a run right after an O_DIRECT run
+    // (which leaves the cache empty) measured slower than one after a buffered run, whichever
+    // build it was, so the run before decided a row (`--writers 1` read 0.72 twice that way).
+    // Needs root; without it runs start from whatever cache the last one left.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
     use std::io::Read;
     let started = Instant::now();
     let mut child = cmd
@@ -265,11 +270,11 @@ fn compare(new: &Path, old: &Path, root: &Path, (frames, rounds): (u64, usize)) 
         r.name = "--streams depth,color,accel (new only)".into();
         r
     });
-    let mut rows = jobs.run(rounds);
+    let mut rows = jobs.run_paired(rounds);
     let single = rows.pop().expect("the three-stream row");
     let mut s = format!(
         "framerec {} against {}: {frames} frames of {FRAME_BYTES} bytes (16 KiB rows: the same bytes), \
-         medians of {rounds} rounds, each round running every row once from a different start.\n\n\
+         medians of {rounds} rounds, each round running every pair in turn, the build that goes first alternating.\n\n\
          | run | new MB/s | old MB/s | new / old MB/s | new CPU s/GiB | old CPU s/GiB | new / old CPU | new write p99 ms | old write p99 ms |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         new.display(),
@@ -344,6 +349,37 @@ impl<'a> Rounds<'a> {
         }
         runs.into_iter().map(median_of).collect()
     }
+
+    /// Like [`Rounds::run`] for jobs added in pairs (new build, old build; a job left over
+    /// at the end runs last in every round): the pairs take turns going first, and which
+    /// member of a pair runs first alternates from round to round and from pair to pair. So
+    /// over an even number of rounds each build of a row follows the other build of that row
+    /// in half the rounds and the row before in the other half. (With the rows merely
+    /// rotated, the new `--writers 1` run followed an O_DIRECT run in 4 of 7 rounds and the
+    /// old one never did; runs after an O_DIRECT run measured slower for either build, and the
+    /// row read 0.72-0.74 three times while 8 alternating rounds by hand gave 1.0.)
+    fn run_paired(mut self, rounds: usize) -> Vec<Row> {
+        let n = self.jobs.len();
+        let pairs = n / 2;
+        let mut runs: Vec<Vec<Row>> = vec![Vec::new(); n];
+        for round in 0..rounds {
+            let start = round * pairs / rounds.max(1);
+            let mut order = Vec::with_capacity(n);
+            for k in (0..pairs).map(|k| (start + k) % pairs) {
+                let (a, b) = (2 * k, 2 * k + 1);
+                if (round + k) % 2 == 0 {
+                    order.extend([a, b]);
+                } else {
+                    order.extend([b, a]);
+                }
+            }
+            order.extend(2 * pairs..n);
+            for i in order {
+                runs[i].push((self.jobs[i])());
+            }
+        }
+        runs.into_iter().map(median_of).collect()
+    }
 }
 
 fn main() {
@@ -367,6 +403,7 @@ fn main() {
     let node_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/node_writer.js");
     if let Some(old) = std::env::var_os("FRAMEREC_BENCH_COMPARE") {
         // Longer runs and more rounds than the full run's rows: the two builds differ by little.
+        // An even number of rounds, so each build goes first in half of them.
         let n = std::env::var("FRAMEREC_BENCH_FRAMES")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -375,7 +412,7 @@ fn main() {
             &bin,
             Path::new(&old),
             &root,
-            if full { (n, 7) } else { (n, 1) },
+            if full { (n, 8) } else { (n, 1) },
         );
         return;
     }
