@@ -81,49 +81,54 @@ fn the_source_socket_takes_its_mode_and_group_from_the_configuration() {
 #[test]
 fn idle_scrapers_delay_no_scrape_and_only_metrics_is_served() {
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    use std::net::TcpStream;
     let tmp = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+    // Port 0: the recorder binds a free port and logs it. (Picking a port here, closing it and
+    // passing it on raced: a connect while nothing listened yet could connect the socket to
+    // itself, the endpoint counted as up, and the recorder then found its port taken.)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
         .args(["record", "--fps", "30", "--width", "64", "--height", "48"])
-        .args(["--duration", "20s", "--metrics-addr", &addr])
+        .args(["--duration", "20s", "--metrics-addr", "127.0.0.1:0"])
         .args(["--out", tmp.path().join("rec").to_str().unwrap()])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if TcpStream::connect(&addr).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let get = |path: &str| -> String {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let log = common::LogLines::follow(child.stderr.take().unwrap());
+    let addr = log.wait_for(Duration::from_secs(10), |line| {
+        let rest = line.split("serving Prometheus metrics").nth(1)?;
+        let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(addr.trim_matches('"').to_string())
+    });
+    let kill = |child: &mut std::process::Child| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+    };
+    let Some(addr) = addr else {
+        kill(&mut child);
+        panic!("the endpoint never came up: {}", log.text());
+    };
+    let get = |path: &str| -> Result<String, std::io::Error> {
+        let mut s = TcpStream::connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(4)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")?;
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out
+        Ok(out)
     };
-    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let idle: Vec<_> = (0..8).map(|_| TcpStream::connect(&addr)).collect();
     let scrape = get("/metrics");
     let other = get("/");
     drop(idle);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let out = child.wait_with_output().unwrap();
-    assert!(up, "the endpoint never came up: {}", text(&out));
+    kill(&mut child);
+    let (scrape, other) = match (scrape, other) {
+        (Ok(s), Ok(o)) => (s, o),
+        (s, o) => panic!("GET failed ({s:?}, {o:?}): {}", log.text()),
+    };
     assert!(
         scrape.starts_with("HTTP/1.1 200") && scrape.contains("framerec_"),
         "scrape with 8 idle clients: {scrape:?}"

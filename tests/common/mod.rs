@@ -264,3 +264,58 @@ pub fn umount(at: &Path, lazy: bool) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A child's log, read line by line on a thread of its own as it is written, so that a test can
+/// wait for a line (an address the child chose, say) and still show the whole log on failure.
+pub struct LogLines {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    added: std::sync::mpsc::Receiver<()>,
+}
+
+impl LogLines {
+    pub fn follow(from: impl std::io::Read + Send + 'static) -> LogLines {
+        use std::io::BufRead;
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, added) = std::sync::mpsc::channel();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                kept.lock().unwrap().push(line);
+                let _ = tx.send(());
+            }
+        });
+        LogLines { lines, added }
+    }
+
+    /// The first `pick(line)` that is `Some`, waiting up to `timeout` for lines to come;
+    /// `None` when none came in time or the log ended.
+    pub fn wait_for<T>(
+        &self,
+        timeout: std::time::Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                for line in &lines[seen..] {
+                    if let Some(t) = pick(line) {
+                        return Some(t);
+                    }
+                }
+                seen = lines.len();
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || self.added.recv_timeout(left).is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
