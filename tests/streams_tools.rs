@@ -121,6 +121,32 @@ fn three_streams_verify_per_stream_and_info_describes_each() {
     assert!(out.contains("stream accel: accelerometer"), "{out}");
 }
 
+/// `info` named each stream twice (its heading, then a verify-style line repeating it).
+#[test]
+fn info_names_each_stream_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    record3(&dir, 30);
+    let i = framerec(&["info", dir.to_str().unwrap()]);
+    let out = text(&i);
+    assert!(i.status.success(), "{out}");
+    for (name, heading) in [
+        (
+            "depth",
+            "stream depth: 16UC1 64x48\n  /camera/depth: 30 frames (seq 0..=29), dropped: none\n",
+        ),
+        ("color", "stream color: rgb8 64x48\n  /camera/color: "),
+        ("accel", "stream accel: accelerometer\n  /camera/accel: "),
+    ] {
+        assert_eq!(
+            out.matches(&format!("stream {name}")).count(),
+            1,
+            "{name}: {out}"
+        );
+        assert!(out.contains(heading), "{name}: {out}");
+    }
+}
+
 #[test]
 fn each_stream_exports_in_its_own_format_with_the_bytes_recorded() {
     let tmp = tempfile::tempdir().unwrap();

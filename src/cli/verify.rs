@@ -182,12 +182,15 @@ pub fn dropped_text(dropped: &std::collections::BTreeMap<String, u64>) -> String
     parts.join(", ")
 }
 
-/// One stream of a recording: name, topic, frames, sequence numbers, drops by reason.
+/// One stream of a recording: name, topic, then its [`stream_counts`].
 pub fn stream_line(st: &framerec::segment::StreamReport) -> String {
+    format!("stream {} ({}): {}", st.name, st.topic, stream_counts(st))
+}
+
+/// A stream's frames, sequence numbers and drops by reason.
+pub fn stream_counts(st: &framerec::segment::StreamReport) -> String {
     format!(
-        "stream {} ({}): {} frames{}, dropped: {}",
-        st.name,
-        st.topic,
+        "{} frames{}, dropped: {}",
         st.frames,
         match (st.first_seq, st.last_seq) {
             (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
