@@ -315,6 +315,50 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
     }
 }
 
+/// A recording of several streams logs each stream's counters; `stats --json` reports what
+/// each stream received, wrote and dropped, per interval and in all, adding up to the totals.
+#[test]
+fn the_interval_log_of_several_streams_has_each_streams_counters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = framerec(&[
+        "record",
+        "--out",
+        dir.to_str().unwrap(),
+        "--streams",
+        "depth,color,accel",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--frames",
+        "90",
+        "--fps",
+        "0",
+        "--stats-socket",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ours = offline_report(&dir);
+    let streams = ours["streams"].as_array().expect("per-stream totals");
+    let names: Vec<&str> = streams
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["depth", "color", "accel"], "{ours}");
+    let intervals = ours["intervals"].as_array().unwrap();
+    for k in ["received", "written", "dropped"] {
+        let total: u64 = intervals.iter().map(|i| i[k].as_u64().unwrap()).sum();
+        let per_stream: u64 = streams.iter().map(|s| s[k].as_u64().unwrap()).sum();
+        assert_eq!(per_stream, total, "{k}: {ours}");
+    }
+    assert_eq!(streams[0]["received"], 90, "{ours}");
+    assert!(
+        streams.iter().all(|s| s["received"] == s["written"]),
+        "{ours}"
+    );
+}
+
 #[test]
 fn a_killed_recording_keeps_its_finished_intervals() {
     let tmp = tempfile::tempdir().unwrap();

@@ -121,6 +121,78 @@ fn three_streams_verify_per_stream_and_info_describes_each() {
     assert!(out.contains("stream accel: accelerometer"), "{out}");
 }
 
+/// `info` named each stream twice (its heading, then a verify-style line repeating it).
+#[test]
+fn info_names_each_stream_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    record3(&dir, 30);
+    let i = framerec(&["info", dir.to_str().unwrap()]);
+    let out = text(&i);
+    assert!(i.status.success(), "{out}");
+    for (name, heading) in [
+        (
+            "depth",
+            "stream depth: 16UC1 64x48\n  /camera/depth: 30 frames (seq 0..=29), dropped: none\n",
+        ),
+        ("color", "stream color: rgb8 64x48\n  /camera/color: "),
+        ("accel", "stream accel: accelerometer\n  /camera/accel: "),
+    ] {
+        assert_eq!(
+            out.matches(&format!("stream {name}")).count(),
+            1,
+            "{name}: {out}"
+        );
+        assert!(out.contains(heading), "{name}: {out}");
+    }
+}
+
+/// `verify` of a recording whose only segment a recorder is still writing said "OK: 0 frames
+/// written" although the segment's chunks held frames: it now reads them, says how many it
+/// holds so far and that it is unfinished, and exits 0 as before (a segment being written is
+/// not damage).
+#[test]
+fn verify_reads_the_frames_of_a_segment_still_being_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    record3(&dir, 30);
+    let segments = common::segments(&dir);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    // The segment as a recorder leaves it mid-run: its data, no summary, no footer.
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    let contents = framerec::segment::parse_segment(&bytes);
+    let frames = contents.messages();
+    assert!(frames > 0);
+    std::fs::write(&segments[0], &bytes[..contents.data_end as usize]).unwrap();
+    // A recorder at work holds the directory's lock.
+    let _lock = framerec::store::lock::lock_dir(&dir).unwrap();
+
+    let v = framerec(&["verify", dir.to_str().unwrap()]);
+    let out = text(&v);
+    assert!(v.status.success(), "{out}");
+    let name = segments[0].display().to_string();
+    assert!(
+        out.contains(&format!(
+            "{name}  being written  {frames} frames (seq 0..=29)  unfinished"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "OK: 0 frames written, 0 dropped and recorded as gaps; {frames} frames so far in the unfinished segment being written"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("DAMAGED"), "{out}");
+
+    let j = framerec(&["verify", "--json", dir.to_str().unwrap()]);
+    assert!(j.status.success(), "{}", text(&j));
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let so_far = &v[0]["being_written_so_far"][0];
+    assert_eq!(so_far["frames"].as_u64(), Some(frames), "{v}");
+    assert_eq!(so_far["finalized"], false, "{v}");
+}
+
 #[test]
 fn each_stream_exports_in_its_own_format_with_the_bytes_recorded() {
     let tmp = tempfile::tempdir().unwrap();

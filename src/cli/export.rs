@@ -252,64 +252,17 @@ fn export_frame(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let segments = super::segment_paths(&args.path)?;
-    if let (Some(w), false) = (segments.writer, segments.live.is_empty()) {
-        eprintln!(
-            "note: {} is being written by a running recorder ({w}); its newest segment is unfinished: exporting the frames it holds so far",
-            args.path.display()
-        );
-    }
-    let files: Vec<PathBuf> = segments.paths.into_iter().chain(segments.live).collect();
+    let files = recording_files(&args)?;
     check_out(&args)?;
     let Some(first) = files.first() else {
         bail!("{} holds no segment", args.path.display());
     };
     let (stream, _) = pick_stream(&args, first)?;
-    // The recording's first log time, which --start and --end count from (a scan of every
-    // segment, needed only for them).
-    let mut t0 = None;
-    if args.start.is_some() || args.end.is_some() {
-        for f in &files {
-            let c = each_frame(f, &stream, |_, _| Ok(()))?;
-            if let Some(t) = c.start_time_ns {
-                t0 = Some(t0.map_or(t, |t0: u64| t0.min(t)));
-            }
-        }
-    }
-    let t0 = t0.unwrap_or(0);
-    let selected = |seq: u64, log_time: u64| {
-        let rel = Duration::from_nanos(log_time.saturating_sub(t0));
-        args.from_seq.is_none_or(|a| seq >= a)
-            && args.to_seq.is_none_or(|b| seq <= b)
-            && args.start.is_none_or(|s| rel >= s)
-            && args.end.is_none_or(|e| rel <= e)
+    let selection = Selection {
+        args: &args,
+        t0: first_log_time(&args, &files, &stream)?,
     };
-    // How many frames each segment has selected, frames read as the scan meets them (nothing
-    // per frame is kept); a fakenect export checks their size before it writes anything.
-    let mut counts = Vec::with_capacity(files.len());
-    for f in &files {
-        let mut n = 0u64;
-        each_frame(f, &stream, |m, data| {
-            if !selected(m.sequence as u64, m.log_time) {
-                return Ok(());
-            }
-            n += 1;
-            if args.format == Format::Fakenect {
-                let img = decode_raw_image(data)
-                    .map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
-                if (img.width, img.height) != FAKENECT_SIZE {
-                    bail!(
-                        "frame {} is {}x{}: the fakenect format carries 640x480 depth frames only (libfreenect's fakenect replays any file as 640x480); export it as pgm or png instead",
-                        m.sequence,
-                        img.width,
-                        img.height
-                    );
-                }
-            }
-            Ok(())
-        })?;
-        counts.push(n);
-    }
+    let counts = count_selected(&selection, &files, &stream)?;
     let total: u64 = counts.iter().sum();
     if total == 0 {
         bail!("no frames match the selection");
@@ -319,29 +272,118 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _lock = lock_dir(&args.out)?;
     // Checked again under the lock: another export may have written it meanwhile.
     check_out(&args)?;
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} frames, {per_sec}, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let with_frames: Vec<&PathBuf> = files
+        .iter()
+        .zip(&counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, _)| f)
+        .collect();
+    let written = write_selected(&selection, &with_frames, &stream, total)?;
+    outln!("exported {written} frames to {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The segments of the recording, finished ones first, then those a running recorder is
+/// still writing (whose frames so far are exported too, with a note saying so).
+fn recording_files(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
+    let segments = super::segment_paths(&args.path)?;
+    if let (Some(w), false) = (segments.writer, segments.live.is_empty()) {
+        eprintln!(
+            "note: {} is being written by a running recorder ({w}); its newest segment is unfinished: exporting the frames it holds so far",
+            args.path.display()
+        );
+    }
+    Ok(segments.paths.into_iter().chain(segments.live).collect())
+}
+
+/// The recording's first log time, which --start and --end count from (a scan of every
+/// segment, made only for them; 0 without them).
+fn first_log_time(args: &Args, files: &[PathBuf], stream: &str) -> anyhow::Result<u64> {
+    let mut t0 = None;
+    if args.start.is_some() || args.end.is_some() {
+        for f in files {
+            let c = each_frame(f, stream, |_, _| Ok(()))?;
+            if let Some(t) = c.start_time_ns {
+                t0 = Some(t0.map_or(t, |t0: u64| t0.min(t)));
+            }
+        }
+    }
+    Ok(t0.unwrap_or(0))
+}
+
+/// The frames `args` selects, by sequence number and by time after `t0`.
+struct Selection<'a> {
+    args: &'a Args,
+    t0: u64,
+}
+
+impl Selection<'_> {
+    fn contains(&self, m: &MessageRef) -> bool {
+        let (a, seq) = (self.args, m.sequence as u64);
+        let rel = Duration::from_nanos(m.log_time.saturating_sub(self.t0));
+        a.from_seq.is_none_or(|from| seq >= from)
+            && a.to_seq.is_none_or(|to| seq <= to)
+            && a.start.is_none_or(|s| rel >= s)
+            && a.end.is_none_or(|e| rel <= e)
+    }
+}
+
+/// How many frames each segment has selected, frames read as the scan meets them (nothing
+/// per frame is kept); a fakenect export checks their size before it writes anything.
+fn count_selected(
+    selection: &Selection<'_>,
+    files: &[PathBuf],
+    stream: &str,
+) -> anyhow::Result<Vec<u64>> {
+    let fakenect = selection.args.format == Format::Fakenect;
+    let mut counts = Vec::with_capacity(files.len());
+    for f in files {
+        let mut n = 0u64;
+        each_frame(f, stream, |m, data| {
+            if selection.contains(m) {
+                n += 1;
+                if fakenect {
+                    check_fakenect_size(m, data)?;
+                }
+            }
+            Ok(())
+        })?;
+        counts.push(n);
+    }
+    Ok(counts)
+}
+
+/// Refuses a frame fakenect cannot replay: it takes every file for a 640x480 depth frame.
+fn check_fakenect_size(m: &MessageRef, data: &[u8]) -> anyhow::Result<()> {
+    let img = decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
+    if (img.width, img.height) != FAKENECT_SIZE {
+        bail!(
+            "frame {} is {}x{}: the fakenect format carries 640x480 depth frames only (libfreenect's fakenect replays any file as 640x480); export it as pgm or png instead",
+            m.sequence,
+            img.width,
+            img.height
+        );
+    }
+    Ok(())
+}
+
+/// Writes the `total` selected frames of `files` to the output directory with a progress
+/// bar, then the fakenect index or the CSV's last rows; returns how many were written.
+fn write_selected(
+    selection: &Selection<'_>,
+    files: &[&PathBuf],
+    stream: &str,
+    total: u64,
+) -> anyhow::Result<u64> {
+    let args = selection.args;
+    let bar = progress_bar(total);
     let mut written = 0u64;
     let mut index = String::new();
-    let mut csv = None;
-    if args.format == Format::Csv {
-        let path = args.out.join(ACCEL_CSV);
-        let f = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(f);
-        w.write_all(framerec::export::ACCEL_CSV_HEADER.as_bytes())
-            .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
-        csv = Some(w);
-    }
-    for (f, _) in files.iter().zip(&counts).filter(|(_, n)| **n > 0) {
-        each_frame(f, &stream, |m, data| {
-            if selected(m.sequence as u64, m.log_time) {
-                export_frame(&args, m, data, &mut index, &mut csv)?;
+    let mut csv = open_csv(args)?;
+    for f in files {
+        each_frame(f, stream, |m, data| {
+            if selection.contains(m) {
+                export_frame(args, m, data, &mut index, &mut csv)?;
                 written += 1;
                 bar.inc(1);
             }
@@ -356,6 +398,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         w.flush()
             .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
     }
-    outln!("exported {written} frames to {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(written)
+}
+
+/// A progress bar over `total` frames (drawn only when stderr is a terminal).
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} frames, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The CSV an accelerometer export writes, its header written; None for image formats.
+fn open_csv(args: &Args) -> anyhow::Result<Option<std::io::BufWriter<std::fs::File>>> {
+    if args.format != Format::Csv {
+        return Ok(None);
+    }
+    let path = args.out.join(ACCEL_CSV);
+    let f = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    w.write_all(framerec::export::ACCEL_CSV_HEADER.as_bytes())
+        .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
+    Ok(Some(w))
 }

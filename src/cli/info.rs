@@ -84,9 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(line) = checked.live_line() {
         println!("{line}");
     }
+    // The stream's name heads its section once; the line under it has the rest.
     for st in &report.streams {
         outln!("stream {}: {}", st.name, describe(report, st));
-        outln!("  {}", super::verify::stream_line(st));
+        outln!("  {}: {}", st.topic, super::verify::stream_counts(st));
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();

@@ -1,11 +1,13 @@
 //! `framerec verify PATH... [--json]`: exit 0 only if every recording is intact. Each stream
 //! of a recording is checked on its own (its frames and drop notices cover its numbers from 0);
-//! the report has a line (JSON: an entry of `streams`) per stream.
+//! the report has a line (JSON: an entry of `streams`) per stream. The segments a running
+//! recorder is still writing are read as far as they are written (their frames so far, JSON
+//! `being_written_so_far`), not verified: their unfinished ends are not damage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use framerec::segment::{RecordingReport, verify_file, verify_recording};
+use framerec::segment::{RecordingReport, SegmentReport, verify_file, verify_recording};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,6 +39,14 @@ impl Checked {
             )
         })
     }
+}
+
+/// A read of the segments a running recorder is still writing, as far as they are written:
+/// the frames they hold so far. Their unfinished ends are not damage.
+fn read_live(live: &[PathBuf]) -> anyhow::Result<Vec<SegmentReport>> {
+    live.iter()
+        .map(|f| verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display())))
+        .collect()
 }
 
 /// Verifies one recording directory, or one segment file on its own. The newest segments of a
@@ -182,12 +192,15 @@ pub fn dropped_text(dropped: &std::collections::BTreeMap<String, u64>) -> String
     parts.join(", ")
 }
 
-/// One stream of a recording: name, topic, frames, sequence numbers, drops by reason.
+/// One stream of a recording: name, topic, then its [`stream_counts`].
 pub fn stream_line(st: &framerec::segment::StreamReport) -> String {
+    format!("stream {} ({}): {}", st.name, st.topic, stream_counts(st))
+}
+
+/// A stream's frames, sequence numbers and drops by reason.
+pub fn stream_counts(st: &framerec::segment::StreamReport) -> String {
     format!(
-        "stream {} ({}): {} frames{}, dropped: {}",
-        st.name,
-        st.topic,
+        "{} frames{}, dropped: {}",
         st.frames,
         match (st.first_seq, st.last_seq) {
             (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
@@ -195,6 +208,113 @@ pub fn stream_line(st: &framerec::segment::StreamReport) -> String {
         },
         dropped_text(&st.dropped)
     )
+}
+
+/// Prints what verifying the fakenect-layout directory `path` found.
+fn print_dump(path: &Path, r: &DumpReport) -> anyhow::Result<()> {
+    if let Some(p) = &r.problem {
+        outln!("  {p}");
+    }
+    outln!(
+        "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}{}",
+        path.display(),
+        if r.ok { "OK" } else { "FAILED" },
+        r.frames,
+        r.dropped,
+        per_stream(r),
+        if r.orphans > 0 {
+            format!(
+                ", {} frame file(s) not in INDEX.txt (left by a crash; ignored by replays)",
+                r.orphans
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// A segment's line: name, state, frames and their numbers, finalized or not.
+fn segment_line(s: &SegmentReport, state: &str) -> String {
+    format!(
+        "{}  {state}  {} frames{}  {}",
+        s.name,
+        s.frames,
+        match (s.first_seq, s.last_seq) {
+            (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
+            _ => String::new(),
+        },
+        if s.finalized {
+            "finalized"
+        } else {
+            "unfinished"
+        }
+    )
+}
+
+/// Prints what verifying the recording `path` found; `live` are the reads so far of the
+/// segments its recorder is still writing.
+fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> anyhow::Result<()> {
+    let report = &checked.report;
+    for s in &report.segments {
+        outln!("{}", segment_line(s, if s.ok() { "ok" } else { "DAMAGED" }));
+        for p in &s.problems {
+            outln!("    {p}");
+        }
+        if s.problems_not_listed > 0 {
+            outln!(
+                "    ... and {} more problems (not listed)",
+                s.problems_not_listed
+            );
+        }
+    }
+    for s in live {
+        outln!("{}", segment_line(s, "being written"));
+    }
+    for p in &report.problems {
+        outln!("  {p}");
+    }
+    if report.problems_not_listed > 0 {
+        outln!(
+            "  ... and {} more problems (not listed)",
+            report.problems_not_listed
+        );
+    }
+    if let Some(line) = checked.live_line() {
+        outln!("  {line}");
+    }
+    for st in &report.streams {
+        outln!("  {}", stream_line(st));
+    }
+    let drops: Vec<String> = report
+        .dropped
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    outln!(
+        "{}: {}: {} frames written, {} dropped and recorded as gaps{}{}",
+        path.display(),
+        if report.ok { "OK" } else { "FAILED" },
+        report.frames,
+        report.dropped.values().sum::<u64>(),
+        if drops.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", drops.join(", "))
+        },
+        live_frames_text(live)
+    );
+    Ok(())
+}
+
+/// `; N frames so far in the unfinished segment being written` when a recorder is at work.
+fn live_frames_text(live: &[SegmentReport]) -> String {
+    let frames: u64 = live.iter().map(|s| s.frames).sum();
+    match live.len() {
+        0 => String::new(),
+        1 => format!("; {frames} frames so far in the unfinished segment being written"),
+        n => format!("; {frames} frames so far in the {n} unfinished segments being written"),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -206,30 +326,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             all_ok &= r.ok;
             if args.json {
                 out.push(serde_json::json!({ "path": path, "fakenect": r }));
-                continue;
+            } else {
+                print_dump(path, &r)?;
             }
-            if let Some(p) = &r.problem {
-                outln!("  {p}");
-            }
-            outln!(
-                "{}: {}: {} frames in INDEX.txt (fakenect layout), {} dropped (DROPS.txt){}{}",
-                path.display(),
-                if r.ok { "OK" } else { "FAILED" },
-                r.frames,
-                r.dropped,
-                per_stream(&r),
-                if r.orphans > 0 {
-                    format!(
-                        ", {} frame file(s) not in INDEX.txt (left by a crash; ignored by replays)",
-                        r.orphans
-                    )
-                } else {
-                    String::new()
-                }
-            );
             continue;
         }
-        let checked = match verify_path(path) {
+        let read = verify_path(path).and_then(|c| Ok((read_live(&c.live)?, c)));
+        let (live, checked) = match read {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{}: {e:#}", path.display());
@@ -237,75 +340,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let report = &checked.report;
-        all_ok &= report.ok;
+        // The unfinished ends of the segments being written are not damage: only the
+        // finished segments decide.
+        all_ok &= checked.report.ok;
         if args.json {
             out.push(serde_json::json!({
                 "path": path,
-                "report": report,
+                "report": checked.report,
                 "being_written": checked.live,
+                "being_written_so_far": live,
                 "writer_pid": checked.writer.and_then(|w| w.pid),
             }));
-            continue;
+        } else {
+            print_recording(path, &checked, &live)?;
         }
-        for s in &report.segments {
-            outln!(
-                "{}  {}  {} frames{}  {}",
-                s.name,
-                if s.ok() { "ok" } else { "DAMAGED" },
-                s.frames,
-                match (s.first_seq, s.last_seq) {
-                    (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
-                    _ => String::new(),
-                },
-                if s.finalized {
-                    "finalized"
-                } else {
-                    "unfinished"
-                }
-            );
-            for p in &s.problems {
-                outln!("    {p}");
-            }
-            if s.problems_not_listed > 0 {
-                outln!(
-                    "    ... and {} more problems (not listed)",
-                    s.problems_not_listed
-                );
-            }
-        }
-        for p in &report.problems {
-            outln!("  {p}");
-        }
-        if report.problems_not_listed > 0 {
-            outln!(
-                "  ... and {} more problems (not listed)",
-                report.problems_not_listed
-            );
-        }
-        if let Some(line) = checked.live_line() {
-            println!("  {line}");
-        }
-        for st in &report.streams {
-            outln!("  {}", stream_line(st));
-        }
-        let drops: Vec<String> = report
-            .dropped
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        outln!(
-            "{}: {}: {} frames written, {} dropped and recorded as gaps{}",
-            path.display(),
-            if report.ok { "OK" } else { "FAILED" },
-            report.frames,
-            report.dropped.values().sum::<u64>(),
-            if drops.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", drops.join(", "))
-            }
-        );
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&out)?);

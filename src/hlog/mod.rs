@@ -12,13 +12,14 @@
 //! "StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"
 //! Tag=write,0.000,10.000,1105.000,HISTFAAAA...
 //! ...
-//! #framerec-counters t=10.000 received=300 written=300 ...
+//! #framerec-counters t=10.000 received=300 written=300 ... stream.depth.received=100 ...
 //! ```
 //!
 //! Every interval has one line per histogram, tagged with [`Histograms::tagged`]'s names;
 //! timestamps are seconds since BaseTime (the run's start); values are nanoseconds except
 //! `frames-per-write` (frames). After each interval's histograms comes a `#framerec-counters` line
-//! with the cumulative counters at its end, which other readers skip as a comment. A run that
+//! with the cumulative counters at its end (per stream too in a recording of several: see
+//! `counters`), which other readers skip as a comment. A run that
 //! ended cleanly closes its log with `#framerec-end reason=...`. A new run of the same
 //! recording appends a new StartTime header. Lines are written at every interval, so a crash
 //! loses at most the interval in progress (a torn last line is ignored on reading); the header
@@ -27,6 +28,7 @@
 //!
 //! [`Histograms::tagged`]: crate::observe::Histograms::tagged
 
+mod counters;
 mod decode;
 mod reader;
 mod report;
@@ -41,9 +43,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+pub use counters::{MAX_COUNTER_KEYS, MAX_LOG_STREAMS, StreamCounters};
 pub use decode::{HistogramError, MAX_PAYLOAD_BYTES, decode_histogram};
 pub use reader::{Damage, Interval, LineError, MAX_LINE_BYTES, MAX_TAGS, Run, parse_log, read_log};
-pub use report::{IntervalSummary, Report, RunSummary};
+pub use report::{IntervalSummary, Report, RunSummary, StreamFrames};
 pub use writer::IntervalLogWriter;
 
 pub const EXTENSION: &str = "hlog";

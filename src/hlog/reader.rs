@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 
+use super::counters::{StreamCounters, parse_counters};
 use super::decode::{HistogramError, decode_histogram};
 use super::{ByTag, COUNTERS, END};
 use crate::observe::{HIGHEST_TRACKABLE, Percentiles, SIGNIFICANT_DIGITS};
@@ -24,6 +25,9 @@ pub struct Interval {
     /// Cumulative counters at the interval's end (`received`, `written`, `dropped.<reason>`,
     /// ...), when the log has them.
     pub counters: BTreeMap<String, u64>,
+    /// Each stream's cumulative counters at the interval's end, when the log has them (a
+    /// recording of several streams, logged by a framerec that writes them).
+    pub streams: Vec<StreamCounters>,
 }
 
 impl Interval {
@@ -219,7 +223,10 @@ impl<'m> LogParser<'m> {
                 counters,
                 self.runs.last_mut().and_then(|r| r.intervals.last_mut()),
             ) {
-                (Some(c), Some(interval)) => interval.counters = c,
+                (Some((totals, streams)), Some(interval)) => {
+                    interval.counters = totals;
+                    interval.streams = streams;
+                }
                 _ => self.damage(i, LineError::BadCounters),
             }
         } else if line.starts_with('#') || line.starts_with('"') || line.is_empty() {
@@ -251,6 +258,7 @@ impl<'m> LogParser<'m> {
                     length,
                     histograms: BTreeMap::new(),
                     counters: BTreeMap::new(),
+                    streams: Vec::new(),
                 });
             }
             let iv = run.intervals.last_mut().expect("just pushed");
@@ -261,18 +269,6 @@ impl<'m> LogParser<'m> {
 
 fn leading_f64(s: &str) -> Option<f64> {
     s.split_whitespace().next()?.parse().ok()
-}
-
-fn parse_counters(s: &str) -> Option<BTreeMap<String, u64>> {
-    let mut out = BTreeMap::new();
-    for field in s.split_whitespace() {
-        let (k, v) = field.split_once('=')?;
-        if k == "t" || v == "none" {
-            continue;
-        }
-        out.insert(k.to_string(), v.parse().ok()?);
-    }
-    Some(out)
 }
 
 /// `Tag=T,start,length,max,base64` to its parts, decoded.

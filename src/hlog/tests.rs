@@ -12,6 +12,7 @@ fn crafted_drop_counters_saturate() {
         ]
         .into_iter()
         .collect(),
+        streams: Vec::new(),
     };
     assert_eq!(iv.dropped_total(), u64::MAX);
 }
@@ -293,4 +294,182 @@ fn a_torn_last_line_is_reported_not_fatal() {
     assert_eq!(runs[0].intervals.len(), 1);
     assert_eq!(runs[0].ended, None);
     assert_eq!(damage.len(), 1, "{damage:?}");
+}
+
+/// A snapshot of two streams: `depth`, and one whose name needs escaping in a key.
+fn two_streams(received: u64, lost: u64) -> Snapshot {
+    let mut s = snapshot(2 * received);
+    let stream = |name: &str, topic: &str, lost: u64| {
+        let mut st = crate::observe::StreamStats {
+            name: name.into(),
+            topic: topic.into(),
+            received_frames: received,
+            written_frames: received - lost,
+            ..Default::default()
+        };
+        for r in crate::frame::DropReason::ALL {
+            st.dropped.insert(r.as_str().to_string(), 0);
+        }
+        st.dropped.insert("lost".into(), lost);
+        st
+    };
+    s.streams = vec![
+        stream("depth", "/camera/depth", 0),
+        stream("left cam=2%.dropped.x", "/camera/left", lost),
+    ];
+    s
+}
+
+#[test]
+fn per_stream_counters_are_written_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = IntervalLogWriter::create(dir.path(), 0, "rec").unwrap();
+    let h = Histograms::default();
+    w.write_interval(&h, &two_streams(10, 1)).unwrap();
+    let path = w.finish(&h, &two_streams(25, 4), "done").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(" stream.depth.received=10 stream.depth.written=10 "),
+        "{text}"
+    );
+    assert!(
+        text.contains(" stream.left%20cam%3D2%25.dropped.x.dropped.lost=1"),
+        "{text}"
+    );
+
+    let (runs, damage) = read_log(&path, &mut ByTag::new()).unwrap();
+    assert!(damage.is_empty(), "{damage:?}");
+    let last = &runs[0].intervals[1];
+    assert_eq!(last.counters["received"], 50);
+    let names: Vec<&str> = last.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["depth", "left cam=2%.dropped.x"]);
+    let left = &last.streams[1];
+    assert_eq!((left.received, left.written), (25, 21));
+    assert_eq!(left.dropped["lost"], 4);
+    assert_eq!(left.dropped.len(), crate::frame::DropReason::ALL.len());
+    assert_eq!(left.dropped_total(), 4);
+
+    // `framerec stats`: per interval what each stream added, and over the whole log.
+    let (report, _) = Report::read(dir.path()).unwrap();
+    let second = &report.intervals[1].streams[1];
+    assert_eq!(
+        (second.received, second.written, second.dropped),
+        (15, 12, 3)
+    );
+    let want = [
+        StreamFrames {
+            name: "depth".into(),
+            received: 25,
+            written: 25,
+            dropped: 0,
+        },
+        StreamFrames {
+            name: "left cam=2%.dropped.x".into(),
+            received: 25,
+            written: 21,
+            dropped: 4,
+        },
+    ];
+    assert_eq!(report.streams, want);
+    assert_eq!(
+        report.stream_lines()[1],
+        "left cam=2%.dropped.x: received 25, written 21, dropped 4"
+    );
+}
+
+#[test]
+fn a_one_stream_recording_logs_no_stream_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = IntervalLogWriter::create(dir.path(), 0, "rec").unwrap();
+    let mut s = two_streams(10, 0);
+    s.streams.truncate(1);
+    let path = w.finish(&Histograms::default(), &s, "done").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("#framerec-counters t="), "{text}");
+    assert!(!text.contains("stream."), "{text}");
+    let (report, _) = Report::read(&path).unwrap();
+    assert!(report.streams.is_empty());
+    assert!(report.intervals[0].streams.is_empty());
+}
+
+/// One interval (a valid histogram line) followed by `counters`, as a log's text.
+fn log_with_counters(counters: &str) -> String {
+    let b64 = compressed_base64(&v2_header(0, 3, 1, HIGHEST_TRACKABLE));
+    format!(
+        "#[StartTime: 1795467600.000 (seconds since epoch)]\n\
+         #[BaseTime: 1795467600.000 (seconds since epoch)]\n\
+         Tag=write,0.000,1.000,0.0,{b64}\n\
+         #framerec-counters {counters}\n"
+    )
+}
+
+#[test]
+fn a_counters_line_of_an_older_framerec_still_reads() {
+    let text = log_with_counters(
+        "t=1.000 received=3 written=2 queued=0 in_writers=0 durable=1 dropped.lost=1",
+    );
+    let (runs, damage) = parse_log(&text, Path::new("x.hlog"), &mut ByTag::new());
+    assert!(damage.is_empty(), "{damage:?}");
+    let iv = &runs[0].intervals[0];
+    assert_eq!(iv.counters["received"], 3);
+    assert_eq!(iv.counters["durable"], 1);
+    assert_eq!(iv.dropped_total(), 1);
+    assert!(iv.streams.is_empty());
+}
+
+#[test]
+fn crafted_stream_counters_are_refused_or_ignored_never_a_panic() {
+    let read = |counters: &str| {
+        let text = log_with_counters(counters);
+        let (runs, damage) = parse_log(&text, Path::new("x.hlog"), &mut ByTag::new());
+        (runs[0].intervals[0].clone(), damage)
+    };
+    let refused = |counters: &str| {
+        let (iv, damage) = read(counters);
+        assert!(
+            iv.counters.is_empty() && iv.streams.is_empty(),
+            "{counters}"
+        );
+        assert!(
+            matches!(
+                &damage[..],
+                [Damage::BadLine {
+                    line: 4,
+                    why: LineError::BadCounters,
+                    ..
+                }]
+            ),
+            "{counters}: {damage:?}"
+        );
+    };
+    // A value that is no count, or too large for one: the line is refused.
+    refused("received=1 stream.a.received=99999999999999999999999");
+    refused("received=1 stream.a.written=-1");
+    refused("received=1 stream.a.dropped.lost=x");
+    // More keys or streams than framerec writes: refused before they are stored.
+    refused(
+        &(0..MAX_COUNTER_KEYS + 1)
+            .map(|i| format!("k{i}=1"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    refused(
+        &(0..MAX_LOG_STREAMS + 1)
+            .map(|i| format!("stream.s{i}.received=1"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    // Keys of a form framerec does not write are skipped; the rest of the line reads.
+    let (iv, damage) = read(
+        "received=7 stream.a.bogus=1 stream..received=1 stream.%ZZ.received=1 stream.%C3.written=1 \
+         stream.b.dropped.=1 stream.b.dropped.x.y=1 stream.b.received=18446744073709551615",
+    );
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(iv.counters["received"], 7);
+    assert_eq!(iv.streams.len(), 1, "{:?}", iv.streams);
+    assert_eq!(
+        (iv.streams[0].name.as_str(), iv.streams[0].received),
+        ("b", u64::MAX)
+    );
+    assert!(iv.streams[0].dropped.is_empty());
 }

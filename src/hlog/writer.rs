@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
-use super::{COUNTERS, END, LEGEND, file_name};
+use super::counters::counters_line;
+use super::{END, LEGEND, file_name};
 use crate::observe::{Histograms, Snapshot};
 
 /// Writes one run's interval log.
@@ -73,7 +74,7 @@ impl IntervalLogWriter {
     }
 
     /// Writes the interval from the last one's end to now: every histogram in `h`, then the
-    /// counters of `s`.
+    /// counters of `s` (per stream too when it has several).
     pub fn write_interval(&mut self, h: &Histograms, s: &Snapshot) -> io::Result<()> {
         let now = self.started.elapsed();
         let (start, length) = (self.last, now.saturating_sub(self.last));
@@ -85,19 +86,7 @@ impl IntervalLogWriter {
                     .map_err(|e| io::Error::other(e.to_string()))?;
             }
         }
-        let mut line = format!(
-            "{COUNTERS}t={:.3} received={} written={} queued={} in_writers={} durable={}",
-            now.as_secs_f64(),
-            s.received_frames,
-            s.written_frames,
-            s.queue_depth,
-            s.frames_in_writers,
-            s.durable_seq.map_or("none".into(), |d| d.to_string())
-        );
-        for (reason, n) in &s.dropped {
-            line.push_str(&format!(" dropped.{reason}={n}"));
-        }
-        line.push('\n');
+        let line = counters_line(now.as_secs_f64(), s);
         self.buf.extend_from_slice(line.as_bytes());
         self.last = now;
         self.flush_buf()

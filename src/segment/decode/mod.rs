@@ -16,8 +16,8 @@
 //! [`MAX_RUNS`] runs and [`MAX_DROPS`] notices over all streams.
 //!
 //! Layout: `fields` reads records and messages, `runs` holds the bounded lists and runs,
-//! `streams` the per-stream bookkeeping, `resync` finds intact chunks after damage, and `scan`
-//! walks a segment.
+//! `streams` the per-stream bookkeeping, `resync` finds intact chunks after damage, `scan`
+//! walks a segment and `chunk` reads each chunk it meets.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -27,6 +27,7 @@ use crate::frame::{DropReason, FrameSeq};
 use super::source::Source;
 use super::*;
 
+mod chunk;
 mod fields;
 mod resync;
 mod runs;

@@ -5,6 +5,7 @@ use std::io;
 
 use bytes::BytesMut;
 
+use super::chunk::scan_chunk;
 use super::*;
 use crate::segment::source::hash_range;
 
@@ -106,229 +107,335 @@ fn scan<S: Source + ?Sized>(
     visit: &mut dyn Visit,
     head_only: bool,
 ) -> io::Result<SegmentContents> {
-    let len = src.len();
-    let mut out = SegmentContents::default();
-    let mut body_buf = BytesMut::new();
-    let mut small = BytesMut::new();
-    if len < MAGIC.len() as u64 || src.read(0..MAGIC.len() as u64, &mut small)? != MAGIC {
-        out.damage.push(DecodeError::BadMagic);
-        return Ok(out);
+    let mut scan = Scan::new(src);
+    if !scan.starts_with_magic()? {
+        scan.out.damage.push(DecodeError::BadMagic);
+        return Ok(scan.out);
     }
+    // One buffer for the bodies of every record parsed, reused: the scan's largest allocation.
+    let mut body_buf = BytesMut::new();
     let mut at = MAGIC.len() as u64;
-    let mut in_head = true;
-    let mut in_summary = false;
-    let mut summary = SummaryInfo::default();
-    out.data_end = at;
-    out.head_end = at;
-    let mut scan = Resync::new(src);
+    scan.out.data_end = at;
+    scan.out.head_end = at;
     loop {
-        if at >= len {
-            out.damage.push(DecodeError::Unfinished);
-            break;
+        match scan.step(at, head_only, visit, &mut body_buf)? {
+            Step::Read(next) => {
+                at = next;
+                if !scan.in_summary {
+                    scan.out.data_end = at;
+                }
+            }
+            Step::Resynced(next) => at = next,
+            Step::Stop => break,
         }
-        let (opcode, body_len) = match record_head(src, at, &mut small)? {
-            Ok((opcode, _)) if !in_summary && is_garbage(opcode) => {
-                // Zeroed or foreign bytes where a record should start.
-                out.damage.push(DecodeError::Malformed {
-                    offset: at,
-                    opcode,
-                    what: "not a record framerec writes in the data section",
-                });
-                match skip_damage(&mut scan, at, &mut out)? {
-                    Some(next) => {
-                        at = next;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
+    }
+    Ok(scan.finish())
+}
+
+/// Where a scan goes after the record at an offset.
+enum Step {
+    /// The record was read; the next starts here.
+    Read(u64),
+    /// The record was damaged and skipped; the next intact chunk starts here.
+    Resynced(u64),
+    /// Nothing more to read: the footer, the end of the file, or the end of the head.
+    Stop,
+}
+
+/// A scan under way: what it found so far, where it is (in the head, in the summary), and
+/// the small buffer and the resync it reuses.
+struct Scan<'s, S: Source + ?Sized> {
+    src: &'s S,
+    len: u64,
+    out: SegmentContents,
+    summary: SummaryInfo,
+    small: BytesMut,
+    resync: Resync<'s, S>,
+    in_head: bool,
+    in_summary: bool,
+}
+
+impl<'s, S: Source + ?Sized> Scan<'s, S> {
+    fn new(src: &'s S) -> Self {
+        Scan {
+            src,
+            len: src.len(),
+            out: SegmentContents::default(),
+            summary: SummaryInfo::default(),
+            small: BytesMut::new(),
+            resync: Resync::new(src),
+            in_head: true,
+            in_summary: false,
+        }
+    }
+
+    fn starts_with_magic(&mut self) -> io::Result<bool> {
+        let n = MAGIC.len() as u64;
+        Ok(self.len >= n && self.src.read(0..n, &mut self.small)? == MAGIC)
+    }
+
+    fn finish(mut self) -> SegmentContents {
+        if self.in_summary {
+            self.out.summary = Some(self.summary);
+        }
+        self.out
+    }
+
+    /// Reads the record at `at` (its body into `body_buf` if it is one the scan parses) and
+    /// takes in what it holds.
+    fn step(
+        &mut self,
+        at: u64,
+        head_only: bool,
+        visit: &mut dyn Visit,
+        body_buf: &mut BytesMut,
+    ) -> io::Result<Step> {
+        if at >= self.len {
+            self.out.damage.push(DecodeError::Unfinished);
+            return Ok(Step::Stop);
+        }
+        let (opcode, body_len) = match self.head_at(at)? {
             Ok(head) => head,
-            Err(e) => {
-                out.damage.push(e);
-                if in_summary {
-                    break;
-                }
-                match skip_damage(&mut scan, at, &mut out)? {
-                    Some(next) => {
-                        at = next;
-                        continue;
-                    }
-                    None => break,
-                }
-            }
+            Err(e) => return self.damaged(at, e),
         };
         let next = at + RECORD_PREFIX as u64 + body_len;
-        let parsed = match opcode {
-            OP_SCHEMA | OP_CHANNEL | OP_METADATA => !in_summary,
-            OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
-            _ => false,
-        };
+        let parsed = self.parses(opcode);
         if parsed && body_len > MAX_RECORD_BYTES {
-            out.damage.push(DecodeError::Malformed {
-                offset: at,
-                opcode,
-                what: "record is larger than framerec reads (256 MiB)",
-            });
-            if in_summary {
-                break;
-            }
-            match skip_damage(&mut scan, at, &mut out)? {
-                Some(next) => {
-                    at = next;
-                    continue;
-                }
-                None => break,
-            }
+            let what = "record is larger than framerec reads (256 MiB)";
+            return self.damaged(
+                at,
+                DecodeError::Malformed {
+                    offset: at,
+                    opcode,
+                    what,
+                },
+            );
         }
+        let src = self.src;
         let body = if parsed {
-            src.read(at + RECORD_PREFIX as u64..next, &mut body_buf)?
+            src.read(at + RECORD_PREFIX as u64..next, body_buf)?
         } else {
             &[]
         };
+        if self.leaves_head(opcode, at) && head_only {
+            return Ok(Step::Stop);
+        }
         let rec = Rec {
             opcode,
             offset: at,
             body,
         };
-        let malformed = |what| DecodeError::Malformed {
-            offset: rec.offset,
-            opcode: rec.opcode,
-            what,
-        };
-        if in_head
-            && !matches!(
-                rec.opcode,
-                OP_HEADER | OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_PADDING
-            )
-        {
-            in_head = false;
-            out.head_end = at;
-            if head_only {
-                break;
+        self.take_in(&rec, next, visit)
+    }
+
+    /// The opcode and body length of the record at `at`, or what is wrong with it: it runs
+    /// past the end, or (in the data section) it is not a record framerec writes.
+    fn head_at(&mut self, at: u64) -> io::Result<Result<(u8, u64), DecodeError>> {
+        Ok(match record_head(self.src, at, &mut self.small)? {
+            Ok((opcode, _)) if !self.in_summary && is_garbage(opcode) => {
+                // Zeroed or foreign bytes where a record should start.
+                Err(DecodeError::Malformed {
+                    offset: at,
+                    opcode,
+                    what: "not a record framerec writes in the data section",
+                })
             }
+            head => head,
+        })
+    }
+
+    /// Whether the scan reads the body of a record of `opcode` (the others it skips unread).
+    fn parses(&self, opcode: u8) -> bool {
+        match opcode {
+            OP_SCHEMA | OP_CHANNEL | OP_METADATA => !self.in_summary,
+            OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
+            _ => false,
         }
+    }
+
+    /// Notes `e` at `at`: in the data section the scan resyncs at the next intact chunk, in
+    /// the summary it stops (nothing after a damaged summary record can be trusted).
+    fn damaged(&mut self, at: u64, e: DecodeError) -> io::Result<Step> {
+        self.out.damage.push(e);
+        if self.in_summary {
+            return Ok(Step::Stop);
+        }
+        self.resync_after(at)
+    }
+
+    /// Skips damage at `at`: notes the skipped range and goes on at the next intact chunk, or
+    /// stops (the rest of the file is unreadable; the segment is unfinished).
+    fn resync_after(&mut self, at: u64) -> io::Result<Step> {
+        Ok(match self.resync.next(at + 1)? {
+            Some(next) => {
+                self.out.skip(at..next);
+                Step::Resynced(next)
+            }
+            None => {
+                self.out.skip(at..self.len);
+                self.out.damage.push(DecodeError::Unfinished);
+                Step::Stop
+            }
+        })
+    }
+
+    /// True at the first record after the head (header, schemas, channels, metadata), whose
+    /// offset is then where the head ends.
+    fn leaves_head(&mut self, opcode: u8, at: u64) -> bool {
+        let head = matches!(
+            opcode,
+            OP_HEADER | OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_PADDING
+        );
+        if !self.in_head || head {
+            return false;
+        }
+        self.in_head = false;
+        self.out.head_end = at;
+        true
+    }
+
+    /// Takes in what the record `rec` holds; `next` is where the record after it starts.
+    fn take_in(&mut self, rec: &Rec<'_>, next: u64, visit: &mut dyn Visit) -> io::Result<Step> {
         match rec.opcode {
-            OP_SCHEMA if !in_summary => match schema(rec.body) {
+            OP_SCHEMA if !self.in_summary => match schema(rec.body) {
                 Ok((id, name)) => {
-                    out.schemas.insert(id, name);
+                    self.out.schemas.insert(id, name);
                 }
-                Err(w) => out.damage.push(malformed(w)),
+                Err(w) => self.out.damage.push(malformed(rec, w)),
             },
-            OP_CHANNEL if !in_summary => match channel(rec.body) {
-                Ok(record) => out.channel_record(record),
-                Err(w) => out.damage.push(malformed(w)),
+            OP_CHANNEL if !self.in_summary => match channel(rec.body) {
+                Ok(record) => self.out.channel_record(record),
+                Err(w) => self.out.damage.push(malformed(rec, w)),
             },
-            OP_METADATA if !in_summary => {
-                let mut c = Cur::new(rec.body);
-                match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
-                    Ok((METADATA_NAME, map)) => {
-                        out.metadata = map;
-                        out.metadata_record = Some((rec.offset, next - at));
-                    }
-                    Ok(_) => {}
-                    Err(w) => out.damage.push(malformed(w)),
-                }
-            }
+            OP_METADATA if !self.in_summary => self.metadata(rec, next),
             OP_CHUNK => {
-                if let Err(e) = scan_chunk(&rec, &mut out, visit) {
+                if let Err(e) = scan_chunk(rec, &mut self.out, visit) {
                     // Its length field may be damaged too: resync rather than trust it.
-                    out.damage.push(e);
-                    match skip_damage(&mut scan, at, &mut out)? {
-                        Some(next) => {
-                            at = next;
-                            continue;
-                        }
-                        None => break,
-                    }
+                    self.out.damage.push(e);
+                    return self.resync_after(rec.offset);
                 }
             }
-            OP_DATA_END => {
-                in_summary = true;
-            }
-            OP_CHUNK_INDEX => {
-                let mut c = Cur::new(rec.body);
-                let r = (|| -> R<(u64, u64, u64, u64)> {
-                    c.u64()?;
-                    c.u64()?;
-                    Ok((c.u64()?, c.u64()?, 0, 0))
-                })();
-                match r {
-                    Ok((offset, length, ..)) => summary.chunk_indexes.add(offset, length),
-                    Err(w) => out.damage.push(malformed(w)),
-                }
-            }
+            OP_DATA_END => self.in_summary = true,
+            OP_CHUNK_INDEX => match chunk_index(rec.body) {
+                Ok((offset, length)) => self.summary.chunk_indexes.add(offset, length),
+                Err(w) => self.out.damage.push(malformed(rec, w)),
+            },
             OP_STATISTICS => {
-                let mut c = Cur::new(rec.body);
-                let r = (|| -> R<()> {
-                    summary.message_count = Some(c.u64()?);
-                    c.u16()?;
-                    c.u32()?;
-                    c.u32()?;
-                    c.u32()?;
-                    summary.chunk_count = Some(c.u32()?);
-                    c.u64()?;
-                    c.u64()?;
-                    let map = c.bytes32()?;
-                    let mut m = Cur::new(map);
-                    while m.pos < map.len() {
-                        let id = m.u16()?;
-                        summary.channel_message_counts.insert(id, m.u64()?);
-                    }
-                    Ok(())
-                })();
-                if let Err(w) = r {
-                    out.damage.push(malformed(w));
+                if let Err(w) = statistics(rec.body, &mut self.summary) {
+                    self.out.damage.push(malformed(rec, w));
                 }
             }
             OP_FOOTER => {
-                let mut c = Cur::new(rec.body);
-                let r = (|| -> R<(u64, u32)> {
-                    let summary_start = c.u64()?;
-                    c.u64()?;
-                    Ok((summary_start, c.u32()?))
-                })();
-                match r {
-                    Ok((summary_start, saved)) => {
-                        let tail_ok = len == next + MAGIC.len() as u64
-                            && src.read(next..len, &mut small)? == MAGIC;
-                        if !tail_ok {
-                            out.damage.push(malformed(
-                                "footer is not followed by the magic at end of file",
-                            ));
-                        } else if summary_start != 0 && saved != 0 {
-                            let from = summary_start;
-                            let to = rec.offset + RECORD_PREFIX as u64 + 16;
-                            if from <= to {
-                                let calculated = hash_range(src, from..to)?;
-                                if calculated != saved {
-                                    out.damage.push(DecodeError::BadSummaryCrc {
-                                        offset: rec.offset,
-                                        saved,
-                                        calculated,
-                                    });
-                                }
-                            } else {
-                                out.damage
-                                    .push(malformed("summary_start is past the footer"));
-                            }
-                        }
-                        out.finalized = tail_ok;
-                    }
-                    Err(w) => out.damage.push(malformed(w)),
-                }
-                break;
+                self.footer(rec, next)?;
+                return Ok(Step::Stop);
             }
             _ => {} // header, schemas, indexes, padding: skipped unread
         }
-        at = next;
-        if !in_summary {
-            out.data_end = at;
+        Ok(Step::Read(next))
+    }
+
+    /// framerec's metadata record (others are skipped).
+    fn metadata(&mut self, rec: &Rec<'_>, next: u64) {
+        let mut c = Cur::new(rec.body);
+        match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
+            Ok((METADATA_NAME, map)) => {
+                self.out.metadata = map;
+                self.out.metadata_record = Some((rec.offset, next - rec.offset));
+            }
+            Ok(_) => {}
+            Err(w) => self.out.damage.push(malformed(rec, w)),
         }
     }
-    if in_summary {
-        out.summary = Some(summary);
+
+    /// The footer: the magic must end the file right after it, and the summary's CRC (when
+    /// the footer has one) must match.
+    fn footer(&mut self, rec: &Rec<'_>, next: u64) -> io::Result<()> {
+        let mut c = Cur::new(rec.body);
+        let fields = (|| -> R<(u64, u32)> {
+            let summary_start = c.u64()?;
+            c.u64()?;
+            Ok((summary_start, c.u32()?))
+        })();
+        let (summary_start, saved) = match fields {
+            Ok(f) => f,
+            Err(w) => {
+                self.out.damage.push(malformed(rec, w));
+                return Ok(());
+            }
+        };
+        let tail_ok = self.len == next + MAGIC.len() as u64
+            && self.src.read(next..self.len, &mut self.small)? == MAGIC;
+        if !tail_ok {
+            let what = "footer is not followed by the magic at end of file";
+            self.out.damage.push(malformed(rec, what));
+        } else if summary_start != 0 && saved != 0 {
+            self.check_summary_crc(rec, summary_start, saved)?;
+        }
+        self.out.finalized = tail_ok;
+        Ok(())
     }
-    Ok(out)
+
+    /// The CRC of the summary section, from `summary_start` through the footer's fields before
+    /// its CRC, against the one the footer `rec` saved.
+    fn check_summary_crc(
+        &mut self,
+        rec: &Rec<'_>,
+        summary_start: u64,
+        saved: u32,
+    ) -> io::Result<()> {
+        let to = rec.offset + RECORD_PREFIX as u64 + 16;
+        if summary_start > to {
+            let what = "summary_start is past the footer";
+            self.out.damage.push(malformed(rec, what));
+            return Ok(());
+        }
+        let calculated = hash_range(self.src, summary_start..to)?;
+        if calculated != saved {
+            self.out.damage.push(DecodeError::BadSummaryCrc {
+                offset: rec.offset,
+                saved,
+                calculated,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Damage `what` in the record `rec`.
+pub(super) fn malformed(rec: &Rec<'_>, what: &'static str) -> DecodeError {
+    DecodeError::Malformed {
+        offset: rec.offset,
+        opcode: rec.opcode,
+        what,
+    }
+}
+
+/// The offset and length of the chunk a chunk index record names.
+fn chunk_index(body: &[u8]) -> R<(u64, u64)> {
+    let mut c = Cur::new(body);
+    c.u64()?; // message start time
+    c.u64()?; // message end time
+    Ok((c.u64()?, c.u64()?))
+}
+
+/// Reads a statistics record into `summary`: as far as it parses, what it has read is kept.
+fn statistics(body: &[u8], summary: &mut SummaryInfo) -> R<()> {
+    let mut c = Cur::new(body);
+    summary.message_count = Some(c.u64()?);
+    c.u16()?; // schema count
+    c.u32()?; // channel count
+    c.u32()?; // attachment count
+    c.u32()?; // metadata count
+    summary.chunk_count = Some(c.u32()?);
+    c.u64()?; // message start time
+    c.u64()?; // message end time
+    let map = c.bytes32()?;
+    let mut m = Cur::new(map);
+    while m.pos < map.len() {
+        let id = m.u16()?;
+        summary.channel_message_counts.insert(id, m.u64()?);
+    }
+    Ok(())
 }
 
 /// The opcode and body length of the record at `at`; `Err` when its length runs past the end.
@@ -379,145 +486,4 @@ fn is_garbage(opcode: u8) -> bool {
             | OP_METADATA_INDEX
             | OP_SUMMARY_OFFSET
     )
-}
-
-/// Skips damage at `at`: notes the skipped range and returns where the next intact chunk
-/// starts, or `None` (the rest of the file is unreadable; the segment is unfinished).
-fn skip_damage<S: Source + ?Sized>(
-    scan: &mut Resync<'_, S>,
-    at: u64,
-    out: &mut SegmentContents,
-) -> io::Result<Option<u64>> {
-    Ok(match scan.next(at + 1)? {
-        Some(next) => {
-            out.skip(at..next);
-            Some(next)
-        }
-        None => {
-            out.skip(at..scan.src.len());
-            out.damage.push(DecodeError::Unfinished);
-            None
-        }
-    })
-}
-
-fn scan_chunk(
-    rec: &Rec<'_>,
-    out: &mut SegmentContents,
-    visit: &mut dyn Visit,
-) -> Result<(), DecodeError> {
-    let malformed = |what| DecodeError::Malformed {
-        offset: rec.offset,
-        opcode: OP_CHUNK,
-        what,
-    };
-    let mut c = Cur::new(rec.body);
-    let start_time = c.u64().map_err(malformed)?;
-    let end_time = c.u64().map_err(malformed)?;
-    let _uncompressed_size = c.u64().map_err(malformed)?;
-    let saved = c.u32().map_err(malformed)?;
-    let compression = c.str().map_err(malformed)?;
-    if !compression.is_empty() {
-        return Err(DecodeError::UnsupportedCompression {
-            offset: rec.offset,
-            compression: compression.to_string(),
-        });
-    }
-    let records_len = c.u64().map_err(malformed)?;
-    let records_at = RECORD_PREFIX + c.pos;
-    let records = c.rest();
-    if records.len() as u64 != records_len {
-        return Err(malformed("records length disagrees with the record length"));
-    }
-    let calculated = crc32fast::hash(records);
-    let crc_ok = saved == 0 || saved == calculated;
-    let mut info = ChunkInfo {
-        offset: rec.offset,
-        length: (RECORD_PREFIX + rec.body.len()) as u64,
-        start_time,
-        end_time,
-        crc_ok,
-        messages: 0,
-        sequences: Vec::new(),
-        index: Vec::new(),
-    };
-    if !crc_ok {
-        out.chunks.add(info.offset, info.length);
-        out.bad_crc_chunks += 1;
-        info.sequences = out.damaged_chunk(info.offset, &claimed_sequences(records));
-        visit.chunk(&info, rec.body);
-        return Err(DecodeError::BadChunkCrc {
-            offset: rec.offset,
-            saved,
-            calculated,
-        });
-    }
-    let base = rec.offset as usize + records_at;
-    let mut at = 0;
-    while at < records.len() {
-        let inner = read_record(records, at)
-            .map_err(|_| malformed("a record inside runs past the chunk"))?;
-        let next = at + RECORD_PREFIX + inner.body.len();
-        if inner.opcode == OP_MESSAGE {
-            let mut m = Cur::new(inner.body);
-            let channel = m.u16().map_err(malformed)?;
-            let sequence = m.u32().map_err(malformed)?;
-            let log_time = m.u64().map_err(malformed)?;
-            let publish_time = m.u64().map_err(malformed)?;
-            let data_at = base + at + RECORD_PREFIX + m.pos;
-            let data = m.rest();
-            if out.is_drop_channel(channel) {
-                let Some((mut d, topic)) = parse_drop(data) else {
-                    return Err(malformed("drop notice is not valid JSON"));
-                };
-                d.log_time = log_time;
-                out.notice_message(channel, (base + at) as u64, d, topic);
-            } else {
-                let Some(stream) = out.stream_index(channel) else {
-                    return Err(DecodeError::UnknownChannel {
-                        offset: (base + at) as u64,
-                        channel,
-                    });
-                };
-                info.sequences.push(sequence);
-                let m = MessageRef {
-                    channel,
-                    stream,
-                    kind: out.streams[stream].kind,
-                    sequence,
-                    log_time,
-                    publish_time,
-                    data: data_at..data_at + data.len(),
-                    chunk_offset: rec.offset,
-                };
-                visit.message(&m, data);
-                out.message(stream, &m);
-            }
-            info.messages += 1;
-            info.index.push((channel, log_time, at as u64));
-        }
-        at = next;
-    }
-    out.chunks.add(info.offset, info.length);
-    visit.chunk(&info, rec.body);
-    Ok(())
-}
-
-/// The (channel, sequence) of every message a damaged chunk's records claim, read without
-/// trusting them.
-fn claimed_sequences(records: &[u8]) -> Vec<(u16, u32)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < records.len() {
-        let Ok(inner) = read_record(records, at) else {
-            break;
-        };
-        if inner.opcode == OP_MESSAGE && inner.body.len() >= 6 {
-            let channel = u16::from_le_bytes([inner.body[0], inner.body[1]]);
-            let seq = u32::from_le_bytes(inner.body[2..6].try_into().unwrap_or([0; 4]));
-            out.push((channel, seq));
-        }
-        at += RECORD_PREFIX + inner.body.len();
-    }
-    out
 }

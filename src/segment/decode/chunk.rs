@@ -1,0 +1,199 @@
+//! Reading one chunk record: its CRC checked, then its messages taken into the scan's
+//! contents one at a time, each frame handed to the visitor while the chunk is in memory.
+
+use super::scan::malformed;
+use super::*;
+
+/// Reads the chunk record `rec`: its CRC checked, then each message taken into `out` and
+/// handed to `visit`, then the chunk itself handed to `visit` (a chunk whose CRC fails too, with
+/// what its records claim). `Err` is damage; the scan resyncs after it.
+pub(super) fn scan_chunk(
+    rec: &Rec<'_>,
+    out: &mut SegmentContents,
+    visit: &mut dyn Visit,
+) -> Result<(), DecodeError> {
+    let head = ChunkHead::read(rec)?;
+    let calculated = crc32fast::hash(head.records);
+    let crc_ok = head.saved == 0 || head.saved == calculated;
+    let mut info = ChunkInfo {
+        offset: rec.offset,
+        length: (RECORD_PREFIX + rec.body.len()) as u64,
+        start_time: head.start_time,
+        end_time: head.end_time,
+        crc_ok,
+        messages: 0,
+        sequences: Vec::new(),
+        index: Vec::new(),
+    };
+    if !crc_ok {
+        out.chunks.add(info.offset, info.length);
+        out.bad_crc_chunks += 1;
+        info.sequences = out.damaged_chunk(info.offset, &claimed_sequences(head.records));
+        visit.chunk(&info, rec.body);
+        return Err(DecodeError::BadChunkCrc {
+            offset: rec.offset,
+            saved: head.saved,
+            calculated,
+        });
+    }
+    chunk_messages(rec, &head, out, visit, &mut info)?;
+    out.chunks.add(info.offset, info.length);
+    visit.chunk(&info, rec.body);
+    Ok(())
+}
+
+/// The fields of a chunk record before its records, and the records.
+struct ChunkHead<'a> {
+    start_time: u64,
+    end_time: u64,
+    /// The CRC of the records the chunk saved (0: none).
+    saved: u32,
+    /// Offset of the records in the chunk record.
+    records_at: usize,
+    records: &'a [u8],
+}
+
+impl<'a> ChunkHead<'a> {
+    fn read(rec: &Rec<'a>) -> Result<ChunkHead<'a>, DecodeError> {
+        let bad = |what| malformed(rec, what);
+        let mut c = Cur::new(rec.body);
+        let start_time = c.u64().map_err(bad)?;
+        let end_time = c.u64().map_err(bad)?;
+        let _uncompressed_size = c.u64().map_err(bad)?;
+        let saved = c.u32().map_err(bad)?;
+        let compression = c.str().map_err(bad)?;
+        if !compression.is_empty() {
+            return Err(DecodeError::UnsupportedCompression {
+                offset: rec.offset,
+                compression: compression.to_string(),
+            });
+        }
+        let records_len = c.u64().map_err(bad)?;
+        let records_at = RECORD_PREFIX + c.pos;
+        let records = c.rest();
+        if records.len() as u64 != records_len {
+            return Err(bad("records length disagrees with the record length"));
+        }
+        Ok(ChunkHead {
+            start_time,
+            end_time,
+            saved,
+            records_at,
+            records,
+        })
+    }
+}
+
+/// Takes in every message of an intact chunk's records, in order: a drop notice as a notice,
+/// any other as a frame of its stream (handed to `visit` with its data), each noted in `info`.
+fn chunk_messages(
+    rec: &Rec<'_>,
+    head: &ChunkHead<'_>,
+    out: &mut SegmentContents,
+    visit: &mut dyn Visit,
+    info: &mut ChunkInfo,
+) -> Result<(), DecodeError> {
+    let records = head.records;
+    // File offset of the chunk's records.
+    let base = rec.offset as usize + head.records_at;
+    let mut at = 0;
+    while at < records.len() {
+        let inner = read_record(records, at)
+            .map_err(|_| malformed(rec, "a record inside runs past the chunk"))?;
+        if inner.opcode == OP_MESSAGE {
+            let m = Message::read(inner.body).map_err(|w| malformed(rec, w))?;
+            let offset = base + at;
+            if out.is_drop_channel(m.channel) {
+                let Some((mut d, topic)) = parse_drop(m.data) else {
+                    return Err(malformed(rec, "drop notice is not valid JSON"));
+                };
+                d.log_time = m.log_time;
+                out.notice_message(m.channel, offset as u64, d, topic);
+            } else {
+                let mref = m.stream_message(out, offset, rec.offset)?;
+                info.sequences.push(m.sequence);
+                visit.message(&mref, m.data);
+                out.message(mref.stream, &mref);
+            }
+            info.messages += 1;
+            info.index.push((m.channel, m.log_time, at as u64));
+        }
+        at += RECORD_PREFIX + inner.body.len();
+    }
+    Ok(())
+}
+
+/// A message record's fields.
+struct Message<'a> {
+    channel: u16,
+    sequence: u32,
+    log_time: u64,
+    publish_time: u64,
+    /// Offset of the data in the message record's body.
+    data_at: usize,
+    data: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    fn read(body: &'a [u8]) -> R<Message<'a>> {
+        let mut m = Cur::new(body);
+        let channel = m.u16()?;
+        let sequence = m.u32()?;
+        let log_time = m.u64()?;
+        let publish_time = m.u64()?;
+        Ok(Message {
+            channel,
+            sequence,
+            log_time,
+            publish_time,
+            data_at: m.pos,
+            data: m.rest(),
+        })
+    }
+
+    /// This message, a frame of a stream of `out`, as found at file offset `offset` in the
+    /// chunk at `chunk_offset`; a channel no stream has is damage.
+    fn stream_message(
+        &self,
+        out: &SegmentContents,
+        offset: usize,
+        chunk_offset: u64,
+    ) -> Result<MessageRef, DecodeError> {
+        let Some(stream) = out.stream_index(self.channel) else {
+            return Err(DecodeError::UnknownChannel {
+                offset: offset as u64,
+                channel: self.channel,
+            });
+        };
+        let data_at = offset + RECORD_PREFIX + self.data_at;
+        Ok(MessageRef {
+            channel: self.channel,
+            stream,
+            kind: out.streams[stream].kind,
+            sequence: self.sequence,
+            log_time: self.log_time,
+            publish_time: self.publish_time,
+            data: data_at..data_at + self.data.len(),
+            chunk_offset,
+        })
+    }
+}
+
+/// The (channel, sequence) of every message a damaged chunk's records claim, read without
+/// trusting them.
+fn claimed_sequences(records: &[u8]) -> Vec<(u16, u32)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let Ok(inner) = read_record(records, at) else {
+            break;
+        };
+        if inner.opcode == OP_MESSAGE && inner.body.len() >= 6 {
+            let channel = u16::from_le_bytes([inner.body[0], inner.body[1]]);
+            let seq = u32::from_le_bytes(inner.body[2..6].try_into().unwrap_or([0; 4]));
+            out.push((channel, seq));
+        }
+        at += RECORD_PREFIX + inner.body.len();
+    }
+    out
+}

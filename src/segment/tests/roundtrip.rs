@@ -1,0 +1,182 @@
+//! Segments read back by the scanner and the mcap crate: whole, with a flipped bit, truncated
+//! anywhere, with gaps explained or not, and any batching.
+
+use super::*;
+
+#[test]
+fn a_segment_round_trips_through_the_scanner_and_the_mcap_crate() {
+    let s = stream(64, 48);
+    for direct in [false, true] {
+        let bytes = build(
+            &s,
+            &[(vec![0, 1, 2], vec![]), (vec![5], vec![drop_range(3, 4)])],
+            direct,
+        );
+        let report = verify_segment("t", &bytes);
+        assert!(report.ok(), "direct={direct}: {:?}", report.problems);
+        assert!(report.finalized);
+        let seqs: Vec<u32> = segment_messages(&bytes)
+            .iter()
+            .map(|m| m.sequence)
+            .collect();
+        assert_eq!(seqs, vec![0, 1, 2, 5]);
+        assert_eq!(report.dropped.get("queue_full"), Some(&2));
+        for m in &segment_messages(&bytes) {
+            let img = decode_raw_image(&bytes[m.data.clone()]).unwrap();
+            assert_eq!(
+                img.data,
+                frame(m.sequence as u64, s.frame_bytes()).buf.payload()
+            );
+            assert_eq!(m.publish_time, m.sequence as u64 * 1000);
+        }
+        // The official Rust reader agrees, summary included.
+        let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+        assert_eq!(summary.stats.unwrap().message_count, 5);
+        assert_eq!(summary.chunk_indexes.len(), if direct { 5 } else { 3 });
+        let read: Vec<u32> = mcap::MessageStream::new(&bytes)
+            .unwrap()
+            .map(|m| m.unwrap())
+            .filter(|m| m.channel.id == DEPTH_CHANNEL_ID)
+            .map(|m| m.sequence)
+            .collect();
+        assert_eq!(read, vec![0, 1, 2, 5]);
+        let recording = verify_recording(vec![report], true);
+        assert!(recording.ok, "{:?}", recording.problems);
+    }
+}
+
+#[test]
+fn a_flipped_payload_bit_names_the_chunk_and_both_crcs() {
+    let s = stream(32, 8);
+    let good = build(
+        &s,
+        &[
+            (vec![0, 1], vec![]),
+            (vec![2, 3], vec![]),
+            (vec![4], vec![]),
+        ],
+        false,
+    );
+    let clean = segment_chunks(&good);
+    let second = clean[1].offset as usize;
+    let mut bad = good.clone();
+    bad[second + 200] ^= 0x01;
+    let report = verify_segment("t", &bad);
+    let crc = report.problems.iter().find_map(|p| match p {
+        Problem::Damage(DecodeError::BadChunkCrc {
+            offset,
+            saved,
+            calculated,
+        }) => Some((*offset, *saved, *calculated)),
+        _ => None,
+    });
+    let (offset, saved, calculated) = crc.expect("a CRC problem is reported");
+    assert_eq!(offset, second as u64);
+    assert_ne!(saved, calculated);
+    // The other chunks are still read; the recording is missing frames 2 and 3, unexplained.
+    assert_eq!(report.frames, 3);
+    let recording = verify_recording(vec![report], true);
+    assert!(
+        recording
+            .problems
+            .contains(&Problem::Missing { first: 2, last: 3 }),
+        "{:?}",
+        recording.problems
+    );
+}
+
+#[test]
+fn truncation_at_every_offset_is_reported_and_never_panics() {
+    let s = stream(16, 4);
+    let good = build(
+        &s,
+        &[(vec![0, 1], vec![drop_range(2, 2)]), (vec![3], vec![])],
+        false,
+    );
+    for cut in 0..good.len() {
+        let report = verify_segment("t", &good[..cut]);
+        assert!(!report.ok(), "cut at {cut} went unnoticed");
+        assert!(!report.finalized);
+    }
+}
+
+#[test]
+fn a_gap_explained_by_a_drop_notice_is_not_a_problem_but_an_unexplained_one_is() {
+    let s = stream(16, 4);
+    let explained = build(
+        &s,
+        &[(vec![0], vec![]), (vec![3], vec![drop_range(1, 2)])],
+        false,
+    );
+    assert!(verify_recording(vec![verify_segment("t", &explained)], true).ok);
+    let lost = build(
+        &s,
+        &[(vec![0], vec![]), (vec![3], vec![drop_range(1, 1)])],
+        false,
+    );
+    let r = verify_recording(vec![verify_segment("t", &lost)], true);
+    assert_eq!(r.problems, vec![Problem::Missing { first: 2, last: 2 }]);
+    let twice = build(
+        &s,
+        &[(vec![0, 1], vec![]), (vec![2], vec![drop_range(1, 1)])],
+        false,
+    );
+    let r = verify_recording(vec![verify_segment("t", &twice)], true);
+    assert!(
+        matches!(r.problems[..], [Problem::WrittenAndDropped { seq: 1, .. }]),
+        "{:?}",
+        r.problems
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any batching of frames of any size, buffered or direct, reads back exactly.
+    #[test]
+    fn any_batching_round_trips(
+        width in 1u32..200,
+        height in 1u32..20,
+        batch_sizes in proptest::collection::vec(1usize..12, 1..8),
+        direct in any::<bool>(),
+    ) {
+        let s = stream(width, height);
+        let mut next = 0u64;
+        let batches: Vec<(Vec<u64>, Vec<DropRange>)> = batch_sizes
+            .iter()
+            .map(|n| {
+                let seqs: Vec<u64> = (next..next + *n as u64).collect();
+                next += *n as u64;
+                (seqs, vec![])
+            })
+            .collect();
+        let bytes = build(&s, &batches, direct);
+        let report = verify_segment("t", &bytes);
+        prop_assert!(report.ok(), "{:?}", report.problems);
+        prop_assert_eq!(report.frames, next);
+        for m in &segment_messages(&bytes) {
+            let img = decode_raw_image(&bytes[m.data.clone()]).unwrap();
+            let expected = frame(m.sequence as u64, s.frame_bytes());
+            prop_assert_eq!(img.data, expected.buf.payload());
+        }
+    }
+
+    /// Damaged input never panics: random bytes, and valid segments with bytes overwritten.
+    #[test]
+    fn damaged_input_never_panics(
+        noise in proptest::collection::vec(any::<u8>(), 0..512),
+        at in any::<proptest::sample::Index>(),
+        patch in proptest::collection::vec(any::<u8>(), 1..64),
+    ) {
+        let _ = verify_recording(vec![verify_segment("noise", &noise)], true);
+        let mut prefixed = MAGIC.to_vec();
+        prefixed.extend_from_slice(&noise);
+        let _ = verify_segment("prefixed", &prefixed);
+        let s = stream(8, 4);
+        let mut bytes = build(&s, &[(vec![0, 1], vec![drop_range(2, 3)]), (vec![4], vec![])], false);
+        let start = at.index(bytes.len());
+        let end = (start + patch.len()).min(bytes.len());
+        bytes[start..end].copy_from_slice(&patch[..end - start]);
+        let _ = verify_recording(vec![verify_segment("patched", &bytes)], true);
+    }
+}
