@@ -357,6 +357,16 @@ fn the_interval_log_of_several_streams_has_each_streams_counters() {
         streams.iter().all(|s| s["received"] == s["written"]),
         "{ours}"
     );
+    // The table shows a line per stream under the totals.
+    let table = framerec(&["stats", dir.to_str().unwrap()]);
+    assert!(table.status.success(), "{}", text(&table));
+    let table = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("stream ")).collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for (line, name) in lines.iter().zip(["depth", "color", "accel"]) {
+        assert!(line.contains(name), "{table}");
+    }
+    assert!(lines[0].contains("90"), "{table}");
 }
 
 #[test]

@@ -166,6 +166,9 @@ fn offline_table(r: &Report, live: Option<framerec::store::lock::Holder>) -> Str
         total(|i| i.written),
         total(|i| i.dropped)
     ));
+    for line in r.stream_lines() {
+        out.push(format!("stream   {line}"));
+    }
     out.push(format!(
         "  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "overall", "p50", "p99", "p99.9", "max", "count"
