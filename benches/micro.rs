@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use framerec::frame::{BufferPool, Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
-use framerec::queue::FrameQueue;
+use framerec::pipeline::queue::FrameQueue;
 use framerec::segment::encode_frame_batch;
 use framerec::source::{Source, SyntheticConfig, SyntheticSource};
 use framerec::writer::BatchLimits;

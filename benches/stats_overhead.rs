@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use framerec::config::{Config, SourceConfig, StatsSocket};
 use framerec::observe::cpu_time;
-use framerec::receiver::Limits;
+use framerec::pipeline::receiver::Limits;
 use framerec::recorder::record;
 use framerec::source::SyntheticConfig;
 use nix::sys::resource::UsageWho;

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::frame::{DropReason, Frame, FrameKey, FrameMeta, FrameSeq, StreamId, host_real_ns};
-use crate::queue::DropLog;
+use crate::pipeline::queue::DropLog;
 
 /// Where every frame is, at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -2,7 +2,7 @@
 //! never loses a frame without saying so.
 //!
 //! Data flows one way:
-//! [`source`] -> [`receiver`] -> [`queue`] -> [`writer`] -> [`segment`] (the MCAP format),
+//! [`source`] -> [`pipeline`] (receiver, queue) -> [`writer`] -> [`segment`] (the MCAP format),
 //! with [`observe`] (and its interval logs, [`hlog`]) beside them and [`config`] and [`recorder`] at the edge. [`frame`] is the
 //! bottom layer they all share.
 #![deny(unsafe_code)]
@@ -12,12 +12,10 @@ pub mod export;
 mod failpoint;
 pub mod frame;
 pub mod hlog;
-pub mod intake;
 pub mod ledger;
 pub mod observe;
+pub mod pipeline;
 pub mod plot;
-pub mod queue;
-pub mod receiver;
 pub mod recorder;
 pub mod repair;
 pub mod segment;
@@ -29,3 +27,6 @@ pub mod stop;
 pub mod store;
 pub mod wake;
 pub mod writer;
+
+// The writer pool names these by their paths from before `pipeline/`; it moves next.
+use pipeline::queue;

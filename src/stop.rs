@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::receiver::StopReason;
+use crate::pipeline::receiver::StopReason;
 
 /// The stop request of one run. See the module docs.
 ///

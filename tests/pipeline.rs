@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use framerec::frame::DropReason;
-use framerec::queue::OverflowPolicy;
+use framerec::pipeline::queue::OverflowPolicy;
 use framerec::source::synthetic::expected_frame;
 use framerec::writer::{Backend, BackendChoice};
 
@@ -307,7 +307,7 @@ fn listeners_see_every_segment_and_retention_keeps_what_they_still_need() {
     let watcher = std::sync::Arc::new(Watcher::default());
     let report = framerec::recorder::record_with(
         &cfg,
-        framerec::receiver::Limits {
+        framerec::pipeline::receiver::Limits {
             frames: Some(250),
             duration: None,
         },

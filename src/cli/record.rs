@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use framerec::config::{AutoOr, Config, Layout, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
-use framerec::queue::OverflowPolicy;
-use framerec::receiver::Limits;
+use framerec::pipeline::queue::OverflowPolicy;
+use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
 use framerec::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::queue::{OverflowPolicy, QueueConfig};
+use crate::pipeline::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
 use crate::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,

@@ -14,14 +14,14 @@ use serde::Serialize;
 use crate::config::{Config, Layout, SourceConfig, StatsSocket};
 use crate::frame::{ALIGN, BufferPool, DropReason, StreamInfo, host_real_ns, round_up};
 use crate::hlog::IntervalLogWriter;
-use crate::intake;
 use crate::ledger::{Ledger, Tally};
 use crate::observe::{
     Counters, Histograms, Percentiles, Published, SharedHistograms, Snapshot, StreamStats,
     cpu_time, prometheus_text,
 };
-use crate::queue::{FrameQueue, OverflowPolicy};
-use crate::receiver::{self, Limits, ReceiverParts, StopReason};
+use crate::pipeline::intake;
+use crate::pipeline::queue::{FrameQueue, OverflowPolicy};
+use crate::pipeline::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use framerec::config::{Config, SourceConfig};
-use framerec::receiver::Limits;
+use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{RunReport, record};
 use framerec::segment::{RecordingReport, verify_recording, verify_segment};
 use framerec::source::SyntheticConfig;

@@ -12,7 +12,7 @@ use crate::frame::{
 };
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
-use crate::queue::{FrameQueue, OverflowPolicy};
+use crate::pipeline::queue::{FrameQueue, OverflowPolicy};
 use crate::source::{Capture, Source, SourceError};
 use crate::stop::Stop;
 use crate::writer::PUBLISH_EVERY;

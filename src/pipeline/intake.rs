@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::{DropReason, StreamId};
-use crate::receiver::{
+use crate::pipeline::receiver::{
     Limits, ReceiverParts, ReceiverStats, Seqs, Spares, StopReason, Stopping, accept, stamp,
     take_buffer,
 };
