@@ -373,7 +373,7 @@ fn written_prefix(st: &mut State) -> (String, Option<u64>, Vec<u64>) {
 
 /// Appends the index lines of the written prefix of frames, and any drops, and makes them
 /// durable: directory fsync (the renames), append, fdatasync. Only the indexer calls it, and
-/// the pool once more after the indexer ended: one round at a time.
+/// `close` once more after the indexer ended: one round at a time.
 async fn index_done(ctx: &Rc<Fakenect>) {
     loop {
         let (lines, last, captured) = written_prefix(&mut ctx.st.borrow_mut());

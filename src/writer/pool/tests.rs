@@ -22,11 +22,15 @@ struct Mock {
     rng: Cell<u64>,
     /// Preparing this frame fails the recording.
     fail_at: Option<u64>,
+    /// The write holding this frame is not settled the first time: its frames are held to be
+    /// written again (as an MCAP segment does after a failed fsync).
+    hold_at: Cell<Option<u64>>,
+    held: RefCell<Vec<Frame>>,
     closed: Cell<bool>,
 }
 
 impl Mock {
-    fn new(pool: Rc<Pool>, fail_at: Option<u64>) -> Rc<Mock> {
+    fn new(pool: Rc<Pool>, fail_at: Option<u64>, hold_at: Option<u64>) -> Rc<Mock> {
         Rc::new(Mock {
             pool,
             prepared: RefCell::default(),
@@ -36,6 +40,8 @@ impl Mock {
             peak: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15),
             fail_at,
+            hold_at: Cell::new(hold_at),
+            held: RefCell::default(),
             closed: Cell::new(false),
         })
     }
@@ -63,12 +69,15 @@ impl Layout for Mock {
         }
     }
 
-    fn take_held(&self, _batch: &mut Vec<Frame>) -> usize {
-        0
+    fn take_held(&self, batch: &mut Vec<Frame>) -> usize {
+        let held = std::mem::take(&mut *self.held.borrow_mut());
+        let bytes = held.iter().map(Frame::payload_len).sum();
+        batch.extend(held);
+        bytes
     }
 
     fn holds_frames(&self) -> bool {
-        false
+        !self.held.borrow().is_empty()
     }
 
     async fn prepare(self: &Rc<Self>, batch: &mut Vec<Frame>) -> Option<Vec<Frame>> {
@@ -96,6 +105,14 @@ impl Layout for Mock {
             tokio::task::yield_now().await;
         }
         self.in_flight.set(self.in_flight.get() - 1);
+        if let Some(at) = self.hold_at.get()
+            && write.iter().any(|f| f.meta.order == at)
+        {
+            self.hold_at.set(None);
+            self.held.borrow_mut().extend(write);
+            self.pool.queue.wake();
+            return;
+        }
         let metas: Vec<FrameMeta> = write.iter().map(|f| f.meta).collect();
         self.pool.ledger.written_by_meta(&metas);
         self.completed
@@ -204,7 +221,7 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 fn every_frame_is_prepared_once_in_queue_order_and_a_live_writer_count_applies() {
     let parts = parts();
     let pool = pool(&parts, 1);
-    let mock = Mock::new(pool.clone(), None);
+    let mock = Mock::new(pool.clone(), None, None);
     let report = block_on(async {
         let run = spawn_local(run_pool(pool.clone(), mock.clone()));
         for order in 0..90 {
@@ -257,7 +274,7 @@ fn every_frame_is_prepared_once_in_queue_order_and_a_live_writer_count_applies()
 fn a_failed_recording_discards_through_the_layout() {
     let parts = parts();
     let pool = pool(&parts, 2);
-    let mock = Mock::new(pool.clone(), Some(30));
+    let mock = Mock::new(pool.clone(), Some(30), None);
     let report = block_on(async {
         let run = spawn_local(run_pool(pool.clone(), mock.clone()));
         for order in 0..100 {
@@ -281,4 +298,32 @@ fn a_failed_recording_discards_through_the_layout() {
     assert_eq!(t.written_frames, prepared.len() as u64);
     assert_eq!(t.dropped(DropReason::IoError), discarded.len() as u64);
     assert_eq!((t.in_writers, t.queued), (0, 0));
+}
+
+#[test]
+fn frames_the_layout_holds_are_written_again_before_queued_ones() {
+    let parts = parts();
+    let pool = pool(&parts, 1);
+    // Batches of three: the one holding frame 10 is 9, 10, 11.
+    let mock = Mock::new(pool.clone(), None, Some(10));
+    let report = block_on(async {
+        let run = spawn_local(run_pool(pool.clone(), mock.clone()));
+        for order in 0..30 {
+            push(&parts, order);
+        }
+        parts.queue.close();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the pool ends once the held frames are written")
+            .expect("the pool ran")
+    });
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let prepared = mock.prepared.borrow().clone();
+    let want: Vec<u64> = (0..12).chain(9..12).chain(12..30).collect();
+    assert_eq!(prepared, want, "held frames go first, once");
+    let mut completed = mock.completed.borrow().clone();
+    completed.sort_unstable();
+    assert_eq!(completed, (0..30).collect::<Vec<_>>());
+    let t = parts.ledger.tally();
+    assert_eq!((t.written_frames, t.in_writers, t.queued), (30, 0, 0));
 }
