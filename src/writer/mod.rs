@@ -178,8 +178,8 @@ pub struct WriterReport {
     pub error: Option<WriterError>,
 }
 
-/// Runs the writer pool on the calling thread until the queue is closed and drained and every
-/// segment is finalized.
+/// Runs the writer pool with the MCAP segment layout on the calling thread until the queue is
+/// closed and drained and every segment is finalized.
 pub fn run(
     cfg: WriterConfig,
     seg: SegmentConfig,

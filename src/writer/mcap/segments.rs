@@ -407,6 +407,12 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
             }
         }
     }
+    finalized(&ctx, seg, end).await;
+}
+
+/// `seg`'s tail is durable up to `end`: its space and page cache given back, its frames durable,
+/// it is remembered as finished (so its loss is counted) and the listeners are told.
+async fn finalized(ctx: &Rc<Mcap>, seg: Rc<Segment>, end: u64) {
     let allocated = seg.st.borrow().allocated_end;
     if allocated > end {
         // Give back the space reserved past the end (tmpfs keeps it otherwise).

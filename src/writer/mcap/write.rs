@@ -55,18 +55,7 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         }
     };
     if let Err(e) = reserve(ctx, &seg, estimate, frames.len()).await {
-        // The disk is full: the segment stays open (its tail and drop notices have room);
-        // these frames are dropped, and space is looked for again after a pause.
-        let reason = DropReason::of_write_error(&e);
-        ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
-        ctx.pool.ledger.notices().restore(drops);
-        let n = frames.len() as u64;
-        discard_frames(ctx, frames, reason);
-        ctx.pool.failure(WriterError::Reserve {
-            segment: seg.path.clone(),
-            frames: n,
-            source: e,
-        });
+        space_refused(ctx, &seg, drops, frames, e);
         return None;
     }
     let direct = seg.direct;
@@ -117,6 +106,27 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         chunks,
         drops,
     })
+}
+
+/// The disk is full: the segment stays open (its tail and drop notices have room); the frames
+/// of `frames` are dropped, and space is looked for again after a pause.
+fn space_refused(
+    ctx: &Mcap,
+    seg: &Segment,
+    drops: Vec<segment::DropRange>,
+    frames: &mut Vec<Frame>,
+    e: io::Error,
+) {
+    let reason = DropReason::of_write_error(&e);
+    ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
+    ctx.pool.ledger.notices().restore(drops);
+    let n = frames.len() as u64;
+    discard_frames(ctx, frames, reason);
+    ctx.pool.failure(WriterError::Reserve {
+        segment: seg.path.clone(),
+        frames: n,
+        source: e,
+    });
 }
 
 /// Submits a prepared write, awaits it, and hands it to [`settle`].
