@@ -1,72 +1,320 @@
-//! The writer runtime: writer tasks taking batches in intake order, the live writer count,
-//! the free-space floor, retention, publishing statistics, and the syncer.
+//! The writer pool, once for every layout: writer tasks at the live writer count taking
+//! batches in intake order (under the intake lock, with the layout's limits), the queue-wait
+//! histogram, the free-space floor, the failed and degraded state, publishing the histograms,
+//! and the end (writers drained, then the layout closes). The [`Layout`] it runs only lays
+//! batches out, writes and settles them, syncs and closes.
 
+use std::cell::RefMut;
+
+use super::layout::Layout;
 use super::*;
 
-pub(super) async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
-    let _ = ctx.counters.backend.set(ctx.backend.as_str());
-    let first_id = take_segment_id(&ctx);
-    match open_segment(ctx.clone(), first_id).await {
-        Ok(seg) => {
-            tracing::info!(segment = %seg.path.display(), backend = ctx.backend.as_str(), "recording");
-            became_current(&ctx, &seg);
-            ctx.st.borrow_mut().segments.push_back(seg);
-            open_next_ahead(&ctx);
+/// What every layout's writers share: one per run, on the writer thread.
+pub(super) struct Pool {
+    pub(super) cfg: WriterConfig,
+    /// Writers wanted now (`writer.writers`, changed live by a reload); writer tasks at or
+    /// above this index finish.
+    pub(super) writers: Cell<usize>,
+    pub(super) live: Arc<LiveSettings>,
+    pub(super) target: RecordingTarget,
+    pub(super) queue: Arc<FrameQueue>,
+    pub(super) ledger: Arc<Ledger>,
+    pub(super) listeners: Listeners,
+    pub(super) counters: Arc<Counters>,
+    pub(super) stop: Arc<Stop>,
+    /// False to record counters only (statistics off).
+    pub(super) record_histograms: bool,
+    pub(super) backend: Backend,
+    /// Held while a batch is taken and laid out: the order of intake is the order of writes.
+    pub(super) intake: Mutex<()>,
+    /// A writer task ended: the supervisor looks at once rather than at its next tick.
+    writer_exited: Notify,
+    shared_histograms: SharedHistograms,
+    st: RefCell<PoolState>,
+}
+
+struct PoolState {
+    /// The first fatal error: the writers discard from then on.
+    error: Option<WriterError>,
+    /// Recorded off the writer tasks (fsyncs, capture to durable).
+    histograms: Histograms,
+    /// Each writer task's own histograms (only that task records into them).
+    task_histograms: Vec<Rc<RefCell<Histograms>>>,
+    /// Reused by `publish`.
+    publish_scratch: Histograms,
+}
+
+impl Pool {
+    pub(super) fn new(
+        cfg: WriterConfig,
+        target: RecordingTarget,
+        parts: &WriterParts,
+        backend: Backend,
+    ) -> Rc<Pool> {
+        Rc::new(Pool {
+            writers: Cell::new(cfg.writers.clamp(1, MAX_WRITERS)),
+            cfg,
+            live: parts.live.clone(),
+            target,
+            queue: parts.queue.clone(),
+            ledger: parts.ledger.clone(),
+            listeners: parts.listeners.clone(),
+            counters: parts.counters.clone(),
+            stop: parts.stop.clone(),
+            record_histograms: parts.record_histograms,
+            backend,
+            intake: Mutex::new(()),
+            writer_exited: Notify::new(),
+            shared_histograms: parts.histograms.clone(),
+            st: RefCell::new(PoolState {
+                error: None,
+                histograms: Histograms::default(),
+                task_histograms: Vec::new(),
+                publish_scratch: Histograms::default(),
+            }),
+        })
+    }
+
+    /// True once the recording failed: every frame taken from then on is discarded.
+    pub(super) fn failed(&self) -> bool {
+        self.st.borrow().error.is_some()
+    }
+
+    /// Records the first fatal error and asks the receiver to stop.
+    pub(super) fn fail(&self, e: WriterError) {
+        tracing::error!(error = %e, "recording failed");
+        let mut st = self.st.borrow_mut();
+        if st.error.is_none() {
+            st.error = Some(e);
         }
-        Err(e) => {
-            ctx.fail(e);
+        self.stop.disk_failed();
+    }
+
+    /// Counts a failed write, fsync or segment creation (its frames are already counted as
+    /// dropped). Enough of them in a row make the recorder degraded; it stops then when
+    /// `exit-when-degraded` says so.
+    pub(super) fn failure(&self, e: WriterError) {
+        let c = &self.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = c.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(error = %e, failures_in_a_row = in_a_row, "the disk refused; the frames concerned are counted as dropped and recording goes on");
+        if in_a_row >= u64::from(self.cfg.max_consecutive_failures.max(1))
+            && !c.degraded.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(
+                failures = in_a_row,
+                "degraded: the disk keeps failing; frames are dropped until a write succeeds"
+            );
+            if self.cfg.exit_when_degraded {
+                self.fail(WriterError::Degraded {
+                    failures: in_a_row,
+                    last: Box::new(e),
+                });
+            }
         }
     }
-    let syncer = spawn_local(syncer(ctx.clone()));
-    spawn_local(publisher(ctx.clone()));
-    supervise_writers(&ctx).await;
-    // Segments deleted while the run went on are losses, and their notices need a new home.
-    check_finished(&ctx);
-    // Drop notices that no later write carried: try hard, they are the only record of a gap.
-    let h = Rc::new(RefCell::new(Histograms::default()));
-    ctx.st.borrow_mut().task_histograms.push(h.clone());
-    for _ in 0..3 {
-        if ctx.ledger.notices().is_empty() {
-            break;
+
+    /// A write succeeded: the failures in a row are over.
+    pub(super) fn succeeded(&self) {
+        let c = &self.counters;
+        if c.failures_in_a_row.swap(0, Ordering::Relaxed) > 0
+            && c.degraded.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!("no longer degraded: writes succeed again");
         }
-        ctx.st.borrow_mut().retry_at = None;
-        write_batch(&ctx, &mut Vec::new(), &h).await;
     }
-    let unwritten = ctx.ledger.notices().take();
-    if !unwritten.is_empty() {
-        let frames: u64 = unwritten.iter().map(|d| d.last.0 - d.first.0 + 1).sum();
-        tracing::error!(
-            frames,
-            first = unwritten[0].first.0,
-            "drop notices could not be written to the recording; the frames are counted as dropped but the files do not name them"
-        );
+
+    /// The histograms recorded off the writer tasks (fsync latency, capture to durable).
+    pub(super) fn histograms(&self) -> RefMut<'_, Histograms> {
+        RefMut::map(self.st.borrow_mut(), |st| &mut st.histograms)
     }
-    ctx.stopping.set(true);
-    ctx.sync_wake.notify_one();
-    let _ = syncer.await;
-    if let Some(current) = ctx.current() {
-        seal(&ctx, &current);
+
+    /// The histograms of writer task `index` (a task started again at the same index after a
+    /// reload records into the same ones).
+    fn task_histograms(&self, index: usize) -> Rc<RefCell<Histograms>> {
+        let mut st = self.st.borrow_mut();
+        while st.task_histograms.len() <= index {
+            st.task_histograms
+                .push(Rc::new(RefCell::new(Histograms::default())));
+        }
+        st.task_histograms[index].clone()
     }
-    let finalizers = std::mem::take(&mut ctx.st.borrow_mut().finalizers);
-    for f in finalizers {
-        let _ = f.await;
+
+    /// Histograms of their own for writes a layout makes outside the writer tasks (at close).
+    pub(super) fn extra_histograms(&self) -> Rc<RefCell<Histograms>> {
+        let h = Rc::new(RefCell::new(Histograms::default()));
+        self.st.borrow_mut().task_histograms.push(h.clone());
+        h
     }
-    // The segment opened ahead holds no data: remove it.
-    let next = ctx.st.borrow_mut().next.take();
-    if let Some(next) = next
-        && let Ok(Ok(seg)) = next.await
-    {
-        let _ = std::fs::remove_file(&seg.path);
-        let _ = sync_dir(&ctx.target.dir);
+
+    /// Moves what every writer task and the pool recorded since the last call into the shared
+    /// histograms the statistics surfaces read, through a set kept for the purpose: a fresh
+    /// 2 MB set five times a second fragments the allocator's heap and shows as slowly growing
+    /// RSS over hours.
+    fn publish(&self) {
+        if !self.record_histograms {
+            return;
+        }
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        for h in &st.task_histograms {
+            st.publish_scratch.drain_from(&mut h.borrow_mut());
+        }
+        st.publish_scratch.drain_from(&mut st.histograms);
+        if let Ok(mut shared) = self.shared_histograms.lock() {
+            shared.absorb(&mut st.publish_scratch);
+        }
     }
-    apply_retention(&ctx, true).await;
-    publish(&ctx);
-    let mut st = ctx.st.borrow_mut();
+}
+
+/// Runs the pool with the layout `layout` makes, on this thread (io_uring or `pwrite`, see
+/// [`drive`]), until the queue is closed and drained and the layout closed.
+pub(super) fn run_layout<L: Layout>(
+    cfg: WriterConfig,
+    target: RecordingTarget,
+    parts: WriterParts,
+    layout: impl FnOnce(Rc<Pool>) -> Rc<L>,
+) -> WriterReport {
+    let (choice, direct_io) = (cfg.backend, cfg.direct_io);
+    drive(choice, direct_io, &parts, |backend| {
+        let pool = Pool::new(cfg, target, &parts, backend);
+        run_pool(pool.clone(), layout(pool))
+    })
+}
+
+/// The pool's life: the layout opens, the writers run until the queue is closed and drained,
+/// the layout closes, the last histograms are published.
+pub(super) async fn run_pool<L: Layout>(pool: Rc<Pool>, layout: Rc<L>) -> WriterReport {
+    let _ = pool.counters.backend.set(pool.backend.as_str());
+    layout.open().await;
+    let publisher = spawn_local(publisher(pool.clone()));
+    supervise_writers(&pool, &layout).await;
+    let segments = layout.close().await;
+    // It may be asleep for up to PUBLISH_EVERY; the last publish is made here.
+    publisher.abort();
+    pool.publish();
+    let error = pool.st.borrow_mut().error.take();
     WriterReport {
-        backend: ctx.backend,
-        direct_io: ctx.direct.get(),
-        segments: std::mem::take(&mut st.written),
-        error: st.error.take(),
+        backend: pool.backend,
+        direct_io: layout.direct_io(),
+        segments,
+        error,
+    }
+}
+
+/// Takes every queued frame up to the layout's limits, after the frames the layout holds to
+/// write again; waits (without spinning) when there is none. Returns false once the queue is
+/// closed and empty.
+async fn take_batch<L: Layout>(pool: &Pool, layout: &L, batch: &mut Vec<Frame>) -> bool {
+    let limits = layout.batch_limits();
+    let mut bytes = 0usize;
+    let mut lingered = pool.cfg.linger.is_zero();
+    loop {
+        // Still counted in the writers.
+        bytes += layout.take_held(batch);
+        let before = batch.len();
+        let taken = limits.fill(&pool.queue, batch, &mut bytes);
+        debug_assert_eq!(batch.len() - before, taken);
+        pool.ledger.taken_frames(&batch[before..]);
+        if !batch.is_empty() {
+            if lingered || limits.full(batch.len(), bytes) || pool.queue.is_closed() {
+                return true;
+            }
+            lingered = true;
+            let _ = tokio::time::timeout(pool.cfg.linger, pool.queue.ready()).await;
+            continue;
+        }
+        if pool.queue.is_closed() && pool.queue.is_empty() {
+            return false;
+        }
+        pool.queue.ready().await;
+    }
+}
+
+/// Runs the writer tasks until the queue is closed and drained, applying new live settings
+/// as they come: more writers start at once; writers above the new count finish their write
+/// and stop (the intake lock keeps intake order = write order either way). Holds the
+/// free-space floor and gives the layout its tick.
+async fn supervise_writers<L: Layout>(pool: &Rc<Pool>, layout: &Rc<L>) {
+    let mut tasks = Tasks::default();
+    let mut round = 0u64;
+    loop {
+        if let Some(live) = pool.live.take() {
+            set_writers(&pool.writers, live.writers);
+            layout.apply_live(live);
+        }
+        hold_free_space_floor(&pool.cfg, &pool.target.dir, &pool.counters);
+        round += 1;
+        layout.tick(round).await;
+        let drained = pool.queue.is_closed() && pool.queue.is_empty() && !layout.holds_frames();
+        let spawn = |i| {
+            let (pool, layout) = (pool.clone(), layout.clone());
+            spawn_local(async move {
+                writer_task(&pool, &layout, i).await;
+                pool.writer_exited.notify_one();
+            })
+        };
+        let (gauge, exited) = (&pool.counters.writers, &pool.writer_exited);
+        if !tasks
+            .round(pool.writers.get(), drained, gauge, exited, spawn)
+            .await
+        {
+            return;
+        }
+    }
+}
+
+/// One writer task: under the intake lock it takes a batch and has the layout lay it out;
+/// outside it, the layout writes and settles it. Once the recording failed, batches are
+/// discarded through the layout.
+async fn writer_task<L: Layout>(pool: &Rc<Pool>, layout: &Rc<L>, index: usize) {
+    // Owned by this task; the publisher reads it between writes (same thread, no lock).
+    let h = pool.task_histograms(index);
+    let capacity = layout
+        .batch_limits()
+        .max_frames
+        .min(segment::MAX_FRAMES_PER_CHUNK);
+    let mut batch: Vec<Frame> = Vec::with_capacity(capacity);
+    loop {
+        if index >= pool.writers.get() {
+            return;
+        }
+        let guard = pool.intake.lock().await;
+        if index >= pool.writers.get() {
+            return;
+        }
+        if !take_batch(pool, &**layout, &mut batch).await {
+            return;
+        }
+        if pool.record_histograms {
+            let now = host_mono_ns();
+            let mut h = h.borrow_mut();
+            for f in &batch {
+                record(
+                    &mut h.queue_wait_ns,
+                    now.saturating_sub(f.meta.host_mono_ns),
+                );
+            }
+        }
+        if pool.failed() {
+            layout.discard(&mut batch, DropReason::IoError);
+            continue;
+        }
+        let write = layout.prepare(&mut batch).await;
+        drop(guard);
+        debug_assert!(batch.is_empty(), "prepare takes every frame of its batch");
+        if let Some(w) = write {
+            layout.complete(w, &h).await;
+        }
+    }
+}
+
+/// Publishes the histograms every [`PUBLISH_EVERY`], off the writers' path, until aborted at
+/// the end.
+async fn publisher(pool: Rc<Pool>) {
+    loop {
+        tokio::time::sleep(PUBLISH_EVERY).await;
+        pool.publish();
     }
 }
 
@@ -97,83 +345,8 @@ impl BatchLimits {
     }
 }
 
-/// Takes every queued frame up to the byte cap; waits (without spinning) when there is none.
-/// Returns false once the queue is closed and empty.
-pub(super) async fn take_batch(ctx: &Ctx, batch: &mut Vec<Frame>) -> bool {
-    let limits = BatchLimits {
-        max_frames: if ctx.direct.get() {
-            64
-        } else {
-            segment::MAX_FRAMES_PER_CHUNK
-        },
-        max_bytes: ctx.cfg.max_write_bytes,
-    };
-    let mut bytes = 0usize;
-    let mut lingered = ctx.cfg.linger.is_zero();
-    loop {
-        for f in ctx.st.borrow_mut().rewrite.drain(..) {
-            // Still counted in `frames_in_writers`.
-            bytes += f.payload_len();
-            batch.push(f);
-        }
-        let before = batch.len();
-        let taken = limits.fill(&ctx.queue, batch, &mut bytes);
-        debug_assert_eq!(batch.len() - before, taken);
-        ctx.ledger.taken_frames(&batch[before..]);
-        if !batch.is_empty() {
-            if lingered || limits.full(batch.len(), bytes) || ctx.queue.is_closed() {
-                return true;
-            }
-            lingered = true;
-            let _ = tokio::time::timeout(ctx.cfg.linger, ctx.queue.ready()).await;
-            continue;
-        }
-        if ctx.queue.is_closed() && ctx.queue.is_empty() {
-            return false;
-        }
-        ctx.queue.ready().await;
-    }
-}
-
-/// Runs the writer tasks until the queue is closed and drained, applying new live settings
-/// as they come: more writers start at once; writers above the new count finish their write
-/// and stop (the intake lock keeps sequence order = file order either way).
-pub(super) async fn supervise_writers(ctx: &Rc<Ctx>) {
-    let mut tasks = Tasks::default();
-    let mut rounds = 0u64;
-    loop {
-        if let Some(live) = ctx.live.take() {
-            apply_live(ctx, live);
-        }
-        check_free_space(ctx);
-        if directory_changed(ctx) {
-            check_finished(ctx);
-        }
-        rounds += 1;
-        if rounds.is_multiple_of(10) {
-            apply_retention(ctx, false).await;
-        }
-        let drained =
-            ctx.queue.is_closed() && ctx.queue.is_empty() && ctx.st.borrow().rewrite.is_empty();
-        let spawn = |i| {
-            let ctx = ctx.clone();
-            spawn_local(async move {
-                writer_task(ctx.clone(), i).await;
-                ctx.writer_exited.notify_one();
-            })
-        };
-        let (gauge, exited) = (&ctx.counters.writers, &ctx.writer_exited);
-        if !tasks
-            .round(ctx.writers.get(), drained, gauge, exited, spawn)
-            .await
-        {
-            return;
-        }
-    }
-}
-
 /// Sets the live writer count (clamped to 1..=[`MAX_WRITERS`]), saying so when it changes.
-pub(super) fn set_writers(current: &Cell<usize>, wanted: usize) {
+fn set_writers(current: &Cell<usize>, wanted: usize) {
     let writers = wanted.clamp(1, MAX_WRITERS);
     if writers != current.get() {
         tracing::info!(
@@ -185,17 +358,16 @@ pub(super) fn set_writers(current: &Cell<usize>, wanted: usize) {
     }
 }
 
-/// A pool's writer tasks, kept at the live writer count: every layout's pool runs its writers
-/// through this. A task whose index is at or above the count finishes its write and returns.
+/// The pool's writer tasks, kept at the live writer count. A task whose index is at or above the count finishes its write and returns.
 #[derive(Default)]
-pub(super) struct Tasks {
+struct Tasks {
     slots: Vec<Option<JoinHandle<()>>>,
 }
 
 impl Tasks {
     /// Reaps the finished tasks and starts the missing ones below `want` (none once `drained`);
     /// returns how many run.
-    pub(super) async fn keep(
+    async fn keep(
         &mut self,
         want: usize,
         drained: bool,
@@ -223,7 +395,7 @@ impl Tasks {
     /// One round of a pool's supervision: [`Tasks::keep`], the running count published in
     /// `gauge`, then a wait for a task to end (`exited`) or the next tick. False once none
     /// runs and the queue is `drained`: the pool is done.
-    pub(super) async fn round(
+    async fn round(
         &mut self,
         want: usize,
         drained: bool,
@@ -243,13 +415,8 @@ impl Tasks {
 
 /// Holds the output filesystem's free-space floor: the receiver stops admitting frames under
 /// it, and starts again once free space is back above it by a margin (so it does not flap).
-pub(super) fn check_free_space(ctx: &Ctx) {
-    hold_free_space_floor(&ctx.cfg, &ctx.target.dir, &ctx.counters);
-}
-
-/// The free-space floor of `cfg` on `dir`'s filesystem, for every layout: sets or clears
-/// `counters.refusing`.
-pub(super) fn hold_free_space_floor(cfg: &WriterConfig, dir: &Path, counters: &Counters) {
+/// Sets or clears `counters.refusing`.
+fn hold_free_space_floor(cfg: &WriterConfig, dir: &Path, counters: &Counters) {
     if cfg.min_free_bytes == 0 && cfg.min_free_percent == 0 {
         return;
     }
@@ -279,191 +446,5 @@ pub(super) fn hold_free_space_floor(cfg: &WriterConfig, dir: &Path, counters: &C
     }
 }
 
-/// Deletes the oldest finished segments, and the damaged originals repair kept aside beside
-/// them, per [`crate::store::retention`]. Open segments are never touched. Runs every second
-/// and once more when every segment is closed (`closing`), off the writer thread (unlinking a
-/// large file takes a while).
-pub(super) async fn apply_retention(ctx: &Rc<Ctx>, closing: bool) {
-    use crate::store::{self, FileKind, retention};
-    let limits = retention::Limits {
-        max_total_bytes: ctx.cfg.retain_bytes,
-        max_age: ctx.cfg.retain_age,
-    };
-    if limits == retention::Limits::default() {
-        return;
-    }
-    let Some(first_open) = ctx
-        .st
-        .borrow()
-        .segments
-        .iter()
-        .map(|s| s.id)
-        .min()
-        .or(closing.then_some(u64::MAX))
-    else {
-        return;
-    };
-    let dir = ctx.target.dir.clone();
-    let listeners = ctx.listeners.clone();
-    let deleted = file::blocking(move || {
-        let files = store::list(&dir)?;
-        let entries: Vec<retention::Entry> = files
-            .iter()
-            .map(|f| retention::Entry {
-                id: f.id,
-                kind: f.kind,
-                len: f.len,
-                modified: f.modified,
-            })
-            .collect();
-        let mut deleted = Vec::new();
-        for i in retention::to_delete(&entries, limits, first_open, std::time::SystemTime::now()) {
-            let f = &files[i];
-            // A segment a listener still needs (not uploaded yet, say) stays.
-            if f.kind == FileKind::Segment && !listeners.iter().all(|l| l.may_delete(f.id, &f.path)) {
-                tracing::debug!(segment = %f.path.display(), "retention: kept, a listener still needs it");
-                continue;
-            }
-            std::fs::remove_file(&files[i].path)?;
-            deleted.push((files[i].kind, files[i].path.clone()));
-        }
-        Ok(deleted)
-    })
-    .await;
-    match deleted {
-        Ok(paths) => {
-            // Deleted by the user's retention policy: not a loss.
-            ctx.st
-                .borrow_mut()
-                .finished
-                .retain(|f| !paths.iter().any(|(_, p)| *p == f.path));
-            for (kind, p) in paths {
-                if kind == FileKind::Segment {
-                    ctx.counters
-                        .segments_deleted
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(segment = %p.display(), "segment deleted (retention)");
-                } else {
-                    tracing::info!(file = %p.display(), "damaged original deleted (retention)");
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "retention: cannot delete old segments"),
-    }
-}
-
-pub(super) fn apply_live(ctx: &Ctx, live: Live) {
-    set_writers(&ctx.writers, live.writers);
-    *ctx.seg_cfg.borrow_mut() = live.segment;
-    *ctx.dur.borrow_mut() = live.durability;
-    // The syncer picks up a new fsync interval at its next wake-up: wake it now.
-    ctx.sync_wake.notify_one();
-}
-
-pub(super) async fn writer_task(ctx: Rc<Ctx>, index: usize) {
-    // Owned by this task; the publisher reads it between writes (same thread, no lock).
-    let h = {
-        let mut st = ctx.st.borrow_mut();
-        while st.task_histograms.len() <= index {
-            st.task_histograms
-                .push(Rc::new(RefCell::new(Histograms::default())));
-        }
-        st.task_histograms[index].clone()
-    };
-    let mut batch: Vec<Frame> = Vec::with_capacity(segment::MAX_FRAMES_PER_CHUNK);
-    loop {
-        if index >= ctx.writers.get() {
-            return;
-        }
-        let guard = ctx.intake.lock().await;
-        if index >= ctx.writers.get() {
-            return;
-        }
-        if !take_batch(&ctx, &mut batch).await {
-            return;
-        }
-        if ctx.record_histograms {
-            let now = host_mono_ns();
-            let mut h = h.borrow_mut();
-            for f in &batch {
-                record(
-                    &mut h.queue_wait_ns,
-                    now.saturating_sub(f.meta.host_mono_ns),
-                );
-            }
-        }
-        if ctx.failed() {
-            discard_frames(&ctx, &mut batch, DropReason::IoError);
-            continue;
-        }
-        let write = prepare(&ctx, &mut batch).await;
-        drop(guard);
-        if let Some(w) = write {
-            complete(&ctx, w, &h).await;
-        }
-    }
-}
-
-/// Moves what every writer task and the pool recorded since the last call into the shared
-/// histograms the statistics surfaces read.
-pub(super) fn publish(ctx: &Ctx) {
-    if !ctx.record_histograms {
-        return;
-    }
-    let mut st = ctx.st.borrow_mut();
-    let st = &mut *st;
-    publish_sets(
-        &st.task_histograms,
-        &mut st.pool_histograms,
-        &mut st.publish_scratch,
-        &ctx.shared_histograms,
-    );
-}
-
-/// Moves what the writer tasks and the pool recorded into `shared`, through `scratch`: a set
-/// kept for the purpose, since a fresh 2 MB set five times a second fragments the allocator's
-/// heap and shows as slowly growing RSS over hours. Both layouts publish through here.
-pub(super) fn publish_sets(
-    tasks: &[Rc<RefCell<Histograms>>],
-    pool: &mut Histograms,
-    scratch: &mut Histograms,
-    shared: &SharedHistograms,
-) {
-    for h in tasks {
-        scratch.drain_from(&mut h.borrow_mut());
-    }
-    scratch.drain_from(pool);
-    if let Ok(mut shared) = shared.lock() {
-        shared.absorb(scratch);
-    }
-}
-
-/// Publishes the histograms five times a second, off the writers' path.
-pub(super) async fn publisher(ctx: Rc<Ctx>) {
-    while !ctx.stopping.get() {
-        tokio::time::sleep(PUBLISH_EVERY).await;
-        publish(&ctx);
-    }
-}
-
-/// fsyncs open segments per the durability policy and advances the durable watermark.
-pub(super) async fn syncer(ctx: Rc<Ctx>) {
-    loop {
-        let every = ctx.dur.borrow().fsync_interval;
-        match every {
-            Some(every) => {
-                let _ = tokio::time::timeout(every, ctx.sync_wake.notified()).await;
-            }
-            None => ctx.sync_wake.notified().await,
-        }
-        if ctx.stopping.get() {
-            return;
-        }
-        ctx.st.borrow_mut().frames_since_sync = 0;
-        let open: Vec<Rc<Segment>> = ctx.st.borrow().segments.iter().cloned().collect();
-        for seg in open {
-            sync_segment(&ctx, &seg).await;
-        }
-        ctx.update_durable();
-    }
-}
+#[cfg(test)]
+mod tests;

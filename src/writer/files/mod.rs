@@ -26,18 +26,19 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tokio::sync::{Mutex, Notify};
-use tokio::task::spawn_local;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, spawn_local};
 
 use crate::export::fakenect_file_name;
 use crate::frame::{DropReason, Frame, FrameFormat, FrameKey, HEADROOM, StreamInfo, host_mono_ns};
 use crate::observe::{Histograms, record};
 
 use super::file::{self, IoSpan, SegFile, sync_dir};
-use super::pool::{Tasks, hold_free_space_floor, set_writers};
+use super::layout::Layout;
+use super::pool::{Pool, run_layout};
 use super::{
-    Backend, DurabilityConfig, MAX_WRITERS, PUBLISH_EVERY, RecordingTarget, WriterConfig,
-    WriterError, WriterParts, WriterReport, drive, publish_sets,
+    BatchLimits, DurabilityConfig, Live, RecordingTarget, WriterConfig, WriterError, WriterParts,
+    WriterReport,
 };
 
 mod drops;
@@ -59,253 +60,119 @@ struct State {
     order: VecDeque<Pending>,
     index: Option<std::fs::File>,
     drops: Option<std::fs::File>,
-    error: Option<WriterError>,
     /// Host time (µs) of the last name given, so names stay unique.
     last_time_us: u64,
     written: Vec<PathBuf>,
-    pool_histograms: Histograms,
-    task_histograms: Vec<Rc<RefCell<Histograms>>>,
-    publish_scratch: Histograms,
 }
 
-struct Ctx {
-    cfg: WriterConfig,
-    target: RecordingTarget,
-    parts: WriterParts,
-    backend: Backend,
-    intake: Mutex<()>,
-    /// Writers wanted now (`writer.writers`, changed live by a reload); writer tasks at or
-    /// above this index finish.
-    writers: Cell<usize>,
-    /// A writer task ended: the supervisor looks at once rather than at its next tick.
-    writer_exited: Notify,
+/// The per-frame-file layout of one run.
+struct Fakenect {
+    pool: Rc<Pool>,
     /// Wakes the indexer: a frame was written (or failed), or the writers have finished.
     index_wake: Notify,
     writers_finished: Cell<bool>,
+    indexer: RefCell<Option<JoinHandle<()>>>,
     st: RefCell<State>,
 }
 
-impl Ctx {
-    fn fail(&self, e: WriterError) {
-        tracing::error!(error = %e, "recording failed");
-        let mut st = self.st.borrow_mut();
-        if st.error.is_none() {
-            st.error = Some(e);
-        }
-        self.parts.stop.disk_failed();
-    }
-
-    fn failed(&self) -> bool {
-        self.st.borrow().error.is_some()
-    }
+/// A frame named under the intake lock, written outside it.
+struct FrameWrite {
+    frame: Frame,
+    name: String,
 }
 
-/// Runs the per-frame-file writer pool on the calling thread until the queue is closed and
-/// drained; `INDEX.txt` then names every frame written.
+/// Runs the writer pool with the per-frame-file layout on the calling thread until the queue
+/// is closed and drained; `INDEX.txt` then names every frame written. The pool's policies (the
+/// live writer count, the free-space floor, the degraded state) apply as for segments; the
+/// durability settings have nothing to act on: every frame file is fdatasync'd before
+/// `INDEX.txt` names it.
 pub fn run(
     cfg: WriterConfig,
     _dur: DurabilityConfig,
     target: RecordingTarget,
     parts: WriterParts,
 ) -> WriterReport {
-    let direct_io = cfg.direct_io;
-    let writers = cfg.writers.clamp(1, MAX_WRITERS);
-    let (choice, handles) = (cfg.backend, parts.clone());
-    drive(choice, direct_io, &handles, move |backend| {
-        run_pool(Rc::new(Ctx {
-            cfg,
-            target,
-            parts,
-            backend,
-            intake: Mutex::new(()),
-            writers: Cell::new(writers),
-            writer_exited: Notify::new(),
+    run_layout(cfg, target, parts, |pool| {
+        Rc::new(Fakenect {
+            pool,
             index_wake: Notify::new(),
             writers_finished: Cell::new(false),
+            indexer: RefCell::new(None),
             st: RefCell::new(State {
                 order: VecDeque::new(),
                 index: None,
                 drops: None,
-                error: None,
                 last_time_us: 0,
                 written: Vec::new(),
-                pool_histograms: Histograms::default(),
-                task_histograms: Vec::new(),
-                publish_scratch: Histograms::default(),
             }),
-        }))
+        })
     })
 }
 
-async fn run_pool(ctx: Rc<Ctx>) -> WriterReport {
-    let _ = ctx.parts.counters.backend.set(ctx.backend.as_str());
-    let open = |name: &str| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(ctx.target.dir.join(name))
-    };
-    match (open(INDEX), open(DROPS)) {
-        (Ok(index), Ok(drops)) => {
-            let mut st = ctx.st.borrow_mut();
-            st.index = Some(index);
-            st.drops = Some(drops);
-        }
-        (Err(source), _) | (_, Err(source)) => ctx.fail(WriterError::CreateSegment {
-            path: ctx.target.dir.join(INDEX),
-            source,
-        }),
-    }
-    if !ctx.failed() {
-        let _ = sync_dir(&ctx.target.dir);
-        ctx.parts
-            .counters
-            .segments_opened
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(dir = %ctx.target.dir.display(), backend = ctx.backend.as_str(), "recording (fakenect layout)");
-    }
-    let publisher = spawn_local(publisher(ctx.clone()));
-    let indexer = spawn_local(indexer(ctx.clone()));
-    supervise_writers(&ctx).await;
-    ctx.writers_finished.set(true);
-    ctx.index_wake.notify_one();
-    let _ = indexer.await;
-    index_done(&ctx).await;
-    // It may be asleep for up to PUBLISH_EVERY; the last publish is made here.
-    publisher.abort();
-    publish(&ctx);
-    ctx.parts.counters.writers.store(0, Ordering::Relaxed);
-    let mut st = ctx.st.borrow_mut();
-    if st.error.is_none() {
-        st.written.push(ctx.target.dir.join(INDEX));
-    }
-    WriterReport {
-        backend: ctx.backend,
-        direct_io: false,
-        segments: std::mem::take(&mut st.written),
-        error: st.error.take(),
-    }
-}
+impl Layout for Fakenect {
+    type Write = FrameWrite;
 
-/// Runs the writer tasks until the queue is closed and drained, with the same policies as the
-/// segment layout: the live writer count (a reload grows or shrinks it) and the free-space
-/// floor. Segment and durability settings have nothing to act on here: every frame file is
-/// fdatasync'd before INDEX.txt names it.
-async fn supervise_writers(ctx: &Rc<Ctx>) {
-    let mut tasks = Tasks::default();
-    loop {
-        if let Some(live) = ctx.parts.live.take() {
-            set_writers(&ctx.writers, live.writers);
-        }
-        hold_free_space_floor(&ctx.cfg, &ctx.target.dir, &ctx.parts.counters);
-        let drained = ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty();
-        let spawn = |i| {
-            let ctx = ctx.clone();
-            spawn_local(async move {
-                writer_task(ctx.clone(), i).await;
-                ctx.writer_exited.notify_one();
-            })
+    /// Opens `INDEX.txt` and `DROPS.txt` for appending and starts the indexer.
+    async fn open(self: &Rc<Self>) {
+        let dir = &self.pool.target.dir;
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
         };
-        let (gauge, exited) = (&ctx.parts.counters.writers, &ctx.writer_exited);
-        if !tasks
-            .round(ctx.writers.get(), drained, gauge, exited, spawn)
-            .await
-        {
-            return;
+        match (open(INDEX), open(DROPS)) {
+            (Ok(index), Ok(drops)) => {
+                let mut st = self.st.borrow_mut();
+                st.index = Some(index);
+                st.drops = Some(drops);
+            }
+            (Err(source), _) | (_, Err(source)) => self.pool.fail(WriterError::CreateSegment {
+                path: dir.join(INDEX),
+                source,
+            }),
+        }
+        if !self.pool.failed() {
+            let _ = sync_dir(dir);
+            self.pool
+                .counters
+                .segments_opened
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(dir = %dir.display(), backend = self.pool.backend.as_str(), "recording (fakenect layout)");
+        }
+        let indexer = spawn_local(indexer(self.clone()));
+        *self.indexer.borrow_mut() = Some(indexer);
+    }
+
+    /// One frame a write: each goes to a file of its own.
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_frames: 1,
+            max_bytes: usize::MAX,
         }
     }
-}
 
-fn publish(ctx: &Ctx) {
-    if !ctx.parts.record_histograms {
-        return;
+    fn take_held(&self, _batch: &mut Vec<Frame>) -> usize {
+        0
     }
-    let mut st = ctx.st.borrow_mut();
-    let st = &mut *st;
-    publish_sets(
-        &st.task_histograms,
-        &mut st.pool_histograms,
-        &mut st.publish_scratch,
-        &ctx.parts.histograms,
-    );
-}
 
-/// Publishes the histograms every PUBLISH_EVERY until aborted at the end.
-async fn publisher(ctx: Rc<Ctx>) {
-    loop {
-        tokio::time::sleep(PUBLISH_EVERY).await;
-        publish(&ctx);
+    fn holds_frames(&self) -> bool {
+        false
     }
-}
 
-/// The next queued frame; `None` once the queue is closed and drained.
-async fn next_frame(ctx: &Ctx) -> Option<Frame> {
-    loop {
-        if let Some(f) = ctx.parts.queue.pop() {
-            ctx.parts.ledger.taken(f.meta.stream, 1);
-            return Some(f);
-        }
-        if ctx.parts.queue.is_closed() && ctx.parts.queue.is_empty() {
-            return None;
-        }
-        ctx.parts.queue.ready().await;
+    /// Names the frame and puts it in the receive order `INDEX.txt` follows.
+    async fn prepare(self: &Rc<Self>, batch: &mut Vec<Frame>) -> Option<FrameWrite> {
+        debug_assert!(batch.len() <= 1, "batches of one frame");
+        let frame = batch.pop()?;
+        let name = self.name(&frame);
+        Some(FrameWrite { frame, name })
     }
-}
 
-async fn writer_task(ctx: Rc<Ctx>, index: usize) {
-    // Owned by this task's index (a task started again at the same index after a reload
-    // records into the same one); the publisher reads it between writes.
-    let h = {
-        let mut st = ctx.st.borrow_mut();
-        while st.task_histograms.len() <= index {
-            st.task_histograms
-                .push(Rc::new(RefCell::new(Histograms::default())));
-        }
-        st.task_histograms[index].clone()
-    };
-    loop {
-        if index >= ctx.writers.get() {
-            return;
-        }
-        // Names are given in sequence order under the intake lock; writes then overlap.
-        let guard = ctx.intake.lock().await;
-        if index >= ctx.writers.get() {
-            return;
-        }
-        let Some(frame) = next_frame(&ctx).await else {
-            return;
-        };
-        let key = frame.meta.key();
-        if ctx.failed() {
-            drop(guard);
-            give_up(&ctx, frame);
-            continue;
-        }
-        let name = {
-            let mut st = ctx.st.borrow_mut();
-            let time_us = (frame.meta.host_real_ns / 1000).max(st.last_time_us + 1);
-            st.last_time_us = time_us;
-            let stream = &ctx.target.streams[key.stream.index()];
-            let (prefix, ext) = file_kind(stream.format);
-            let name = fakenect_file_name(prefix, ext, time_us * 1000, frame.meta.device_ns);
-            st.order.push_back(Pending {
-                key,
-                name: name.clone(),
-                captured: frame.meta.host_mono_ns,
-                done: false,
-            });
-            name
-        };
-        drop(guard);
-        if ctx.parts.record_histograms {
-            record(
-                &mut h.borrow_mut().queue_wait_ns,
-                host_mono_ns().saturating_sub(frame.meta.host_mono_ns),
-            );
-        }
-        match write_frame(&ctx, frame, &name, &h).await {
+    async fn complete(self: &Rc<Self>, w: FrameWrite, h: &RefCell<Histograms>) {
+        let key = w.frame.meta.key();
+        match write_frame(self, w.frame, &w.name, h).await {
             Ok(()) => {
-                let mut st = ctx.st.borrow_mut();
+                let mut st = self.st.borrow_mut();
                 if let Some(p) = st.order.iter_mut().find(|p| p.key == key) {
                     p.done = true;
                 }
@@ -313,19 +180,70 @@ async fn writer_task(ctx: Rc<Ctx>, index: usize) {
             Err(e) => {
                 // That frame's file is gone (never named in INDEX.txt); the others are
                 // independent of it, so recording goes on.
-                ctx.st.borrow_mut().order.retain(|p| p.key != key);
-                if let Some(stop) = super::note_failure(&ctx.cfg, &ctx.parts.counters, e) {
-                    ctx.fail(stop);
-                }
+                self.st.borrow_mut().order.retain(|p| p.key != key);
+                self.pool.failure(e);
             }
         }
-        ctx.index_wake.notify_one();
+        self.index_wake.notify_one();
+    }
+
+    fn discard(&self, batch: &mut Vec<Frame>, reason: DropReason) {
+        for f in batch.drain(..) {
+            self.pool.ledger.dropped(&[f.meta.key()], reason);
+        }
+    }
+
+    /// Segment and durability settings have nothing to act on here.
+    fn apply_live(&self, _live: Live) {}
+
+    async fn tick(self: &Rc<Self>, _round: u64) {}
+
+    /// Ends the indexer, then names the last frames written.
+    async fn close(self: &Rc<Self>) -> Vec<PathBuf> {
+        self.writers_finished.set(true);
+        self.index_wake.notify_one();
+        let indexer = self.indexer.borrow_mut().take();
+        if let Some(indexer) = indexer {
+            let _ = indexer.await;
+        }
+        index_done(self).await;
+        let failed = self.pool.failed();
+        let mut st = self.st.borrow_mut();
+        if !failed {
+            st.written.push(self.pool.target.dir.join(INDEX));
+        }
+        std::mem::take(&mut st.written)
+    }
+
+    fn direct_io(&self) -> bool {
+        false
+    }
+}
+
+impl Fakenect {
+    /// The file name of `frame`, by its stream and host time (kept unique), entered in the
+    /// receive order. Called under the intake lock.
+    fn name(&self, frame: &Frame) -> String {
+        let key = frame.meta.key();
+        let mut st = self.st.borrow_mut();
+        let time_us = (frame.meta.host_real_ns / 1000).max(st.last_time_us + 1);
+        st.last_time_us = time_us;
+        let stream = &self.pool.target.streams[key.stream.index()];
+        let (prefix, ext) = file_kind(stream.format);
+        let name = fakenect_file_name(prefix, ext, time_us * 1000, frame.meta.device_ns);
+        st.order.push_back(Pending {
+            key,
+            name: name.clone(),
+            captured: frame.meta.host_mono_ns,
+            done: false,
+        });
+        name
     }
 }
 
 /// Names written frames in `INDEX.txt` as they complete, in rounds, on its own task: the
 /// writers go on to their next frame instead of waiting for the index's fsyncs.
-async fn indexer(ctx: Rc<Ctx>) {
+async fn indexer(ctx: Rc<Fakenect>) {
     loop {
         ctx.index_wake.notified().await;
         if ctx.writers_finished.get() {
@@ -353,28 +271,22 @@ fn file_header(stream: &StreamInfo) -> String {
     }
 }
 
-/// Counts a frame the failed recording cannot write as dropped for an I/O error.
-fn give_up(ctx: &Ctx, frame: Frame) {
-    let p = &ctx.parts;
-    p.ledger.dropped(&[frame.meta.key()], DropReason::IoError);
-}
-
 /// Writes one frame as `name`: temporary file, one write, fdatasync, rename.
 async fn write_frame(
-    ctx: &Ctx,
+    ctx: &Fakenect,
     frame: Frame,
     name: &str,
     h: &RefCell<Histograms>,
 ) -> Result<(), WriterError> {
-    let p = &ctx.parts;
-    let stream = &ctx.target.streams[frame.meta.stream.index()];
+    let p = &ctx.pool;
+    let stream = &ctx.pool.target.streams[frame.meta.stream.index()];
     let header = file_header(stream);
     let mut buf = frame.buf;
     let len = buf.payload_len();
     let start = HEADROOM - header.len();
     buf.region_mut()[start..HEADROOM].copy_from_slice(header.as_bytes());
-    let path = ctx.target.dir.join(name);
-    let tmp = ctx.target.dir.join(format!(".{name}.tmp"));
+    let path = ctx.pool.target.dir.join(name);
+    let tmp = ctx.pool.target.dir.join(format!(".{name}.tmp"));
     let seq = frame.meta.seq;
     let key = frame.meta.key();
     let fail = |source: std::io::Error, what: &str| {
@@ -390,7 +302,7 @@ async fn write_frame(
             source,
         }
     };
-    let file = match SegFile::create_off_thread(tmp.clone(), false, ctx.backend).await {
+    let file = match SegFile::create_off_thread(tmp.clone(), false, ctx.pool.backend).await {
         Ok(f) => f,
         Err(e) => {
             drop(buf);
@@ -399,9 +311,9 @@ async fn write_frame(
     };
     p.counters.writes_in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    if !ctx.cfg.write_delay.is_zero() {
+    if !ctx.pool.cfg.write_delay.is_zero() {
         // Fault injection for the test suite, as in the segment writer.
-        tokio::time::sleep(ctx.cfg.write_delay).await;
+        tokio::time::sleep(ctx.pool.cfg.write_delay).await;
     }
     let (res, spans) = file
         .write_all_at(vec![IoSpan::new(buf, (start, HEADROOM + len), true)], 0)
@@ -421,7 +333,7 @@ async fn write_frame(
     file::blocking(move || std::fs::rename(from, to))
         .await
         .map_err(|e| fail(e, "renaming the frame file"))?;
-    super::note_success(&p.counters);
+    p.succeeded();
     p.counters.writes.fetch_add(1, Ordering::Relaxed);
     p.ledger.written(frame.meta.stream, 1, len as u64);
     if p.record_histograms {
@@ -461,11 +373,11 @@ fn written_prefix(st: &mut State) -> (String, Option<u64>, Vec<u64>) {
 
 /// Appends the index lines of the written prefix of frames, and any drops, and makes them
 /// durable: directory fsync (the renames), append, fdatasync. Only the indexer calls it, and
-/// the pool once more after the indexer ended: one round at a time.
-async fn index_done(ctx: &Rc<Ctx>) {
+/// `close` once more after the indexer ended: one round at a time.
+async fn index_done(ctx: &Rc<Fakenect>) {
     loop {
         let (lines, last, captured) = written_prefix(&mut ctx.st.borrow_mut());
-        let drops = ctx.parts.ledger.notices().take();
+        let drops = ctx.pool.ledger.notices().take();
         if lines.is_empty() && drops.is_empty() {
             break;
         }
@@ -479,11 +391,11 @@ async fn index_done(ctx: &Rc<Ctx>) {
         let (Some(mut index), Some(mut drop_file)) = (index, drop_file) else {
             break;
         };
-        let dir = ctx.target.dir.clone();
+        let dir = ctx.pool.target.dir.clone();
         let drop_lines: String = drops
             .iter()
             .map(|d| {
-                let stream = &ctx.target.streams[d.stream.index()].name;
+                let stream = &ctx.pool.target.streams[d.stream.index()].name;
                 format!(
                     "{} {} {} {stream}\n",
                     d.first.0,
@@ -508,29 +420,23 @@ async fn index_done(ctx: &Rc<Ctx>) {
         .await;
         match res {
             Ok(()) => {
-                ctx.parts.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+                ctx.pool.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
                 let now = host_mono_ns();
-                let mut st = ctx.st.borrow_mut();
-                if ctx.parts.record_histograms {
-                    record(
-                        &mut st.pool_histograms.fsync_latency_ns,
-                        t.elapsed().as_nanos() as u64,
-                    );
+                if ctx.pool.record_histograms {
+                    let mut h = ctx.pool.histograms();
+                    record(&mut h.fsync_latency_ns, t.elapsed().as_nanos() as u64);
                     for c in captured {
-                        record(
-                            &mut st.pool_histograms.capture_to_durable_ns,
-                            now.saturating_sub(c),
-                        );
+                        record(&mut h.capture_to_durable_ns, now.saturating_sub(c));
                     }
                 }
                 if let Some(seq) = last {
-                    ctx.parts.counters.set_durable_seq(seq);
+                    ctx.pool.counters.set_durable_seq(seq);
                 }
             }
             Err(source) => {
-                ctx.parts.ledger.notices().restore(drops);
-                ctx.fail(WriterError::Fsync {
-                    segment: ctx.target.dir.join(INDEX),
+                ctx.pool.ledger.notices().restore(drops);
+                ctx.pool.fail(WriterError::Fsync {
+                    segment: ctx.pool.target.dir.join(INDEX),
                     frames: 0,
                     source,
                 });

@@ -97,8 +97,8 @@ pub(super) struct FinishedSegment {
 
 /// Creates segment `id`: file, head, directory entry made durable. A file left half-made by a
 /// failure is removed.
-pub(super) async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, WriterError> {
-    let path = ctx.target.dir.join(segment::segment_file_name(id));
+pub(super) async fn open_segment(ctx: Rc<Mcap>, id: u64) -> Result<Rc<Segment>, WriterError> {
+    let path = ctx.pool.target.dir.join(segment::segment_file_name(id));
     let r = create_segment(&ctx, &path, id).await;
     // Remove what this attempt made, never a file that was there before it (`create_new`
     // failed: someone else's file stands in the way, and it is theirs).
@@ -111,7 +111,7 @@ pub(super) async fn open_segment(ctx: Rc<Ctx>, id: u64) -> Result<Rc<Segment>, W
 }
 
 pub(super) async fn create_segment(
-    ctx: &Rc<Ctx>,
+    ctx: &Rc<Mcap>,
     path: &Path,
     id: u64,
 ) -> Result<Rc<Segment>, WriterError> {
@@ -120,20 +120,20 @@ pub(super) async fn create_segment(
         source,
     };
     let mut direct = ctx.direct.get();
-    let file = match SegFile::create(path, direct, ctx.backend) {
+    let file = match SegFile::create(path, direct, ctx.pool.backend) {
         Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(path = %path.display(), "the filesystem refuses O_DIRECT; using buffered I/O");
             ctx.direct.set(false);
             direct = false;
-            SegFile::create(path, false, ctx.backend)
+            SegFile::create(path, false, ctx.pool.backend)
         }
         r => r,
     }
     .map_err(create_err)?;
     let meta = SegmentMeta {
-        recording_id: ctx.target.recording_id.clone(),
+        recording_id: ctx.pool.target.recording_id.clone(),
         segment_id: id,
-        streams: ctx.target.streams.clone(),
+        streams: ctx.pool.target.streams.clone(),
     };
     let (head, head_stats) = segment::encode_segment_head(&meta, direct);
     let head_len = head.len() as u64;
@@ -151,7 +151,7 @@ pub(super) async fn create_segment(
         .write_all_at(vec![IoSpan::new(buf, (0, head.len()), false)], 0)
         .await;
     res.map_err(create_err)?;
-    let dir = ctx.target.dir.clone();
+    let dir = ctx.pool.target.dir.clone();
     file::blocking(move || sync_dir(&dir))
         .await
         .map_err(create_err)?;
@@ -194,7 +194,7 @@ pub(super) fn unsupported(e: &io::Error) -> bool {
 
 /// Reserves `from..to` of `file`; returns how far space is reserved now. Where the filesystem
 /// cannot preallocate that is `from`, and preallocation is off for the rest of the run.
-pub(super) async fn preallocate(ctx: &Ctx, file: &SegFile, from: u64, to: u64) -> io::Result<u64> {
+pub(super) async fn preallocate(ctx: &Mcap, file: &SegFile, from: u64, to: u64) -> io::Result<u64> {
     match file.preallocate(from, to - from).await {
         Ok(()) => Ok(to),
         Err(e) if unsupported(&e) => {
@@ -212,7 +212,7 @@ pub(super) async fn preallocate(ctx: &Ctx, file: &SegFile, from: u64, to: u64) -
 /// `Err` when the filesystem is full: the write must not be made, and the segment can still
 /// be closed.
 pub(super) async fn reserve(
-    ctx: &Rc<Ctx>,
+    ctx: &Rc<Mcap>,
     seg: &Rc<Segment>,
     len: u64,
     frames: usize,
@@ -231,7 +231,7 @@ pub(super) async fn reserve(
     if need <= have {
         return Ok(());
     }
-    let step = ctx.cfg.preallocate_bytes.max(1);
+    let step = ctx.pool.cfg.preallocate_bytes.max(1);
     let want = (need + step).div_ceil(4096) * 4096;
     // Not a whole step's room left: at least what this write needs.
     let end = match preallocate(ctx, &seg.file, have, want).await {
@@ -245,13 +245,13 @@ pub(super) async fn reserve(
 }
 
 /// The id of the next segment to create.
-pub(super) fn take_segment_id(ctx: &Ctx) -> u64 {
+pub(super) fn take_segment_id(ctx: &Mcap) -> u64 {
     let mut st = ctx.st.borrow_mut();
     st.next_id += 1;
     st.next_id - 1
 }
 
-pub(super) fn open_next_ahead(ctx: &Rc<Ctx>) {
+pub(super) fn open_next_ahead(ctx: &Rc<Mcap>) {
     let id = take_segment_id(ctx);
     ctx.st.borrow_mut().next = Some(spawn_local(open_segment(ctx.clone(), id)));
 }
@@ -263,7 +263,7 @@ pub(super) fn open_next_ahead(ctx: &Rc<Ctx>) {
 /// writes), so frames dropped because no new segment can be created (a directory made
 /// read-only, a full disk) are still named in the recording. Called with the intake lock.
 pub(super) async fn segment_for(
-    ctx: &Rc<Ctx>,
+    ctx: &Rc<Mcap>,
     len: u64,
     notices_only: bool,
 ) -> Result<Rc<Segment>, DropReason> {
@@ -310,14 +310,14 @@ pub(super) async fn segment_for(
         Err(e) => {
             let reason = e.drop_reason();
             ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
-            ctx.failure(e);
+            ctx.pool.failure(e);
             Err(reason)
         }
     }
 }
 
 /// Closes `seg` to new writes and finalizes it once its writes complete.
-pub(super) fn seal(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+pub(super) fn seal(ctx: &Rc<Mcap>, seg: &Rc<Segment>) {
     if std::mem::replace(&mut seg.st.borrow_mut().sealed, true) {
         return;
     }
@@ -326,16 +326,19 @@ pub(super) fn seal(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
 }
 
 /// `seg` takes new frames from now on: counted, and told to the listeners.
-pub(super) fn became_current(ctx: &Ctx, seg: &Segment) {
-    ctx.counters.segments_opened.fetch_add(1, Ordering::Relaxed);
-    for l in ctx.listeners.iter() {
+pub(super) fn became_current(ctx: &Mcap, seg: &Segment) {
+    ctx.pool
+        .counters
+        .segments_opened
+        .fetch_add(1, Ordering::Relaxed);
+    for l in ctx.pool.listeners.iter() {
         l.opened(seg.id, &seg.path);
     }
 }
 
 /// Writes the summary and footer of a sealed segment once its writes are done, cutting it back
 /// first if a write or fsync failed, and makes it durable.
-pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
+pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
     loop {
         if seg.st.borrow().in_flight == 0 {
             break;
@@ -355,7 +358,7 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             let tail = segment::encode_segment_tail(
                 at,
                 &st.chunks,
-                &ctx.target.streams,
+                &ctx.pool.target.streams,
                 &st.head,
                 seg.direct,
             );
@@ -378,7 +381,7 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
                 abandon(&ctx, &seg, "cannot write its summary", e);
                 return;
             }
-            ctx.failure(WriterError::Finalize {
+            ctx.pool.failure(WriterError::Finalize {
                 segment: seg.path.clone(),
                 source: e,
             });
@@ -404,6 +407,12 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
             }
         }
     }
+    finalized(&ctx, seg, end).await;
+}
+
+/// `seg`'s tail is durable up to `end`: its space and page cache given back, its frames durable,
+/// it is remembered as finished (so its loss is counted) and the listeners are told.
+async fn finalized(ctx: &Rc<Mcap>, seg: Rc<Segment>, end: u64) {
     let allocated = seg.st.borrow().allocated_end;
     if allocated > end {
         // Give back the space reserved past the end (tmpfs keeps it otherwise).
@@ -436,7 +445,7 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
     }
     ctx.update_durable();
     tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
-    for l in ctx.listeners.iter() {
+    for l in ctx.pool.listeners.iter() {
         l.finalized(seg.id, &seg.path);
     }
     // The finalized segment may still be referenced by the syncer's snapshot; close via drop.
@@ -448,20 +457,20 @@ pub(super) async fn finalize(ctx: Rc<Ctx>, seg: Rc<Segment>) {
 }
 
 /// One fdatasync of `seg`, timed into the fsync histogram and counted when it succeeds.
-pub(super) async fn fsync(ctx: &Ctx, seg: &Segment) -> io::Result<()> {
+pub(super) async fn fsync(ctx: &Mcap, seg: &Segment) -> io::Result<()> {
     let t = Instant::now();
     let r = seg.file.sync_data().await;
     record(
-        &mut ctx.st.borrow_mut().pool_histograms.fsync_latency_ns,
+        &mut ctx.pool.histograms().fsync_latency_ns,
         t.elapsed().as_nanos() as u64,
     );
     if r.is_ok() {
-        ctx.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        ctx.pool.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
     r
 }
 
-pub(super) async fn sync_segment(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+pub(super) async fn sync_segment(ctx: &Rc<Mcap>, seg: &Rc<Segment>) {
     let (end, seq) = {
         let st = seg.st.borrow();
         if st.cut.is_some() || st.written_end <= st.durable_end {

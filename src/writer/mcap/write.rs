@@ -5,7 +5,7 @@
 use super::*;
 
 /// A write that has been laid out and is ready to submit.
-pub(super) struct PreparedWrite {
+pub(in crate::writer) struct PreparedWrite {
     pub(super) seg: Rc<Segment>,
     pub(super) offset: u64,
     pub(super) spans: Vec<IoSpan>,
@@ -16,9 +16,9 @@ pub(super) struct PreparedWrite {
 
 /// Counts `frames` as dropped for `reason` (no segment can take them) and recycles their
 /// buffers, leaving `frames` empty.
-pub(super) fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropReason) {
+pub(super) fn discard_frames(ctx: &Mcap, frames: &mut Vec<Frame>, reason: DropReason) {
     let seqs: Vec<FrameKey> = frames.iter().map(|f| f.meta.key()).collect();
-    ctx.ledger.dropped(&seqs, reason);
+    ctx.pool.ledger.dropped(&seqs, reason);
     // Frames written again after a failed fsync were taken once already.
     never_durable(ctx, frames.iter().map(|f| f.meta.order));
     frames.clear();
@@ -27,8 +27,8 @@ pub(super) fn discard_frames(ctx: &Ctx, frames: &mut Vec<Frame>, reason: DropRea
 /// Picks the segment, assigns the offset and encodes drop notices and frames in place, moving
 /// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
 /// intake lock held.
-pub(super) async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
-    let mut drops = ctx.ledger.notices().take();
+pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
+    let mut drops = ctx.pool.ledger.notices().take();
     let estimate: u64 = frames
         .iter()
         .map(|f| f.buf.region().len() as u64)
@@ -49,24 +49,13 @@ pub(super) async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<Pr
     let seg = match seg {
         Ok(s) => s,
         Err(reason) => {
-            ctx.ledger.notices().restore(drops);
+            ctx.pool.ledger.notices().restore(drops);
             discard_frames(ctx, frames, reason);
             return None;
         }
     };
     if let Err(e) = reserve(ctx, &seg, estimate, frames.len()).await {
-        // The disk is full: the segment stays open (its tail and drop notices have room);
-        // these frames are dropped, and space is looked for again after a pause.
-        let reason = DropReason::of_write_error(&e);
-        ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
-        ctx.ledger.notices().restore(drops);
-        let n = frames.len() as u64;
-        discard_frames(ctx, frames, reason);
-        ctx.failure(WriterError::Reserve {
-            segment: seg.path.clone(),
-            frames: n,
-            source: e,
-        });
+        space_refused(ctx, &seg, drops, frames, e);
         return None;
     }
     let direct = seg.direct;
@@ -84,12 +73,12 @@ pub(super) async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<Pr
                 d.time_ns = d.time_ns.min(first.meta.host_real_ns);
             }
         }
-        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.target.streams, at, direct);
+        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.pool.target.streams, at, direct);
         at += (span.1 - span.0) as u64;
         spans.push(IoSpan::new(buf, span, false));
         chunks.push(entry);
     }
-    let layout = encode_frame_batch(frames, at, &ctx.target.streams, direct);
+    let layout = encode_frame_batch(frames, at, &ctx.pool.target.streams, direct);
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
@@ -119,21 +108,44 @@ pub(super) async fn prepare(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>) -> Option<Pr
     })
 }
 
+/// The disk is full: the segment stays open (its tail and drop notices have room); the frames
+/// of `frames` are dropped, and space is looked for again after a pause.
+fn space_refused(
+    ctx: &Mcap,
+    seg: &Segment,
+    drops: Vec<segment::DropRange>,
+    frames: &mut Vec<Frame>,
+    e: io::Error,
+) {
+    let reason = DropReason::of_write_error(&e);
+    ctx.st.borrow_mut().retry_at = Some((Instant::now() + RETRY_OPEN_AFTER, reason));
+    ctx.pool.ledger.notices().restore(drops);
+    let n = frames.len() as u64;
+    discard_frames(ctx, frames, reason);
+    ctx.pool.failure(WriterError::Reserve {
+        segment: seg.path.clone(),
+        frames: n,
+        source: e,
+    });
+}
+
 /// Submits a prepared write, awaits it, and hands it to [`settle`].
-pub(super) async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histograms>) {
-    ctx.counters
+pub(super) async fn complete(ctx: &Rc<Mcap>, w: PreparedWrite, h: &RefCell<Histograms>) {
+    ctx.pool
+        .counters
         .writes_in_flight
         .fetch_add(1, Ordering::Relaxed);
-    if !ctx.cfg.write_delay.is_zero() {
-        tokio::time::sleep(ctx.cfg.write_delay).await;
+    if !ctx.pool.cfg.write_delay.is_zero() {
+        tokio::time::sleep(ctx.pool.cfg.write_delay).await;
     }
     let started = Instant::now();
     let (result, spans) = w.seg.file.write_all_at(w.spans, w.offset).await;
     let elapsed = started.elapsed().as_nanos() as u64;
-    ctx.counters
+    ctx.pool
+        .counters
         .writes_in_flight
         .fetch_sub(1, Ordering::Relaxed);
-    if result.is_ok() && ctx.record_histograms {
+    if result.is_ok() && ctx.pool.record_histograms {
         let mut h = h.borrow_mut();
         record(&mut h.write_latency_ns, elapsed);
         record(&mut h.frames_per_write, w.metas.len() as u64);
@@ -172,7 +184,7 @@ pub(super) async fn complete(ctx: &Rc<Ctx>, w: PreparedWrite, h: &RefCell<Histog
 /// in memory, so they are written again (to the next segment) instead of being dropped, once.
 /// Takes them out of `metas` and `spans`; gives back the spans that are not frames.
 pub(super) fn rewrite_later(
-    ctx: &Ctx,
+    ctx: &Mcap,
     metas: &mut Vec<FrameMeta>,
     spans: Vec<IoSpan>,
 ) -> Vec<IoSpan> {
@@ -201,7 +213,8 @@ pub(super) fn rewrite_later(
     }
     // They stay pending in the watermark until their second write is durable.
     let seqs: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
-    ctx.counters
+    ctx.pool
+        .counters
         .frames_rewritten
         .fetch_add(frames.len() as u64, Ordering::Relaxed);
     tracing::warn!(
@@ -216,14 +229,14 @@ pub(super) fn rewrite_later(
         st.rewrite.extend(frames);
     }
     metas.clear();
-    ctx.queue.wake();
+    ctx.pool.queue.wake();
     rest
 }
 
 /// Accounts for the completed writes at the front of `seg`, in file order: their frames are
 /// written while every write before them succeeded; from the first failed write on, the
 /// segment will be cut back there, so they are dropped, under that write's reason.
-pub(super) fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) {
+pub(super) fn settle(ctx: &Rc<Mcap>, seg: &Rc<Segment>, h: &RefCell<Histograms>) {
     loop {
         let w = {
             let mut st = seg.st.borrow_mut();
@@ -247,7 +260,7 @@ pub(super) fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) 
                 let reason = DropReason::of_write_error(&e);
                 seg.st.borrow_mut().cut = Some((w.offset, reason));
                 lose(ctx, &metas, drops, reason);
-                ctx.failure(WriterError::Write {
+                ctx.pool.failure(WriterError::Write {
                     segment: seg.path.clone(),
                     offset: w.offset,
                     len: w.end - w.offset,
@@ -264,7 +277,7 @@ pub(super) fn settle(ctx: &Rc<Ctx>, seg: &Rc<Segment>, h: &RefCell<Histograms>) 
 /// Counts a settled write's frames as written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn written(
-    ctx: &Rc<Ctx>,
+    ctx: &Rc<Mcap>,
     seg: &Segment,
     end: u64,
     metas: Vec<FrameMeta>,
@@ -272,7 +285,7 @@ pub(super) fn written(
     drops: Vec<segment::DropRange>,
     h: &RefCell<Histograms>,
 ) {
-    if ctx.record_histograms {
+    if ctx.pool.record_histograms {
         let now = host_mono_ns();
         let mut h = h.borrow_mut();
         for m in &metas {
@@ -283,9 +296,9 @@ pub(super) fn written(
         }
     }
     let n = metas.len() as u64;
-    ctx.counters.writes.fetch_add(1, Ordering::Relaxed);
-    ctx.ledger.written_by_meta(&metas);
-    ctx.succeeded();
+    ctx.pool.counters.writes.fetch_add(1, Ordering::Relaxed);
+    ctx.pool.ledger.written_by_meta(&metas);
+    ctx.pool.succeeded();
     {
         let mut st = seg.st.borrow_mut();
         st.chunks.extend(chunks);
@@ -309,20 +322,20 @@ pub(super) fn written(
 
 /// Counts a settled write's frames as dropped for `reason`; its drop notices go to a later write.
 pub(super) fn lose(
-    ctx: &Ctx,
+    ctx: &Mcap,
     metas: &[FrameMeta],
     drops: Vec<segment::DropRange>,
     reason: DropReason,
 ) {
-    ctx.ledger.notices().restore(drops);
+    ctx.pool.ledger.notices().restore(drops);
     let keys: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
-    ctx.ledger.dropped(&keys, reason);
+    ctx.pool.ledger.dropped(&keys, reason);
     never_durable(ctx, metas.iter().map(|m| m.order));
 }
 
 /// Dropped frames will never be durable: the watermark may pass them (and capture-to-durable
 /// never counts them).
-pub(super) fn never_durable(ctx: &Ctx, orders: impl IntoIterator<Item = u64>) {
+pub(super) fn never_durable(ctx: &Mcap, orders: impl IntoIterator<Item = u64>) {
     let mut st = ctx.st.borrow_mut();
     for o in orders {
         st.watermark.dropped(o);
@@ -330,8 +343,8 @@ pub(super) fn never_durable(ctx: &Ctx, orders: impl IntoIterator<Item = u64>) {
 }
 
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
-pub(super) async fn write_batch(ctx: &Rc<Ctx>, frames: &mut Vec<Frame>, h: &RefCell<Histograms>) {
-    let guard = ctx.intake.lock().await;
+pub(super) async fn write_batch(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>, h: &RefCell<Histograms>) {
+    let guard = ctx.pool.intake.lock().await;
     let w = prepare(ctx, frames).await;
     drop(guard);
     if let Some(w) = w {

@@ -6,10 +6,10 @@ use super::*;
 
 /// Leaves a segment unfinished after its summary could not be written: `recover` (or the next
 /// start in the directory) rebuilds it from its intact chunks.
-pub(super) fn abandon(ctx: &Rc<Ctx>, seg: &Rc<Segment>, what: &str, e: io::Error) {
+pub(super) fn abandon(ctx: &Rc<Mcap>, seg: &Rc<Segment>, what: &str, e: io::Error) {
     tracing::error!(segment = %seg.path.display(), error = %e, "segment left unfinished ({what}); run `framerec recover`");
     ctx.st.borrow_mut().segments.retain(|s| !Rc::ptr_eq(s, seg));
-    ctx.failure(WriterError::Finalize {
+    ctx.pool.failure(WriterError::Finalize {
         segment: seg.path.clone(),
         source: e,
     });
@@ -20,7 +20,7 @@ pub(super) fn abandon(ctx: &Rc<Ctx>, seg: &Rc<Segment>, what: &str, e: io::Error
 /// segment is cut back to its durable end, its frames after it are counted as
 /// `dropped{fsync_error}` (their drop notices and those they carried go to a later write), the
 /// durable watermark never passes them, and the segment is closed.
-pub(super) fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
+pub(super) fn fsync_failed(ctx: &Rc<Mcap>, seg: &Rc<Segment>, e: io::Error) {
     let lost = {
         let mut st = seg.st.borrow_mut();
         let at = st.durable_end.max(st.head_len);
@@ -37,11 +37,11 @@ pub(super) fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
     for u in lost {
         seqs.extend(u.metas.iter().map(|m| m.key()));
         orders.extend(u.metas.iter().map(|m| m.order));
-        ctx.ledger.notices().restore(u.drops);
+        ctx.pool.ledger.notices().restore(u.drops);
     }
-    ctx.ledger.revoked(&seqs, DropReason::FsyncError);
+    ctx.pool.ledger.revoked(&seqs, DropReason::FsyncError);
     never_durable(ctx, orders);
-    ctx.failure(WriterError::Fsync {
+    ctx.pool.failure(WriterError::Fsync {
         segment: seg.path.clone(),
         frames: seqs.len() as u64,
         source: e,
@@ -53,7 +53,7 @@ pub(super) fn fsync_failed(ctx: &Rc<Ctx>, seg: &Rc<Segment>, e: io::Error) {
 /// directory removed): nothing in it can be found. Its frames, durable ones included, move from
 /// written to `dropped{segment_deleted}` (their drop notices, and those it carried, go to a later
 /// segment if one can be made); the segment takes no more writes and is left as it is.
-pub(super) fn segment_deleted(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
+pub(super) fn segment_deleted(ctx: &Rc<Mcap>, seg: &Rc<Segment>) {
     let (durable, undurable, notices) = {
         let mut st = seg.st.borrow_mut();
         st.sealed = true;
@@ -81,7 +81,7 @@ pub(super) fn segment_deleted(ctx: &Rc<Ctx>, seg: &Rc<Segment>) {
 /// written: `durable` (runs of sequence numbers, per stream) and `undurable`; its drop notices
 /// go to a later segment.
 pub(super) fn lost_with_file(
-    ctx: &Ctx,
+    ctx: &Mcap,
     path: &Path,
     durable: &[(StreamId, u64, u64)],
     undurable: Vec<FrameMeta>,
@@ -94,11 +94,11 @@ pub(super) fn lost_with_file(
             seq: FrameSeq(s),
         })
     }));
-    ctx.ledger.notices().restore(notices);
-    ctx.ledger.revoked(&seqs, DropReason::SegmentDeleted);
+    ctx.pool.ledger.notices().restore(notices);
+    ctx.pool.ledger.revoked(&seqs, DropReason::SegmentDeleted);
     never_durable(ctx, undurable.iter().map(|m| m.order));
     ctx.st.borrow_mut().written.retain(|p| p != path);
-    ctx.failure(WriterError::SegmentDeleted {
+    ctx.pool.failure(WriterError::SegmentDeleted {
         segment: path.to_path_buf(),
         frames: seqs.len() as u64,
     });
@@ -107,7 +107,7 @@ pub(super) fn lost_with_file(
 /// Looks for finalized segments whose file is gone (deleted, or the directory removed) and
 /// counts their frames as lost. One `stat` per finalized segment: called when a loss was seen,
 /// when the directory changed, and once at the end of the run.
-pub(super) fn check_finished(ctx: &Ctx) {
+pub(super) fn check_finished(ctx: &Mcap) {
     use std::os::unix::fs::MetadataExt;
     let gone: Vec<FinishedSegment> = {
         let mut st = ctx.st.borrow_mut();
@@ -126,9 +126,9 @@ pub(super) fn check_finished(ctx: &Ctx) {
 
 /// True when the recording directory is no longer the one the run started in (removed, or
 /// removed and made again).
-pub(super) fn directory_changed(ctx: &Ctx) -> bool {
+pub(super) fn directory_changed(ctx: &Mcap) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(&ctx.target.dir) {
+    match std::fs::metadata(&ctx.pool.target.dir) {
         Ok(m) => ctx.dir_id.is_some_and(|id| id != (m.dev(), m.ino())),
         Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
