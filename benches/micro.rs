@@ -12,8 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use framerec::frame::{BufferPool, Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
 use framerec::pipeline::queue::FrameQueue;
 use framerec::segment::encode_frame_batch;
+use framerec::sink::BatchLimits;
 use framerec::source::{Source, SyntheticConfig, SyntheticSource};
-use framerec::writer::BatchLimits;
 
 const KINECT: usize = 614_400;
 

@@ -12,6 +12,7 @@ pub mod export;
 mod failpoint;
 pub mod frame;
 pub mod hlog;
+pub mod io;
 pub mod ledger;
 pub mod observe;
 pub mod pipeline;
@@ -21,12 +22,9 @@ pub mod repair;
 pub mod segment;
 pub mod serve;
 pub mod service;
+pub mod sink;
 pub mod socket_path;
 pub mod source;
 pub mod stop;
 pub mod store;
 pub mod wake;
-pub mod writer;
-
-// The writer pool names these by their paths from before `pipeline/`; it moves next.
-use pipeline::queue;

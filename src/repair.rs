@@ -404,7 +404,7 @@ fn highest_seq(path: &Path) -> io::Result<Highest> {
 /// segment is read), and every damaged original a repair kept aside (`*.damaged`) from there
 /// on: a sequence number or segment id found in any of them is never used again.
 pub fn resume_point(dir: &Path) -> io::Result<Option<ResumePoint>> {
-    let segments = crate::writer::existing_segments(dir)?;
+    let segments = crate::sink::existing_segments(dir)?;
     let sides: Vec<(u64, PathBuf)> = crate::store::list(dir)?
         .into_iter()
         .filter(|f| f.kind == crate::store::FileKind::Side)

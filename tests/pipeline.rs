@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::*;
 use framerec::frame::DropReason;
 use framerec::pipeline::queue::OverflowPolicy;
+use framerec::sink::{Backend, BackendChoice};
 use framerec::source::synthetic::expected_frame;
-use framerec::writer::{Backend, BackendChoice};
 
 /// Records `frames` frames and checks, with the `mcap` crate and an independent protobuf
 /// decoder, that every frame is present once, in order, byte-identical to its definition.
@@ -279,7 +279,7 @@ struct Watcher {
     events: std::sync::Mutex<Vec<(&'static str, u64)>>,
 }
 
-impl framerec::writer::SegmentListener for Watcher {
+impl framerec::sink::SegmentListener for Watcher {
     fn opened(&self, id: u64, _: &std::path::Path) {
         self.events.lock().unwrap().push(("opened", id));
     }
@@ -338,7 +338,7 @@ fn listeners_see_every_segment_and_retention_keeps_what_they_still_need() {
         let (o, f) = (at("opened"), at("finalized"));
         assert!(o < f, "{id}: {events:?}");
     }
-    let kept: Vec<u64> = framerec::writer::existing_segments(&dir)
+    let kept: Vec<u64> = framerec::sink::existing_segments(&dir)
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)

@@ -85,7 +85,7 @@ fn the_watermark_never_names_a_frame_no_fsync_covered() {
                 "--height",
                 "480",
             ]],
-            "framerec::writer=debug",
+            "framerec::sink=debug",
             Stdio::null(),
             log,
         );
@@ -109,11 +109,11 @@ fn the_watermark_never_names_a_frame_no_fsync_covered() {
 
 #[test]
 fn the_checker_finds_a_watermark_ahead_of_fsync() {
-    let log = "x DEBUG framerec::writer: fsynced segment=0 seqs=0-3\n\
-               x DEBUG framerec::writer: durable durable_seq=3\n\
-               x DEBUG framerec::writer: fsynced segment=2 seqs=6-9\n\
-               x DEBUG framerec::writer: durable durable_seq=9\n\
-               x DEBUG framerec::writer: fsynced segment=1 seqs=4-5\n";
+    let log = "x DEBUG framerec::sink: fsynced segment=0 seqs=0-3\n\
+               x DEBUG framerec::sink: durable durable_seq=3\n\
+               x DEBUG framerec::sink: fsynced segment=2 seqs=6-9\n\
+               x DEBUG framerec::sink: durable durable_seq=9\n\
+               x DEBUG framerec::sink: fsynced segment=1 seqs=4-5\n";
     let (marks, syncs, violations) = check_log(log);
     assert_eq!((marks, syncs), (2, 3));
     assert_eq!(

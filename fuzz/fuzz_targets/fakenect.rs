@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use framerec::frame::FrameBuf;
 use framerec::source::{FakenectConfig, FakenectSource, Source};
-use framerec::writer::files::{DROPS, INDEX, dropped_frames, read_drops};
+use framerec::sink::fakenect::{DROPS, INDEX, dropped_frames, read_drops};
 use libfuzzer_sys::fuzz_target;
 
 const SEP: &[u8] = b"\n--8<--\n";

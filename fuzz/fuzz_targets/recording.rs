@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use framerec::repair::{Outcome, finish_interrupted, repair, resume_point};
 use framerec::segment::{parse_segment, segment_file_name, verify_recording, verify_segment};
-use framerec::writer::existing_segments;
+use framerec::sink::existing_segments;
 use libfuzzer_sys::fuzz_target;
 
 const SEP: &[u8] = b"<<framerec-segment>>";

@@ -174,7 +174,7 @@ pub fn all_segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path
 
 fn listing(path: &std::path::Path) -> anyhow::Result<Vec<(u64, std::path::PathBuf)>> {
     if path.is_dir() {
-        let segments = framerec::writer::existing_segments(path)?;
+        let segments = framerec::sink::existing_segments(path)?;
         anyhow::ensure!(
             !segments.is_empty(),
             "{} holds no segments (*.mcap named by segment id)",

@@ -13,11 +13,11 @@ use framerec::observe::{Percentiles, fmt_ns};
 use framerec::pipeline::queue::OverflowPolicy;
 use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
+use framerec::sink::BackendChoice;
 use framerec::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
     SyntheticConfig,
 };
-use framerec::writer::BackendChoice;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

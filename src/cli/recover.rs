@@ -125,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.path.exists(), "{} does not exist", args.path.display());
     let paths = super::all_segment_paths(&args.path)?;
     let starts_at_zero = args.path.is_dir()
-        && framerec::writer::existing_segments(&args.path)?
+        && framerec::sink::existing_segments(&args.path)?
             .first()
             .is_some_and(|(id, _)| *id == 0);
     let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;

@@ -71,8 +71,8 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<Checked> {
 
 /// A fakenect-layout directory: INDEX.txt and no segments.
 fn is_fakenect_dump(path: &Path) -> bool {
-    path.join(framerec::writer::files::INDEX).is_file()
-        && framerec::writer::existing_segments(path).is_ok_and(|s| s.is_empty())
+    path.join(framerec::sink::fakenect::INDEX).is_file()
+        && framerec::sink::existing_segments(path).is_ok_and(|s| s.is_empty())
 }
 
 /// What verifying a fakenect-layout directory found.
@@ -105,7 +105,7 @@ fn verify_dump(path: &Path) -> DumpReport {
         problem: None,
         orphans: 0,
     };
-    use framerec::writer::files::{DROPS, DropsError, dropped_frames, read_drops};
+    use framerec::sink::fakenect::{DROPS, DropsError, dropped_frames, read_drops};
     let drops = match std::fs::File::open(path.join(DROPS)) {
         Ok(f) => read_drops(std::io::BufReader::new(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),

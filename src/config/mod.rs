@@ -13,11 +13,11 @@ use serde::Deserialize;
 
 use crate::pipeline::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
+use crate::sink::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 use crate::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
     SyntheticConfig,
 };
-use crate::writer::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 
 mod errors;
 mod pipe_streams;

@@ -13,9 +13,9 @@ use crate::frame::{
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
 use crate::pipeline::queue::{FrameQueue, OverflowPolicy};
+use crate::sink::PUBLISH_EVERY;
 use crate::source::{Capture, Source, SourceError};
 use crate::stop::Stop;
-use crate::writer::PUBLISH_EVERY;
 
 /// When the receiver stops taking frames (besides the stop flag and the end of the source).
 #[derive(Debug, Clone, Copy, Default)]

@@ -25,16 +25,16 @@ use crate::pipeline::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
 use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
+use crate::sink::{
+    self, Backend, LiveSettings, RecordingTarget, SegmentListener, WriterError, WriterParts,
+    WriterReport,
+};
 use crate::source::pipe::Reject;
 use crate::source::{
     FakenectSource, FreenectSource, PipeSource, PushSource, Source, SourceError, SyntheticSource,
 };
 use crate::stop::Stop;
 use crate::store::lock::{self, LockError};
-use crate::writer::{
-    self, Backend, LiveSettings, RecordingTarget, SegmentListener, WriterError, WriterParts,
-    WriterReport,
-};
 
 mod finish;
 pub(crate) mod reload;

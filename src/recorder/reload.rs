@@ -5,8 +5,8 @@
 //! the README's list of live keys.
 
 use crate::config::{Config, SourceConfig, SourceKind};
+use crate::sink::{Live, LiveSettings};
 use crate::source::PipeEndpoint;
-use crate::writer::{Live, LiveSettings};
 
 /// When a changed key takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

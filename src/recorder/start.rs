@@ -100,14 +100,14 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
     };
     // One writer per directory, taken before anything (repair included) touches its files.
     let dir_lock = Some(lock::lock_dir(&dir)?);
-    if cfg.layout == Layout::Fakenect && dir.join(writer::files::INDEX).exists() {
+    if cfg.layout == Layout::Fakenect && dir.join(sink::fakenect::INDEX).exists() {
         return Err(RecordError::ExistingDump { dir });
     }
     // A directory is one recording: a new run repairs what a crash left, then continues it.
     if cfg.recovery == AtStart::Recover {
         repair::finish_interrupted(&dir, None).map_err(io_err)?;
     }
-    let existing = writer::existing_segments(&dir).map_err(io_err)?;
+    let existing = sink::existing_segments(&dir).map_err(io_err)?;
     let unfinished = repair::unfinished_tail(&existing).map_err(io_err)?;
     let mut repaired = Vec::new();
     if !unfinished.is_empty() {
@@ -260,7 +260,7 @@ pub(super) fn start(
     } = controls;
     // The caller's flag, and why the run stopped: the caller, or the writers failing.
     let halt = Stop::new(stop.clone());
-    let probed = writer::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
+    let probed = sink::probe(cfg.writer.backend).map_err(RecordError::Backend)?;
     let OpenDir {
         dir,
         dir_lock,
@@ -350,8 +350,8 @@ pub(super) fn start(
     let writer = std::thread::Builder::new()
         .name("framerec-writer".into())
         .spawn(move || match layout {
-            Layout::Mcap => writer::run(wcfg, scfg, dcfg, target, parts),
-            Layout::Fakenect => writer::files::run(wcfg, dcfg, target, parts),
+            Layout::Mcap => sink::run(wcfg, scfg, dcfg, target, parts),
+            Layout::Fakenect => sink::fakenect::run(wcfg, dcfg, target, parts),
         })
         .map_err(RecordError::Thread)?;
 

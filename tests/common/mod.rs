@@ -9,8 +9,8 @@ use framerec::config::{Config, SourceConfig};
 use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{RunReport, record};
 use framerec::segment::{RecordingReport, verify_recording, verify_segment};
+use framerec::sink::existing_segments;
 use framerec::source::SyntheticConfig;
-use framerec::writer::existing_segments;
 
 /// `foxglove.RawImage`, decoded independently of framerec's own decoder.
 #[derive(Clone, PartialEq, prost::Message)]

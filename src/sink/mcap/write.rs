@@ -5,7 +5,7 @@
 use super::*;
 
 /// A write that has been laid out and is ready to submit.
-pub(in crate::writer) struct PreparedWrite {
+pub(in crate::sink) struct PreparedWrite {
     pub(super) seg: Rc<Segment>,
     pub(super) offset: u64,
     pub(super) spans: Vec<IoSpan>,

@@ -10,12 +10,10 @@
 //! - `file.rs`, `uring.rs`: segment files over io_uring or `pwrite`; `config.rs`: settings.
 
 mod config;
-mod file;
-pub mod files;
+pub mod fakenect;
 mod layout;
 mod mcap;
 mod pool;
-mod uring;
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -29,14 +27,15 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, spawn_local};
 
 use crate::frame::{DropReason, Frame, StreamInfo, host_mono_ns};
+use crate::io::{self as file, uring};
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
-use crate::queue::FrameQueue;
+use crate::pipeline::queue::FrameQueue;
 use crate::segment;
 use crate::stop::Stop;
 
+pub use crate::io::{Backend, IoSpan};
 pub use config::*;
-pub use file::{Backend, IoSpan};
 pub use pool::BatchLimits;
 use pool::*;
 

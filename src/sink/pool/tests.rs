@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::frame::{FrameBuf, FrameKey, FrameMeta, FrameSeq, StreamId};
-use crate::receiver::StopReason;
+use crate::pipeline::receiver::StopReason;
 
 /// A layout that records what the pool hands it and completes each write after a random
 /// number of yields, so writes finish out of order.

@@ -33,13 +33,13 @@ use crate::export::fakenect_file_name;
 use crate::frame::{DropReason, Frame, FrameFormat, FrameKey, HEADROOM, StreamInfo, host_mono_ns};
 use crate::observe::{Histograms, record};
 
-use super::file::{self, IoSpan, SegFile, sync_dir};
 use super::layout::Layout;
 use super::pool::{Pool, run_layout};
 use super::{
     BatchLimits, DurabilityConfig, Live, RecordingTarget, WriterConfig, WriterError, WriterParts,
     WriterReport,
 };
+use crate::io::{self as file, IoSpan, SegFile, sync_dir};
 
 mod drops;
 
