@@ -2,7 +2,8 @@
 //! never loses a frame without saying so.
 //!
 //! Data flows one way:
-//! [`source`] -> [`pipeline`] (receiver, queue) -> [`writer`] -> [`segment`] (the MCAP format),
+//! [`source`] -> [`pipeline`] (receiver, queue) -> [`sink`] (writer pool, layouts; files through
+//! [`io`]) -> [`segment`] (the MCAP format),
 //! with [`observe`] (and its interval logs, [`hlog`]) beside them and [`config`] and [`recorder`] at the edge. [`frame`] is the
 //! bottom layer they all share.
 #![deny(unsafe_code)]

@@ -1,7 +1,7 @@
 //! The seam between the writer pool and the files on disk. The pool (`pool.rs`) owns every
 //! policy that does not depend on the files: writer tasks at the live writer count, intake
 //! order, batching, the free-space floor, the failed and degraded state, publishing. A layout
-//! (MCAP segments in `mcap/`, one file per frame in `files/`) only lays a batch out, writes and
+//! (MCAP segments in `mcap/`, one file per frame in `fakenect/`) only lays a batch out, writes and
 //! settles it, syncs, and closes.
 
 use std::cell::RefCell;

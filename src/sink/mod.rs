@@ -1,13 +1,14 @@
-//! The writer: takes frames from the queue and writes them to disk, on one thread running a
-//! single-threaded runtime (tokio-uring, or plain tokio for the `pwrite` fallback).
+//! The sink: the writer pool and the layouts it writes through. It takes frames from the queue
+//! and writes them to disk, on one thread running a single-threaded runtime (tokio-uring, or
+//! plain tokio for the `pwrite` fallback).
 //!
 //! - `pool.rs`: the writer pool, once for every layout: writer tasks at the live writer count,
 //!   intake order, batching, the free-space floor, the failed and degraded state, publishing.
 //! - `layout.rs`: the `Layout` trait, the seam between the pool and the files.
 //! - `mcap/`: MCAP segments (open-ahead, rotation, preallocation, finalize, cut-back, fsync
 //!   and the durable watermark).
-//! - `files/`: the fakenect layout, one file per frame and `INDEX.txt`.
-//! - `file.rs`, `uring.rs`: segment files over io_uring or `pwrite`; `config.rs`: settings.
+//! - `fakenect/`: the fakenect layout, one file per frame and `INDEX.txt`.
+//! - `config.rs`: settings. The files themselves are [`crate::io`]'s (io_uring or `pwrite`).
 
 mod config;
 pub mod fakenect;
