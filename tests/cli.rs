@@ -655,6 +655,9 @@ fn socket_flags_refuse_a_live_socket_and_replace_a_stale_one() {
     let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
         .args(["record", "--source", &format!("unix:{}", source.display())])
         .args(["--width", "64", "--height", "48", "--stats-socket", "off"])
+        // It stops by itself after the three frames: a signal after a sleep raced the reading
+        // of frames already sent on a loaded machine (CI once recorded 0 of them).
+        .args(["--frames", "3"])
         .args(["--out", dir.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
@@ -672,14 +675,19 @@ fn socket_flags_refuse_a_live_socket_and_replace_a_stale_one() {
         sender.write_all(&sender_frame(seq)).unwrap();
     }
     drop(sender);
-    std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let mut child = child;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("written 3"), "{}", text(&out));
+    assert!(text(&out).contains("frame-limit"), "{}", text(&out));
     assert!(!source.exists(), "removed on exit");
 }
 
