@@ -248,6 +248,10 @@ fn serve(
 }
 
 /// Starts recording per `cfg`; see [`record_with`].
+///
+/// Long as a list is long: it puts the run's parts together in the order they depend on each
+/// other (directory, source, queue and ledger, endpoints, writer, receiver), one call or one
+/// struct each, and hands them all to [`Running`].
 pub(super) fn start(
     cfg: &Config,
     limits: Limits,
@@ -269,53 +273,18 @@ pub(super) fn start(
     } = open_dir(cfg)?;
 
     let counters = Arc::new(Counters::default());
-    let names = cfg.source.stream_names();
-    let first_seq: Vec<u64> = names
-        .iter()
-        .map(|n| resume.as_ref().map_or(0, |r| r.next_seq_of(n)))
-        .collect();
-    let source = build_source(&cfg.source, &first_seq, &counters).map_err(RecordError::Source)?;
-    let streams = source.streams().to_vec();
-    check_streams(&streams, &names).map_err(RecordError::Source)?;
-    for stream in streams.iter().filter(|s| s.format.is_image()) {
-        if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
-            tracing::warn!(
-                stream = %stream.name,
-                width = stream.width,
-                height = stream.height,
-                "libfreenect's fakenect replays 640x480 images only; this dump will not replay through it"
-            );
-        }
-    }
-    let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
-        OverflowPolicy::Block
-    } else {
-        OverflowPolicy::DropNewest
-    });
-    if policy == OverflowPolicy::Block && matches!(source, AnySource::Push(_)) && !source.can_wait()
-    {
-        // The device's callback would stall its USB transfers: frames lost where nobody counts.
-        return Err(RecordError::Source(SourceError::Device(
-            "queue.overflow = \"block\" cannot apply to a live Kinect: its callback must never \
-             wait (frames would be lost inside libfreenect, uncounted); use \"drop-newest\" or \
-             \"drop-oldest\" (block is for replays)"
-                .into(),
-        )));
-    }
+    let OpenedSource {
+        source,
+        streams,
+        first_seq,
+        policy,
+    } = open_source(cfg, resume.as_ref(), &counters)?;
     let pools = stream_pools(&streams, cfg.queue.max_bytes);
     let stream_names = stream_names(&streams);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let ledger = Arc::new(Ledger::new(streams.len()));
 
-    let target = RecordingTarget {
-        dir: dir.clone(),
-        recording_id: resume.as_ref().map_or_else(
-            || format!("{:x}-{}", host_real_ns(), std::process::id()),
-            |r| r.recording_id.clone(),
-        ),
-        streams,
-        first_segment_id: resume.as_ref().map_or(0, |r| r.next_segment_id),
-    };
+    let target = recording_target(&dir, resume.as_ref(), streams);
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
@@ -341,19 +310,7 @@ pub(super) fn start(
     );
     let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
     let hlog = IntervalLog::open(cfg, &target, &histograms);
-    let (wcfg, scfg, dcfg) = (
-        cfg.writer.clone(),
-        cfg.segment.clone(),
-        cfg.durability.clone(),
-    );
-    let layout = cfg.layout;
-    let writer = std::thread::Builder::new()
-        .name("framerec-writer".into())
-        .spawn(move || match layout {
-            Layout::Mcap => sink::run(wcfg, scfg, dcfg, target, parts),
-            Layout::Fakenect => sink::fakenect::run(wcfg, dcfg, target, parts),
-        })
-        .map_err(RecordError::Thread)?;
+    let writer = spawn_writer(cfg, target, parts)?;
 
     let rparts = ReceiverParts {
         queue: queue.clone(),
@@ -365,16 +322,7 @@ pub(super) fn start(
         first_seq,
         histograms: cfg.stats.histograms.then(|| histograms.clone()),
     };
-    let receiver = std::thread::Builder::new()
-        .name("framerec-receiver".into())
-        .spawn(move || {
-            let received = match source {
-                AnySource::Pull(s) => receiver::run(s, rparts, limits),
-                AnySource::Push(s) => intake::run(s, rparts, limits),
-            };
-            (received, cpu_time(UsageWho::RUSAGE_THREAD))
-        });
-    let receiver = match receiver {
+    let receiver = match spawn_receiver(source, rparts, limits) {
         Ok(r) => r,
         Err(e) => {
             queue.close();
@@ -404,6 +352,118 @@ pub(super) fn start(
         stop,
         reload,
     })
+}
+
+/// The source, opened where the recording continues, with its streams checked against the
+/// configured ones, and the overflow policy that applies to it.
+struct OpenedSource {
+    source: AnySource,
+    streams: Vec<StreamInfo>,
+    /// Each stream's first sequence number (where a resumed recording goes on).
+    first_seq: Vec<u64>,
+    policy: OverflowPolicy,
+}
+
+fn open_source(
+    cfg: &Config,
+    resume: Option<&repair::ResumePoint>,
+    counters: &Counters,
+) -> Result<OpenedSource, RecordError> {
+    let names = cfg.source.stream_names();
+    let first_seq: Vec<u64> = names
+        .iter()
+        .map(|n| resume.map_or(0, |r| r.next_seq_of(n)))
+        .collect();
+    let source = build_source(&cfg.source, &first_seq, counters).map_err(RecordError::Source)?;
+    let streams = source.streams().to_vec();
+    check_streams(&streams, &names).map_err(RecordError::Source)?;
+    for stream in streams.iter().filter(|s| s.format.is_image()) {
+        if cfg.layout == Layout::Fakenect && (stream.width, stream.height) != (640, 480) {
+            tracing::warn!(
+                stream = %stream.name,
+                width = stream.width,
+                height = stream.height,
+                "libfreenect's fakenect replays 640x480 images only; this dump will not replay through it"
+            );
+        }
+    }
+    let policy = cfg.queue.overflow.unwrap_or(if source.can_wait() {
+        OverflowPolicy::Block
+    } else {
+        OverflowPolicy::DropNewest
+    });
+    if policy == OverflowPolicy::Block && matches!(source, AnySource::Push(_)) && !source.can_wait()
+    {
+        // The device's callback would stall its USB transfers: frames lost where nobody counts.
+        return Err(RecordError::Source(SourceError::Device(
+            "queue.overflow = \"block\" cannot apply to a live Kinect: its callback must never \
+             wait (frames would be lost inside libfreenect, uncounted); use \"drop-newest\" or \
+             \"drop-oldest\" (block is for replays)"
+                .into(),
+        )));
+    }
+    Ok(OpenedSource {
+        source,
+        streams,
+        first_seq,
+        policy,
+    })
+}
+
+/// The writer thread, running the configured layout.
+fn spawn_writer(
+    cfg: &Config,
+    target: RecordingTarget,
+    parts: WriterParts,
+) -> Result<JoinHandle<WriterReport>, RecordError> {
+    let (wcfg, scfg, dcfg) = (
+        cfg.writer.clone(),
+        cfg.segment.clone(),
+        cfg.durability.clone(),
+    );
+    let layout = cfg.layout;
+    std::thread::Builder::new()
+        .name("framerec-writer".into())
+        .spawn(move || match layout {
+            Layout::Mcap => sink::run(wcfg, scfg, dcfg, target, parts),
+            Layout::Fakenect => sink::fakenect::run(wcfg, dcfg, target, parts),
+        })
+        .map_err(RecordError::Thread)
+}
+
+/// The receiver thread: it runs the source until a limit, a stop or the source's end, and
+/// reports why it stopped and the CPU time it used.
+fn spawn_receiver(
+    source: AnySource,
+    rparts: ReceiverParts,
+    limits: Limits,
+) -> std::io::Result<JoinHandle<(Result<StopReason, SourceError>, Duration)>> {
+    std::thread::Builder::new()
+        .name("framerec-receiver".into())
+        .spawn(move || {
+            let received = match source {
+                AnySource::Pull(s) => receiver::run(s, rparts, limits),
+                AnySource::Push(s) => intake::run(s, rparts, limits),
+            };
+            (received, cpu_time(UsageWho::RUSAGE_THREAD))
+        })
+}
+
+/// Where and what the writers record: a new recording, or the one `resume` continues.
+fn recording_target(
+    dir: &Path,
+    resume: Option<&repair::ResumePoint>,
+    streams: Vec<StreamInfo>,
+) -> RecordingTarget {
+    RecordingTarget {
+        dir: dir.to_path_buf(),
+        recording_id: resume.map_or_else(
+            || format!("{:x}-{}", host_real_ns(), std::process::id()),
+            |r| r.recording_id.clone(),
+        ),
+        streams,
+        first_segment_id: resume.map_or(0, |r| r.next_segment_id),
+    }
 }
 
 /// (name, topic) of each stream, in stream-table order.
