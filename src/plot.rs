@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::hlog::{ByTag, Report};
@@ -176,13 +177,23 @@ fn draw_all<DB: DrawingBackend>(
         .margin(5, 5, 10, 40);
     let (top, bottom) = root.split_vertically(380);
 
-    // Percentile distribution: x = 1/(1-q), log scale.
+    draw_distribution(&top, all)?;
+    draw_over_time(&bottom, report)
+}
+
+/// The top panel: latency by percentile over the whole recording, one line per histogram
+/// (x = 1/(1-q), log scale).
+fn draw_distribution<DB: DrawingBackend>(
+    top: &DrawingArea<DB, Shift>,
+    all: &ByTag,
+) -> Result<(), String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     let max_ms = DISTRIBUTION
         .iter()
         .filter_map(|(t, _, _)| all.get(*t).filter(|h| !h.is_empty()))
         .map(|h| ms(h.max()))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&top)
+    let mut chart = ChartBuilder::on(top)
         .caption("latency by percentile, whole recording", ("sans-serif", 17))
         .margin(8)
         .x_label_area_size(35)
@@ -239,7 +250,16 @@ fn draw_all<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
 
-    // Over time, per interval.
+    Ok(())
+}
+
+/// The bottom panel: write and capture-to-written latency per interval, with the intervals
+/// that dropped frames marked in red.
+fn draw_over_time<DB: DrawingBackend>(
+    bottom: &DrawingArea<DB, Shift>,
+    report: &Report,
+) -> Result<(), String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     let end = report
         .intervals
         .iter()
@@ -269,7 +289,7 @@ fn draw_all<DB: DrawingBackend>(
         .iter()
         .flat_map(|(_, s, _)| s.iter().map(|p| p.1))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&bottom)
+    let mut chart = ChartBuilder::on(bottom)
         .caption(
             "per interval (red marks: intervals that dropped frames)",
             ("sans-serif", 17),
@@ -301,23 +321,7 @@ fn draw_all<DB: DrawingBackend>(
             .draw_series(points.iter().map(|p| Circle::new(*p, 2, colour.filled())))
             .map_err(e)?;
     }
-    let red = RGBColor(220, 0, 0);
-    for i in report.intervals.iter().filter(|i| i.dropped > 0) {
-        let x = i.start_s + i.length_s;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, 0.01), (x, top_ms * 2.0)],
-                red.mix(0.5).stroke_width(3),
-            )))
-            .map_err(e)?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("{} dropped", i.dropped),
-                (x, top_ms * 1.2),
-                ("sans-serif", 12).into_font().color(&red),
-            )))
-            .map_err(e)?;
-    }
+    mark_drops(&mut chart, report, top_ms * 2.0)?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -326,6 +330,33 @@ fn draw_all<DB: DrawingBackend>(
         .label_font(("sans-serif", 13))
         .draw()
         .map_err(e)?;
+    Ok(())
+}
+
+/// A red line at the end of every interval that dropped frames, up to `top`, with the count.
+fn mark_drops<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
+    report: &Report,
+    top: f64,
+) -> Result<(), String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let red = RGBColor(220, 0, 0);
+    for i in report.intervals.iter().filter(|i| i.dropped > 0) {
+        let x = i.start_s + i.length_s;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, 0.01), (x, top)],
+                red.mix(0.5).stroke_width(3),
+            )))
+            .map_err(e)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{} dropped", i.dropped),
+                (x, top * 0.6),
+                ("sans-serif", 12).into_font().color(&red),
+            )))
+            .map_err(e)?;
+    }
     Ok(())
 }
 
