@@ -121,6 +121,8 @@ pub struct Args {
     json: bool,
 }
 
+/// Lays the flags given over the configuration (a flag beats the file). Long as the list of
+/// flags is long: one short block per flag, in the order `--help` lists them.
 fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(src) = &args.source {
         let (topic, frame_id) = match &cfg.source {

@@ -356,6 +356,8 @@ impl Default for Config {
 }
 
 impl FileConfig {
+    /// The file's tables as the domain's config. Long as the list of keys is long: one
+    /// struct literal, a line or a few per key, nothing decided here that a key does not say.
     fn into_config(self) -> Config {
         let s = self.source;
         Config {

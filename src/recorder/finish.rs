@@ -38,24 +38,9 @@ pub(super) fn finish(
         Err(p) => std::panic::resume_unwind(p),
     };
     let (report, gave_up) = if timed_out {
-        // The writers wait on the disk: their thread is left to the process's exit (the kernel
-        // completes or cancels its I/O); nothing in flight is dropped here. The directory stays
-        // locked until then too: the kernel releases the lock when the process exits.
+        // The directory stays locked until the process exits (the kernel releases it then).
         std::mem::forget(dir_lock.take());
-        let failure = RunFailure::StopTimeout {
-            after: cfg.writer.stop_timeout,
-            queued: queue.len() as u64,
-            in_writers: ledger.tally().in_writers,
-            in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
-        };
-        tracing::error!("{failure}");
-        let report = WriterReport {
-            backend: probed,
-            direct_io: cfg.writer.direct_io,
-            segments: Vec::new(),
-            error: None,
-        };
-        (report, Some(failure))
+        abandon_writer(cfg, probed, &queue, &ledger, &counters)
     } else {
         match writer.join() {
             Ok(r) => (r, None),
@@ -68,14 +53,7 @@ pub(super) fn finish(
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
-    let tallies = ledger.streams();
-    for (t, (name, _)) in tallies.iter().zip(&stream_names) {
-        if let Err(e) = t.check() {
-            tracing::error!(stream = %name, "{e}");
-        }
-    }
-    let mut totals = Totals::of(&counters, &Tally::sum(tallies.iter()));
-    totals.streams = StreamStats::all(&stream_names, &tallies);
+    let totals = checked_totals(&counters, &ledger, &stream_names);
     let failure = match (gave_up, report.error, source_failure) {
         (Some(t), _, _) => Some(t),
         (None, Some(w), _) => Some(RunFailure::Writer(w)),
@@ -111,4 +89,48 @@ pub(super) fn finish(
         failure,
         receiver_cpu,
     }
+}
+
+/// Past the stop timeout the writers wait on the disk: their thread is left to the process's
+/// exit (the kernel completes or cancels its I/O); nothing in flight is dropped here. What
+/// they were still holding goes into the failure.
+fn abandon_writer(
+    cfg: &Config,
+    probed: Backend,
+    queue: &FrameQueue,
+    ledger: &Ledger,
+    counters: &Counters,
+) -> (WriterReport, Option<RunFailure>) {
+    let failure = RunFailure::StopTimeout {
+        after: cfg.writer.stop_timeout,
+        queued: queue.len() as u64,
+        in_writers: ledger.tally().in_writers,
+        in_flight: counters.writes_in_flight.load(Ordering::Relaxed),
+    };
+    tracing::error!("{failure}");
+    let report = WriterReport {
+        backend: probed,
+        direct_io: cfg.writer.direct_io,
+        segments: Vec::new(),
+        error: None,
+    };
+    (report, Some(failure))
+}
+
+/// The run's totals, overall and per stream, after checking each stream's tally balances
+/// (received = written + dropped + queued + in writers).
+fn checked_totals(
+    counters: &Counters,
+    ledger: &Ledger,
+    stream_names: &[(String, String)],
+) -> Totals {
+    let tallies = ledger.streams();
+    for (t, (name, _)) in tallies.iter().zip(stream_names) {
+        if let Err(e) = t.check() {
+            tracing::error!(stream = %name, "{e}");
+        }
+    }
+    let mut totals = Totals::of(counters, &Tally::sum(tallies.iter()));
+    totals.streams = StreamStats::all(stream_names, &tallies);
+    totals
 }
