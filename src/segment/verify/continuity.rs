@@ -31,8 +31,26 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
     runs.sort_unstable_by_key(|r| (r.first, r.last, r.first_time));
     drops.sort_unstable();
 
-    // How many runs hold each frame: a sweep over the starts and ends of each cluster of
-    // overlapping runs (a run that overlaps none needs none).
+    duplicates(&runs, problems);
+    times_at_joins(&runs, problems);
+    let written = written_ranges(&runs);
+    drop(runs);
+    let frames = written.iter().map(|(a, b)| b - a + 1).sum();
+    let dropped = check_drops(&drops, &written, problems);
+    let (first_seq, last_seq, missing) = missing(&written, &drops, starts_at_zero, problems);
+    Continuity {
+        frames,
+        dropped,
+        first_seq,
+        last_seq,
+        missing,
+    }
+}
+
+/// Frames written more than once: how many runs hold each frame, by a sweep over the starts
+/// and ends of each cluster of overlapping runs (`runs` sorted; a run that overlaps none needs
+/// none).
+fn duplicates(runs: &[SeqRun], problems: &mut Problems) {
     let mut dup: Option<(u64, u64, i64)> = None;
     let mut events: Vec<(u64, i64)> = Vec::new();
     let mut i = 0;
@@ -82,10 +100,13 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
     if let Some(d) = dup {
         problems.push(duplicate(d));
     }
+}
 
-    // Log times at the joins of runs that do not overlap (within a run they never go back).
+/// Log times going back at the joins of runs that do not overlap (within a run they never go
+/// back).
+fn times_at_joins(runs: &[SeqRun], problems: &mut Problems) {
     let mut prev: Option<SeqRun> = None;
-    for r in &runs {
+    for r in runs {
         if let Some(p) = prev
             && r.first > p.last
             && r.first_time < p.last_time
@@ -102,21 +123,30 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
             _ => Some(*r),
         };
     }
+}
 
-    // The frames written, as sorted disjoint ranges.
+/// The frames written, as sorted disjoint ranges (`runs` sorted).
+fn written_ranges(runs: &[SeqRun]) -> Vec<(u64, u64)> {
     let mut written: Vec<(u64, u64)> = Vec::new();
-    for r in &runs {
+    for r in runs {
         match written.last_mut() {
             Some(w) if r.first <= w.1.saturating_add(1) => w.1 = w.1.max(r.last),
             _ => written.push((r.first, r.last)),
         }
     }
-    drop(runs);
-    let frames = written.iter().map(|(a, b)| b - a + 1).sum();
 
-    // Walk the sequence space: each number is written once or inside exactly one drop range.
+    written
+}
+
+/// The frames dropped, by reason; a frame both written and dropped, and a frame dropped
+/// twice, are problems (`drops` sorted by first).
+fn check_drops<R: AsRef<str>>(
+    drops: &[(u64, u64, R)],
+    written: &[(u64, u64)],
+    problems: &mut Problems,
+) -> BTreeMap<String, u64> {
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
-    for (first, last, reason) in &drops {
+    for (first, last, reason) in drops {
         let n = (last - first).saturating_add(1);
         match dropped.get_mut(reason.as_ref()) {
             Some(d) => *d += n,
@@ -134,7 +164,7 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
     }
     // Drop notices must not overlap: a frame is dropped once. (`drops` is sorted by first.)
     let mut reach: Option<u64> = None;
-    for (first, last, _) in &drops {
+    for (first, last, _) in drops {
         if let Some(r) = reach
             && *first <= r
         {
@@ -145,6 +175,19 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
         }
         reach = Some(reach.map_or(*last, |r| r.max(*last)));
     }
+    dropped
+}
+
+/// Walks the sequence space (written and dropped ranges merged): every number from the start
+/// is written or dropped; a gap is missing. Returns the first and last frame numbers seen and
+/// the gaps.
+#[allow(clippy::type_complexity)]
+fn missing<R>(
+    written: &[(u64, u64)],
+    drops: &[(u64, u64, R)],
+    starts_at_zero: bool,
+    problems: &mut Problems,
+) -> (Option<u64>, Option<u64>, Vec<(u64, u64)>) {
     // Frames written and frames dropped, both sorted: merged as they are walked.
     let intervals = Merged {
         a: written.iter().copied().peekable(),
@@ -175,13 +218,7 @@ pub(super) fn continuity<R: Ord + AsRef<str>>(
         let after = b.saturating_add(1);
         next = Some(next.map_or(after, |n| n.max(after)));
     }
-    Continuity {
-        frames,
-        dropped,
-        first_seq,
-        last_seq,
-        missing,
-    }
+    (first_seq, last_seq, missing)
 }
 
 /// Two sorted iterators of ranges, walked as one sorted one.
