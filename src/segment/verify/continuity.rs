@@ -181,7 +181,6 @@ fn check_drops<R: AsRef<str>>(
 /// Walks the sequence space (written and dropped ranges merged): every number from the start
 /// is written or dropped; a gap is missing. Returns the first and last frame numbers seen and
 /// the gaps.
-#[allow(clippy::type_complexity)]
 fn missing<R>(
     written: &[(u64, u64)],
     drops: &[(u64, u64, R)],
