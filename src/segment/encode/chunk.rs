@@ -93,6 +93,30 @@ fn direct_slack(fields_len: usize, payload_len: usize) -> (usize, usize) {
     (before, after)
 }
 
+/// Writes `frame`'s message record around its payload (with `direct`, slack before and after
+/// it) and returns the record's span in the frame's region.
+fn place_message(frame: &mut Frame, streams: &[StreamInfo], direct: bool) -> (usize, usize) {
+    let mut fields = Scratch::new();
+    proto_fields(&mut fields, frame, &streams[frame.meta.stream.index()]);
+    let payload_len = frame.payload_len();
+    let (before, after) = if direct {
+        direct_slack(fields.len, payload_len)
+    } else {
+        (0, 0)
+    };
+    let mut hdr = Scratch::new();
+    message_header(&mut hdr, frame, before + fields.len + payload_len + after);
+    let fields_at = HEADROOM - fields.len;
+    let start = fields_at - before - hdr.len;
+    let end = HEADROOM + payload_len + after;
+    let region = frame.buf.region_mut();
+    region[start..start + hdr.len].copy_from_slice(hdr.bytes());
+    write_slack(&mut region[start + hdr.len..fields_at]);
+    region[fields_at..HEADROOM].copy_from_slice(fields.bytes());
+    write_slack(&mut region[HEADROOM + payload_len..end]);
+    (start, end)
+}
+
 /// Chunk header up to and including the records length: 49 bytes.
 pub(super) const CHUNK_HEADER_LEN: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
 
@@ -163,25 +187,8 @@ fn encode_chunk(
     // Each message header goes right before its payload; with direct I/O, slack fields fill the
     // headroom before it and the room after it up to the message index's aligned end.
     for (i, frame) in frames.iter_mut().enumerate() {
-        let mut fields = Scratch::new();
-        proto_fields(&mut fields, frame, &streams[frame.meta.stream.index()]);
-        let payload_len = frame.payload_len();
-        let (before, after) = if direct {
-            direct_slack(fields.len, payload_len)
-        } else {
-            (0, 0)
-        };
-        let mut hdr = Scratch::new();
-        message_header(&mut hdr, frame, before + fields.len + payload_len + after);
-        let fields_at = HEADROOM - fields.len;
-        let start = fields_at - before - hdr.len;
-        let end = HEADROOM + payload_len + after;
-        let region = frame.buf.region_mut();
-        region[start..start + hdr.len].copy_from_slice(hdr.bytes());
-        write_slack(&mut region[start + hdr.len..fields_at]);
-        region[fields_at..HEADROOM].copy_from_slice(fields.bytes());
-        write_slack(&mut region[HEADROOM + payload_len..end]);
-        crc.update(&region[start..end]);
+        let (start, end) = place_message(frame, streams, direct);
+        crc.update(&frame.buf.region()[start..end]);
         let time = frame.meta.host_real_ns;
         index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
         index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());
