@@ -12,22 +12,38 @@
 //! Segment {
 //!     magic:      b"\x89MCAP0\r\n",
 //!     header:     Header { profile: "", library: "framerec <version>" },
-//!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema),
+//!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema,
+//!                          O_DIRECT: spaces after its JSON make the head ALIGN-sized),
 //!                          [3: "framerec.Accelerometer" (protobuf), with an accel stream] },
 //!     channels:   Channel { i + 1: stream i of the stream table (protobuf), for each stream;
 //!                           N + 1: "/framerec/drops" (json), N = number of streams },
-//!     metadata:   Metadata { "framerec": recording and segment ids, stream geometry },
-//!     [Padding]                                  // O_DIRECT only: pads to ALIGN
+//!     metadata:   Metadata { "framerec": recording and segment ids, library version },
 //!     data: [
-//!         [Padding] Chunk { Message* } MessageIndex* [Padding]   // one per write (or frame)
+//!         Chunk { Message* } MessageIndex*       // one per write (O_DIRECT: per frame)
 //!     ]*,
-//!     [Padding]                                  // O_DIRECT only: makes the tail ALIGN-sized
 //!     data_end:   DataEnd { data_section_crc: 0 },
 //!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex,
 //!     offsets:    SummaryOffset*,
 //!     footer:     Footer { summary_start, summary_offset_start, summary_crc },
 //!     magic:      b"\x89MCAP0\r\n",
 //! }
+//! ```
+//!
+//! With O_DIRECT every write is ALIGN-aligned in the file and in memory and a whole number of
+//! ALIGN blocks; the slack that takes is inside records the spec defines, so readers do not warn:
+//!
+//! ```text
+//! DirectFrameChunk {                        // starts at the frame buffer's aligned headroom
+//!     Chunk { Message { header, data: ProtoFields {
+//!         slack: field 15 (length-delimited),     // fills the headroom
+//!         fields before the payload,
+//!         payload field (key, length, the frame buffer's payload written in place),
+//!         slack: field 15,                        // its message index ends aligned
+//!     } } },
+//!     MessageIndex,
+//! }
+//! DirectDropChunk { Chunk { Message* }, MessageIndex }  // spaces after the last JSON
+//! Tail { DataEnd .. magic }, zero-filled to ALIGN when written, then the file is cut back
 //! ```
 //!
 //! # Invariants
@@ -42,12 +58,14 @@
 //!   stream (low 32 bits), `log_time` its host realtime capture stamp, `publish_time` its device
 //!   time.
 //! - Its data is a `foxglove.RawImage` (or, for the accelerometer, a `framerec.Accelerometer`,
-//!   see [`accel`]) whose last field is the payload, so the payload is written straight from the
-//!   frame buffer.
+//!   see [`accel`]) whose last field is the payload (followed only by slack with O_DIRECT), so
+//!   the payload is written straight from the frame buffer.
 //! - Every frame the receiver accepted and did not write is named, by stream (its topic),
 //!   sequence range and reason, in a message on the drop channel of some segment of the
 //!   recording.
-//! - Padding is a private record (opcode [`OP_PADDING`]) that other readers skip.
+//! - Slack fields (protobuf field 15, no schema declares it) hold zero bytes and mean nothing;
+//!   the chunk's CRC and lengths cover them. Files written before carry private padding records
+//!   (opcode [`OP_PADDING`]) between top-level records instead; decoding still skips them.
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
 
@@ -103,7 +121,8 @@ pub const OP_METADATA: u8 = 0x0C;
 pub const OP_METADATA_INDEX: u8 = 0x0D;
 pub const OP_SUMMARY_OFFSET: u8 = 0x0E;
 pub const OP_DATA_END: u8 = 0x0F;
-/// framerec's private padding record: content is zero bytes and means nothing.
+/// The private padding record of files written before O_DIRECT slack moved into spec records:
+/// content is zero bytes and means nothing. Never written now; skipped when read.
 pub const OP_PADDING: u8 = 0x80;
 
 /// Bytes of a record's opcode and length prefix.

@@ -319,3 +319,23 @@ impl LogLines {
         self.lines.lock().unwrap().join("\n")
     }
 }
+
+/// The official MCAP command-line tool: `$FRAMEREC_MCAP_CLI`, else the script in
+/// `contrib/mcap-cli` that builds it from the vendored source once (`tests/run` does that
+/// before the tests).
+pub fn mcap_cli() -> PathBuf {
+    match std::env::var_os("FRAMEREC_MCAP_CLI") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/mcap-cli/mcap"),
+    }
+}
+
+/// `mcap doctor --strict-message-order FILE`: its exit status and what it printed.
+pub fn mcap_doctor(file: &Path) -> std::process::Output {
+    let cli = mcap_cli();
+    std::process::Command::new(&cli)
+        .args(["doctor", "--strict-message-order"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", cli.display()))
+}

@@ -1,7 +1,7 @@
 //! Chunks: frame messages laid out in place around their payloads (RawImage and
 //! Accelerometer fields, message indexes per channel), and chunks of drop notices.
 
-use super::put::Scratch;
+use super::put::{Scratch, slack_len, write_slack};
 use super::*;
 
 /// The `google.protobuf.Timestamp` field (number 1) of host realtime `ns`.
@@ -60,24 +60,61 @@ fn accelerometer_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo)
     proto.varint(frame.payload_len() as u64);
 }
 
-/// Bytes of the message record header plus the message fields before the payload.
-fn message_prefix(out: &mut Scratch, frame: &Frame, streams: &[StreamInfo]) {
-    let stream = &streams[frame.meta.stream.index()];
-    let mut proto = Scratch::new();
+/// The message's protobuf fields before the payload, ending with the payload field's key and
+/// length: the payload, written in place, is the field's content.
+fn proto_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
     if stream.format.is_image() {
-        raw_image_fields(&mut proto, frame, stream);
+        raw_image_fields(proto, frame, stream);
     } else {
-        accelerometer_fields(&mut proto, frame, stream);
+        accelerometer_fields(proto, frame, stream);
     }
-    let payload_len = frame.payload_len() as u64;
-    let record_len = 2 + 4 + 8 + 8 + proto.len as u64 + payload_len;
+}
+
+/// Bytes of a message record before its data: opcode, length, channel, sequence, times.
+const MESSAGE_HEADER_LEN: usize = RECORD_PREFIX + 2 + 4 + 8 + 8;
+
+fn message_header(out: &mut Scratch, frame: &Frame, data_len: usize) {
     out.u8(OP_MESSAGE);
-    out.u64(record_len);
+    out.u64((MESSAGE_HEADER_LEN - RECORD_PREFIX + data_len) as u64);
     out.u16(stream_channel_id(frame.meta.stream));
     out.u32(frame.meta.seq.0 as u32);
     out.u64(frame.meta.host_real_ns);
     out.u64(frame.meta.device_ns);
-    out.put(proto.bytes());
+}
+
+/// Slack (see [`write_slack`]) before and after the payload of a direct chunk's one message:
+/// before, so that the chunk starts at the (aligned) start of the frame's headroom; after, so
+/// that its message index ends aligned.
+fn direct_slack(fields_len: usize, payload_len: usize) -> (usize, usize) {
+    let before = HEADROOM - CHUNK_HEADER_LEN - MESSAGE_HEADER_LEN - fields_len;
+    // The fields fit a 512-byte scratch: the rest of the headroom is far more than 1 byte.
+    debug_assert!(before >= 2);
+    let after = slack_len(HEADROOM + payload_len + message_index_len(1));
+    (before, after)
+}
+
+/// Writes `frame`'s message record around its payload (with `direct`, slack before and after
+/// it) and returns the record's span in the frame's region.
+fn place_message(frame: &mut Frame, streams: &[StreamInfo], direct: bool) -> (usize, usize) {
+    let mut fields = Scratch::new();
+    proto_fields(&mut fields, frame, &streams[frame.meta.stream.index()]);
+    let payload_len = frame.payload_len();
+    let (before, after) = if direct {
+        direct_slack(fields.len, payload_len)
+    } else {
+        (0, 0)
+    };
+    let mut hdr = Scratch::new();
+    message_header(&mut hdr, frame, before + fields.len + payload_len + after);
+    let fields_at = HEADROOM - fields.len;
+    let start = fields_at - before - hdr.len;
+    let end = HEADROOM + payload_len + after;
+    let region = frame.buf.region_mut();
+    region[start..start + hdr.len].copy_from_slice(hdr.bytes());
+    write_slack(&mut region[start + hdr.len..fields_at]);
+    region[fields_at..HEADROOM].copy_from_slice(fields.bytes());
+    write_slack(&mut region[HEADROOM + payload_len..end]);
+    (start, end)
 }
 
 /// Chunk header up to and including the records length: 49 bytes.
@@ -147,41 +184,34 @@ fn encode_chunk(
     // Message index entries (log_time, offset in records), written after the chunk.
     let mut index = [0u8; 16 * MAX_FRAMES_PER_CHUNK];
     let mut index_channels = [0u16; MAX_FRAMES_PER_CHUNK];
-    // Each message header goes right before its payload.
+    // Each message header goes right before its payload; with direct I/O, slack fields fill the
+    // headroom before it and the room after it up to the message index's aligned end.
     for (i, frame) in frames.iter_mut().enumerate() {
-        let mut hdr = Scratch::new();
-        message_prefix(&mut hdr, frame, streams);
-        frame.buf.region_mut()[HEADROOM - hdr.len..HEADROOM].copy_from_slice(hdr.bytes());
-        crc.update(hdr.bytes());
-        crc.update(frame.buf.payload());
+        let (start, end) = place_message(frame, streams, direct);
+        crc.update(&frame.buf.region()[start..end]);
         let time = frame.meta.host_real_ns;
         index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
         index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());
         index_channels[i] = stream_channel_id(frame.meta.stream);
-        records_len += (hdr.len + frame.payload_len()) as u64;
-        frame.span = (HEADROOM - hdr.len, HEADROOM + frame.payload_len());
+        records_len += (end - start) as u64;
+        frame.span = (start, end);
         start_time = start_time.min(time);
         end_time = end_time.max(time);
     }
 
-    // The chunk header goes before the first message; in direct mode padding fills the rest of
-    // the headroom so the span starts aligned.
+    // The chunk header goes before the first message (with direct I/O: at the start of its
+    // headroom, aligned).
     let mut head = Scratch::new();
     chunk_header(&mut head, start_time, end_time, records_len, crc.finalize());
     let first = &mut frames[0];
     let chunk_at = first.span.0 - head.len;
     first.buf.region_mut()[chunk_at..first.span.0].copy_from_slice(head.bytes());
     first.span.0 = chunk_at;
-    let mut chunk_start_offset = offset;
-    if direct {
-        write_padding(&mut first.buf.region_mut()[..chunk_at]);
-        first.span.0 = 0;
-        chunk_start_offset += chunk_at as u64;
-    }
+    debug_assert!(!direct || chunk_at == 0);
+    let chunk_start_offset = offset;
     let chunk_length = CHUNK_HEADER_LEN as u64 + records_len;
 
-    // The message indexes, one per channel in the chunk (and in direct mode, padding to
-    // ALIGN), in the last frame's tailroom.
+    // The message indexes, one per channel in the chunk, in the last frame's tailroom.
     let mut channels: Vec<(u16, u64, u64)> = Vec::new();
     for f in frames.iter() {
         let id = stream_channel_id(f.meta.stream);
@@ -214,11 +244,7 @@ fn encode_chunk(
             put(&index[16 * i..16 * i + 16]);
         }
     }
-    if direct {
-        let pad = padding_to_align(end);
-        write_padding(&mut last.buf.region_mut()[end..end + pad]);
-        end += pad;
-    }
+    debug_assert!(!direct || end.is_multiple_of(ALIGN));
     last.span.1 = end;
 
     BatchLayout {
@@ -236,13 +262,34 @@ fn encode_chunk(
 }
 
 /// A chunk of drop notices at file offset `offset`, in a buffer of its own. Returns the buffer,
-/// the span of its region to write, and the chunk's index entry.
+/// the span of its region to write, and the chunk's index entry. With direct I/O the last
+/// notice's JSON ends in whitespace that makes the span a multiple of ALIGN (so `drops` must
+/// not be empty then).
 pub fn encode_drop_chunk(
     drops: &[DropRange],
     streams: &[StreamInfo],
     offset: u64,
     direct: bool,
 ) -> (FrameBuf, (usize, usize), ChunkIndexEntry) {
+    debug_assert!(!direct || !drops.is_empty(), "no notice to pad");
+    let (mut out, mut entry) = drop_chunk(drops, streams, offset, 0);
+    let pad = (ALIGN - out.len() % ALIGN) % ALIGN;
+    if direct && pad > 0 {
+        (out, entry) = drop_chunk(drops, streams, offset, pad);
+        debug_assert_eq!(out.len() % ALIGN, 0);
+    }
+    let mut buf = FrameBuf::new(out.len());
+    buf.region_mut()[..out.len()].copy_from_slice(&out);
+    (buf, (0, out.len()), entry)
+}
+
+/// The bytes of a drop chunk and its message indexes, the last notice followed by `pad` spaces.
+fn drop_chunk(
+    drops: &[DropRange],
+    streams: &[StreamInfo],
+    offset: u64,
+    pad: usize,
+) -> (Vec<u8>, ChunkIndexEntry) {
     let mut records = Vec::new();
     let mut index_entries = Vec::new();
     let (mut start_time, mut end_time) = (u64::MAX, 0u64);
@@ -251,7 +298,7 @@ pub fn encode_drop_chunk(
         let topic = streams
             .get(d.stream.index())
             .map_or("", |s| s.topic.as_str());
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "stream": topic,
             "reason": d.reason.as_str(),
             "first_seq": d.first.0,
@@ -259,6 +306,10 @@ pub fn encode_drop_chunk(
             "count": (d.last.0 - d.first.0).saturating_add(1),
         })
         .to_string();
+        if i + 1 == drops.len() {
+            // JSON allows whitespace after the value.
+            json.extend(std::iter::repeat_n(' ', pad));
+        }
         index_entries.push((d.time_ns, records.len() as u64));
         let mut body = Vec::new();
         body.u16(channel);
@@ -289,11 +340,6 @@ pub fn encode_drop_chunk(
         out.u64(*t);
         out.u64(*o);
     }
-    if direct {
-        append_padding(&mut out);
-    }
-    let mut buf = FrameBuf::new(out.len());
-    buf.region_mut()[..out.len()].copy_from_slice(&out);
     let entry = ChunkIndexEntry {
         start_time,
         end_time,
@@ -303,5 +349,5 @@ pub fn encode_drop_chunk(
         message_index_length: message_index_len(index_entries.len()) as u64,
         uncompressed_size: records.len() as u64,
     };
-    (buf, (0, out.len()), entry)
+    (out, entry)
 }

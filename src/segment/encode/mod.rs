@@ -73,11 +73,14 @@ pub struct BatchLayout {
     pub len: u64,
 }
 
-/// Counts the summary's statistics record reports.
+/// What the tail repeats or points to of the segment's head.
 #[derive(Debug, Clone, Default)]
 pub struct TailStats {
     pub metadata_offset: u64,
     pub metadata_length: u64,
+    /// Spaces after the drop notices' JSON schema: with direct I/O they make the head a
+    /// multiple of ALIGN. The summary repeats the schema byte for byte.
+    pub drop_schema_pad: usize,
 }
 
 mod chunk;
@@ -86,9 +89,10 @@ mod put;
 pub use chunk::{encode_drop_chunk, encode_frame_batch};
 #[cfg(test)]
 use chunk::{message_index_len, message_indexes_len};
-use put::{Put, append_padding, padding_to_align, record, write_padding};
+use put::{Put, record};
 
-fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+/// The schema records; the drop schema's JSON is followed by `drop_schema_pad` spaces.
+fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo], drop_schema_pad: usize) {
     let mut body = Vec::new();
     body.u16(DEPTH_SCHEMA_ID);
     body.str(DEPTH_SCHEMA_NAME);
@@ -103,8 +107,9 @@ fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
     body.str(DROP_SCHEMA_NAME);
     body.str("jsonschema");
     let schema = br#"{"title":"framerec.Drop","description":"Frames the recorder accepted and did not write","type":"object","properties":{"stream":{"type":"string"},"reason":{"type":"string"},"first_seq":{"type":"integer"},"last_seq":{"type":"integer"},"count":{"type":"integer"}}}"#;
-    body.u32(schema.len() as u32);
+    body.u32((schema.len() + drop_schema_pad) as u32);
     body.put(schema);
+    body.extend(std::iter::repeat_n(b' ', drop_schema_pad));
     record(out, OP_SCHEMA, &body);
 
     if has_accel(streams) {
@@ -166,16 +171,28 @@ fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
     record(out, OP_CHANNEL, &body);
 }
 
-/// The segment head: magic, header, schemas, channels and framerec's metadata record, padded to
-/// ALIGN when `direct`. Returns the bytes and where the metadata record sits.
+/// The segment head: magic, header, schemas, channels and framerec's metadata record; with
+/// `direct`, whitespace after the drop schema's JSON makes it a multiple of ALIGN. Returns the
+/// bytes and what the tail needs of them.
 pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailStats) {
+    let (out, stats) = head(meta, 0);
+    let pad = (ALIGN - out.len() % ALIGN) % ALIGN;
+    if direct && pad > 0 {
+        let (out, stats) = head(meta, pad);
+        debug_assert_eq!(out.len() % ALIGN, 0);
+        return (out, stats);
+    }
+    (out, stats)
+}
+
+fn head(meta: &SegmentMeta, drop_schema_pad: usize) -> (Vec<u8>, TailStats) {
     let mut out = Vec::with_capacity(ALIGN);
     out.put(&MAGIC);
     let mut body = Vec::new();
     body.str("");
     body.str(concat!("framerec ", env!("CARGO_PKG_VERSION")));
     record(&mut out, OP_HEADER, &body);
-    schema_records(&mut out, &meta.streams);
+    schema_records(&mut out, &meta.streams, drop_schema_pad);
     channel_records(&mut out, &meta.streams);
 
     let metadata_offset = out.len() as u64;
@@ -191,20 +208,20 @@ pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailSt
     );
     record(&mut out, OP_METADATA, &body);
     let metadata_length = out.len() as u64 - metadata_offset;
-    if direct {
-        append_padding(&mut out);
-    }
     (
         out,
         TailStats {
             metadata_offset,
             metadata_length,
+            drop_schema_pad,
         },
     )
 }
 
-/// The tail that finalizes a segment whose data ends at `data_end`: (padding,) DataEnd, summary,
-/// summary offsets, footer and magic. `chunks` must be every chunk written, in any order.
+/// The tail that finalizes a segment whose data ends at `data_end`: DataEnd, summary, summary
+/// offsets, footer and magic. `chunks` must be every chunk written, in any order. With `direct`
+/// the data ends aligned; the writer writes the tail zero-filled to a multiple of ALIGN and
+/// then cuts the file back to the tail's end.
 pub fn encode_segment_tail(
     data_end: u64,
     chunks: &[ChunkIndexEntry],
@@ -223,7 +240,9 @@ pub fn encode_segment_tail(
         f(summary);
         groups.push((opcode, start, summary.len() as u64 - start));
     };
-    group(&mut summary, OP_SCHEMA, &mut |s| schema_records(s, streams));
+    group(&mut summary, OP_SCHEMA, &mut |s| {
+        schema_records(s, streams, head.drop_schema_pad)
+    });
     group(&mut summary, OP_CHANNEL, &mut |s| {
         channel_records(s, streams)
     });
@@ -292,16 +311,7 @@ pub fn encode_segment_tail(
         record(s, OP_METADATA_INDEX, &body);
     });
 
-    // Fixed-size part after the padding: DataEnd, summary, offsets, footer, magic.
-    let offsets_len = groups.len() * (RECORD_PREFIX + 17);
-    let fixed = (RECORD_PREFIX + 4) + summary.len() + offsets_len + (RECORD_PREFIX + 20) + 8;
-    if direct {
-        let pad = padding_to_align(fixed);
-        out.resize(pad, 0);
-        if pad > 0 {
-            write_padding(&mut out[..pad]);
-        }
-    }
+    debug_assert!(!direct || data_end.is_multiple_of(ALIGN as u64));
     let mut body = Vec::new();
     body.u32(0);
     record(&mut out, OP_DATA_END, &body);
@@ -323,7 +333,6 @@ pub fn encode_segment_tail(
     let crc = crc32fast::hash(&out[crc_from..]);
     out.u32(crc);
     out.put(&MAGIC);
-    debug_assert!(!direct || out.len() % ALIGN == 0);
     out
 }
 
@@ -332,11 +341,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn padding_reaches_alignment_with_room_for_a_record() {
-        for len in [0, 1, 4087, 4088, 4095, 4096, 5000] {
-            let pad = padding_to_align(len);
-            assert_eq!((len + pad) % ALIGN, 0, "len {len}");
-            assert!(pad == 0 || pad >= RECORD_PREFIX, "len {len} pad {pad}");
+    fn slack_of_any_length_but_one_is_whole_unknown_protobuf_fields() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Nothing {}
+        for len in (0..=20_000).filter(|n| *n != 1) {
+            let mut buf = vec![0xffu8; len];
+            put::write_slack(&mut buf);
+            // Our decoder and prost skip it whole as unknown fields.
+            let img = decode_raw_image(&buf).unwrap_or_else(|e| panic!("{len}: {e}"));
+            assert!(img.data.is_empty(), "{len}");
+            <Nothing as prost::Message>::decode(&buf[..]).unwrap();
+            // At most two fields, all field 15, content zero.
+            let mut c = crate::segment::decode::Cur::new(&buf);
+            let mut fields = 0;
+            while c.pos < len {
+                assert_eq!(c.varint().unwrap(), u64::from(put::SLACK_KEY), "{len}");
+                let n = c.varint().unwrap() as usize;
+                assert!(c.take(n).unwrap().iter().all(|b| *b == 0), "{len}");
+                fields += 1;
+            }
+            assert!(fields <= 2, "{len}: {fields} fields");
+        }
+        for len in [0, 1, 4095, 4096, 4097, 8191] {
+            let n = put::slack_len(len);
+            assert_eq!((len + n) % ALIGN, 0);
+            assert_ne!(n, 1);
         }
     }
 

@@ -67,33 +67,49 @@ pub(super) fn record(out: &mut Vec<u8>, opcode: u8, body: &[u8]) {
     out.put(body);
 }
 
-/// A padding record filling exactly `len` bytes (`len >= RECORD_PREFIX`).
-pub(super) fn write_padding(dst: &mut [u8]) {
-    debug_assert!(dst.len() >= RECORD_PREFIX);
-    dst[0] = OP_PADDING;
-    let content = (dst.len() - RECORD_PREFIX) as u64;
-    dst[1..9].copy_from_slice(&content.to_le_bytes());
-    dst[9..].fill(0);
+/// Key of the slack field: field 15, length-delimited. Neither `foxglove.RawImage` nor
+/// `framerec.Accelerometer` declares field 15, so protobuf readers skip it as unknown.
+pub(super) const SLACK_KEY: u8 = (15 << 3) | 2;
+
+/// Bytes of a varint of `v`.
+fn varint_len(v: usize) -> usize {
+    let mut n = 1;
+    let mut v = v >> 7;
+    while v > 0 {
+        n += 1;
+        v >>= 7;
+    }
+    n
 }
 
-/// Length of a padding record that brings `len` to a multiple of ALIGN (0 if already there).
-pub(super) fn padding_to_align(len: usize) -> usize {
-    let rem = len % ALIGN;
-    if rem == 0 {
-        return 0;
+/// Fills `dst` exactly with slack: unknown protobuf fields ([`SLACK_KEY`]) of zero bytes. Any
+/// length but 1 can be filled (see [`slack_len`]).
+pub(super) fn write_slack(dst: &mut [u8]) {
+    debug_assert!(dst.len() != 1, "one byte cannot hold a protobuf field");
+    let total = dst.len();
+    // The width of the content length's varint for one field of `total` bytes. None where the
+    // content length would need the next width (130 bytes, 16387, ...): then an empty field
+    // (2 bytes) goes first and one field fills the rest.
+    let width = (1..=10).find(|w| total > *w && varint_len(total - 1 - w) == *w);
+    let (first, width) = match width {
+        Some(w) => (total, w),
+        None if total >= 2 => (2, 1),
+        None => return,
+    };
+    let mut field = Scratch::new();
+    field.u8(SLACK_KEY);
+    field.varint((first - 1 - width) as u64);
+    dst[..field.len].copy_from_slice(field.bytes());
+    dst[field.len..first].fill(0);
+    if first < total {
+        write_slack(&mut dst[first..]);
     }
-    let mut pad = ALIGN - rem;
-    if pad < RECORD_PREFIX {
-        pad += ALIGN;
-    }
-    pad
 }
 
-pub(super) fn append_padding(out: &mut Vec<u8>) {
-    let pad = padding_to_align(out.len());
-    if pad > 0 {
-        let at = out.len();
-        out.resize(at + pad, 0);
-        write_padding(&mut out[at..]);
+/// Bytes of slack that take `len` to a multiple of ALIGN: never 1 (no field is that small).
+pub(super) fn slack_len(len: usize) -> usize {
+    match (ALIGN - len % ALIGN) % ALIGN {
+        1 => 1 + ALIGN,
+        n => n,
     }
 }

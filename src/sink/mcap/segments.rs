@@ -370,12 +370,7 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
             abandon(&ctx, &seg, "cannot cut it back after a failure", e);
             return;
         }
-        let mut buf = crate::frame::FrameBuf::new(tail.len());
-        buf.region_mut()[..tail.len()].copy_from_slice(&tail);
-        let (res, _) = seg
-            .file
-            .write_all_at(vec![IoSpan::new(buf, (0, tail.len()), false)], at)
-            .await;
+        let res = write_tail(&seg, &tail, at).await;
         if let Err(e) = res {
             if ctx.stopping.get() {
                 abandon(&ctx, &seg, "cannot write its summary", e);
@@ -408,6 +403,29 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
         }
     }
     finalized(&ctx, seg, end).await;
+}
+
+/// Writes `tail` at `at`. With O_DIRECT the write is whole pages, zero-filled past the tail's
+/// closing magic, and the file is then cut back to the tail's end: readers find the footer and
+/// magic at the very end.
+async fn write_tail(seg: &Segment, tail: &[u8], at: u64) -> io::Result<()> {
+    let len = if seg.direct {
+        tail.len().next_multiple_of(crate::frame::ALIGN)
+    } else {
+        tail.len()
+    };
+    let mut buf = crate::frame::FrameBuf::new(len);
+    buf.region_mut()[..tail.len()].copy_from_slice(tail);
+    buf.region_mut()[tail.len()..len].fill(0);
+    let (res, _) = seg
+        .file
+        .write_all_at(vec![IoSpan::new(buf, (0, len), false)], at)
+        .await;
+    res?;
+    if len > tail.len() {
+        seg.file.set_len(at + tail.len() as u64).await?;
+    }
+    Ok(())
 }
 
 /// `seg`'s tail is durable up to `end`: its space and page cache given back, its frames durable,
