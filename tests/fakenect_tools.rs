@@ -338,8 +338,11 @@ fn recover_removes_a_cut_last_line_and_appends_the_whole_frame_it_named() {
     index.push('\n');
     index.push_str(&lines[n - 1][..10]);
     std::fs::write(dir.join("INDEX.txt"), &index).unwrap();
+    // And what an interrupted recover leaves: a new index not yet renamed into place.
+    std::fs::write(dir.join(".INDEX.txt.tmp"), "d-1").unwrap();
     assert!(!framerec(&["verify", s(&dir)]).status.success());
     let out = recover(&dir);
+    assert!(!dir.join(".INDEX.txt.tmp").exists(), "{out}");
     assert!(
         out.contains(&format!(
             "INDEX.txt:{n}: a last line cut short by a crash (10 bytes): removed"
@@ -370,6 +373,13 @@ fn recover_names_the_frames_of_missing_and_short_files_as_lost() {
         .open(dir.join(&short))
         .unwrap();
     f.set_len(100).unwrap();
+    // A DROPS.txt whose last append a crash cut short: the lost frames go on a line of their
+    // own after it.
+    std::fs::write(
+        dir.join("DROPS.txt"),
+        "40 40 queue_full color\n41 41 queue_fu",
+    )
+    .unwrap();
     assert!(!framerec(&["verify", s(&dir)]).status.success());
     let out = recover(&dir);
     assert!(
@@ -386,13 +396,18 @@ fn recover_names_the_frames_of_missing_and_short_files_as_lost() {
     assert_eq!(index_lines(&dir), left);
     let drops = std::fs::read_to_string(dir.join("DROPS.txt")).unwrap();
     assert!(
-        drops.contains("10 10 lost depth\n") && drops.contains("5 5 lost color\n"),
+        drops.starts_with("40 40 queue_full color\n41 41 queue_fu\n")
+            && drops.contains("\n10 10 lost depth\n")
+            && drops.contains("\n5 5 lost color\n"),
         "{drops}"
     );
     let counts = verify_counts(&dir);
     assert_eq!(counts["depth"]["frames"], FRAMES - 1);
     assert_eq!(counts["depth"]["dropped"], 1);
-    assert_eq!(counts["color"]["dropped"], 1);
+    assert_eq!(
+        counts["color"]["dropped"], 2,
+        "the one before and the lost one"
+    );
     // The frames after the lost one keep their numbers.
     let out = tmp.path().join("after");
     let after = export(

@@ -40,6 +40,8 @@ pub enum DumpError {
     DropsTooLarge { dir: PathBuf, bytes: u64 },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("{}: not a whole frame ({state})", path.display())]
+    NotWhole { path: PathBuf, state: FileState },
     #[error("{}: changed while it was read (now {bytes} bytes, was {expected})", path.display())]
     Changed {
         path: PathBuf,
@@ -253,6 +255,12 @@ impl Dump {
     /// The samples of the whole frame `f` (its file after the header) into `buf`.
     pub fn read_payload(&self, f: &DumpFrame, buf: &mut Vec<u8>) -> Result<(), DumpError> {
         let path = self.dir.join(&f.file);
+        if !f.is_whole() {
+            return Err(DumpError::NotWhole {
+                path,
+                state: f.state.clone(),
+            });
+        }
         let io = |source| DumpError::Io {
             path: path.clone(),
             source,
@@ -261,7 +269,7 @@ impl Dump {
         let bytes = file.metadata().map_err(io)?.len();
         // The size was checked against the stream's when the recording was opened, so it is
         // bounded; a file that changed since is not read.
-        if bytes != f.bytes || !f.is_whole() {
+        if bytes != f.bytes {
             return Err(DumpError::Changed {
                 path,
                 bytes,

@@ -139,7 +139,10 @@ fn each_named_file_is_whole_missing_short_or_bad_and_a_cut_last_line_is_set_apar
     let mut buf = Vec::new();
     dump.read_payload(&dump.frames[0], &mut buf).unwrap();
     assert_eq!(buf, &depth_file(4, 2, 8)[13..]);
-    assert!(dump.read_payload(&dump.frames[2], &mut buf).is_err());
+    assert!(matches!(
+        dump.read_payload(&dump.frames[2], &mut buf),
+        Err(DumpError::NotWhole { .. })
+    ));
     assert_eq!(dump.frames[2].device_ns, 166, "10 ticks of 60 MHz");
 
     // A middle line that is no frame's is damage, not a crash's cut.
@@ -153,4 +156,134 @@ fn each_named_file_is_whole_missing_short_or_bad_and_a_cut_last_line_is_set_apar
         Dump::open(d),
         Err(DumpError::DropsTooLarge { .. })
     ));
+}
+
+/// What a crash (and later damage) does to a recording of `n` frames, for the model test.
+#[derive(Debug, Clone)]
+struct Damage {
+    /// Depth (true) or accelerometer frames, in receive order.
+    depth: Vec<bool>,
+    /// Lines named before the crash; the line after them is cut at `cut_at` bytes (0: none).
+    named: usize,
+    cut_at: usize,
+    /// Per named frame: 0 intact, 1 file deleted, 2 file cut short.
+    harm: Vec<u8>,
+    /// Per unnamed frame: 0 renamed (an orphan), 1 whole `.tmp`, 2 half-written `.tmp`.
+    unnamed: Vec<u8>,
+}
+
+fn damage() -> impl proptest::strategy::Strategy<Value = Damage> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<bool>(), 1..10).prop_flat_map(|depth| {
+        let n = depth.len();
+        (0..=n).prop_flat_map(move |named| {
+            (
+                Just(depth.clone()),
+                Just(named),
+                0..20usize,
+                proptest::collection::vec(
+                    prop_oneof![6 => Just(0u8), 1 => Just(1), 1 => Just(2)],
+                    named,
+                ),
+                proptest::collection::vec(0..3u8, n - named),
+            )
+                .prop_map(|(depth, named, cut_at, harm, unnamed)| Damage {
+                    depth,
+                    named,
+                    cut_at,
+                    harm,
+                    unnamed,
+                })
+        })
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// After recover: INDEX.txt names only whole frames and ends whole, every whole frame file
+    /// is named, each named frame damaged is listed `lost` under its number, and a second
+    /// recover has nothing to do.
+    #[test]
+    fn recover_keeps_every_whole_frame_and_names_the_rest_lost(d in damage()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let names: Vec<String> = d
+            .depth
+            .iter()
+            .enumerate()
+            .map(|(i, depth)| {
+                let (k, ext) = if *depth { ("d", "pgm") } else { ("a", "dump") };
+                format!("{k}-1000.{:06}-{i}.{ext}", i + 1)
+            })
+            .collect();
+        let body = |depth: bool| if depth { depth_file(2, 2, 4) } else { vec![7; 12] };
+        let mut index = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let bytes = body(d.depth[i]);
+            if i < d.named {
+                index.push_str(name);
+                index.push('\n');
+                match d.harm[i] {
+                    0 => std::fs::write(dir.join(name), &bytes).unwrap(),
+                    1 => {}
+                    _ => std::fs::write(dir.join(name), &bytes[..bytes.len() - 1]).unwrap(),
+                }
+            } else {
+                match d.unnamed[i - d.named] {
+                    0 => std::fs::write(dir.join(name), &bytes).unwrap(),
+                    1 => std::fs::write(dir.join(format!(".{name}.tmp")), &bytes).unwrap(),
+                    _ => std::fs::write(dir.join(format!(".{name}.tmp")), &bytes[..5]).unwrap(),
+                }
+            }
+        }
+        if let Some(next) = names.get(d.named) {
+            index.push_str(&next[..d.cut_at.min(next.len() - 6)]);
+        }
+        std::fs::write(dir.join(INDEX), &index).unwrap();
+
+        let p = recover::plan(dir).unwrap();
+        recover::apply(dir, &p).unwrap();
+        let after = Dump::open(dir).unwrap();
+        proptest::prop_assert_eq!(after.end, IndexEnd::Whole);
+        proptest::prop_assert!(after.frames.iter().all(DumpFrame::is_whole));
+        let want: Vec<&String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                if *i < d.named { d.harm[*i] == 0 } else { d.unnamed[*i - d.named] < 2 }
+            })
+            .map(|(_, n)| n)
+            .collect();
+        let got: Vec<&String> = after.frames.iter().map(|f| &f.file).collect();
+        proptest::prop_assert_eq!(got, want);
+        let mut want_lost = Vec::new();
+        for kind in KINDS {
+            let mut seq = 0;
+            for i in 0..d.named {
+                let k = if d.depth[i] { KinectStream::Depth } else { KinectStream::Accel };
+                if k == kind {
+                    if d.harm[i] != 0 {
+                        want_lost.push((kind.as_str().to_string(), seq));
+                    }
+                    seq += 1;
+                }
+            }
+        }
+        proptest::prop_assert_eq!(
+            crate::sink::fakenect::dropped_frames(&after.drops),
+            want_lost.len() as u64
+        );
+        // Ranges merge consecutive numbers: each wanted one lies in a listed range.
+        for (stream, seq) in &want_lost {
+            proptest::prop_assert!(after
+                .drops
+                .iter()
+                .any(|l| &l.stream == stream
+                    && l.reason == DropReason::Lost
+                    && l.first.0 <= *seq
+                    && *seq <= l.last.0));
+        }
+        proptest::prop_assert!(recover::plan(dir).unwrap().is_empty());
+    }
 }
