@@ -3,7 +3,10 @@
 //! `DROPS.txt`. The input is a flags byte (bit 0: looped replay), then sections split at
 //! [`SEP`]: `INDEX.txt`, `DROPS.txt`, then the contents of the files the index names, in order.
 //! Arbitrary bytes must never panic; every frame replayed has exactly the dump's frame size,
-//! and a drop line names a range, first <= last.
+//! and a drop line names a range, first <= last. The same directory is then read as a
+//! recording (`info`, `export`: every whole frame read is its stream's size) and recovered
+//! (`recover`): after a repair, `INDEX.txt` ends whole and names only whole frames, and a
+//! second repair finds nothing to do.
 #![no_main]
 
 #[path = "alloc_limit.rs"]
@@ -15,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 use framerec::frame::FrameBuf;
 use framerec::source::{FakenectConfig, FakenectSource, Source};
 use framerec::sink::fakenect::{DROPS, INDEX, dropped_frames, read_drops};
+use framerec::store::fakenect::{Dump, IndexEnd, recover};
 use libfuzzer_sys::fuzz_target;
 
 const SEP: &[u8] = b"\n--8<--\n";
@@ -93,6 +97,23 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) | Err(_) => break,
             }
         }
+    }
+    if let Ok(dump) = Dump::open(&dir) {
+        let mut buf = Vec::new();
+        for f in dump.frames.iter().filter(|f| f.is_whole()).take(MAX_FRAMES) {
+            if dump.read_payload(f, &mut buf).is_ok() {
+                let s = dump.stream(f.kind).expect("a whole frame's stream");
+                assert_eq!(buf.len() as u64, s.frame_bytes());
+            }
+        }
+    }
+    if let Ok(plan) = recover::plan(&dir)
+        && recover::apply(&dir, &plan).is_ok()
+    {
+        let after = Dump::open(&dir).expect("a recovered recording reads");
+        assert_eq!(after.end, IndexEnd::Whole);
+        assert!(after.frames.iter().all(|f| f.is_whole()));
+        assert!(recover::plan(&dir).expect("it plans again").is_empty());
     }
     let _ = std::fs::remove_dir_all(&dir);
 });

@@ -3,7 +3,10 @@
 //! frame (depth: pgm, png, fakenect; colour: ppm, png) or one CSV of accelerometer readings
 //! (`accel.csv`), with frame and time selection, and a progress bar when stderr is a terminal.
 //! The output directory must be new or empty (`--force` writes into it anyway) and is locked
-//! while export writes it.
+//! while export writes it. A fakenect-layout recording (`INDEX.txt` and a file per frame)
+//! exports the same way from its frame files ([`dump`]).
+
+mod dump;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,18 +156,7 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
     };
     let Some(s) = chosen else {
         let names: Vec<&str> = head.streams.iter().map(|s| s.name.as_str()).collect();
-        bail!(
-            "{} has no stream {} (it has: {})",
-            args.path.display(),
-            args.stream
-                .as_deref()
-                .unwrap_or("depth nor any image stream"),
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        );
+        return Err(no_stream(args, &names));
     };
     let encoding = head
         .channel_metadata
@@ -176,6 +168,28 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
         (StreamKind::Image, Some("rgb8")) => Frames::Colour,
         (StreamKind::Image, _) => Frames::Depth,
     };
+    check_format(args, &s.name, frames)?;
+    Ok((s.name.clone(), frames))
+}
+
+/// The error for a recording without the stream `args` asks for: it names those it has.
+fn no_stream(args: &Args, names: &[&str]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} has no stream {} (it has: {})",
+        args.path.display(),
+        args.stream
+            .as_deref()
+            .unwrap_or("depth nor any image stream"),
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
+/// Refuses a format the frames of stream `name` do not export as.
+fn check_format(args: &Args, name: &str, frames: Frames) -> anyhow::Result<()> {
     if !frames.formats().contains(&args.format) {
         let names: Vec<String> = frames
             .formats()
@@ -183,14 +197,23 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
             .filter_map(|f| clap::ValueEnum::to_possible_value(f).map(|v| v.get_name().to_string()))
             .collect();
         bail!(
-            "stream {} ({:?} frames) exports as {}, not {:?}",
-            s.name,
-            frames,
+            "stream {name} ({frames:?} frames) exports as {}, not {:?}",
             names.join(" or "),
             args.format
         );
     }
-    Ok((s.name.clone(), frames))
+    Ok(())
+}
+
+/// One frame to write: its number, times, and samples (image size for an image).
+struct FrameOut<'a> {
+    seq: u64,
+    log_time: u64,
+    device_ns: u64,
+    colour: bool,
+    width: u32,
+    height: u32,
+    data: &'a [u8],
 }
 
 /// Writes frame `m` (its data `data`) to `args.out`: an image file, or (accelerometer) a row
@@ -203,22 +226,46 @@ fn export_frame(
     csv: &mut Option<std::io::BufWriter<std::fs::File>>,
 ) -> anyhow::Result<()> {
     let bad = |e: &str| anyhow::anyhow!("frame {}: {e}", m.sequence);
+    let mut out = FrameOut {
+        seq: m.sequence as u64,
+        log_time: m.log_time,
+        device_ns: m.publish_time,
+        colour: false,
+        width: 0,
+        height: 0,
+        data,
+    };
+    if csv.is_some() {
+        out.data = decode_accel(data).map_err(bad)?.raw;
+    } else {
+        let img = decode_raw_image(data).map_err(bad)?;
+        out.colour = img.encoding == "rgb8";
+        (out.width, out.height, out.data) = (img.width, img.height, img.data);
+    }
+    write_frame(args, &out, index, csv)
+}
+
+/// Writes frame `f` to `args.out`: an image file, or (accelerometer) a row added to `csv`; a
+/// fakenect export adds its name to `index`.
+fn write_frame(
+    args: &Args,
+    f: &FrameOut,
+    index: &mut String,
+    csv: &mut Option<std::io::BufWriter<std::fs::File>>,
+) -> anyhow::Result<()> {
     if let Some(csv) = csv {
-        let a = decode_accel(data).map_err(bad)?;
-        let row =
-            framerec::export::accel_csv_row(m.sequence as u64, m.log_time, m.publish_time, a.raw)
-                .ok_or_else(|| bad("raw reading is not 12 bytes"))?;
+        let row = framerec::export::accel_csv_row(f.seq, f.log_time, f.device_ns, f.data)
+            .ok_or_else(|| anyhow::anyhow!("frame {}: raw reading is not 12 bytes", f.seq))?;
         csv.write_all(row.as_bytes())
             .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
         return Ok(());
     }
-    let img = decode_raw_image(data).map_err(bad)?;
-    let colour = img.encoding == "rgb8";
+    let colour = f.colour;
     let (name, file) = match args.format {
         Format::Ppm | Format::Png if colour => (
             format!(
                 "{:010}.{}",
-                m.sequence,
+                f.seq,
                 if args.format == Format::Ppm {
                     "ppm"
                 } else {
@@ -226,22 +273,22 @@ fn export_frame(
                 }
             ),
             match args.format {
-                Format::Ppm => framerec::export::ppm_rgb8(img.width, img.height, img.data),
-                _ => framerec::export::png_rgb8(img.width, img.height, img.data)?,
+                Format::Ppm => framerec::export::ppm_rgb8(f.width, f.height, f.data),
+                _ => framerec::export::png_rgb8(f.width, f.height, f.data)?,
             },
         ),
-        Format::Ppm | Format::Csv => bail!("frame {}: not an rgb8 image", m.sequence),
+        Format::Ppm | Format::Csv => bail!("frame {}: not an rgb8 image", f.seq),
         Format::Pgm => (
-            format!("{:010}.pgm", m.sequence),
-            framerec::export::pgm16(img.width, img.height, img.data),
+            format!("{:010}.pgm", f.seq),
+            framerec::export::pgm16(f.width, f.height, f.data),
         ),
         Format::Png => (
-            format!("{:010}.png", m.sequence),
-            framerec::export::png16(img.width, img.height, img.data)?,
+            format!("{:010}.png", f.seq),
+            framerec::export::png16(f.width, f.height, f.data)?,
         ),
         Format::Fakenect => (
-            framerec::export::fakenect_depth_name(m.log_time, m.publish_time),
-            framerec::export::fakenect_depth(img.width, img.height, img.data),
+            framerec::export::fakenect_depth_name(f.log_time, f.device_ns),
+            framerec::export::fakenect_depth(f.width, f.height, f.data),
         ),
     };
     if args.format == Format::Fakenect {
@@ -252,6 +299,9 @@ fn export_frame(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if framerec::store::fakenect::is_layout(&args.path) {
+        return dump::run(&args);
+    }
     let files = recording_files(&args)?;
     check_out(&args)?;
     let Some(first) = files.first() else {
@@ -319,8 +369,13 @@ struct Selection<'a> {
 
 impl Selection<'_> {
     fn contains(&self, m: &MessageRef) -> bool {
-        let (a, seq) = (self.args, m.sequence as u64);
-        let rel = Duration::from_nanos(m.log_time.saturating_sub(self.t0));
+        self.contains_frame(m.sequence as u64, m.log_time)
+    }
+
+    /// Whether the frame numbered `seq`, logged at `log_time`, is selected.
+    fn contains_frame(&self, seq: u64, log_time: u64) -> bool {
+        let a = self.args;
+        let rel = Duration::from_nanos(log_time.saturating_sub(self.t0));
         a.from_seq.is_none_or(|from| seq >= from)
             && a.to_seq.is_none_or(|to| seq <= to)
             && a.start.is_none_or(|s| rel >= s)
@@ -356,12 +411,14 @@ fn count_selected(
 /// Refuses a frame fakenect cannot replay: it takes every file for a 640x480 depth frame.
 fn check_fakenect_size(m: &MessageRef, data: &[u8]) -> anyhow::Result<()> {
     let img = decode_raw_image(data).map_err(|e| anyhow::anyhow!("frame {}: {e}", m.sequence))?;
-    if (img.width, img.height) != FAKENECT_SIZE {
+    fakenect_size(m.sequence as u64, img.width, img.height)
+}
+
+/// Refuses frame `seq` of `width`x`height` for a fakenect export unless it is 640x480.
+fn fakenect_size(seq: u64, width: u32, height: u32) -> anyhow::Result<()> {
+    if (width, height) != FAKENECT_SIZE {
         bail!(
-            "frame {} is {}x{}: the fakenect format carries 640x480 depth frames only (libfreenect's fakenect replays any file as 640x480); export it as pgm or png instead",
-            m.sequence,
-            img.width,
-            img.height
+            "frame {seq} is {width}x{height}: the fakenect format carries 640x480 depth frames only (libfreenect's fakenect replays any file as 640x480); export it as pgm or png instead"
         );
     }
     Ok(())
@@ -391,6 +448,16 @@ fn write_selected(
         })?;
     }
     bar.finish_and_clear();
+    finish(args, &index, csv)?;
+    Ok(written)
+}
+
+/// Writes the fakenect index, or the CSV's last rows.
+fn finish(
+    args: &Args,
+    index: &str,
+    csv: Option<std::io::BufWriter<std::fs::File>>,
+) -> anyhow::Result<()> {
     if args.format == Format::Fakenect {
         std::fs::write(args.out.join("INDEX.txt"), index).context("cannot write INDEX.txt")?;
     }
@@ -398,7 +465,7 @@ fn write_selected(
         w.flush()
             .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
     }
-    Ok(written)
+    Ok(())
 }
 
 /// A progress bar over `total` frames (drawn only when stderr is a terminal).

@@ -1,11 +1,14 @@
 //! `framerec info PATH`: what a recording or segment holds: per segment its channels, per
 //! stream its topic, encoding and resolution (or `accelerometer`), frames, sequence numbers and
-//! drops by reason.
+//! drops by reason. A fakenect-layout recording (`INDEX.txt` and a file per frame) gets the
+//! same per stream, from its frame files and `DROPS.txt`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use framerec::segment::{RecordingReport, StreamKind, StreamReport};
+
+mod dump;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,6 +45,9 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if framerec::store::fakenect::is_layout(&args.path) {
+        return dump::run(&args.path);
+    }
     let checked = super::verify::verify_path(&args.path)?;
     let report = &checked.report;
     let mut total_bytes = 0;

@@ -2,7 +2,10 @@
 //! segment file). The damaged original is kept aside as `NAME.mcap.damaged` (which `verify`
 //! and readers of the directory ignore) unless `--discard-damaged` is given. Running it again
 //! changes nothing. It holds the directory's lock while it works, so it refuses (exit 2) to
-//! touch a recording a recorder is writing.
+//! touch a recording a recorder is writing. A fakenect-layout recording is made consistent
+//! again ([`framerec::store::fakenect::recover`]): what its repair did is printed by [`dump`].
+
+mod dump;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +112,9 @@ pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Repair rewrites segments: never while a recorder (or another repair) writes them.
     let _lock = framerec::store::lock::lock_dir(super::lock_dir_of(&args.path))?;
+    if framerec::store::fakenect::is_layout(&args.path) {
+        return dump::run(&args.path);
+    }
     // What a repair killed half-way left is finished (or rolled back) first.
     let finished = if args.path.is_dir() {
         finish_interrupted(&args.path, None)?

@@ -1,7 +1,9 @@
 //! A recording directory as a store of files: who may write it (the [`lock`]), which of its
-//! files belong to which segment (the listing), and which of them retention deletes
-//! ([`retention`], pure).
+//! files belong to which segment (the listing), which of them retention deletes
+//! ([`retention`], pure), and a fakenect-layout recording read and recovered as a whole
+//! ([`fakenect`]).
 
+pub mod fakenect;
 pub mod lock;
 pub mod retention;
 

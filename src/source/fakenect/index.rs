@@ -18,7 +18,7 @@ const MAX_TIME_S: f64 = 1e10;
 
 /// One line of `INDEX.txt`.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     /// 1-based line number, for errors.
     pub line: usize,
     pub file: String,
@@ -41,13 +41,43 @@ pub(super) fn bad(dir: &Path, what: impl std::fmt::Display) -> SourceError {
 }
 
 /// Parses `INDEX.txt`: every entry, of every kind, in order.
-pub(super) fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
+pub(crate) fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
+    read_lines(dir, false).map(|read| read.entries)
+}
+
+/// How `INDEX.txt` ends, as [`read_index_torn`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// With a newline (or empty).
+    Whole,
+    /// Its last line names a frame but lacks its newline (it is among the entries).
+    Unterminated,
+    /// Its last line (1-based `line`, `bytes` long, no newline) is no entry: an append cut
+    /// short by a crash.
+    Cut { line: usize, bytes: usize },
+}
+
+/// `INDEX.txt` as a crash may have left it: its entries and how it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexRead {
+    pub entries: Vec<Entry>,
+    pub tail: Tail,
+}
+
+/// Parses `INDEX.txt` as [`read_index`] does, except that a last line without a newline that is
+/// not an entry (an append a crash cut short) ends the read instead of failing it.
+pub(crate) fn read_index_torn(dir: &Path) -> Result<IndexRead, SourceError> {
+    read_lines(dir, true)
+}
+
+fn read_lines(dir: &Path, torn_ok: bool) -> Result<IndexRead, SourceError> {
     let path = dir.join("INDEX.txt");
     let file = File::open(&path).map_err(|e| bad(dir, format!("cannot open INDEX.txt: {e}")))?;
     let mut reader = BufReader::new(file);
     let mut entries = Vec::new();
     let mut raw = Vec::new();
     let mut n = 0;
+    let mut tail = Tail::Whole;
     loop {
         raw.clear();
         // At most one byte past the longest line, so a file with no newline (or /dev/zero)
@@ -61,32 +91,51 @@ pub(super) fn read_index(dir: &Path) -> Result<Vec<Entry>, SourceError> {
         }
         n += 1;
         let at = |what: String| bad(dir, format!("INDEX.txt:{n}: {what}"));
-        if raw.last() == Some(&b'\n') {
+        let terminated = raw.last() == Some(&b'\n');
+        if terminated {
             raw.pop();
         } else if raw.len() > MAX_INDEX_LINE {
             return Err(at(format!(
                 "a line longer than {MAX_INDEX_LINE} bytes, the longest a file name can be"
             )));
         }
-        if raw.last() == Some(&b'\r') {
-            return Err(at(
-                "CRLF line ending (libfreenect reads LF-terminated lines only)".into(),
-            ));
+        match parse_raw(&raw) {
+            Ok((line, (kind, time_s, timestamp))) => {
+                if !terminated {
+                    tail = Tail::Unterminated;
+                }
+                entries.push(Entry {
+                    line: n,
+                    file: line.to_string(),
+                    kind,
+                    time_s,
+                    timestamp,
+                });
+            }
+            // Without a newline this is the last line: cut short by a crash.
+            Err(_) if torn_ok && !terminated => {
+                tail = Tail::Cut {
+                    line: n,
+                    bytes: raw.len(),
+                };
+                break;
+            }
+            Err(what) => return Err(at(what)),
         }
-        let line = std::str::from_utf8(&raw).map_err(|_| at("not UTF-8".into()))?;
-        if line.trim().is_empty() {
-            return Err(at("blank line".into()));
-        }
-        let (kind, time_s, timestamp) = parse_line(line).map_err(at)?;
-        entries.push(Entry {
-            line: n,
-            file: line.to_string(),
-            kind,
-            time_s,
-            timestamp,
-        });
     }
-    Ok(entries)
+    Ok(IndexRead { entries, tail })
+}
+
+/// One line of `INDEX.txt` without its newline: the line and its entry.
+fn parse_raw(raw: &[u8]) -> Result<(&str, (KinectStream, f64, u32)), String> {
+    if raw.last() == Some(&b'\r') {
+        return Err("CRLF line ending (libfreenect reads LF-terminated lines only)".into());
+    }
+    let line = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_string())?;
+    if line.trim().is_empty() {
+        return Err("blank line".into());
+    }
+    Ok((line, parse_line(line)?))
 }
 
 /// The index line prefix and file extension of a stream's files.
@@ -99,7 +148,7 @@ pub fn file_kind(kind: KinectStream) -> (&'static str, &'static str) {
 }
 
 /// `d-<time>-<timestamp>.pgm` (or `r-...ppm`, `a-...dump`) to (stream, time, timestamp).
-pub(super) fn parse_line(line: &str) -> Result<(KinectStream, f64, u32), String> {
+pub(crate) fn parse_line(line: &str) -> Result<(KinectStream, f64, u32), String> {
     let quote = quoted(line);
     if line.contains('/') || line.contains('\\') || line.starts_with('.') {
         return Err(format!("{quote} is not a file name in the dump directory"));
@@ -154,7 +203,7 @@ pub(super) fn header_form(kind: KinectStream) -> (&'static str, &'static str) {
 
 /// Reads an image file's header line (`P5 <w> <h> 65535` for depth, `P6 <w> <h> 255` for
 /// colour): (width, height, header length).
-pub(super) fn read_header(
+pub(crate) fn read_header(
     file: &mut File,
     name: &str,
     kind: KinectStream,

@@ -26,7 +26,7 @@
 //! file's end, no line is held past [`MAX_INDEX_LINE`] bytes, and an error quotes at most
 //! [`MAX_QUOTED`] characters of what it read.
 
-mod index;
+pub(crate) mod index;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
