@@ -262,6 +262,40 @@ fn image_problem(m: &MessageRef, data: &[u8]) -> Option<Problem> {
     }
 }
 
+/// The summary's counts against what the scan found: chunk indexes against chunks, and the
+/// statistics' message and chunk counts.
+fn check_summary(contents: &SegmentContents, problems: &mut Problems) {
+    let Some(summary) = &contents.summary else {
+        return;
+    };
+    let (indexed, found) = (summary.chunk_indexes, contents.chunks);
+    if found != indexed {
+        problems.push(Problem::SummaryMismatch(format!(
+            "{} chunk index records for {} chunks found{}",
+            indexed.count,
+            found.count,
+            if indexed.count == found.count {
+                " (they name different chunks)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let messages = contents.messages() + contents.drop_messages();
+    if summary.message_count != Some(messages) {
+        problems.push(Problem::SummaryMismatch(format!(
+            "statistics count {:?} messages, {} found",
+            summary.message_count, messages
+        )));
+    }
+    if summary.chunk_count.map(u64::from) != Some(contents.chunks.count) {
+        problems.push(Problem::SummaryMismatch(format!(
+            "statistics count {:?} chunks, {} found",
+            summary.chunk_count, contents.chunks.count
+        )));
+    }
+}
+
 /// The report on a scanned segment of `len` bytes; `images` are its messages' image problems,
 /// in message order.
 fn report(
@@ -297,34 +331,7 @@ fn report(
         contents.skipped.more(),
     );
 
-    if let Some(summary) = &contents.summary {
-        let (indexed, found) = (summary.chunk_indexes, contents.chunks);
-        if found != indexed {
-            problems.push(Problem::SummaryMismatch(format!(
-                "{} chunk index records for {} chunks found{}",
-                indexed.count,
-                found.count,
-                if indexed.count == found.count {
-                    " (they name different chunks)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let messages = contents.messages() + contents.drop_messages();
-        if summary.message_count != Some(messages) {
-            problems.push(Problem::SummaryMismatch(format!(
-                "statistics count {:?} messages, {} found",
-                summary.message_count, messages
-            )));
-        }
-        if summary.chunk_count.map(u64::from) != Some(contents.chunks.count) {
-            problems.push(Problem::SummaryMismatch(format!(
-                "statistics count {:?} chunks, {} found",
-                summary.chunk_count, contents.chunks.count
-            )));
-        }
-    }
+    check_summary(&contents, &mut problems);
 
     problems.extend(
         images
