@@ -247,59 +247,12 @@ pub fn encode_segment_tail(
         channel_records(s, streams)
     });
     group(&mut summary, OP_STATISTICS, &mut |s| {
-        // Channel ids run 1..=streams + 1 (the drop channel last).
-        let mut counts = vec![0u64; streams.len() + 1];
-        let (mut start, mut end) = (u64::MAX, 0u64);
-        for c in &chunks {
-            for (id, n, _) in &c.channels {
-                if let Some(slot) = counts.get_mut((*id as usize).wrapping_sub(1)) {
-                    *slot += n;
-                }
-            }
-            start = start.min(c.start_time);
-            end = end.max(c.end_time);
-        }
-        if chunks.is_empty() {
-            start = 0;
-        }
-        let mut body = Vec::new();
-        body.u64(counts.iter().sum());
-        body.u16(if has_accel(streams) { 3 } else { 2 }); // schemas
-        body.u32(counts.len() as u32); // channels
-        body.u32(0); // attachments
-        body.u32(1); // metadata
-        body.u32(chunks.len() as u32);
-        body.u64(start);
-        body.u64(end);
-        let nonzero: Vec<(u16, u64)> = (1..=counts.len() as u16)
-            .zip(counts)
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        body.u32((nonzero.len() * 10) as u32);
-        for (id, n) in nonzero {
-            body.u16(id);
-            body.u64(n);
-        }
-        record(s, OP_STATISTICS, &body);
+        statistics_record(s, &chunks, streams)
     });
     if !chunks.is_empty() {
         group(&mut summary, OP_CHUNK_INDEX, &mut |s| {
             for c in &chunks {
-                let mut body = Vec::new();
-                body.u64(c.start_time);
-                body.u64(c.end_time);
-                body.u64(c.chunk_start_offset);
-                body.u64(c.chunk_length);
-                body.u32(10 * c.channels.len() as u32);
-                for (id, _, at) in &c.channels {
-                    body.u16(*id);
-                    body.u64(*at);
-                }
-                body.u64(c.message_index_length);
-                body.str("");
-                body.u64(c.uncompressed_size);
-                body.u64(c.uncompressed_size);
-                record(s, OP_CHUNK_INDEX, &body);
+                chunk_index_record(s, c);
             }
         });
     }
@@ -334,6 +287,64 @@ pub fn encode_segment_tail(
     out.u32(crc);
     out.put(&MAGIC);
     out
+}
+
+/// The Statistics record of a segment holding `chunks` (message counts per channel, from
+/// the chunks' indexes).
+fn statistics_record(s: &mut Vec<u8>, chunks: &[&ChunkIndexEntry], streams: &[StreamInfo]) {
+    // Channel ids run 1..=streams + 1 (the drop channel last).
+    let mut counts = vec![0u64; streams.len() + 1];
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    for c in chunks {
+        for (id, n, _) in &c.channels {
+            if let Some(slot) = counts.get_mut((*id as usize).wrapping_sub(1)) {
+                *slot += n;
+            }
+        }
+        start = start.min(c.start_time);
+        end = end.max(c.end_time);
+    }
+    if chunks.is_empty() {
+        start = 0;
+    }
+    let mut body = Vec::new();
+    body.u64(counts.iter().sum());
+    body.u16(if has_accel(streams) { 3 } else { 2 }); // schemas
+    body.u32(counts.len() as u32); // channels
+    body.u32(0); // attachments
+    body.u32(1); // metadata
+    body.u32(chunks.len() as u32);
+    body.u64(start);
+    body.u64(end);
+    let nonzero: Vec<(u16, u64)> = (1..=counts.len() as u16)
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    body.u32((nonzero.len() * 10) as u32);
+    for (id, n) in nonzero {
+        body.u16(id);
+        body.u64(n);
+    }
+    record(s, OP_STATISTICS, &body);
+}
+
+/// The Chunk Index record of one chunk.
+fn chunk_index_record(s: &mut Vec<u8>, c: &ChunkIndexEntry) {
+    let mut body = Vec::new();
+    body.u64(c.start_time);
+    body.u64(c.end_time);
+    body.u64(c.chunk_start_offset);
+    body.u64(c.chunk_length);
+    body.u32(10 * c.channels.len() as u32);
+    for (id, _, at) in &c.channels {
+        body.u16(*id);
+        body.u64(*at);
+    }
+    body.u64(c.message_index_length);
+    body.str("");
+    body.u64(c.uncompressed_size);
+    body.u64(c.uncompressed_size);
+    record(s, OP_CHUNK_INDEX, &body);
 }
 
 #[cfg(test)]
