@@ -376,6 +376,8 @@ mod tests {
     }
 
     /// Applies one step to the ledger and the model (frames of `stream` where a step has one).
+    /// One match arm per verb, each the ledger call and the model's mirror of it side by side:
+    /// long as the list of verbs is.
     fn apply(ledger: &Ledger, frames: &mut Vec<Model>, s: Step, reason: DropReason, stream: usize) {
         let next = frames
             .iter()

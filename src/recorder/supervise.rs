@@ -126,6 +126,9 @@ impl Supervision<'_> {
     /// snapshot on SIGUSR1, reloads on SIGHUP and speaks the notify protocol, until `done`.
     /// Returns true if stopping (a signal, a limit, the end of the source) took longer than
     /// `stop_timeout` to get there.
+    ///
+    /// One loop over the events it answers (a tick, a signal, the receiver ending, the stop
+    /// deadline), each a few lines: split up, the loop's state would travel through every part.
     fn run(
         &mut self,
         receiver_done: impl Fn() -> bool,
