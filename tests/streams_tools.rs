@@ -193,6 +193,40 @@ fn verify_reads_the_frames_of_a_segment_still_being_written() {
     assert_eq!(so_far["finalized"], false, "{v}");
 }
 
+/// `info` on a recording whose only segment a recorder is still writing counts the frames it
+/// holds so far (it said "0 frames" and nothing else).
+#[test]
+fn info_counts_the_frames_of_a_segment_still_being_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    record3(&dir, 30);
+    let segments = common::segments(&dir);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    let contents = framerec::segment::parse_segment(&bytes);
+    let frames = contents.messages();
+    assert!(frames > 0);
+    std::fs::write(&segments[0], &bytes[..contents.data_end as usize]).unwrap();
+    let _lock = framerec::store::lock::lock_dir(&dir).unwrap();
+
+    let i = framerec(&["info", dir.to_str().unwrap()]);
+    let out = text(&i);
+    assert!(i.status.success(), "{out}");
+    let name = segments[0].display().to_string();
+    assert!(
+        out.contains(&format!(
+            "{name}  being written  {frames} frames (seq 0..=29)  unfinished"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "; {frames} frames so far in the unfinished segment being written"
+        )),
+        "{out}"
+    );
+}
+
 #[test]
 fn each_stream_exports_in_its_own_format_with_the_bytes_recorded() {
     let tmp = tempfile::tempdir().unwrap();

@@ -90,6 +90,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(line) = checked.live_line() {
         println!("{line}");
     }
+    // The segments a recorder is still writing, read as far as they are written.
+    let live = super::verify::read_live(&checked.live)?;
+    for s in &live {
+        outln!("{}", super::verify::segment_line(s, "being written"));
+    }
     // The stream's name heads its section once; the line under it has the rest.
     for st in &report.streams {
         outln!("stream {}: {}", st.name, describe(report, st));
@@ -98,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();
     outln!(
-        "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped, {:.3} s, {}",
+        "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped, {:.3} s, {}{}",
         report.segments.len(),
         total_bytes,
         report.frames,
@@ -113,7 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "intact"
         } else {
             "has problems (run `framerec verify`)"
-        }
+        },
+        super::verify::live_frames_text(&live)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ impl Checked {
 
 /// A read of the segments a running recorder is still writing, as far as they are written:
 /// the frames they hold so far. Their unfinished ends are not damage.
-fn read_live(live: &[PathBuf]) -> anyhow::Result<Vec<SegmentReport>> {
+pub(super) fn read_live(live: &[PathBuf]) -> anyhow::Result<Vec<SegmentReport>> {
     live.iter()
         .map(|f| verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display())))
         .collect()
@@ -235,7 +235,7 @@ fn print_dump(path: &Path, r: &DumpReport) -> anyhow::Result<()> {
 }
 
 /// A segment's line: name, state, frames and their numbers, finalized or not.
-fn segment_line(s: &SegmentReport, state: &str) -> String {
+pub(super) fn segment_line(s: &SegmentReport, state: &str) -> String {
     format!(
         "{}  {state}  {} frames{}  {}",
         s.name,
@@ -308,7 +308,7 @@ fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> an
 }
 
 /// `; N frames so far in the unfinished segment being written` when a recorder is at work.
-fn live_frames_text(live: &[SegmentReport]) -> String {
+pub(super) fn live_frames_text(live: &[SegmentReport]) -> String {
     let frames: u64 = live.iter().map(|s| s.frames).sum();
     match live.len() {
         0 => String::new(),
