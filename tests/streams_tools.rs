@@ -147,6 +147,22 @@ fn info_names_each_stream_once() {
     }
 }
 
+/// A recording of 30 frames of each stream in `dir` whose one segment looks as a recorder
+/// leaves it mid-run (its data, no summary, no footer), with the directory locked as by a
+/// recorder at work: the segment's name, the frames it holds, and the lock.
+fn being_written(dir: &std::path::Path) -> (String, u64, framerec::store::lock::DirLock) {
+    record3(dir, 30);
+    let segments = common::segments(dir);
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    let contents = framerec::segment::parse_segment(&bytes);
+    let frames = contents.messages();
+    assert!(frames > 0);
+    std::fs::write(&segments[0], &bytes[..contents.data_end as usize]).unwrap();
+    let lock = framerec::store::lock::lock_dir(dir).unwrap();
+    (segments[0].display().to_string(), frames, lock)
+}
+
 /// `verify` of a recording whose only segment a recorder is still writing said "OK: 0 frames
 /// written" although the segment's chunks held frames: it now reads them, says how many it
 /// holds so far and that it is unfinished, and exits 0 as before (a segment being written is
@@ -155,22 +171,11 @@ fn info_names_each_stream_once() {
 fn verify_reads_the_frames_of_a_segment_still_being_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    record3(&dir, 30);
-    let segments = common::segments(&dir);
-    assert_eq!(segments.len(), 1, "{segments:?}");
-    // The segment as a recorder leaves it mid-run: its data, no summary, no footer.
-    let bytes = std::fs::read(&segments[0]).unwrap();
-    let contents = framerec::segment::parse_segment(&bytes);
-    let frames = contents.messages();
-    assert!(frames > 0);
-    std::fs::write(&segments[0], &bytes[..contents.data_end as usize]).unwrap();
-    // A recorder at work holds the directory's lock.
-    let _lock = framerec::store::lock::lock_dir(&dir).unwrap();
+    let (name, frames, _lock) = being_written(&dir);
 
     let v = framerec(&["verify", dir.to_str().unwrap()]);
     let out = text(&v);
     assert!(v.status.success(), "{out}");
-    let name = segments[0].display().to_string();
     assert!(
         out.contains(&format!(
             "{name}  being written  {frames} frames (seq 0..=29)  unfinished"
@@ -199,20 +204,11 @@ fn verify_reads_the_frames_of_a_segment_still_being_written() {
 fn info_counts_the_frames_of_a_segment_still_being_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
-    record3(&dir, 30);
-    let segments = common::segments(&dir);
-    assert_eq!(segments.len(), 1, "{segments:?}");
-    let bytes = std::fs::read(&segments[0]).unwrap();
-    let contents = framerec::segment::parse_segment(&bytes);
-    let frames = contents.messages();
-    assert!(frames > 0);
-    std::fs::write(&segments[0], &bytes[..contents.data_end as usize]).unwrap();
-    let _lock = framerec::store::lock::lock_dir(&dir).unwrap();
+    let (name, frames, _lock) = being_written(&dir);
 
     let i = framerec(&["info", dir.to_str().unwrap()]);
     let out = text(&i);
     assert!(i.status.success(), "{out}");
-    let name = segments[0].display().to_string();
     assert!(
         out.contains(&format!(
             "{name}  being written  {frames} frames (seq 0..=29)  unfinished"
