@@ -241,14 +241,7 @@ fn draw_distribution<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(e)?;
+    draw_legend(&mut chart)?;
 
     Ok(())
 }
@@ -322,6 +315,14 @@ fn draw_over_time<DB: DrawingBackend>(
             .map_err(e)?;
     }
     mark_drops(&mut chart, report, top_ms * 2.0)?;
+    draw_legend(&mut chart)?;
+    Ok(())
+}
+
+/// A panel's legend, in its lower right corner.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -329,8 +330,7 @@ fn draw_over_time<DB: DrawingBackend>(
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
         .draw()
-        .map_err(e)?;
-    Ok(())
+        .map_err(|x| x.to_string())
 }
 
 /// A red line at the end of every interval that dropped frames, up to `top`, with the count.

@@ -258,28 +258,12 @@ fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> an
     let report = &checked.report;
     for s in &report.segments {
         outln!("{}", segment_line(s, if s.ok() { "ok" } else { "DAMAGED" }));
-        for p in &s.problems {
-            outln!("    {p}");
-        }
-        if s.problems_not_listed > 0 {
-            outln!(
-                "    ... and {} more problems (not listed)",
-                s.problems_not_listed
-            );
-        }
+        print_problems("    ", &s.problems, s.problems_not_listed)?;
     }
     for s in live {
         outln!("{}", segment_line(s, "being written"));
     }
-    for p in &report.problems {
-        outln!("  {p}");
-    }
-    if report.problems_not_listed > 0 {
-        outln!(
-            "  ... and {} more problems (not listed)",
-            report.problems_not_listed
-        );
-    }
+    print_problems("  ", &report.problems, report.problems_not_listed)?;
     if let Some(line) = checked.live_line() {
         outln!("  {line}");
     }
@@ -304,6 +288,21 @@ fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> an
         },
         live_frames_text(live)
     );
+    Ok(())
+}
+
+/// The problems listed, each on a line of its own after `indent`, and how many more were not.
+fn print_problems<P: std::fmt::Display>(
+    indent: &str,
+    listed: &[P],
+    not_listed: u64,
+) -> anyhow::Result<()> {
+    for p in listed {
+        outln!("{indent}{p}");
+    }
+    if not_listed > 0 {
+        outln!("{indent}... and {not_listed} more problems (not listed)");
+    }
     Ok(())
 }
 
