@@ -36,6 +36,7 @@ fn frame(seq: u64, mut buf: FrameBuf, len: usize) -> Frame {
         meta: FrameMeta {
             seq: FrameSeq(seq),
             device_ns: seq * 33_333_333,
+            publish_ns: seq * 33_333_333,
             host_mono_ns: seq,
             host_real_ns: 1_700_000_000_000_000_000 + seq * 33_333_333,
             ..FrameMeta::default()

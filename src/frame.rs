@@ -259,6 +259,10 @@ pub struct FrameMeta {
     pub len: u64,
     /// Device clock, nanoseconds, unwrapped to 64 bits by the source.
     pub device_ns: u64,
+    /// The device clock anchored to host realtime: `device_ns` plus the offset that made the
+    /// stream's first frame of this run read its `host_real_ns` (see [`anchor_publish_ns`]).
+    /// An absolute time that keeps the device's spacing; the recording's `publish_time`.
+    pub publish_ns: u64,
     /// Host `CLOCK_MONOTONIC` at capture, nanoseconds.
     pub host_mono_ns: u64,
     /// Host `CLOCK_REALTIME` at capture, nanoseconds since the Unix epoch.
@@ -272,6 +276,12 @@ impl FrameMeta {
             seq: self.seq,
         }
     }
+}
+
+/// `device_ns` on the host realtime scale, given the stream's clock offset (`host_real_ns -
+/// device_ns` of its first frame): clamped to the `u64` range, never wrapping.
+pub fn anchor_publish_ns(device_ns: u64, offset_ns: i128) -> u64 {
+    (device_ns as i128 + offset_ns).clamp(0, u64::MAX as i128) as u64
 }
 
 /// One aligned, reusable allocation holding a frame's payload plus room around it.

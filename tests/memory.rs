@@ -336,6 +336,7 @@ fn alternating_segment(dir: &Path, frames: u64) -> std::path::PathBuf {
                 meta: FrameMeta {
                     seq: FrameSeq(i ^ 1),
                     device_ns: i,
+                    publish_ns: i,
                     host_mono_ns: i,
                     host_real_ns: 1_700_000_000_000_000_000 + i,
                     ..FrameMeta::default()

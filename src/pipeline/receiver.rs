@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::frame::{
-    BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, StreamId, host_mono_ns,
-    host_real_ns,
+    BufferPool, DropReason, Frame, FrameBuf, FrameMeta, FrameSeq, StreamId, anchor_publish_ns,
+    host_mono_ns, host_real_ns,
 };
 use crate::ledger::Ledger;
 use crate::observe::{Counters, Histograms, SharedHistograms, record};
@@ -93,6 +93,9 @@ pub fn run(
 /// The next sequence number of each stream, and what the frame limit counts.
 pub(crate) struct Seqs {
     next: Vec<u64>,
+    /// Per stream, `host_real_ns - device_ns` of its first frame in this run: the anchor of
+    /// its publish times.
+    clock_offset: Vec<Option<i128>>,
     first: u64,
     /// The next frame's [`FrameMeta::order`].
     order: u64,
@@ -103,11 +106,27 @@ impl Seqs {
         let next: Vec<u64> = (0..p.pools.len())
             .map(|s| p.first_seq.get(s).copied().unwrap_or(0))
             .collect();
+        Seqs::starting_at(next)
+    }
+
+    /// Each stream's numbering starting at its entry of `next`.
+    fn starting_at(next: Vec<u64>) -> Seqs {
         Seqs {
+            clock_offset: vec![None; next.len()],
             first: next.first().copied().unwrap_or(0),
             order: next.iter().fold(0u64, |a, b| a.saturating_add(*b)),
             next,
         }
+    }
+
+    /// `device_ns` anchored to host realtime by `stream`'s first frame of this run (which
+    /// anchors it when it is that frame).
+    pub(crate) fn publish_ns(&mut self, stream: StreamId, device_ns: u64, real_ns: u64) -> u64 {
+        let Some(slot) = self.clock_offset.get_mut(stream.index()) else {
+            return real_ns;
+        };
+        let offset = *slot.get_or_insert(real_ns as i128 - device_ns as i128);
+        anchor_publish_ns(device_ns, offset)
     }
 
     /// Frames of the first stream numbered so far in this run.
@@ -270,14 +289,16 @@ pub(crate) fn stamp(
 ) -> FrameMeta {
     let order = seq.order;
     let (next, _) = seq.take(stream, 1).unwrap_or_default();
+    let host_real_ns = host_real_ns();
     let meta = FrameMeta {
         stream,
         seq: next,
         order,
         len,
         device_ns: capture.device_ns,
+        publish_ns: seq.publish_ns(stream, capture.device_ns, host_real_ns),
         host_mono_ns: capture.host_mono_ns.unwrap_or_else(host_mono_ns),
-        host_real_ns: host_real_ns(),
+        host_real_ns,
     };
     if let Some(shared) = &p.histograms
         && stream == StreamId(0)
@@ -396,5 +417,31 @@ fn lost_in_source(source: &mut dyn Source, p: &ReceiverParts, seq: &mut Seqs) {
             last = last.0,
             "frames lost in the source before the receiver took them"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_times_follow_the_device_clock_from_each_streams_first_frame() {
+        let mut seqs = Seqs::starting_at(vec![0, 0]);
+        let (s0, s1) = (StreamId(0), StreamId(1));
+        // The first frame of a stream reads its host realtime; later ones keep the device's
+        // spacing, whatever the host's stamps (jitter, a host clock step) say.
+        assert_eq!(seqs.publish_ns(s0, 5_000, 1_000_000), 1_000_000);
+        assert_eq!(seqs.publish_ns(s0, 38_333, 1_090_000), 1_033_333);
+        assert_eq!(seqs.publish_ns(s0, 71_666, 9_000_000), 1_066_666);
+        // Another stream has its own device clock and anchor.
+        assert_eq!(seqs.publish_ns(s1, 7, 1_050_000), 1_050_000);
+        assert_eq!(seqs.publish_ns(s1, 10, 1_060_000), 1_050_003);
+        // A device time before the anchor's zero clamps at 0 rather than wrapping.
+        assert_eq!(seqs.publish_ns(s0, 0, 2_000_000), 995_000);
+        let mut early = Seqs::starting_at(vec![0]);
+        assert_eq!(early.publish_ns(s0, u64::MAX, 1), 1);
+        assert_eq!(early.publish_ns(s0, 0, 2), 0);
+        // A stream the table does not have gets the host's time.
+        assert_eq!(seqs.publish_ns(StreamId(9), 1, 42), 42);
     }
 }

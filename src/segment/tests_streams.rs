@@ -51,6 +51,7 @@ fn frames(order: &[(u16, u64)], streams: &[StreamInfo]) -> Vec<Frame> {
                     order: i as u64,
                     len: len as u64,
                     device_ns: seq,
+                    publish_ns: seq,
                     host_mono_ns: i as u64,
                     host_real_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000_000,
                 },

@@ -24,7 +24,7 @@ fn timestamp_field(proto: &mut Scratch, ns: u64) {
 
 /// The `RawImage` fields before the payload (its `data`, field 6).
 fn raw_image_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
-    timestamp_field(proto, frame.meta.host_real_ns);
+    timestamp_field(proto, frame.meta.publish_ns);
     proto.u8(0x15); // width, field 2, fixed32
     proto.u32(stream.width);
     proto.u8(0x1d); // height, field 3, fixed32
@@ -45,7 +45,7 @@ fn raw_image_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
 /// the raw reading (see [`accel`]); a payload that is no reading gets zeros.
 fn accelerometer_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
     let raw = accel::RawTilt::from_bytes(frame.buf.payload()).unwrap_or_default();
-    timestamp_field(proto, frame.meta.host_real_ns);
+    timestamp_field(proto, frame.meta.publish_ns);
     proto.u8(0x12); // frame_id, field 2
     proto.varint(stream.frame_id.len() as u64);
     proto.put(stream.frame_id.as_bytes());
@@ -79,7 +79,7 @@ fn message_header(out: &mut Scratch, frame: &Frame, data_len: usize) {
     out.u16(stream_channel_id(frame.meta.stream));
     out.u32(frame.meta.seq.0 as u32);
     out.u64(frame.meta.host_real_ns);
-    out.u64(frame.meta.device_ns);
+    out.u64(frame.meta.publish_ns);
 }
 
 /// Slack (see [`write_slack`]) before and after the payload of a direct chunk's one message:

@@ -33,6 +33,7 @@ fn frame(seq: u64, len: usize) -> Frame {
             order: seq,
             len: len as u64,
             device_ns: seq * 1000,
+            publish_ns: seq * 1000,
             host_mono_ns: seq,
             host_real_ns: 1_700_000_000_000_000_000 + seq * 33_333_333,
             ..FrameMeta::default()
