@@ -85,6 +85,9 @@ impl FrameQueue {
     }
 
     /// Queues `frame` and wakes a writer; gives the frame back when the queue is full.
+    // The frame comes back by value, as `ArrayQueue::push` gives it: boxing it would allocate
+    // on the receiver's path for every frame the queue has no room for.
+    #[allow(clippy::result_large_err)]
     pub fn push(&self, frame: Frame) -> Result<(), Frame> {
         self.frames.push(frame)?;
         self.ready.notify_one();
@@ -105,6 +108,7 @@ impl FrameQueue {
     }
 
     /// Queues `frame`, waiting up to about `timeout` for room; gives it back if none came.
+    #[allow(clippy::result_large_err)] // as `push`
     pub fn push_waiting(&self, frame: Frame, timeout: Duration) -> Result<(), Frame> {
         // `None` once pushed.
         let mut pending = Some(frame);
