@@ -19,6 +19,7 @@ macro_rules! out {
     };
 }
 
+mod assets;
 mod check_config;
 mod export;
 mod info;
@@ -31,10 +32,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `framerec --version`: the package version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FRAMEREC_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "framerec",
-    version,
+    version = VERSION,
     about = "Record high-rate sensor frames to MCAP without losing one silently"
 )]
 pub struct Cli {
@@ -58,6 +67,10 @@ enum Command {
     Export(export::Args),
     /// Validate a configuration file without recording.
     CheckConfig(check_config::Args),
+    /// Write the manual pages: framerec(1), one per subcommand, framerec.toml(5).
+    Man(assets::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(assets::CompletionsArgs),
 }
 
 /// Writing to standard output failed; when its reader went away (`BrokenPipe`), `main` ends the
@@ -97,6 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(a) => check_config::run(a),
         Command::Export(a) => export::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Man(a) => assets::man(a),
+        Command::Completions(a) => assets::completions(a),
     }
 }
 
