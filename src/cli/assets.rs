@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::CommandFactory as _;
 
 /// The documented default configuration: the source of `framerec.toml(5)`.
-const DEFAULT_CONFIG: &str = include_str!("../../config/framerec.toml");
+pub(super) const DEFAULT_CONFIG: &str = include_str!("../../config/framerec.toml");
 
 #[derive(Debug, clap::Args)]
 pub struct ManArgs {
@@ -31,7 +30,7 @@ pub struct CompletionsArgs {
 pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let cmd = super::Cli::command();
+    let cmd = super::command();
     clap_mangen::generate_to(cmd, &args.out)
         .with_context(|| format!("cannot write the manual pages into {}", args.out.display()))?;
     write_config_page(&args.out.join("framerec.toml.5"))?;
@@ -39,7 +38,7 @@ pub fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
-    let mut cmd = super::Cli::command();
+    let mut cmd = super::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "framerec", &mut script);
     let mut out = std::io::stdout().lock();

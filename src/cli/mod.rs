@@ -21,6 +21,7 @@ macro_rules! out {
 
 mod assets;
 mod check_config;
+mod defaults;
 mod export;
 mod info;
 mod record;
@@ -30,7 +31,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// `framerec --version`: the package version and the git commit it was built from.
 const VERSION: &str = concat!(
@@ -99,6 +100,17 @@ pub fn write_stdout(args: std::fmt::Arguments, newline: bool) -> Result<(), Stdo
             }
         })
         .map_err(StdoutError)
+}
+
+/// The command line as the binary parses it, and as its manual pages and completions show it:
+/// the derived definitions plus each `record` flag's default (see [`defaults`]).
+pub fn command() -> clap::Command {
+    defaults::annotate(Cli::command())
+}
+
+/// Parses the process's arguments (exits with clap's message and code 2 on bad usage).
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
