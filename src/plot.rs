@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::hlog::{ByTag, Report};
 
@@ -68,21 +69,41 @@ pub fn load_font() -> Result<(), PlotError> {
         .map_err(|_| bad("not a TrueType font".into()))
 }
 
+/// Colours of the series, one per series over both panels (Tableau's palette, without its red:
+/// red marks the intervals that dropped frames).
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+const BROWN: RGBColor = RGBColor(140, 86, 75);
+const PINK: RGBColor = RGBColor(227, 119, 194);
+const GREY: RGBColor = RGBColor(90, 90, 90);
+const CYAN: RGBColor = RGBColor(23, 190, 207);
+/// The drop markers' colour, used by no series.
+const DROP_RED: RGBColor = RGBColor(220, 0, 0);
+
 /// The series drawn in the distribution panel: tag, label, colour.
 const DISTRIBUTION: [(&str, &str, RGBColor); 4] = [
-    ("write", "write", RGBColor(31, 119, 180)),
-    (
-        "capture-to-written",
-        "capture to written",
-        RGBColor(255, 127, 14),
-    ),
-    (
-        "capture-to-durable",
-        "capture to durable",
-        RGBColor(44, 160, 44),
-    ),
-    ("fsync", "fsync", RGBColor(148, 103, 189)),
+    ("write", "write", BLUE),
+    ("capture-to-written", "capture to written", ORANGE),
+    ("capture-to-durable", "capture to durable", GREEN),
+    ("fsync", "fsync", PURPLE),
 ];
+
+/// Intervals that dropped frames labelled with their count; more are only marked.
+const MAX_DROP_LABELS: usize = 12;
+
+/// Width of the area right of each panel that holds its legend, so it never covers data.
+const LEGEND_WIDTH: u32 = 285;
+
+/// One legend line: a sample of the series' line (dashed or not) and its label.
+struct LegendEntry {
+    label: String,
+    /// A second, smaller line under the label (counts, maxima).
+    detail: Option<String>,
+    colour: RGBColor,
+    dashed: bool,
+}
 
 /// Draws `report`'s plot into `out` (`.svg` or `.png`, by extension).
 pub fn plot(report: &Report, merged: &ByTag, out: &Path) -> Result<(), PlotError> {
@@ -182,18 +203,19 @@ fn draw_all<DB: DrawingBackend>(
 }
 
 /// The top panel: latency by percentile over the whole recording, one line per histogram
-/// (x = 1/(1-q), log scale).
+/// (x = 1/(1-q), log scale); its legend to the right.
 fn draw_distribution<DB: DrawingBackend>(
     top: &DrawingArea<DB, Shift>,
     all: &ByTag,
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let (plot_area, legend_area) = top.split_horizontally(top.dim_in_pixel().0 - LEGEND_WIDTH);
     let max_ms = DISTRIBUTION
         .iter()
         .filter_map(|(t, _, _)| all.get(*t).filter(|h| !h.is_empty()))
         .map(|h| ms(h.max()))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(top)
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption("latency by percentile, whole recording", ("sans-serif", 17))
         .margin(8)
         .x_label_area_size(35)
@@ -218,6 +240,7 @@ fn draw_distribution<DB: DrawingBackend>(
         .y_label_formatter(&|y| trim(*y))
         .draw()
         .map_err(e)?;
+    let mut legend = Vec::new();
     for (tag, label, colour) in DISTRIBUTION {
         let Some(h) = all.get(tag).filter(|h| !h.is_empty()) else {
             continue;
@@ -231,62 +254,71 @@ fn draw_distribution<DB: DrawingBackend>(
             .collect();
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(e)?
-            .label(format!(
-                "{label} (n={}, max {:.2} ms)",
-                h.len(),
-                ms(h.max())
-            ))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
+            .map_err(e)?;
+        legend.push(LegendEntry {
+            label: label.to_string(),
+            detail: Some(format!("n={}, max {:.2} ms", h.len(), ms(h.max()))),
+            colour,
+            dashed: false,
+        });
     }
-    draw_legend(&mut chart)?;
+    draw_legend(&legend_area, &legend)
+}
 
-    Ok(())
+/// A series over time: its points split into runs of consecutive intervals that have samples,
+/// so no line crosses an interval without any.
+fn runs_of(points: &[Option<(f64, f64)>]) -> Vec<Vec<(f64, f64)>> {
+    points
+        .split(Option::is_none)
+        .filter(|run| !run.is_empty())
+        .map(|run| run.iter().flatten().copied().collect())
+        .collect()
 }
 
 /// The bottom panel: write and capture-to-written latency per interval, with the intervals
-/// that dropped frames marked in red.
+/// that dropped frames marked in red; its legend to the right.
 fn draw_over_time<DB: DrawingBackend>(
     bottom: &DrawingArea<DB, Shift>,
     report: &Report,
 ) -> Result<(), String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let (plot_area, legend_area) =
+        bottom.split_horizontally(bottom.dim_in_pixel().0 - LEGEND_WIDTH);
     let end = report
         .intervals
         .iter()
         .map(|i| i.start_s + i.length_s)
         .fold(1.0, f64::max);
-    let per = |tag: &str, pick: fn(&crate::observe::Percentiles) -> u64| -> Vec<(f64, f64)> {
-        report
+    // One point per interval, None where the interval has no sample of `tag`.
+    let per = |tag: &str, pick: fn(&crate::observe::Percentiles) -> u64| {
+        let points: Vec<Option<(f64, f64)>> = report
             .intervals
             .iter()
-            .filter_map(|i| {
+            .map(|i| {
                 let p = i.histograms.get(tag).filter(|p| p.count > 0)?;
                 Some((i.start_s + i.length_s, ms(pick(p))))
             })
-            .collect()
+            .collect();
+        points
     };
+    // Drawn in this order: the max last and dashed, so the p99 under it stays visible.
     let series = [
-        ("write p50", per("write", |p| p.p50), RGBColor(31, 119, 180)),
-        ("write max", per("write", |p| p.max), RGBColor(214, 39, 40)),
-        ("write p99", per("write", |p| p.p99), RGBColor(255, 127, 14)),
+        ("write p50", per("write", |p| p.p50), BROWN, false),
+        ("write p99", per("write", |p| p.p99), PINK, false),
         (
             "capture to written p99",
             per("capture-to-written", |p| p.p99),
-            RGBColor(44, 160, 44),
+            CYAN,
+            false,
         ),
+        ("write max", per("write", |p| p.max), GREY, true),
     ];
     let top_ms = series
         .iter()
-        .flat_map(|(_, s, _)| s.iter().map(|p| p.1))
+        .flat_map(|(_, s, _, _)| s.iter().flatten().map(|p| p.1))
         .fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(bottom)
-        .caption(
-            "per interval (red marks: intervals that dropped frames)",
-            ("sans-serif", 17),
-        )
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption("per interval", ("sans-serif", 17))
         .margin(8)
         .x_label_area_size(35)
         .y_label_area_size(65)
@@ -299,65 +331,142 @@ fn draw_over_time<DB: DrawingBackend>(
         .y_label_formatter(&|y| trim(*y))
         .draw()
         .map_err(e)?;
-    for (label, points, colour) in series {
-        if points.is_empty() {
+    let mut legend = Vec::new();
+    for (label, points, colour, dashed) in series {
+        let runs = runs_of(&points);
+        if runs.is_empty() {
             continue;
         }
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-            .map_err(e)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 2, colour.filled())))
-            .map_err(e)?;
+        for run in runs {
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        run.clone(),
+                        6,
+                        4,
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(e)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(run.clone(), colour.stroke_width(2)))
+                    .map_err(e)?;
+            }
+            chart
+                .draw_series(run.iter().map(|p| Circle::new(*p, 2, colour.filled())))
+                .map_err(e)?;
+        }
+        legend.push(LegendEntry {
+            label: label.to_string(),
+            detail: None,
+            colour,
+            dashed,
+        });
     }
-    mark_drops(&mut chart, report, top_ms * 2.0)?;
-    draw_legend(&mut chart)?;
+    let drops = mark_drops(&mut chart, report, end, top_ms * 2.0)?;
+    if drops > 0 {
+        let frames: u64 = report.intervals.iter().map(|i| i.dropped).sum();
+        legend.push(LegendEntry {
+            label: "interval that dropped frames".into(),
+            detail: Some(format!("{frames} frames in {drops} interval(s)")),
+            colour: DROP_RED,
+            dashed: false,
+        });
+    }
+    draw_legend(&legend_area, &legend)
+}
+
+/// A legend in its own area (beside a panel, never over its data): a line sample and a label
+/// per entry, labels cut to fit the area's width.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> Result<(), String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    // About 7 pixels a character at 13 px: the label never runs past the area's edge.
+    let max_chars = (LEGEND_WIDTH as usize - 40) / 7;
+    let fit = |text: &str| -> String {
+        if text.chars().count() > max_chars {
+            let cut: String = text.chars().take(max_chars - 1).collect();
+            format!("{cut}…")
+        } else {
+            text.to_string()
+        }
+    };
+    let mut y = 60;
+    for entry in entries {
+        let style = entry.colour.stroke_width(2);
+        if entry.dashed {
+            for x in [6, 16] {
+                area.draw(&PathElement::new(vec![(x, y), (x + 6, y)], style))
+                    .map_err(e)?;
+            }
+        } else {
+            area.draw(&PathElement::new(vec![(6, y), (28, y)], style))
+                .map_err(e)?;
+        }
+        let left = |size: u32| {
+            ("sans-serif", size)
+                .into_font()
+                .into_text_style(area)
+                .pos(Pos::new(HPos::Left, VPos::Center))
+        };
+        area.draw(&Text::new(fit(&entry.label), (34, y), left(13)))
+            .map_err(e)?;
+        if let Some(detail) = &entry.detail {
+            y += 16;
+            area.draw(&Text::new(fit(detail), (34, y), left(11)))
+                .map_err(e)?;
+        }
+        y += 24;
+    }
     Ok(())
 }
 
-/// A panel's legend, in its lower right corner.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-) -> Result<(), String> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|x| x.to_string())
-}
-
-/// A red line at the end of every interval that dropped frames, up to `top`, with the count.
+/// A red line at the end of every interval that dropped frames, up to `top`, with the count
+/// beside it (left of the line near the right edge, so it is never cut off). Returns how many
+/// intervals dropped frames.
 fn mark_drops<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
     report: &Report,
+    end: f64,
     top: f64,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
-    let red = RGBColor(220, 0, 0);
-    for i in report.intervals.iter().filter(|i| i.dropped > 0) {
+    let dropping: Vec<_> = report.intervals.iter().filter(|i| i.dropped > 0).collect();
+    // Counts beside the lines only while they can stand apart (on three staggered rows); past
+    // that the legend gives the total.
+    let labelled = dropping.len() <= MAX_DROP_LABELS;
+    for (k, i) in dropping.iter().enumerate() {
         let x = i.start_s + i.length_s;
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(x, 0.01), (x, top)],
-                red.mix(0.5).stroke_width(3),
+                DROP_RED.mix(0.5).stroke_width(3),
             )))
             .map_err(e)?;
+        if !labelled {
+            continue;
+        }
+        let side = if x > end * 0.8 {
+            HPos::Right
+        } else {
+            HPos::Left
+        };
+        let row = [0.6, 0.3, 0.15][k % 3];
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("{} dropped", i.dropped),
-                (x, top * 0.6),
-                ("sans-serif", 12).into_font().color(&red),
+                format!(" {} dropped ", i.dropped),
+                (x, top * row),
+                ("sans-serif", 12)
+                    .into_font()
+                    .color(&DROP_RED)
+                    .pos(Pos::new(side, VPos::Center)),
             )))
             .map_err(e)?;
     }
-    Ok(())
+    let marked = dropping.len();
+    Ok(marked)
 }
 
 /// `2.5`, `0.01`, `100`: a number without trailing zeros.
@@ -365,4 +474,41 @@ fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_breaks_where_an_interval_has_no_sample() {
+        let p = |x: f64| Some((x, x * 10.0));
+        assert_eq!(
+            runs_of(&[p(1.0), p(2.0), None, None, p(5.0), None, p(7.0), p(8.0)]),
+            vec![
+                vec![(1.0, 10.0), (2.0, 20.0)],
+                vec![(5.0, 50.0)],
+                vec![(7.0, 70.0), (8.0, 80.0)]
+            ]
+        );
+        assert!(runs_of(&[None, None]).is_empty());
+    }
+
+    #[test]
+    fn every_series_has_its_own_colour_and_none_is_the_drop_red() {
+        let all = [BLUE, ORANGE, GREEN, PURPLE, BROWN, PINK, GREY, CYAN];
+        for (i, a) in all.iter().enumerate() {
+            assert_ne!(*a, DROP_RED);
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let top: Vec<RGBColor> = DISTRIBUTION.iter().map(|d| d.2).collect();
+        for c in [BROWN, PINK, GREY, CYAN] {
+            assert!(
+                !top.contains(&c),
+                "bottom series colours differ from the top's"
+            );
+        }
+    }
 }

@@ -280,7 +280,8 @@ fn interval_logs_read_alike_by_python_hdrhistogram_and_framerec_stats() {
             let svg = String::from_utf8(bytes).unwrap();
             assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
             assert!(svg.contains("latency by percentile"));
-            assert!(svg.contains("capture to written (n=150"), "legend");
+            assert!(svg.contains("\ncapture to written\n"), "legend");
+            assert!(svg.contains("\nn=150, max "), "legend details");
             assert!(
                 svg.matches("<polyline").count() >= 6,
                 "the series are drawn"
