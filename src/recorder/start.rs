@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use super::supervise::IntervalLog;
 use super::*;
+use crate::segment::ros2::Profile;
 
 /// A source of either kind: asked for each frame, or delivering on its own thread.
 enum AnySource {
@@ -284,7 +285,7 @@ pub(super) fn start(
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let ledger = Arc::new(Ledger::new(streams.len()));
 
-    let target = recording_target(&dir, resume.as_ref(), streams);
+    let target = recording_target(&dir, resume.as_ref(), streams, cfg.profile);
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
@@ -454,6 +455,7 @@ fn recording_target(
     dir: &Path,
     resume: Option<&repair::ResumePoint>,
     streams: Vec<StreamInfo>,
+    cfg_profile: Profile,
 ) -> RecordingTarget {
     RecordingTarget {
         dir: dir.to_path_buf(),
@@ -463,6 +465,7 @@ fn recording_target(
         ),
         streams,
         first_segment_id: resume.map_or(0, |r| r.next_segment_id),
+        profile: cfg_profile,
     }
 }
 

@@ -74,6 +74,7 @@ mod crc_range;
 mod decode;
 mod encode;
 mod recover;
+pub mod ros2;
 mod schema;
 mod source;
 #[cfg(test)]
@@ -91,8 +92,9 @@ pub use decode::{
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, MAX_STREAMS, SegmentMeta,
-    TailStats, drop_channel_id, encode_drop_chunk, encode_frame_batch, encode_segment_head,
-    encode_segment_tail, stream_channel_id,
+    TailMetadata, TailStats, drop_channel_id, encode_drop_chunk, encode_drops, encode_frame_batch,
+    encode_frames, encode_head, encode_segment_head, encode_segment_tail, encode_tail,
+    stream_channel_id,
 };
 pub use recover::{
     LostRanges, RecoverError, Recovered, RecoveredStream, recover_segment, recover_to, recoverable,

@@ -24,7 +24,7 @@ use super::layout::Layout;
 use super::*;
 use crate::frame::{FrameKey, FrameMeta, FrameSeq, StreamId};
 use crate::segment::{
-    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
+    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drops, encode_frames, ros2::Profile,
 };
 use file::{SegFile, sync_dir};
 use lost::*;
