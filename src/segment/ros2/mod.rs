@@ -120,3 +120,6 @@ pub fn offered_qos_profiles() -> String {
          liveliness_lease_duration:{infinite}\n  avoid_ros_namespace_conventions: false"
     )
 }
+
+#[cfg(test)]
+mod tests;
