@@ -1,0 +1,215 @@
+//! The ros2 profile (`--profile ros2`) as ROS 2 users meet it: a recording with drops, three
+//! streams and rotation passes `mcap doctor --strict-message-order`; the Python `rosbags`
+//! package (`AnyReader`) reads the directory through its metadata.yaml and a single segment,
+//! every image byte-exact against the synthetic source and every drop notice; `rosbags-convert`
+//! converts it to a ROS 1 bag; framerec's own verify, info and export read it; `recover`
+//! rebuilds metadata.yaml; O_DIRECT is refused with a reason.
+
+mod common;
+
+use std::path::Path;
+
+use common::{framerec, mcap_doctor, python, segments, text};
+
+/// `framerec record --profile ros2 ARGS --json` with a 50 ms write delay (frames are dropped),
+/// three streams at 160x120, 1 MiB segments. Returns the JSON summary.
+fn record(dir: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["record", "--out", dir.to_str().unwrap(), "--json"])
+        .args(["--stats-socket", "off", "--profile", "ros2", "--seed", "5"])
+        .args(["--streams", "depth,color,accel", "--fps", "0"])
+        .args([
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--segment-bytes",
+            "1048576",
+        ])
+        .args(["--queue-bytes", "2000000", "--overflow", "drop-oldest"])
+        .args(["--duration", "2s"])
+        .env("RUST_LOG", "warn")
+        .env("FRAMEREC_TEST_WRITE_DELAY_MS", "50")
+        .output()
+        .expect("framerec runs");
+    assert!(out.status.success(), "record: {}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+}
+
+/// (written frames, dropped frames) of stream `name` in a run's JSON summary.
+fn stream_totals(report: &serde_json::Value, name: &str) -> (u64, u64) {
+    let s = report["totals"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap();
+    let dropped = s["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    (s["written_frames"].as_u64().unwrap(), dropped)
+}
+
+/// What `tests/python/read_rosbags.py` read of `path` (it checks every image and reading).
+fn read_rosbags(path: &Path) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_rosbags.py");
+    let out = std::process::Command::new(python())
+        .args([script, path.to_str().unwrap(), "5", "160", "120"])
+        .output()
+        .expect("the tests' python runs");
+    assert!(
+        out.status.success(),
+        "rosbags reader on {}: {}",
+        path.display(),
+        text(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn topic(read: &serde_json::Value, name: &str) -> u64 {
+    read["topics"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn rosbags_reads_every_image_byte_exact_and_every_drop_notice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let report = record(&dir);
+    let (depth, depth_dropped) = stream_totals(&report, "depth");
+    let (color, _) = stream_totals(&report, "color");
+    let (accel, _) = stream_totals(&report, "accel");
+    assert!(depth_dropped > 0, "the slow disk made no drops: {report}");
+
+    let all = read_rosbags(&dir);
+    assert_eq!(topic(&all, "/camera/depth"), depth, "{all}");
+    assert_eq!(topic(&all, "/camera/color"), color);
+    assert_eq!(topic(&all, "/camera/accel"), accel);
+    assert_eq!(all["images"].as_u64().unwrap(), depth + color);
+    let drops = all["drops"].as_array().unwrap();
+    assert_eq!(drops.len() as u64, all["mcap_notices"].as_u64().unwrap());
+    for name in ["depth", "color", "accel"] {
+        let named: u64 = drops
+            .iter()
+            .filter(|d| d["stream"] == format!("/camera/{name}"))
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            named,
+            stream_totals(&report, name).1,
+            "{name}: frames the notices name"
+        );
+    }
+
+    // One segment alone: the file has what rosbags needs without metadata.yaml.
+    let files = segments(&dir);
+    let one = files
+        .iter()
+        .map(|f| (f, read_rosbags(f)))
+        .find(|(_, r)| r["images"].as_u64().unwrap() > 0)
+        .expect("a segment with images");
+    assert!(topic(&one.1, "/camera/depth") + topic(&one.1, "/camera/color") > 0);
+}
+
+#[test]
+fn doctor_rosbags_convert_and_framerec_tools_accept_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let report = record(&dir);
+    let files = segments(&dir);
+    assert!(files.len() >= 2, "{} segments: no rotation", files.len());
+    for file in &files {
+        let out = mcap_doctor(file);
+        let printed = text(&out);
+        let complaints = printed
+            .lines()
+            .filter(|l| l.contains("Warning") || l.contains("Error"))
+            .count();
+        assert!(
+            out.status.success() && complaints == 0,
+            "mcap doctor --strict-message-order {}:\n{printed}",
+            file.display()
+        );
+    }
+
+    let bag = tmp.path().join("out.bag");
+    let convert = python().with_file_name("rosbags-convert");
+    let out = std::process::Command::new(&convert)
+        .args([
+            "--src",
+            dir.to_str().unwrap(),
+            "--dst",
+            bag.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", convert.display()));
+    assert!(out.status.success(), "rosbags-convert: {}", text(&out));
+    assert!(std::fs::metadata(&bag).unwrap().len() > 0);
+
+    let verify = framerec(&["verify", dir.to_str().unwrap()]);
+    assert!(verify.status.success(), "verify: {}", text(&verify));
+    assert!(text(&verify).contains("OK:"), "{}", text(&verify));
+    let info = framerec(&["info", dir.to_str().unwrap()]);
+    assert!(info.status.success(), "info: {}", text(&info));
+    assert!(
+        text(&info).contains("stream accel: accelerometer"),
+        "{}",
+        text(&info)
+    );
+    let png = tmp.path().join("png");
+    let export = framerec(&[
+        "export",
+        "--format",
+        "png",
+        "--out",
+        png.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "export: {}", text(&export));
+    let pngs = std::fs::read_dir(&png).unwrap().count() as u64;
+    assert_eq!(
+        pngs,
+        stream_totals(&report, "depth").0,
+        "a PNG per depth frame"
+    );
+
+    // recover rebuilds the directory's metadata.yaml from the segments.
+    let yaml = dir.join("metadata.yaml");
+    let before = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::remove_file(&yaml).unwrap();
+    let recover = framerec(&["recover", dir.to_str().unwrap()]);
+    assert!(recover.status.success(), "recover: {}", text(&recover));
+    assert_eq!(std::fs::read_to_string(&yaml).unwrap(), before);
+}
+
+#[test]
+fn ros2_with_direct_io_is_refused_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let out = framerec(&[
+        "record",
+        "--out",
+        dir.to_str().unwrap(),
+        "--profile",
+        "ros2",
+        "--direct-io",
+        "--frames",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("CDR"), "{}", text(&out));
+    assert!(!dir.join("0000000000000000.mcap").exists());
+
+    let err = framerec::config::parse(
+        "[output]\nprofile = \"ros2\"\n[writer]\ndirect-io = true\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("t.toml:2") && err.contains("O_DIRECT"),
+        "{err}"
+    );
+}
