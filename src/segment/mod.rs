@@ -11,7 +11,8 @@
 //! ```text
 //! Segment {
 //!     magic:      b"\x89MCAP0\r\n",
-//!     header:     Header { profile: "", library: "framerec <version>" },
+//!     header:     Header { profile: "" ("ros2" in the ros2 profile, see [`ros2`]),
+//!                          library: "framerec <version>" },
 //!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema,
 //!                          O_DIRECT: spaces after its JSON make the head ALIGN-sized),
 //!                          [3: "framerec.Accelerometer" (protobuf), with an accel stream] },
@@ -21,8 +22,10 @@
 //!     data: [
 //!         Chunk { Message* } MessageIndex*       // one per write (O_DIRECT: per frame)
 //!     ]*,
+//!     tail_meta:  Metadata*,                  // written at close ([`TailMetadata`]): the
+//!                                             // ros2 profile's "rosbag2" record, ...
 //!     data_end:   DataEnd { data_section_crc: 0 },
-//!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex,
+//!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex+ // head's, tail's
 //!     offsets:    SummaryOffset*,
 //!     footer:     Footer { summary_start, summary_offset_start, summary_crc },
 //!     magic:      b"\x89MCAP0\r\n",
@@ -68,6 +71,9 @@
 //!   (opcode [`OP_PADDING`]) between top-level records instead; decoding still skips them.
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
+//! - The ros2 profile ([`ros2`]) keeps every id, chunk and index of this layout; only the
+//!   schemas (`ros2msg`), the message encoding (`cdr`) and the header's profile differ, and it
+//!   is never written with O_DIRECT.
 
 pub mod accel;
 mod crc_range;
