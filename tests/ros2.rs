@@ -213,3 +213,48 @@ fn ros2_with_direct_io_is_refused_and_says_why() {
         "{err}"
     );
 }
+
+#[test]
+fn metadata_yaml_names_only_the_segments_retention_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let cfg = tmp.path().join("framerec.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[output]\ndir = {:?}\nprofile = \"ros2\"\nmax-total-bytes = 3145728\n\
+             [source]\nwidth = 160\nheight = 120\nfps = 0\nseed = 5\n\
+             [segment]\nmax-bytes = 1048576\n",
+            dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = framerec(&[
+        "record",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--stats-socket",
+        "off",
+        "--frames",
+        "600",
+    ]);
+    assert!(out.status.success(), "record: {}", text(&out));
+    assert!(
+        !dir.join("0000000000000000.mcap").exists(),
+        "retention deleted nothing: {:?}",
+        segments(&dir)
+    );
+    let yaml = std::fs::read_to_string(dir.join("metadata.yaml")).unwrap();
+    let named: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- \""))
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
+    let kept: Vec<String> = segments(&dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(named, kept, "{yaml}");
+    let read = read_rosbags(&dir);
+    assert!(read["images"].as_u64().unwrap() > 0, "{read}");
+}
