@@ -57,6 +57,30 @@ impl Profile {
             Profile::Ros2 => "ros2",
         }
     }
+
+    /// The profile a segment was written in, from the names of its schemas (what `recover`
+    /// rebuilds a head in).
+    pub fn of_schemas<'a>(mut names: impl Iterator<Item = &'a str>) -> Profile {
+        if names.any(|n| matches!(n, IMAGE_TYPE | IMU_TYPE | DROP_TYPE)) {
+            Profile::Ros2
+        } else {
+            Profile::Foxglove
+        }
+    }
+
+    /// The Metadata records a segment of this profile carries in its tail: the ros2 profile's
+    /// `rosbag2` record (see [`bag::segment_metadata`]); none for foxglove.
+    pub fn tail_metadata(
+        self,
+        segment_id: u64,
+        streams: &[crate::frame::StreamInfo],
+        chunks: &[super::ChunkIndexEntry],
+    ) -> Vec<super::TailMetadata> {
+        match self {
+            Profile::Foxglove => Vec::new(),
+            Profile::Ros2 => vec![bag::segment_metadata(segment_id, streams, chunks)],
+        }
+    }
 }
 
 /// Why `--profile ros2` and O_DIRECT do not go together.

@@ -356,14 +356,9 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
             let st = seg.st.borrow();
             let at = st.cut.map_or(st.next_offset, |(o, _)| o);
             let target = &ctx.pool.target;
-            let extra = match target.profile {
-                Profile::Foxglove => vec![],
-                Profile::Ros2 => vec![segment::ros2::bag::segment_metadata(
-                    seg.id,
-                    &target.streams,
-                    &st.chunks,
-                )],
-            };
+            let extra = target
+                .profile
+                .tail_metadata(seg.id, &target.streams, &st.chunks);
             let tail = segment::encode_tail(
                 at,
                 &st.chunks,
