@@ -183,3 +183,40 @@ fn the_mcap_crate_reads_the_profile_and_the_rosbag2_record() {
         .unwrap();
     assert_eq!(msgs.len(), 5);
 }
+
+#[test]
+fn recover_rebuilds_a_cut_ros2_segment_in_its_profile() {
+    let (file, _) = build();
+    // Cut inside the tail: no summary, no footer.
+    let cut = &file[..file.len() - 200];
+    let rec = recover_segment(cut, &[]).unwrap();
+    let bytes = rec.bytes;
+    let header = mcap::read::LinearReader::new(&bytes)
+        .unwrap()
+        .find_map(|r| match r.unwrap() {
+            mcap::records::Record::Header(h) => Some(h),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(header.profile, "ros2");
+    let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+    assert!(
+        summary
+            .schemas
+            .values()
+            .all(|s| s.encoding == SCHEMA_ENCODING)
+    );
+    let names: Vec<&str> = summary
+        .metadata_indexes
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["framerec", BAG_METADATA_NAME]);
+    let c = parse_segment(&bytes);
+    assert!(c.finalized && c.damage.is_empty(), "{:?}", c.damage);
+    assert_eq!(c.stream("depth").unwrap().frames.frames(), 3);
+    assert_eq!(
+        Profile::of_schemas(["foxglove.RawImage"].into_iter()),
+        Profile::Foxglove
+    );
+}
