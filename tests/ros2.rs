@@ -319,3 +319,37 @@ fn a_killed_and_recovered_ros2_recording_reads_in_rosbags() {
         assert!(yaml.contains(name), "{name} not in metadata.yaml:\n{yaml}");
     }
 }
+
+/// A directory is one recording and one bag: continuing it in the other profile is refused.
+#[test]
+fn continuing_a_recording_in_the_other_profile_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rec");
+    let d = dir.to_str().unwrap();
+    let run = |profile: &str| {
+        framerec(&[
+            "record",
+            "--out",
+            d,
+            "--stats-socket",
+            "off",
+            "--frames",
+            "3",
+            "--profile",
+            profile,
+        ])
+    };
+    assert!(run("ros2").status.success());
+    let other = run("foxglove");
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("in the ros2 profile"),
+        "{}",
+        text(&other)
+    );
+    assert!(
+        run("ros2").status.success(),
+        "the same profile continues it"
+    );
+    assert_eq!(segments(&dir).len(), 2);
+}

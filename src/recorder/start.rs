@@ -150,6 +150,18 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
         }
     }
     let resume = repair::resume_point(&dir).map_err(io_err)?;
+    if resume.is_some() && cfg.layout == Layout::Mcap {
+        // One bag is one serialization format: a continued recording keeps its profile.
+        if let Some(was) = recorded_profile(&dir).map_err(io_err)?
+            && was != cfg.profile
+        {
+            return Err(RecordError::ProfileMismatch {
+                dir,
+                was,
+                wanted: cfg.profile,
+            });
+        }
+    }
     if let Some(r) = &resume {
         tracing::info!(recording = %r.recording_id, next_seqs = ?r.next_seqs, next_segment = r.next_segment_id, "continuing the recording");
     }
@@ -159,6 +171,18 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
         repaired,
         resume,
     })
+}
+
+/// The profile the last segment of `dir` was written in (None: no segment, or its head has no
+/// schema left to tell).
+fn recorded_profile(dir: &Path) -> std::io::Result<Option<Profile>> {
+    let existing = sink::existing_segments(dir)?;
+    let Some((_, last)) = existing.last() else {
+        return Ok(None);
+    };
+    let head = crate::segment::scan_head(&crate::segment::FileSource::open(last)?)?;
+    Ok((!head.schemas.is_empty())
+        .then(|| Profile::of_schemas(head.schemas.values().map(String::as_str))))
 }
 
 /// Takes a snapshot of the run on demand (statistics socket, Prometheus, the log line).

@@ -49,6 +49,15 @@ pub enum Profile {
     Ros2,
 }
 
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Profile::Foxglove => "foxglove",
+            Profile::Ros2 => "ros2",
+        })
+    }
+}
+
 impl Profile {
     /// The MCAP header's profile string.
     pub fn header(self) -> &'static str {
