@@ -65,7 +65,10 @@ pub fn bag_yaml(files: &[BagFile], indent: &str) -> String {
     for f in files {
         line(format!("  - {}", q(&f.path)));
     }
-    line(format!("duration:\n{indent}  nanoseconds: {}", end - start));
+    line(format!(
+        "duration:\n{indent}  nanoseconds: {}",
+        end.saturating_sub(start)
+    ));
     line(format!(
         "starting_time:\n{indent}  nanoseconds_since_epoch: {start}"
     ));

@@ -220,3 +220,40 @@ fn recover_rebuilds_a_cut_ros2_segment_in_its_profile() {
         Profile::Foxglove
     );
 }
+
+#[test]
+fn metadata_yaml_comes_from_the_summaries_and_damage_does_not_panic() {
+    let (file, _) = build();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(segment_file_name(7));
+    std::fs::write(&path, &file).unwrap();
+    // A segment of the default profile beside it is not part of the bag.
+    std::fs::write(tmp.path().join(segment_file_name(3)), b"not a segment").unwrap();
+    assert!(bag::write_metadata_yaml(tmp.path()).unwrap());
+    let yaml = std::fs::read_to_string(tmp.path().join(bag::METADATA_YAML)).unwrap();
+    assert!(
+        yaml.starts_with("rosbag2_bagfile_information:\n  version: 9\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("  relative_file_paths:\n    - \"0000000000000007.mcap\"\n"));
+    assert!(!yaml.contains("0000000000000003.mcap"), "{yaml}");
+    assert!(yaml.contains("  message_count: 5\n"), "{yaml}");
+    assert!(
+        yaml.contains("      type: \"sensor_msgs/msg/Imu\"\n"),
+        "{yaml}"
+    );
+    // Any byte of the summary and footer changed: a description or none, never a panic.
+    let summary_from = file.len() - 600;
+    for at in summary_from..file.len() {
+        let mut bad = file.clone();
+        bad[at] ^= 0xff;
+        std::fs::write(&path, &bad).unwrap();
+        let _ = bag::read_bag_file(&path).unwrap();
+    }
+    std::fs::write(&path, &file[..file.len() / 2]).unwrap();
+    assert_eq!(
+        bag::read_bag_file(&path).unwrap(),
+        None,
+        "unfinished: not described"
+    );
+}
