@@ -151,16 +151,7 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
     }
     let resume = repair::resume_point(&dir).map_err(io_err)?;
     if resume.is_some() && cfg.layout == Layout::Mcap {
-        // One bag is one serialization format: a continued recording keeps its profile.
-        if let Some(was) = recorded_profile(&dir).map_err(io_err)?
-            && was != cfg.profile
-        {
-            return Err(RecordError::ProfileMismatch {
-                dir,
-                was,
-                wanted: cfg.profile,
-            });
-        }
+        same_profile(&dir, cfg.profile)?;
     }
     if let Some(r) = &resume {
         tracing::info!(recording = %r.recording_id, next_seqs = ?r.next_seqs, next_segment = r.next_segment_id, "continuing the recording");
@@ -173,16 +164,28 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
     })
 }
 
-/// The profile the last segment of `dir` was written in (None: no segment, or its head has no
-/// schema left to tell).
-fn recorded_profile(dir: &Path) -> std::io::Result<Option<Profile>> {
-    let existing = sink::existing_segments(dir)?;
-    let Some((_, last)) = existing.last() else {
-        return Ok(None);
+/// One bag is one serialization format: a continued recording keeps the profile its last
+/// segment was written in (a head with no schema left to tell passes).
+fn same_profile(dir: &Path, wanted: Profile) -> Result<(), RecordError> {
+    let io_err = |source| RecordError::OutputDir {
+        path: dir.to_path_buf(),
+        source,
     };
-    let head = crate::segment::scan_head(&crate::segment::FileSource::open(last)?)?;
-    Ok((!head.schemas.is_empty())
-        .then(|| Profile::of_schemas(head.schemas.values().map(String::as_str))))
+    let existing = sink::existing_segments(dir).map_err(io_err)?;
+    let Some((_, last)) = existing.last() else {
+        return Ok(());
+    };
+    let src = crate::segment::FileSource::open(last).map_err(io_err)?;
+    let head = crate::segment::scan_head(&src).map_err(io_err)?;
+    let was = Profile::of_schemas(head.schemas.values().map(String::as_str));
+    if was == wanted || head.schemas.is_empty() {
+        return Ok(());
+    }
+    Err(RecordError::ProfileMismatch {
+        dir: dir.to_path_buf(),
+        was,
+        wanted,
+    })
 }
 
 /// Takes a snapshot of the run on demand (statistics socket, Prometheus, the log line).

@@ -308,28 +308,7 @@ pub fn encode_tail(
     chunks.sort_by_key(|c| c.chunk_start_offset);
 
     let mut out = Vec::new();
-    let mut indexed = vec![(
-        head.metadata_offset,
-        head.metadata_length,
-        METADATA_NAME.to_string(),
-    )];
-    for m in extra {
-        let at = out.len();
-        let mut body = Vec::new();
-        body.str(&m.name);
-        let entries: Vec<(&str, String)> = m
-            .entries
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        string_map(&mut body, &entries);
-        record(&mut out, OP_METADATA, &body);
-        indexed.push((
-            data_end + at as u64,
-            (out.len() - at) as u64,
-            m.name.clone(),
-        ));
-    }
+    let indexed = metadata_records(&mut out, data_end, head, extra);
     let mut summary = Vec::new();
     let mut groups: Vec<(u8, u64, u64)> = Vec::new();
     let mut group = |summary: &mut Vec<u8>, opcode: u8, f: &mut dyn FnMut(&mut Vec<u8>)| {
@@ -386,6 +365,39 @@ pub fn encode_tail(
     out.u32(crc);
     out.put(&MAGIC);
     out
+}
+
+/// Writes the `extra` Metadata records of a tail starting at file offset `data_end`; returns
+/// what the MetadataIndex lists: (offset, length, name) of the head's record and of these.
+fn metadata_records(
+    out: &mut Vec<u8>,
+    data_end: u64,
+    head: &TailStats,
+    extra: &[TailMetadata],
+) -> Vec<(u64, u64, String)> {
+    let mut indexed = vec![(
+        head.metadata_offset,
+        head.metadata_length,
+        METADATA_NAME.to_string(),
+    )];
+    for m in extra {
+        let at = out.len();
+        let mut body = Vec::new();
+        body.str(&m.name);
+        let entries: Vec<(&str, String)> = m
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        string_map(&mut body, &entries);
+        record(out, OP_METADATA, &body);
+        indexed.push((
+            data_end + at as u64,
+            (out.len() - at) as u64,
+            m.name.clone(),
+        ));
+    }
+    indexed
 }
 
 /// The Statistics record of a segment holding `chunks` (message counts per channel, from
