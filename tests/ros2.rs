@@ -353,3 +353,38 @@ fn continuing_a_recording_in_the_other_profile_is_refused() {
     );
     assert_eq!(segments(&dir).len(), 2);
 }
+
+/// A frame_id longer than the recorder's fixed scratch for the fields before a payload is a
+/// configuration error in either profile (it panicked the writer thread).
+#[test]
+fn a_frame_id_too_long_is_refused_not_a_panic() {
+    for profile in ["foxglove", "ros2"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("framerec.toml");
+        let dir = tmp.path().join("rec");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[output]\ndir = {:?}\nprofile = \"{profile}\"\n[source]\nstreams = [\"depth\", \"accel\"]\nframe-id = \"{}\"\n",
+                dir.to_str().unwrap(),
+                "x".repeat(600)
+            ),
+        )
+        .unwrap();
+        let out = framerec(&[
+            "record",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--stats-socket",
+            "off",
+            "--frames",
+            "2",
+        ]);
+        assert!(!out.status.success(), "{profile}");
+        let said = text(&out);
+        assert!(
+            said.contains("at most 256") && !said.contains("panicked"),
+            "{profile}: {said}"
+        );
+    }
+}

@@ -528,5 +528,17 @@ fn check_streams(streams: &[StreamInfo], names: &[String]) -> Result<(), SourceE
             crate::segment::MAX_STREAMS
         )));
     }
+    // The fields before a payload are built in a fixed scratch on the hot path.
+    if let Some(s) = streams
+        .iter()
+        .find(|s| s.frame_id.len() > crate::segment::MAX_FRAME_ID_BYTES)
+    {
+        return Err(SourceError::Device(format!(
+            "stream {}: frame_id is {} bytes long, at most {} are recorded",
+            s.name,
+            s.frame_id.len(),
+            crate::segment::MAX_FRAME_ID_BYTES
+        )));
+    }
     Ok(())
 }

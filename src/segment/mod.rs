@@ -133,6 +133,10 @@ pub const OP_DATA_END: u8 = 0x0F;
 /// content is zero bytes and means nothing. Never written now; skipped when read.
 pub const OP_PADDING: u8 = 0x80;
 
+/// Longest `frame_id` a stream may have: the message fields before a payload, which include
+/// it, are built in a fixed scratch (512 bytes for protobuf, 1024 for a whole CDR Imu).
+pub const MAX_FRAME_ID_BYTES: usize = 256;
+
 /// Bytes of a record's opcode and length prefix.
 pub const RECORD_PREFIX: usize = 9;
 
