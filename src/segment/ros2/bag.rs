@@ -74,7 +74,7 @@ pub fn bag_yaml(files: &[BagFile], indent: &str) -> String {
     ));
     line(format!("message_count: {total}"));
     line("topics_with_message_count:".into());
-    let qos = q(&super::offered_qos_profiles());
+    let qos = super::offered_qos_profiles();
     for (name, (ty, n)) in &topics {
         line(format!(
             "  - topic_metadata:\n{indent}      name: {}",
@@ -82,7 +82,11 @@ pub fn bag_yaml(files: &[BagFile], indent: &str) -> String {
         ));
         line(format!("      type: {}", q(ty)));
         line("      serialization_format: cdr".into());
-        line(format!("      offered_qos_profiles: {qos}"));
+        // Version 9 holds the profiles as a YAML sequence (rosbag2 decodes a vector of QoS).
+        line("      offered_qos_profiles:".into());
+        for l in qos.lines() {
+            line(format!("        {l}"));
+        }
         line("      type_description_hash: \"\"".into());
         line(format!("    message_count: {n}"));
     }
@@ -101,7 +105,7 @@ pub fn bag_yaml(files: &[BagFile], indent: &str) -> String {
         ));
         line(format!("    message_count: {}", f.messages()));
     }
-    line("custom_data: ~".into());
+    line("custom_data: {}".into());
     line("ros_distro: \"\"".into());
     y
 }
