@@ -242,6 +242,13 @@ fn metadata_yaml_comes_from_the_summaries_and_damage_does_not_panic() {
         yaml.contains("      type: \"sensor_msgs/msg/Imu\"\n"),
         "{yaml}"
     );
+    // rosbag2 (version 9) decodes the profiles as a sequence of QoS, not a string; an empty
+    // custom_data as a map.
+    assert!(
+        yaml.contains("        offered_qos_profiles:\n          - history: keep_last\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("  custom_data: {}\n"), "{yaml}");
     // Any byte of the summary and footer changed: a description or none, never a panic.
     let summary_from = file.len() - 600;
     for at in summary_from..file.len() {
