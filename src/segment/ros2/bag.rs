@@ -274,6 +274,11 @@ impl<'a> Cur<'a> {
 /// rename, fsync of the directory). Returns whether it wrote one: a directory without a
 /// finished ros2 segment is left alone.
 pub fn write_metadata_yaml(dir: &Path) -> io::Result<bool> {
+    // Two segments may finalize at once (the open one and the one opened ahead): one rewrite
+    // at a time, so the last rename is of the last look at the directory and no two share the
+    // temporary file.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let mut ids: Vec<u64> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| parse_segment_file_name(e.file_name().to_str()?))
