@@ -497,6 +497,40 @@ mod tests {
     }
 
     #[test]
+    fn tail_metadata_records_are_in_the_data_section_and_indexed() {
+        let meta = SegmentMeta {
+            recording_id: "r".into(),
+            segment_id: 0,
+            streams: vec![StreamInfo::depth("/d", "cam", 4, 4)],
+        };
+        for direct in [false, true] {
+            let (mut file, head) = encode_head(&meta, Profile::Foxglove, direct);
+            let extra = [TailMetadata {
+                name: "framerec.clock".into(),
+                entries: vec![("anchor_ns".into(), "42".into())],
+            }];
+            let tail = encode_tail(file.len() as u64, &[], &meta.streams, &head, &extra, direct);
+            file.extend_from_slice(&tail);
+            let summary = mcap::Summary::read(&file).unwrap().unwrap();
+            let names: Vec<&str> = summary
+                .metadata_indexes
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            assert_eq!(names, [METADATA_NAME, "framerec.clock"]);
+            let clock = mcap::read::metadata(&file, &summary.metadata_indexes[1]).unwrap();
+            assert_eq!(clock.metadata["anchor_ns"], "42");
+            assert_eq!(summary.stats.unwrap().metadata_count, 2);
+            let c = parse_segment(&file);
+            assert!(
+                c.finalized && c.damage.is_empty(),
+                "{direct}: {:?}",
+                c.damage
+            );
+        }
+    }
+
+    #[test]
     fn max_chunk_index_fits_tailroom() {
         assert!(message_index_len(MAX_FRAMES_PER_CHUNK) <= crate::frame::TAILROOM);
         assert!(
