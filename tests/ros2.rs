@@ -135,8 +135,16 @@ fn doctor_rosbags_convert_and_framerec_tools_accept_it() {
     }
 
     let bag = tmp.path().join("out.bag");
-    let convert = python().with_file_name("rosbags-convert");
-    let out = std::process::Command::new(&convert)
+    // The console script beside the interpreter (a venv's bin), else the same CLI as a module.
+    let script = python().with_file_name("rosbags-convert");
+    let mut convert = if script.exists() {
+        std::process::Command::new(&script)
+    } else {
+        let mut c = std::process::Command::new(python());
+        c.args(["-m", "rosbags.convert"]);
+        c
+    };
+    let out = convert
         .args([
             "--src",
             dir.to_str().unwrap(),
@@ -144,7 +152,7 @@ fn doctor_rosbags_convert_and_framerec_tools_accept_it() {
             bag.to_str().unwrap(),
         ])
         .output()
-        .unwrap_or_else(|e| panic!("{} runs: {e}", convert.display()));
+        .expect("rosbags-convert runs");
     assert!(out.status.success(), "rosbags-convert: {}", text(&out));
     assert!(std::fs::metadata(&bag).unwrap().len() > 0);
 
