@@ -8,11 +8,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use framerec::config::{AutoOr, Config, Layout, SourceConfig, StatsSocket};
+use framerec::config::{AutoOr, Config, Layout, Profile, SourceConfig, StatsSocket};
 use framerec::observe::{Percentiles, fmt_ns};
 use framerec::pipeline::queue::OverflowPolicy;
 use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
+use framerec::segment::ros2;
 use framerec::sink::BackendChoice;
 use framerec::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
@@ -104,6 +105,11 @@ pub struct Args {
     /// INDEX.txt, replayable by libfreenect's fakenect).
     #[arg(long, value_enum)]
     layout: Option<Layout>,
+    /// What the MCAP segments are laid out for: `foxglove` (the default: protobuf, JSON drop
+    /// notices) or `ros2` (the rosbag2 layout and a metadata.yaml: `ros2 bag play <dir>`
+    /// replays it; not with `--direct-io`).
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
     /// Statistics socket for `framerec stats`, or `off`.
     #[arg(long)]
     stats_socket: Option<PathBuf>,
@@ -305,6 +311,15 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = args.layout {
         cfg.layout = v;
+    }
+    if let Some(v) = args.profile {
+        cfg.profile = v;
+    }
+    if cfg.profile == Profile::Ros2 && cfg.writer.direct_io {
+        anyhow::bail!(
+            "--profile ros2 with --direct-io: {}",
+            ros2::DIRECT_IO_REFUSED
+        );
     }
     if let Some(v) = &args.stats_socket {
         cfg.stats.socket = if v.as_os_str() == "off" {

@@ -135,6 +135,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .first()
             .is_some_and(|(id, _)| *id == 0);
     let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;
+    // A ros2 recording's metadata.yaml (rosbag2's index of it) lists the segments as they are now.
+    framerec::segment::ros2::bag::write_metadata_yaml(super::lock_dir_of(&args.path))?;
     if outcomes.is_empty() {
         outln!(
             "{}: nothing to recover: every segment is intact",

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::pipeline::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
+pub use crate::segment::ros2::Profile;
 use crate::sink::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
 use crate::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
@@ -57,6 +58,9 @@ struct OutputSection {
     dir: PathBuf,
     /// `mcap` (default) or `fakenect`.
     layout: Layout,
+    /// mcap layout: `foxglove` (default: protobuf messages, JSON drop notices) or `ros2` (the
+    /// rosbag2 layout, CDR messages, plus `metadata.yaml`; not with `writer.direct-io`).
+    profile: Profile,
     /// Bytes the output filesystem keeps free: under it, arriving frames are counted as
     /// `disk_full` instead of queued, until space returns. Default 0 (off), range 0-16 TiB.
     min_free_bytes: Int<0, { 16 * 1024 * 1024 * MIB }>,
@@ -88,6 +92,7 @@ impl Default for OutputSection {
         OutputSection {
             dir: PathBuf::new(),
             layout: Layout::Mcap,
+            profile: Profile::Foxglove,
             min_free_bytes: Int(0),
             min_free_percent: Int(0),
             max_total_bytes: Int(0),
@@ -368,6 +373,7 @@ impl FileConfig {
                 self.output.dir
             },
             layout: self.output.layout,
+            profile: self.output.profile,
             source: match s.kind {
                 SourceKind::Synthetic => SourceConfig::Synthetic(SyntheticConfig {
                     width: s.width.0 as u32,

@@ -73,6 +73,8 @@ impl SourceConfig {
 pub struct Config {
     pub output_dir: PathBuf,
     pub layout: Layout,
+    /// What the MCAP segments are laid out for (`output.profile`, `--profile`).
+    pub profile: Profile,
     pub source: SourceConfig,
     pub queue: QueueConfig,
     pub writer: WriterConfig,

@@ -29,6 +29,18 @@ pub(super) fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config
             ),
         });
     }
+    if config.profile == Profile::Ros2 && config.writer.direct_io {
+        let (line, col) = key_position(text, "output", "profile");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: format!(
+                "output.profile = \"ros2\" with writer.direct-io = true: {}",
+                crate::segment::ros2::DIRECT_IO_REFUSED
+            ),
+        });
+    }
     if let SourceConfig::Pipe(PipeConfig {
         endpoint: PipeEndpoint::Unix(p),
         ..

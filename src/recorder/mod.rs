@@ -23,6 +23,7 @@ use crate::pipeline::intake;
 use crate::pipeline::queue::{FrameQueue, OverflowPolicy};
 use crate::pipeline::receiver::{self, Limits, ReceiverParts, StopReason};
 use crate::repair::{self, AtStart};
+use crate::segment::ros2::Profile;
 use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
 use crate::sink::{
@@ -59,6 +60,14 @@ pub enum RecordError {
         "{dir} already holds a fakenect dump (INDEX.txt); the fakenect layout records into a new directory"
     )]
     ExistingDump { dir: PathBuf },
+    #[error(
+        "{dir} holds a recording in the {was} profile, not {wanted}: a run that continues it uses the same (--profile {was}), or records into a new directory"
+    )]
+    ProfileMismatch {
+        dir: PathBuf,
+        was: Profile,
+        wanted: Profile,
+    },
     #[error(transparent)]
     Locked(#[from] LockError),
     #[error("cannot start the source: {0}")]

@@ -102,6 +102,7 @@ fn source_size(s: &SourceConfig) -> Option<(u32, u32)> {
 pub(crate) const KEYS: &[Key] = &[
     key!(Restart, "output.dir", output_dir),
     key!(Restart, "output.layout", layout),
+    key!(Restart, "output.profile", profile),
     key!(Restart, "output.min-free-bytes", writer.min_free_bytes),
     key!(Restart, "output.min-free-percent", writer.min_free_percent),
     key!(Restart, "output.max-total-bytes", writer.retain_bytes),

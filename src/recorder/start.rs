@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use super::supervise::IntervalLog;
 use super::*;
+use crate::segment::ros2::Profile;
 
 /// A source of either kind: asked for each frame, or delivering on its own thread.
 enum AnySource {
@@ -149,6 +150,9 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
         }
     }
     let resume = repair::resume_point(&dir).map_err(io_err)?;
+    if resume.is_some() && cfg.layout == Layout::Mcap {
+        same_profile(&dir, cfg.profile)?;
+    }
     if let Some(r) = &resume {
         tracing::info!(recording = %r.recording_id, next_seqs = ?r.next_seqs, next_segment = r.next_segment_id, "continuing the recording");
     }
@@ -157,6 +161,30 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
         dir_lock,
         repaired,
         resume,
+    })
+}
+
+/// One bag is one serialization format: a continued recording keeps the profile its last
+/// segment was written in (a head with no schema left to tell passes).
+fn same_profile(dir: &Path, wanted: Profile) -> Result<(), RecordError> {
+    let io_err = |source| RecordError::OutputDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let existing = sink::existing_segments(dir).map_err(io_err)?;
+    let Some((_, last)) = existing.last() else {
+        return Ok(());
+    };
+    let src = crate::segment::FileSource::open(last).map_err(io_err)?;
+    let head = crate::segment::scan_head(&src).map_err(io_err)?;
+    let was = Profile::of_schemas(head.schemas.values().map(String::as_str));
+    if was == wanted || head.schemas.is_empty() {
+        return Ok(());
+    }
+    Err(RecordError::ProfileMismatch {
+        dir: dir.to_path_buf(),
+        was,
+        wanted,
     })
 }
 
@@ -284,7 +312,7 @@ pub(super) fn start(
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let ledger = Arc::new(Ledger::new(streams.len()));
 
-    let target = recording_target(&dir, resume.as_ref(), streams);
+    let target = recording_target(&dir, resume.as_ref(), streams, cfg.profile);
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
     let live = Arc::new(LiveSettings::default());
     let parts = WriterParts {
@@ -454,6 +482,7 @@ fn recording_target(
     dir: &Path,
     resume: Option<&repair::ResumePoint>,
     streams: Vec<StreamInfo>,
+    cfg_profile: Profile,
 ) -> RecordingTarget {
     RecordingTarget {
         dir: dir.to_path_buf(),
@@ -463,6 +492,7 @@ fn recording_target(
         ),
         streams,
         first_segment_id: resume.map_or(0, |r| r.next_segment_id),
+        profile: cfg_profile,
     }
 }
 
@@ -496,6 +526,18 @@ fn check_streams(streams: &[StreamInfo], names: &[String]) -> Result<(), SourceE
             have.join(", "),
             names.join(", "),
             crate::segment::MAX_STREAMS
+        )));
+    }
+    // The fields before a payload are built in a fixed scratch on the hot path.
+    if let Some(s) = streams
+        .iter()
+        .find(|s| s.frame_id.len() > crate::segment::MAX_FRAME_ID_BYTES)
+    {
+        return Err(SourceError::Device(format!(
+            "stream {}: frame_id is {} bytes long, at most {} are recorded",
+            s.name,
+            s.frame_id.len(),
+            crate::segment::MAX_FRAME_ID_BYTES
         )));
     }
     Ok(())

@@ -11,7 +11,8 @@
 //! ```text
 //! Segment {
 //!     magic:      b"\x89MCAP0\r\n",
-//!     header:     Header { profile: "", library: "framerec <version>" },
+//!     header:     Header { profile: "" ("ros2" in the ros2 profile, see [`ros2`]),
+//!                          library: "framerec <version>" },
 //!     schemas:    Schema { 1: "foxglove.RawImage" (protobuf), 2: "framerec.Drop" (jsonschema,
 //!                          O_DIRECT: spaces after its JSON make the head ALIGN-sized),
 //!                          [3: "framerec.Accelerometer" (protobuf), with an accel stream] },
@@ -21,8 +22,10 @@
 //!     data: [
 //!         Chunk { Message* } MessageIndex*       // one per write (O_DIRECT: per frame)
 //!     ]*,
+//!     tail_meta:  Metadata*,                  // written at close ([`TailMetadata`]): the
+//!                                             // ros2 profile's "rosbag2" record, ...
 //!     data_end:   DataEnd { data_section_crc: 0 },
-//!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex,
+//!     summary:    Schema* Channel* Statistics ChunkIndex* MetadataIndex+ // head's, tail's
 //!     offsets:    SummaryOffset*,
 //!     footer:     Footer { summary_start, summary_offset_start, summary_crc },
 //!     magic:      b"\x89MCAP0\r\n",
@@ -68,12 +71,16 @@
 //!   (opcode [`OP_PADDING`]) between top-level records instead; decoding still skips them.
 //! - A segment without footer and trailing magic is unfinished (the recorder crashed or is
 //!   still writing it).
+//! - The ros2 profile ([`ros2`]) keeps every id, chunk and index of this layout; only the
+//!   schemas (`ros2msg`), the message encoding (`cdr`) and the header's profile differ, and it
+//!   is never written with O_DIRECT.
 
 pub mod accel;
 mod crc_range;
 mod decode;
 mod encode;
 mod recover;
+pub mod ros2;
 mod schema;
 mod source;
 #[cfg(test)]
@@ -91,8 +98,9 @@ pub use decode::{
 };
 pub use encode::{
     BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, MAX_STREAMS, SegmentMeta,
-    TailStats, drop_channel_id, encode_drop_chunk, encode_frame_batch, encode_segment_head,
-    encode_segment_tail, stream_channel_id,
+    TailMetadata, TailStats, drop_channel_id, encode_drop_chunk, encode_drops, encode_frame_batch,
+    encode_frames, encode_head, encode_segment_head, encode_segment_tail, encode_tail,
+    stream_channel_id,
 };
 pub use recover::{
     LostRanges, RecoverError, Recovered, RecoveredStream, recover_segment, recover_to, recoverable,
@@ -124,6 +132,10 @@ pub const OP_DATA_END: u8 = 0x0F;
 /// The private padding record of files written before O_DIRECT slack moved into spec records:
 /// content is zero bytes and means nothing. Never written now; skipped when read.
 pub const OP_PADDING: u8 = 0x80;
+
+/// Longest `frame_id` a stream may have: the message fields before a payload, which include
+/// it, are built in a fixed scratch (512 bytes for protobuf, 1024 for a whole CDR Imu).
+pub const MAX_FRAME_ID_BYTES: usize = 256;
 
 /// Bytes of a record's opcode and length prefix.
 pub const RECORD_PREFIX: usize = 9;

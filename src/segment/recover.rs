@@ -20,8 +20,7 @@ use super::decode::{
     clean_chunk_contents, decode_accel, decode_raw_image, parse_segment, scan_source,
 };
 use super::encode::{
-    ChunkIndexEntry, DropRange, MAX_STREAMS, SegmentMeta, encode_drop_chunk, encode_segment_head,
-    encode_segment_tail,
+    ChunkIndexEntry, DropRange, MAX_STREAMS, SegmentMeta, encode_drops, encode_head, encode_tail,
 };
 use super::source::Source;
 use super::*;
@@ -225,7 +224,8 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
             .unwrap_or(0),
         streams: streams.clone(),
     };
-    let (head_bytes, head) = encode_segment_head(&meta, false);
+    let profile = ros2::Profile::of_schemas(c.schemas.values().map(String::as_str));
+    let (head_bytes, head) = encode_head(&meta, profile, false);
     out.write_all(&head_bytes)?;
     // The intact chunks, copied as a second scan meets them (the same scan that made `c`, so
     // the same chunks in the same order), with what they hold: frames and drop notices.
@@ -256,7 +256,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     };
     let (report, ranges) = held.lost(&streams, also_lost);
     if !ranges.is_empty() {
-        let (drop_buf, span, mut entry) = encode_drop_chunk(&ranges, &streams, out.at, false);
+        let (drop_buf, span, mut entry) = encode_drops(&ranges, &streams, profile, out.at, false);
         let at = out.at;
         out.write_all(&drop_buf.region()[span.0..span.1])?;
         entry.chunk_start_offset = at;
@@ -265,7 +265,8 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         }
         entries.push(entry);
     }
-    let tail = encode_segment_tail(out.at, &entries, &streams, &head, false);
+    let extra = profile.tail_metadata(meta.segment_id, &streams, &entries);
+    let tail = encode_tail(out.at, &entries, &streams, &head, &extra, false);
     out.write_all(&tail)?;
     out.out.flush()?;
     let first = report.first().cloned();

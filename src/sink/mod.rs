@@ -61,6 +61,9 @@ pub struct RecordingTarget {
     /// The recording's streams: stream `i` is the segments' channel `i + 1`.
     pub streams: Vec<StreamInfo>,
     pub first_segment_id: u64,
+    /// How the segments are laid out (the ros2 profile also keeps the directory's
+    /// `metadata.yaml`).
+    pub profile: crate::segment::ros2::Profile,
 }
 
 /// The shared parts of the pipeline the writers use.

@@ -117,6 +117,7 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
     match (key, now) {
         ("source.kind", _) => one_of(&["pipe", "synthetic"]),
         ("output.layout", _) => one_of(&["mcap", "fakenect"]),
+        ("output.profile", _) => one_of(&["foxglove", "ros2"]),
         ("source.on-device-error", _) => one_of(&["stop", "retry"]),
         ("queue.overflow", _) => one_of(&["auto", "block"]),
         ("writer.backend", _) => one_of(&["auto", "pwrite"]),

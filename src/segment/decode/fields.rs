@@ -120,8 +120,12 @@ pub struct RawImageRef<'a> {
     pub data: &'a [u8],
 }
 
-/// Decodes a `foxglove.RawImage` protobuf message (any field order, unknown fields skipped).
+/// Decodes a `foxglove.RawImage` protobuf message (any field order, unknown fields skipped),
+/// or a ros2 profile's CDR `sensor_msgs/msg/Image`.
 pub fn decode_raw_image(msg: &[u8]) -> Result<RawImageRef<'_>, &'static str> {
+    if super::ros2::is_cdr(msg) {
+        return super::ros2::decode_image(msg);
+    }
     let mut c = Cur::new(msg);
     let mut img = RawImageRef {
         width: 0,
@@ -170,6 +174,9 @@ pub fn decode_raw_image(msg: &[u8]) -> Result<RawImageRef<'_>, &'static str> {
 
 /// A drop notice and the topic of the stream it names (None: a notice without one).
 pub(crate) fn parse_drop(json: &[u8]) -> Option<(DropNotice, Option<String>)> {
+    if super::ros2::is_cdr(json) {
+        return super::ros2::parse_drop(json);
+    }
     #[derive(serde::Deserialize)]
     struct Drop {
         #[serde(default)]
@@ -239,8 +246,12 @@ pub struct AccelRef<'a> {
 }
 
 /// Decodes a `framerec.Accelerometer` protobuf message (any field order, unknown fields
-/// skipped); its raw reading must be present and whole.
+/// skipped); its raw reading must be present and whole. A ros2 profile's CDR
+/// `sensor_msgs/msg/Imu` has none: its `raw` is empty.
 pub fn decode_accel(msg: &[u8]) -> Result<AccelRef<'_>, &'static str> {
+    if super::ros2::is_cdr(msg) {
+        return super::ros2::decode_imu(msg);
+    }
     let mut c = Cur::new(msg);
     let mut a = AccelRef {
         timestamp_ns: 0,

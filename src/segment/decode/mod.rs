@@ -30,6 +30,7 @@ use super::*;
 mod chunk;
 mod fields;
 mod resync;
+mod ros2;
 mod runs;
 mod scan;
 mod streams;

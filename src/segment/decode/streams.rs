@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::fields::ChannelRecord;
 use super::*;
-use crate::segment::accel;
+use crate::segment::{accel, ros2};
 
 /// What the messages of a stream channel are, learned from its schema name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,10 +31,10 @@ enum Role {
 
 fn role(schema: Option<&str>, topic: &str, encoding: &str) -> Role {
     match schema {
-        Some(DROP_SCHEMA_NAME) => Role::Drops,
-        Some(accel::SCHEMA_NAME) => Role::Stream(StreamKind::Accel),
+        Some(DROP_SCHEMA_NAME | ros2::DROP_TYPE) => Role::Drops,
+        Some(accel::SCHEMA_NAME | ros2::IMU_TYPE) => Role::Stream(StreamKind::Accel),
         Some(_) => Role::Stream(StreamKind::Image),
-        None if topic == DROP_TOPIC && encoding == "json" => Role::Drops,
+        None if topic == DROP_TOPIC && matches!(encoding, "json" | "cdr") => Role::Drops,
         None => Role::Stream(StreamKind::Image),
     }
 }

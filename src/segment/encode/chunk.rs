@@ -3,6 +3,7 @@
 
 use super::put::{Scratch, slack_len, write_slack};
 use super::*;
+use crate::segment::ros2::cdr;
 
 /// The `google.protobuf.Timestamp` field (number 1) of host realtime `ns`.
 fn timestamp_field(proto: &mut Scratch, ns: u64) {
@@ -70,6 +71,28 @@ fn proto_fields(proto: &mut Scratch, frame: &Frame, stream: &StreamInfo) {
     }
 }
 
+/// The CDR bytes of `frame`'s ros2 message before its payload, and how many payload bytes
+/// follow them in the message: an Image's pixels are its `data`, written in place; an Imu
+/// message is whole without the raw reading (see [`crate::segment::ros2`]).
+fn ros2_fields(out: &mut cdr::Scratch, frame: &Frame, stream: &StreamInfo) -> usize {
+    if stream.format.is_image() {
+        let f = cdr::ImageFields {
+            stamp_ns: frame.meta.publish_ns,
+            frame_id: &stream.frame_id,
+            height: stream.height,
+            width: stream.width,
+            encoding: stream.format.encoding(),
+            step: stream.step_bytes(),
+        };
+        cdr::image_prefix(out, &f, frame.payload_len());
+        frame.payload_len()
+    } else {
+        let raw = accel::RawTilt::from_bytes(frame.buf.payload()).unwrap_or_default();
+        cdr::imu(out, frame.meta.publish_ns, &stream.frame_id, raw.mks());
+        0
+    }
+}
+
 /// Bytes of a message record before its data: opcode, length, channel, sequence, times.
 const MESSAGE_HEADER_LEN: usize = RECORD_PREFIX + 2 + 4 + 8 + 8;
 
@@ -95,24 +118,39 @@ fn direct_slack(fields_len: usize, payload_len: usize) -> (usize, usize) {
 
 /// Writes `frame`'s message record around its payload (with `direct`, slack before and after
 /// it) and returns the record's span in the frame's region.
-fn place_message(frame: &mut Frame, streams: &[StreamInfo], direct: bool) -> (usize, usize) {
-    let mut fields = Scratch::new();
-    proto_fields(&mut fields, frame, &streams[frame.meta.stream.index()]);
-    let payload_len = frame.payload_len();
+fn place_message(
+    frame: &mut Frame,
+    streams: &[StreamInfo],
+    profile: Profile,
+    direct: bool,
+) -> (usize, usize) {
+    let stream = &streams[frame.meta.stream.index()];
+    let mut proto = Scratch::new();
+    let mut ros = cdr::Scratch::default();
+    let (fields, payload_len) = match profile {
+        Profile::Foxglove => {
+            proto_fields(&mut proto, frame, stream);
+            (proto.bytes(), frame.payload_len())
+        }
+        Profile::Ros2 => {
+            let n = ros2_fields(&mut ros, frame, stream);
+            (ros.bytes(), n)
+        }
+    };
     let (before, after) = if direct {
-        direct_slack(fields.len, payload_len)
+        direct_slack(fields.len(), payload_len)
     } else {
         (0, 0)
     };
     let mut hdr = Scratch::new();
-    message_header(&mut hdr, frame, before + fields.len + payload_len + after);
-    let fields_at = HEADROOM - fields.len;
+    message_header(&mut hdr, frame, before + fields.len() + payload_len + after);
+    let fields_at = HEADROOM - fields.len();
     let start = fields_at - before - hdr.len;
     let end = HEADROOM + payload_len + after;
     let region = frame.buf.region_mut();
     region[start..start + hdr.len].copy_from_slice(hdr.bytes());
     write_slack(&mut region[start + hdr.len..fields_at]);
-    region[fields_at..HEADROOM].copy_from_slice(fields.bytes());
+    region[fields_at..HEADROOM].copy_from_slice(fields);
     write_slack(&mut region[HEADROOM + payload_len..end]);
     (start, end)
 }
@@ -152,6 +190,18 @@ pub fn encode_frame_batch(
     streams: &[StreamInfo],
     direct: bool,
 ) -> BatchLayout {
+    encode_frames(frames, offset, streams, Profile::Foxglove, direct)
+}
+
+/// [`encode_frame_batch`] in `profile` (the ros2 profile is never `direct`).
+pub fn encode_frames(
+    frames: &mut [Frame],
+    offset: u64,
+    streams: &[StreamInfo],
+    profile: Profile,
+    direct: bool,
+) -> BatchLayout {
+    debug_assert!(!direct || profile == Profile::Foxglove);
     let mut layout = BatchLayout::default();
     if direct {
         for frame in frames.iter_mut() {
@@ -159,6 +209,7 @@ pub fn encode_frame_batch(
                 std::slice::from_mut(frame),
                 offset + layout.len,
                 streams,
+                profile,
                 true,
             );
             layout.len += one.len;
@@ -166,7 +217,7 @@ pub fn encode_frame_batch(
         }
     } else if !frames.is_empty() {
         assert!(frames.len() <= MAX_FRAMES_PER_CHUNK);
-        layout = encode_chunk(frames, offset, streams, false);
+        layout = encode_chunk(frames, offset, streams, profile, false);
     }
     layout
 }
@@ -175,6 +226,7 @@ fn encode_chunk(
     frames: &mut [Frame],
     offset: u64,
     streams: &[StreamInfo],
+    profile: Profile,
     direct: bool,
 ) -> BatchLayout {
     let count = frames.len();
@@ -187,7 +239,7 @@ fn encode_chunk(
     // Each message header goes right before its payload; with direct I/O, slack fields fill the
     // headroom before it and the room after it up to the message index's aligned end.
     for (i, frame) in frames.iter_mut().enumerate() {
-        let (start, end) = place_message(frame, streams, direct);
+        let (start, end) = place_message(frame, streams, profile, direct);
         crc.update(&frame.buf.region()[start..end]);
         let time = frame.meta.host_real_ns;
         index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
@@ -271,11 +323,24 @@ pub fn encode_drop_chunk(
     offset: u64,
     direct: bool,
 ) -> (FrameBuf, (usize, usize), ChunkIndexEntry) {
+    encode_drops(drops, streams, Profile::Foxglove, offset, direct)
+}
+
+/// [`encode_drop_chunk`] in `profile` (the ros2 profile is never `direct`): ros2 notices are
+/// `framerec_msgs/msg/Drop` messages in CDR.
+pub fn encode_drops(
+    drops: &[DropRange],
+    streams: &[StreamInfo],
+    profile: Profile,
+    offset: u64,
+    direct: bool,
+) -> (FrameBuf, (usize, usize), ChunkIndexEntry) {
     debug_assert!(!direct || !drops.is_empty(), "no notice to pad");
-    let (mut out, mut entry) = drop_chunk(drops, streams, offset, 0);
+    debug_assert!(!direct || profile == Profile::Foxglove);
+    let (mut out, mut entry) = drop_chunk(drops, streams, offset, 0, profile);
     let pad = (ALIGN - out.len() % ALIGN) % ALIGN;
     if direct && pad > 0 {
-        (out, entry) = drop_chunk(drops, streams, offset, pad);
+        (out, entry) = drop_chunk(drops, streams, offset, pad, profile);
         debug_assert_eq!(out.len() % ALIGN, 0);
     }
     let mut buf = FrameBuf::new(out.len());
@@ -289,6 +354,7 @@ fn drop_chunk(
     streams: &[StreamInfo],
     offset: u64,
     pad: usize,
+    profile: Profile,
 ) -> (Vec<u8>, ChunkIndexEntry) {
     let mut records = Vec::new();
     let mut index_entries = Vec::new();
@@ -298,25 +364,35 @@ fn drop_chunk(
         let topic = streams
             .get(d.stream.index())
             .map_or("", |s| s.topic.as_str());
-        let mut json = serde_json::json!({
-            "stream": topic,
-            "reason": d.reason.as_str(),
-            "first_seq": d.first.0,
-            "last_seq": d.last.0,
-            "count": (d.last.0 - d.first.0).saturating_add(1),
-        })
-        .to_string();
-        if i + 1 == drops.len() {
-            // JSON allows whitespace after the value.
-            json.extend(std::iter::repeat_n(' ', pad));
-        }
+        let data = match profile {
+            Profile::Foxglove => {
+                let mut json = serde_json::json!({
+                    "stream": topic,
+                    "reason": d.reason.as_str(),
+                    "first_seq": d.first.0,
+                    "last_seq": d.last.0,
+                    "count": (d.last.0 - d.first.0).saturating_add(1),
+                })
+                .to_string();
+                if i + 1 == drops.len() {
+                    // JSON allows whitespace after the value.
+                    json.extend(std::iter::repeat_n(' ', pad));
+                }
+                json.into_bytes()
+            }
+            Profile::Ros2 => {
+                let mut out = Vec::new();
+                cdr::drop_notice(&mut out, topic, d.reason.as_str(), d.first.0, d.last.0);
+                out
+            }
+        };
         index_entries.push((d.time_ns, records.len() as u64));
         let mut body = Vec::new();
         body.u16(channel);
         body.u32(i as u32);
         body.u64(d.time_ns);
         body.u64(d.time_ns);
-        body.put(json.as_bytes());
+        body.put(&data);
         record(&mut records, OP_MESSAGE, &body);
         start_time = start_time.min(d.time_ns);
         end_time = end_time.max(d.time_ns);

@@ -81,18 +81,39 @@ pub struct TailStats {
     /// Spaces after the drop notices' JSON schema: with direct I/O they make the head a
     /// multiple of ALIGN. The summary repeats the schema byte for byte.
     pub drop_schema_pad: usize,
+    /// The profile the head was written in; the summary repeats its schemas and channels.
+    pub profile: Profile,
+}
+
+/// A Metadata record the tail carries before DataEnd (indexed in the summary beside the
+/// head's): rosbag2's `rosbag2` record, framerec's own records written at close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailMetadata {
+    pub name: String,
+    /// Its key-value pairs, written in this order.
+    pub entries: Vec<(String, String)>,
 }
 
 mod chunk;
 mod put;
 
-pub use chunk::{encode_drop_chunk, encode_frame_batch};
+pub use chunk::{encode_drop_chunk, encode_drops, encode_frame_batch, encode_frames};
 #[cfg(test)]
 use chunk::{message_index_len, message_indexes_len};
 use put::{Put, record};
 
+use super::ros2::{self, Profile};
+
 /// The schema records; the drop schema's JSON is followed by `drop_schema_pad` spaces.
-fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo], drop_schema_pad: usize) {
+fn schema_records(
+    out: &mut Vec<u8>,
+    streams: &[StreamInfo],
+    drop_schema_pad: usize,
+    profile: Profile,
+) {
+    if profile == Profile::Ros2 {
+        return ros2_schema_records(out, streams);
+    }
     let mut body = Vec::new();
     body.u16(DEPTH_SCHEMA_ID);
     body.str(DEPTH_SCHEMA_NAME);
@@ -124,6 +145,29 @@ fn schema_records(out: &mut Vec<u8>, streams: &[StreamInfo], drop_schema_pad: us
     }
 }
 
+/// The ros2 profile's schemas: the same ids, `ros2msg` definitions.
+fn ros2_schema_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+    let mut schemas = vec![
+        (DEPTH_SCHEMA_ID, ros2::IMAGE_TYPE, ros2::image_msgdef()),
+        (
+            DROP_SCHEMA_ID,
+            ros2::DROP_TYPE,
+            ros2::drop_msgdef().to_string(),
+        ),
+    ];
+    if has_accel(streams) {
+        schemas.push((ACCEL_SCHEMA_ID, ros2::IMU_TYPE, ros2::imu_msgdef()));
+    }
+    for (id, name, text) in schemas {
+        let mut body = Vec::new();
+        body.u16(id);
+        body.str(name);
+        body.str(ros2::SCHEMA_ENCODING);
+        body.str(&text);
+        record(out, OP_SCHEMA, &body);
+    }
+}
+
 fn has_accel(streams: &[StreamInfo]) -> bool {
     streams.iter().any(|s| s.format == FrameFormat::Accel)
 }
@@ -137,7 +181,12 @@ fn string_map(out: &mut Vec<u8>, entries: &[(&str, String)]) {
     }
 }
 
-fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
+fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo], profile: Profile) {
+    let (encoding, drop_encoding) = match profile {
+        Profile::Foxglove => ("protobuf", "json"),
+        Profile::Ros2 => (ros2::MESSAGE_ENCODING, ros2::MESSAGE_ENCODING),
+    };
+    let qos = (profile == Profile::Ros2).then(ros2::offered_qos_profiles);
     for (i, stream) in streams.iter().enumerate() {
         let mut body = Vec::new();
         body.u16(stream_channel_id(StreamId(i as u16)));
@@ -155,9 +204,12 @@ fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
         } else {
             body.u16(ACCEL_SCHEMA_ID);
         }
+        if let Some(qos) = &qos {
+            meta.push(("offered_qos_profiles", qos.clone()));
+        }
         meta.sort();
         body.str(&stream.topic);
-        body.str("protobuf");
+        body.str(encoding);
         string_map(&mut body, &meta);
         record(out, OP_CHANNEL, &body);
     }
@@ -166,8 +218,11 @@ fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
     body.u16(drop_channel_id(streams.len()));
     body.u16(DROP_SCHEMA_ID);
     body.str(DROP_TOPIC);
-    body.str("json");
-    string_map(&mut body, &[]);
+    body.str(drop_encoding);
+    match qos {
+        Some(qos) => string_map(&mut body, &[("offered_qos_profiles", qos)]),
+        None => string_map(&mut body, &[]),
+    }
     record(out, OP_CHANNEL, &body);
 }
 
@@ -175,25 +230,31 @@ fn channel_records(out: &mut Vec<u8>, streams: &[StreamInfo]) {
 /// `direct`, whitespace after the drop schema's JSON makes it a multiple of ALIGN. Returns the
 /// bytes and what the tail needs of them.
 pub fn encode_segment_head(meta: &SegmentMeta, direct: bool) -> (Vec<u8>, TailStats) {
-    let (out, stats) = head(meta, 0);
+    encode_head(meta, Profile::Foxglove, direct)
+}
+
+/// [`encode_segment_head`] in `profile` (the ros2 profile is never `direct`).
+pub fn encode_head(meta: &SegmentMeta, profile: Profile, direct: bool) -> (Vec<u8>, TailStats) {
+    debug_assert!(!direct || profile == Profile::Foxglove);
+    let (out, stats) = head(meta, 0, profile);
     let pad = (ALIGN - out.len() % ALIGN) % ALIGN;
     if direct && pad > 0 {
-        let (out, stats) = head(meta, pad);
+        let (out, stats) = head(meta, pad, profile);
         debug_assert_eq!(out.len() % ALIGN, 0);
         return (out, stats);
     }
     (out, stats)
 }
 
-fn head(meta: &SegmentMeta, drop_schema_pad: usize) -> (Vec<u8>, TailStats) {
+fn head(meta: &SegmentMeta, drop_schema_pad: usize, profile: Profile) -> (Vec<u8>, TailStats) {
     let mut out = Vec::with_capacity(ALIGN);
     out.put(&MAGIC);
     let mut body = Vec::new();
-    body.str("");
+    body.str(profile.header());
     body.str(concat!("framerec ", env!("CARGO_PKG_VERSION")));
     record(&mut out, OP_HEADER, &body);
-    schema_records(&mut out, &meta.streams, drop_schema_pad);
-    channel_records(&mut out, &meta.streams);
+    schema_records(&mut out, &meta.streams, drop_schema_pad, profile);
+    channel_records(&mut out, &meta.streams, profile);
 
     let metadata_offset = out.len() as u64;
     let mut body = Vec::new();
@@ -214,6 +275,7 @@ fn head(meta: &SegmentMeta, drop_schema_pad: usize) -> (Vec<u8>, TailStats) {
             metadata_offset,
             metadata_length,
             drop_schema_pad,
+            profile,
         },
     )
 }
@@ -229,10 +291,24 @@ pub fn encode_segment_tail(
     head: &TailStats,
     direct: bool,
 ) -> Vec<u8> {
+    encode_tail(data_end, chunks, streams, head, &[], direct)
+}
+
+/// [`encode_segment_tail`] with `extra` Metadata records first (before DataEnd, in the data
+/// section), each indexed in the summary's MetadataIndex after the head's.
+pub fn encode_tail(
+    data_end: u64,
+    chunks: &[ChunkIndexEntry],
+    streams: &[StreamInfo],
+    head: &TailStats,
+    extra: &[TailMetadata],
+    direct: bool,
+) -> Vec<u8> {
     let mut chunks: Vec<&ChunkIndexEntry> = chunks.iter().collect();
     chunks.sort_by_key(|c| c.chunk_start_offset);
 
     let mut out = Vec::new();
+    let indexed = metadata_records(&mut out, data_end, head, extra);
     let mut summary = Vec::new();
     let mut groups: Vec<(u8, u64, u64)> = Vec::new();
     let mut group = |summary: &mut Vec<u8>, opcode: u8, f: &mut dyn FnMut(&mut Vec<u8>)| {
@@ -241,13 +317,13 @@ pub fn encode_segment_tail(
         groups.push((opcode, start, summary.len() as u64 - start));
     };
     group(&mut summary, OP_SCHEMA, &mut |s| {
-        schema_records(s, streams, head.drop_schema_pad)
+        schema_records(s, streams, head.drop_schema_pad, head.profile)
     });
     group(&mut summary, OP_CHANNEL, &mut |s| {
-        channel_records(s, streams)
+        channel_records(s, streams, head.profile)
     });
     group(&mut summary, OP_STATISTICS, &mut |s| {
-        statistics_record(s, &chunks, streams)
+        statistics_record(s, &chunks, streams, indexed.len())
     });
     if !chunks.is_empty() {
         group(&mut summary, OP_CHUNK_INDEX, &mut |s| {
@@ -257,11 +333,13 @@ pub fn encode_segment_tail(
         });
     }
     group(&mut summary, OP_METADATA_INDEX, &mut |s| {
-        let mut body = Vec::new();
-        body.u64(head.metadata_offset);
-        body.u64(head.metadata_length);
-        body.str(METADATA_NAME);
-        record(s, OP_METADATA_INDEX, &body);
+        for (offset, length, name) in &indexed {
+            let mut body = Vec::new();
+            body.u64(*offset);
+            body.u64(*length);
+            body.str(name);
+            record(s, OP_METADATA_INDEX, &body);
+        }
     });
 
     debug_assert!(!direct || data_end.is_multiple_of(ALIGN as u64));
@@ -289,9 +367,47 @@ pub fn encode_segment_tail(
     out
 }
 
+/// Writes the `extra` Metadata records of a tail starting at file offset `data_end`; returns
+/// what the MetadataIndex lists: (offset, length, name) of the head's record and of these.
+fn metadata_records(
+    out: &mut Vec<u8>,
+    data_end: u64,
+    head: &TailStats,
+    extra: &[TailMetadata],
+) -> Vec<(u64, u64, String)> {
+    let mut indexed = vec![(
+        head.metadata_offset,
+        head.metadata_length,
+        METADATA_NAME.to_string(),
+    )];
+    for m in extra {
+        let at = out.len();
+        let mut body = Vec::new();
+        body.str(&m.name);
+        let entries: Vec<(&str, String)> = m
+            .entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        string_map(&mut body, &entries);
+        record(out, OP_METADATA, &body);
+        indexed.push((
+            data_end + at as u64,
+            (out.len() - at) as u64,
+            m.name.clone(),
+        ));
+    }
+    indexed
+}
+
 /// The Statistics record of a segment holding `chunks` (message counts per channel, from
 /// the chunks' indexes).
-fn statistics_record(s: &mut Vec<u8>, chunks: &[&ChunkIndexEntry], streams: &[StreamInfo]) {
+fn statistics_record(
+    s: &mut Vec<u8>,
+    chunks: &[&ChunkIndexEntry],
+    streams: &[StreamInfo],
+    metadata: usize,
+) {
     // Channel ids run 1..=streams + 1 (the drop channel last).
     let mut counts = vec![0u64; streams.len() + 1];
     let (mut start, mut end) = (u64::MAX, 0u64);
@@ -312,7 +428,7 @@ fn statistics_record(s: &mut Vec<u8>, chunks: &[&ChunkIndexEntry], streams: &[St
     body.u16(if has_accel(streams) { 3 } else { 2 }); // schemas
     body.u32(counts.len() as u32); // channels
     body.u32(0); // attachments
-    body.u32(1); // metadata
+    body.u32(metadata as u32);
     body.u32(chunks.len() as u32);
     body.u64(start);
     body.u64(end);
@@ -377,6 +493,40 @@ mod tests {
             let n = put::slack_len(len);
             assert_eq!((len + n) % ALIGN, 0);
             assert_ne!(n, 1);
+        }
+    }
+
+    #[test]
+    fn tail_metadata_records_are_in_the_data_section_and_indexed() {
+        let meta = SegmentMeta {
+            recording_id: "r".into(),
+            segment_id: 0,
+            streams: vec![StreamInfo::depth("/d", "cam", 4, 4)],
+        };
+        for direct in [false, true] {
+            let (mut file, head) = encode_head(&meta, Profile::Foxglove, direct);
+            let extra = [TailMetadata {
+                name: "framerec.clock".into(),
+                entries: vec![("anchor_ns".into(), "42".into())],
+            }];
+            let tail = encode_tail(file.len() as u64, &[], &meta.streams, &head, &extra, direct);
+            file.extend_from_slice(&tail);
+            let summary = mcap::Summary::read(&file).unwrap().unwrap();
+            let names: Vec<&str> = summary
+                .metadata_indexes
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            assert_eq!(names, [METADATA_NAME, "framerec.clock"]);
+            let clock = mcap::read::metadata(&file, &summary.metadata_indexes[1]).unwrap();
+            assert_eq!(clock.metadata["anchor_ns"], "42");
+            assert_eq!(summary.stats.unwrap().metadata_count, 2);
+            let c = parse_segment(&file);
+            assert!(
+                c.finalized && c.damage.is_empty(),
+                "{direct}: {:?}",
+                c.damage
+            );
         }
     }
 

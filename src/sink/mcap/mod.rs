@@ -24,7 +24,7 @@ use super::layout::Layout;
 use super::*;
 use crate::frame::{FrameKey, FrameMeta, FrameSeq, StreamId};
 use crate::segment::{
-    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drop_chunk, encode_frame_batch,
+    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drops, encode_frames, ros2::Profile,
 };
 use file::{SegFile, sync_dir};
 use lost::*;
@@ -318,6 +318,7 @@ async fn apply_retention(ctx: &Rc<Mcap>, closing: bool) {
     };
     let dir = ctx.pool.target.dir.clone();
     let listeners = ctx.pool.listeners.clone();
+    let ros2 = ctx.pool.target.profile == Profile::Ros2;
     let deleted = file::blocking(move || {
         let files = store::list(&dir)?;
         let entries: Vec<retention::Entry> = files
@@ -339,6 +340,10 @@ async fn apply_retention(ctx: &Rc<Mcap>, closing: bool) {
             }
             std::fs::remove_file(&files[i].path)?;
             deleted.push((files[i].kind, files[i].path.clone()));
+        }
+        if ros2 && deleted.iter().any(|(kind, _)| *kind == FileKind::Segment) {
+            // metadata.yaml must name only files that exist (rosbag2 refuses the bag else).
+            segment::ros2::bag::write_metadata_yaml(&dir)?;
         }
         Ok(deleted)
     })

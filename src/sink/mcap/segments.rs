@@ -135,7 +135,7 @@ pub(super) async fn create_segment(
         segment_id: id,
         streams: ctx.pool.target.streams.clone(),
     };
-    let (head, head_stats) = segment::encode_segment_head(&meta, direct);
+    let (head, head_stats) = segment::encode_head(&meta, ctx.pool.target.profile, direct);
     let head_len = head.len() as u64;
     // Reserve room for the head, an empty segment's tail and drop notices first: a segment
     // that could be created can always be closed.
@@ -355,11 +355,16 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
         let (tail, at, cut) = {
             let st = seg.st.borrow();
             let at = st.cut.map_or(st.next_offset, |(o, _)| o);
-            let tail = segment::encode_segment_tail(
+            let target = &ctx.pool.target;
+            let extra = target
+                .profile
+                .tail_metadata(seg.id, &target.streams, &st.chunks);
+            let tail = segment::encode_tail(
                 at,
                 &st.chunks,
-                &ctx.pool.target.streams,
+                &target.streams,
                 &st.head,
+                &extra,
                 seg.direct,
             );
             (tail, at, st.cut.is_some())
@@ -463,6 +468,14 @@ async fn finalized(ctx: &Rc<Mcap>, seg: Rc<Segment>, end: u64) {
     }
     ctx.update_durable();
     tracing::info!(segment = %seg.path.display(), bytes = end, "segment finalized");
+    if ctx.pool.target.profile == Profile::Ros2 {
+        let dir = ctx.pool.target.dir.clone();
+        let res = file::blocking(move || segment::ros2::bag::write_metadata_yaml(&dir)).await;
+        if let Err(e) = res {
+            // The segments are whole; `framerec recover` rebuilds the file from them.
+            tracing::warn!(error = %e, "cannot update the recording's metadata.yaml");
+        }
+    }
     for l in ctx.pool.listeners.iter() {
         l.finalized(seg.id, &seg.path);
     }

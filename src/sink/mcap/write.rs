@@ -73,12 +73,14 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
                 d.time_ns = d.time_ns.min(first.meta.host_real_ns);
             }
         }
-        let (buf, span, entry) = encode_drop_chunk(&drops, &ctx.pool.target.streams, at, direct);
+        let target = &ctx.pool.target;
+        let (buf, span, entry) = encode_drops(&drops, &target.streams, target.profile, at, direct);
         at += (span.1 - span.0) as u64;
         spans.push(IoSpan::new(buf, span, false));
         chunks.push(entry);
     }
-    let layout = encode_frame_batch(frames, at, &ctx.pool.target.streams, direct);
+    let target = &ctx.pool.target;
+    let layout = encode_frames(frames, at, &target.streams, target.profile, direct);
     at += layout.len;
     chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();

@@ -170,6 +170,7 @@ fn pool(parts: &WriterParts, writers: usize) -> Rc<Pool> {
         recording_id: "mock".into(),
         streams: vec![StreamInfo::depth("/depth", "depth", 4, 4)],
         first_segment_id: 0,
+        profile: Default::default(),
     };
     Pool::new(cfg, target, parts, Backend::Pwrite)
 }
