@@ -76,6 +76,7 @@
 //!   is never written with O_DIRECT.
 
 pub mod accel;
+pub mod clock;
 mod crc_range;
 mod decode;
 mod encode;

@@ -265,6 +265,10 @@ fn head(meta: &SegmentMeta, drop_schema_pad: usize, profile: Profile) -> (Vec<u8
             ("recording_id", meta.recording_id.clone()),
             ("segment_id", meta.segment_id.to_string()),
             ("library_version", env!("CARGO_PKG_VERSION").to_string()),
+            (
+                super::clock::PUBLISH_TIME_KEY,
+                super::clock::PUBLISH_TIME_ANCHORED.to_string(),
+            ),
         ],
     );
     record(&mut out, OP_METADATA, &body);

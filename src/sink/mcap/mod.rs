@@ -67,6 +67,9 @@ pub(super) struct Mcap {
     stopping: Cell<bool>,
     /// Device and inode of the recording directory when the run started.
     dir_id: Option<(u64, u64)>,
+    /// Each stream's clock offset (`publish_ns - device_ns`, one per run), by stream index, from
+    /// the frames written: every segment closed afterwards records it (`segment::clock`).
+    clock: RefCell<std::collections::BTreeMap<usize, i64>>,
     st: RefCell<McapState>,
 }
 
@@ -87,6 +90,7 @@ impl Mcap {
             syncer: RefCell::new(None),
             stopping: Cell::new(false),
             dir_id,
+            clock: RefCell::new(std::collections::BTreeMap::new()),
             st: RefCell::new(McapState {
                 segments: VecDeque::new(),
                 next: None,

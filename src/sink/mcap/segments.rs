@@ -356,9 +356,13 @@ pub(super) async fn finalize(ctx: Rc<Mcap>, seg: Rc<Segment>) {
             let st = seg.st.borrow();
             let at = st.cut.map_or(st.next_offset, |(o, _)| o);
             let target = &ctx.pool.target;
-            let extra = target
+            let mut extra = target
                 .profile
                 .tail_metadata(seg.id, &target.streams, &st.chunks);
+            extra.extend(segment::clock::clock_metadata(
+                &target.streams,
+                &ctx.clock.borrow(),
+            ));
             let tail = segment::encode_tail(
                 at,
                 &st.chunks,

@@ -58,6 +58,14 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         space_refused(ctx, &seg, drops, frames, e);
         return None;
     }
+    {
+        let mut clock = ctx.clock.borrow_mut();
+        for f in frames.iter() {
+            clock
+                .entry(f.meta.stream.index())
+                .or_insert_with(|| segment::clock::offset_of(f.meta.publish_ns, f.meta.device_ns));
+        }
+    }
     let direct = seg.direct;
     let mut st = seg.st.borrow_mut();
     let offset = st.next_offset;
