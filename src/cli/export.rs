@@ -155,6 +155,16 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
             .or_else(|| head.streams.iter().find(|s| s.kind == StreamKind::Image)),
     };
     let Some(s) = chosen else {
+        let other = head
+            .channels
+            .values()
+            .find(|(topic, _)| Some(topic) == args.stream.as_ref());
+        if let Some((topic, encoding)) = other {
+            anyhow::bail!(
+                "{}: channel {topic} ({encoding}) is not one framerec exports: export reads channels whose schema is foxglove.RawImage or framerec.Accelerometer",
+                args.path.display()
+            );
+        }
         let names: Vec<&str> = head.streams.iter().map(|s| s.name.as_str()).collect();
         return Err(no_stream(args, &names));
     };

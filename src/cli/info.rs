@@ -73,7 +73,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         for (id, (topic, enc)) in &c.channels {
             let n = c.channel_messages.get(id).copied().unwrap_or(0);
-            outln!("  channel {id}: {topic} ({enc}), {n} messages");
+            let times = match c.channel_times.get(id) {
+                Some((a, b)) => format!(", log time {:.3} .. {:.3}", secs(*a), secs(*b)),
+                None => String::new(),
+            };
+            outln!("  channel {id}: {topic} ({enc}), {n} messages{times}");
         }
         if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
             outln!(

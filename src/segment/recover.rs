@@ -26,6 +26,8 @@ use super::encode::{
 use super::source::Source;
 use super::*;
 
+mod foreign;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverError {
     #[error("the segment head (magic, stream channels) is damaged: {0}")]
@@ -59,6 +61,9 @@ pub struct Recovered {
     /// (and `kept_frames` exact), but `kept_ranges` lists only the first runs and no frame is
     /// named as lost (`lost_ranges` is empty), since what is missing is not known.
     pub lost_not_named: bool,
+    /// The file was another writer's: its intact records were copied as they are, and
+    /// `kept_frames` counts the messages kept on every channel (see [`foreign`]).
+    pub foreign: bool,
 }
 
 /// What recovery kept and lost of one stream.
@@ -139,6 +144,10 @@ pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
     if c.damage.contains(&DecodeError::BadMagic) {
         return Err(RecoverError::HeadDamaged("no MCAP magic".into()));
     }
+    if c.is_foreign() {
+        // Another writer's file: its intact records are copied as they are.
+        return Ok(());
+    }
     if c.streams.is_empty() {
         return Err(RecoverError::HeadDamaged("no stream channel record".into()));
     }
@@ -208,6 +217,9 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
 ) -> io::Result<Result<Recovered, RecoverError>> {
     if let Err(e) = recoverable(c) {
         return Ok(Err(e));
+    }
+    if c.is_foreign() {
+        return foreign::recover_foreign(src, c, out);
     }
     let mut out = Counting { out, at: 0 };
     let streams = stream_table(src, c)?;
@@ -281,6 +293,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         damage: c.damage.items().to_vec(),
         more_damage: c.damage.more(),
         lost_not_named: not_tracked,
+        foreign: false,
     }))
 }
 

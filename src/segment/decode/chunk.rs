@@ -1,6 +1,11 @@
-//! Reading one chunk record: its CRC checked, then its messages taken into the scan's
-//! contents one at a time, each frame handed to the visitor while the chunk is in memory.
+//! Reading one chunk record: its records decompressed when it is compressed (zstd, lz4: see
+//! `compressed`), its CRC checked, then its schema and channel records (other writers put them
+//! in chunks) and its messages taken into the scan's contents one at a time, each frame handed
+//! to the visitor while the chunk is in memory.
 
+use std::borrow::Cow;
+
+use super::compressed::decompress_records;
 use super::scan::malformed;
 use super::*;
 
@@ -13,7 +18,7 @@ pub(super) fn scan_chunk(
     visit: &mut dyn Visit,
 ) -> Result<(), DecodeError> {
     let head = ChunkHead::read(rec)?;
-    let calculated = crc32fast::hash(head.records);
+    let calculated = crc32fast::hash(&head.records);
     let crc_ok = head.saved == 0 || head.saved == calculated;
     let mut info = ChunkInfo {
         offset: rec.offset,
@@ -28,7 +33,7 @@ pub(super) fn scan_chunk(
     if !crc_ok {
         out.chunks.add(info.offset, info.length);
         out.bad_crc_chunks += 1;
-        info.sequences = out.damaged_chunk(info.offset, &claimed_sequences(head.records));
+        info.sequences = out.damaged_chunk(info.offset, &claimed_sequences(&head.records));
         visit.chunk(&info, rec.body);
         return Err(DecodeError::BadChunkCrc {
             offset: rec.offset,
@@ -50,7 +55,8 @@ struct ChunkHead<'a> {
     saved: u32,
     /// Offset of the records in the chunk record.
     records_at: usize,
-    records: &'a [u8],
+    /// The records, decompressed when the chunk is compressed.
+    records: Cow<'a, [u8]>,
 }
 
 impl<'a> ChunkHead<'a> {
@@ -59,21 +65,27 @@ impl<'a> ChunkHead<'a> {
         let mut c = Cur::new(rec.body);
         let start_time = c.u64().map_err(bad)?;
         let end_time = c.u64().map_err(bad)?;
-        let _uncompressed_size = c.u64().map_err(bad)?;
+        let uncompressed_size = c.u64().map_err(bad)?;
         let saved = c.u32().map_err(bad)?;
         let compression = c.str().map_err(bad)?;
-        if !compression.is_empty() {
-            return Err(DecodeError::UnsupportedCompression {
-                offset: rec.offset,
-                compression: compression.to_string(),
-            });
-        }
         let records_len = c.u64().map_err(bad)?;
         let records_at = RECORD_PREFIX + c.pos;
-        let records = c.rest();
-        if records.len() as u64 != records_len {
+        let stored = c.rest();
+        if stored.len() as u64 != records_len {
             return Err(bad("records length disagrees with the record length"));
         }
+        let records = match compression {
+            "" => Cow::Borrowed(stored),
+            "zstd" | "lz4" => Cow::Owned(
+                decompress_records(rec.body, compression, uncompressed_size).map_err(bad)?,
+            ),
+            _ => {
+                return Err(DecodeError::UnsupportedCompression {
+                    offset: rec.offset,
+                    compression: compression.chars().take(32).collect(),
+                });
+            }
+        };
         Ok(ChunkHead {
             start_time,
             end_time,
@@ -93,34 +105,79 @@ fn chunk_messages(
     visit: &mut dyn Visit,
     info: &mut ChunkInfo,
 ) -> Result<(), DecodeError> {
-    let records = head.records;
-    // File offset of the chunk's records.
+    let records = &head.records[..];
+    // File offset of the chunk's records (of a compressed chunk: of its stored bytes, and a
+    // message's data range is then the chunk's records offset plus its offset in the
+    // decompressed records, not a place in the file).
     let base = rec.offset as usize + head.records_at;
     let mut at = 0;
     while at < records.len() {
         let inner = read_record(records, at)
             .map_err(|_| malformed(rec, "a record inside runs past the chunk"))?;
-        if inner.opcode == OP_MESSAGE {
-            let m = Message::read(inner.body).map_err(|w| malformed(rec, w))?;
-            let offset = base + at;
-            if out.is_drop_channel(m.channel) {
-                let Some((mut d, topic)) = parse_drop(m.data) else {
-                    return Err(malformed(rec, "drop notice is not valid JSON"));
-                };
-                d.log_time = m.log_time;
-                out.notice_message(m.channel, offset as u64, d, topic);
-            } else {
-                let mref = m.stream_message(out, offset, rec.offset)?;
-                info.sequences.push(m.sequence);
-                visit.message(&mref, m.data);
-                out.message(mref.stream, &mref);
+        match inner.opcode {
+            OP_SCHEMA => {
+                let (id, name) = schema(inner.body).map_err(|w| malformed(rec, w))?;
+                out.schemas.insert(id, name);
             }
+            OP_CHANNEL => out.channel_record(channel(inner.body).map_err(|w| malformed(rec, w))?),
+            _ => {}
+        }
+        if inner.opcode == OP_MESSAGE {
+            let m = take_message(rec, inner.body, base + at, out, visit)?;
+            info.sequences.extend(m.stream_sequence);
             info.messages += 1;
             info.index.push((m.channel, m.log_time, at as u64));
         }
         at += RECORD_PREFIX + inner.body.len();
     }
     Ok(())
+}
+
+/// What [`take_message`] read of a message.
+pub(super) struct Taken {
+    pub(super) channel: u16,
+    pub(super) log_time: u64,
+    /// Its sequence, when it is a frame of a stream.
+    pub(super) stream_sequence: Option<u32>,
+}
+
+/// Takes in the message record whose body is `body`, at file offset `offset`, in the record
+/// `rec` (a chunk, or the message itself outside chunks): a drop notice as a notice, a frame of
+/// a stream as a frame (handed to `visit` with its data), another writer's message counted on
+/// its channel. A message on a channel no record defined is damage.
+pub(super) fn take_message(
+    rec: &Rec<'_>,
+    body: &[u8],
+    offset: usize,
+    out: &mut SegmentContents,
+    visit: &mut dyn Visit,
+) -> Result<Taken, DecodeError> {
+    let m = Message::read(body).map_err(|w| malformed(rec, w))?;
+    let mut stream_sequence = None;
+    if out.is_drop_channel(m.channel) {
+        let Some((mut d, topic)) = parse_drop(m.data) else {
+            return Err(malformed(rec, "drop notice is not valid JSON"));
+        };
+        d.log_time = m.log_time;
+        out.notice_message(m.channel, offset as u64, d, topic);
+    } else if out.stream_index(m.channel).is_none() && out.channels.contains_key(&m.channel) {
+        out.other_message(m.channel, m.log_time);
+    } else {
+        let chunk_offset = if rec.opcode == OP_CHUNK {
+            rec.offset
+        } else {
+            offset as u64
+        };
+        let mref = m.stream_message(out, offset, chunk_offset)?;
+        stream_sequence = Some(m.sequence);
+        visit.message(&mref, m.data);
+        out.message(mref.stream, &mref);
+    }
+    Ok(Taken {
+        channel: m.channel,
+        log_time: m.log_time,
+        stream_sequence,
+    })
 }
 
 /// A message record's fields.

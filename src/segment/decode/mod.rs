@@ -28,6 +28,7 @@ use super::source::Source;
 use super::*;
 
 mod chunk;
+mod compressed;
 mod fields;
 mod resync;
 mod runs;
@@ -81,6 +82,14 @@ pub enum DecodeError {
         "drop notice at offset {offset} names stream {topic:?}, which no channel of the segment has"
     )]
     NoticeForUnknownStream { offset: u64, topic: String },
+    #[error(
+        "data end at offset {offset}: data section CRC saved {saved:#010x}, calculated {calculated:#010x}"
+    )]
+    BadDataCrc {
+        offset: u64,
+        saved: u32,
+        calculated: u32,
+    },
     #[error("no footer: the segment is unfinished (recorder crashed or still writing)")]
     Unfinished,
     #[error(
@@ -266,6 +275,9 @@ pub struct SegmentContents {
     drops_kept: usize,
     /// Messages per channel (the drop channel: drop notices).
     pub channel_messages: BTreeMap<u16, u64>,
+    /// Earliest and latest log time of the messages on each channel that is neither a stream
+    /// nor the drop channel (another writer's channels): what `info` lists for them.
+    pub channel_times: BTreeMap<u16, (u64, u64)>,
     /// Earliest and latest log time of the messages other than drop notices.
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
@@ -295,6 +307,9 @@ pub struct SegmentContents {
     pub data_end: u64,
     /// Footer and trailing magic are present and consistent.
     pub finalized: bool,
+    /// The header's `library` and `profile` (framerec's library is `framerec <version>`).
+    pub library: String,
+    pub profile: String,
     pub damage: Bounded<DecodeError>,
 }
 
@@ -306,6 +321,29 @@ impl SegmentContents {
             .filter(|(id, _)| Some(**id) != self.drop_channel)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Messages on stream channels: frames.
+    pub fn stream_messages(&self) -> u64 {
+        self.streams
+            .iter()
+            .filter_map(|s| self.channel_messages.get(&s.channel))
+            .sum()
+    }
+
+    /// Whether framerec wrote this segment: its header names framerec as the library, or
+    /// (the header damaged) it has framerec's metadata record or drop channel. framerec's
+    /// own checks (sequence continuity against drop notices) apply only then.
+    pub fn is_framerec(&self) -> bool {
+        self.library.starts_with("framerec")
+            || self.metadata_record.is_some()
+            || self.drop_channel.is_some()
+    }
+
+    /// Whether another writer made this segment, as its intact header says (a segment whose
+    /// header is gone is taken for framerec's).
+    pub fn is_foreign(&self) -> bool {
+        !self.library.is_empty() && !self.is_framerec()
     }
 
     /// Drop notices read (before merging).
@@ -350,6 +388,10 @@ pub trait Visit {
     fn message(&mut self, _m: &MessageRef, _data: &[u8]) {}
     /// A chunk whose records were read (its CRC checked or not), with its record's body.
     fn chunk(&mut self, _c: &ChunkInfo, _body: &[u8]) {}
+    /// A record outside chunks that the scan read whole and found intact, with its body: a
+    /// schema, channel, metadata, message (on a defined channel) or attachment record of the
+    /// data section (another writer's recover copies these).
+    fn record(&mut self, _offset: u64, _opcode: u8, _body: &[u8]) {}
 }
 
 /// A [`Visit`] that sees messages only.
