@@ -11,12 +11,14 @@ use super::*;
 
 /// Reads the chunk record `rec`: its CRC checked, then each message taken into `out` and
 /// handed to `visit`, then the chunk itself handed to `visit` (a chunk whose CRC fails too, with
-/// what its records claim). `Err` is damage; the scan resyncs after it.
+/// what its records claim). Returns the chunk's messages as (channel, log_time, offset in its
+/// records), what its message index records must name. `Err` is damage; the scan resyncs
+/// after it.
 pub(super) fn scan_chunk(
     rec: &Rec<'_>,
     out: &mut SegmentContents,
     visit: &mut dyn Visit,
-) -> Result<(), DecodeError> {
+) -> Result<Vec<(u16, u64, u64)>, DecodeError> {
     let head = ChunkHead::read(rec)?;
     let calculated = crc32fast::hash(&head.records);
     let crc_ok = head.saved == 0 || head.saved == calculated;
@@ -44,6 +46,26 @@ pub(super) fn scan_chunk(
     chunk_messages(rec, &head, out, visit, &mut info)?;
     out.chunks.add(info.offset, info.length);
     visit.chunk(&info, rec.body);
+    Ok(info.index)
+}
+
+/// Checks the message index record `body` against `index`, the messages of the chunk before
+/// it (in record order, as [`scan_chunk`] returns them): every entry must name a message of the
+/// index's channel at that offset with that log time.
+pub(super) fn check_message_index(body: &[u8], index: &[(u16, u64, u64)]) -> R<()> {
+    let mut c = Cur::new(body);
+    let channel = c.u16()?;
+    let entries = c.bytes32()?;
+    let mut e = Cur::new(entries);
+    while e.pos < entries.len() {
+        let (log_time, offset) = (e.u64()?, e.u64()?);
+        let found = index
+            .binary_search_by_key(&offset, |m| m.2)
+            .is_ok_and(|i| index[i].0 == channel && index[i].1 == log_time);
+        if !found {
+            return Err("message index names a message its chunk does not hold");
+        }
+    }
     Ok(())
 }
 
@@ -253,4 +275,73 @@ fn claimed_sequences(records: &[u8]) -> Vec<(u16, u32)> {
         at += RECORD_PREFIX + inner.body.len();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::parse_segment;
+    use super::*;
+
+    /// A file from the `mcap` crate: schema and channel records inside its chunks, `n`
+    /// messages on a JSON channel, each chunk followed by its message index.
+    fn crate_file(compression: Option<mcap::Compression>, n: u64) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let opts = mcap::WriteOptions::new()
+            .compression(compression)
+            .chunk_size(Some(256));
+        let mut w = opts.create(&mut out).unwrap();
+        let ch = w.add_channel(0, "/log", "json", &BTreeMap::new()).unwrap();
+        for i in 0..n {
+            let header = mcap::records::MessageHeader {
+                channel_id: ch,
+                sequence: i as u32,
+                log_time: 10 + i,
+                publish_time: 10 + i,
+            };
+            w.write_to_known_channel(&header, b"{\"a\": 1}").unwrap();
+        }
+        w.finish().unwrap();
+        drop(w);
+        out.into_inner()
+    }
+
+    #[test]
+    fn records_inside_compressed_and_plain_chunks_are_read() {
+        use mcap::Compression::{Lz4, Zstd};
+        for compression in [None, Some(Zstd), Some(Lz4)] {
+            let c = parse_segment(&crate_file(compression, 50));
+            assert!(c.damage.is_empty(), "{compression:?}: {:?}", c.damage);
+            assert!(c.finalized && c.chunks.count > 1, "{compression:?}");
+            assert_eq!(c.channels.len(), 1);
+            assert!(c.streams.is_empty() && c.drop_channel.is_none());
+            assert_eq!(c.channel_messages.values().sum::<u64>(), 50);
+            assert_eq!(c.channel_times.values().next(), Some(&(10, 59)));
+            assert!(!c.is_framerec() && c.is_foreign());
+        }
+    }
+
+    #[test]
+    fn a_message_index_naming_a_message_its_chunk_lacks_is_damage() {
+        let mut bytes = crate_file(None, 20);
+        // The first message index record: its first entry's log time is made wrong.
+        let mut at = MAGIC.len();
+        while bytes[at] != OP_MESSAGE_INDEX {
+            let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap());
+            at += RECORD_PREFIX + len as usize;
+        }
+        let log_time = at + RECORD_PREFIX + 2 + 4;
+        bytes[log_time] ^= 0xff;
+        let c = parse_segment(&bytes);
+        let what = "message index names a message its chunk does not hold";
+        assert!(
+            c.damage.iter().any(|d| matches!(
+                d,
+                DecodeError::Malformed { offset, what: w, .. } if *offset == at as u64 && *w == what
+            )),
+            "{:?}",
+            c.damage
+        );
+    }
 }

@@ -34,7 +34,8 @@ pub(super) fn decompress_records(
     prefix[0] = OP_CHUNK;
     prefix[1..].copy_from_slice(&(body.len() as u64).to_le_bytes());
     let mut input = [&prefix[..], body];
-    let mut out = Vec::with_capacity(uncompressed_size as usize);
+    // Grown as records come, not reserved: the size a chunk declares is not yet evidence.
+    let mut out = Vec::new();
     while let Some(event) = reader.next_event() {
         match event.map_err(|_| "compressed records do not decompress into records")? {
             LinearReadEvent::ReadRequest(need) => {

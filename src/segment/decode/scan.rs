@@ -5,7 +5,7 @@ use std::io;
 
 use bytes::BytesMut;
 
-use super::chunk::{scan_chunk, take_message};
+use super::chunk::{check_message_index, scan_chunk, take_message};
 use super::*;
 use crate::segment::source::hash_range;
 
@@ -158,6 +158,8 @@ struct Scan<'s, S: Source + ?Sized> {
     resync: Resync<'s, S>,
     in_head: bool,
     in_summary: bool,
+    /// The messages of the last chunk read, which the message index records after it name.
+    chunk_index: Vec<(u16, u64, u64)>,
 }
 
 impl<'s, S: Source + ?Sized> Scan<'s, S> {
@@ -171,6 +173,7 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
             resync: Resync::new(src),
             in_head: true,
             in_summary: false,
+            chunk_index: Vec::new(),
         }
     }
 
@@ -255,7 +258,8 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
     /// Whether the scan reads the body of a record of `opcode` (the others it skips unread).
     fn parses(&self, opcode: u8) -> bool {
         match opcode {
-            OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_MESSAGE | OP_ATTACHMENT => !self.in_summary,
+            OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_MESSAGE | OP_ATTACHMENT
+            | OP_MESSAGE_INDEX => !self.in_summary,
             OP_HEADER | OP_DATA_END => !self.in_summary,
             OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
             _ => false,
@@ -329,10 +333,20 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
                 .map(drop)
                 .map_err(|_| "attachment record does not parse"),
             OP_CHUNK => {
-                if let Err(e) = scan_chunk(rec, &mut self.out, visit) {
-                    // Its length field may be damaged too: resync rather than trust it.
-                    self.out.damage.push(e);
-                    return self.resync_after(rec.offset);
+                match scan_chunk(rec, &mut self.out, visit) {
+                    Ok(index) => self.chunk_index = index,
+                    Err(e) => {
+                        // Its length field may be damaged too: resync rather than trust it.
+                        self.out.damage.push(e);
+                        self.chunk_index.clear();
+                        return self.resync_after(rec.offset);
+                    }
+                }
+                return Ok(Step::Read(next));
+            }
+            OP_MESSAGE_INDEX => {
+                if let Err(w) = check_message_index(rec.body, &self.chunk_index) {
+                    self.out.damage.push(malformed(rec, w));
                 }
                 return Ok(Step::Read(next));
             }
