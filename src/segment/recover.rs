@@ -62,7 +62,7 @@ pub struct Recovered {
     /// named as lost (`lost_ranges` is empty), since what is missing is not known.
     pub lost_not_named: bool,
     /// The file was another writer's: its intact records were copied as they are, and
-    /// `kept_frames` counts the messages kept on every channel (see [`foreign`]).
+    /// `kept_frames` counts the messages kept on every channel (module `foreign`).
     pub foreign: bool,
 }
 

@@ -15,9 +15,19 @@
 //! ([`StreamContents`]), a notice going to the stream whose topic it names, within
 //! [`MAX_RUNS`] runs and [`MAX_DROPS`] notices over all streams.
 //!
+//! Any valid MCAP file is read, not only framerec's: schema and channel records inside chunks
+//! as well as outside, messages outside chunks (unchunked files), attachments, zstd and lz4
+//! chunks (decompressed by the `mcap` crate's sans-IO linear reader once their declared
+//! `uncompressed_size` is checked against [`MAX_RECORD_BYTES`]). A channel whose schema is none
+//! of framerec's is another writer's: its messages are counted per channel
+//! ([`SegmentContents::channel_messages`], [`SegmentContents::channel_times`]) and not read.
+//! The header's library tells framerec's files from others ([`SegmentContents::is_framerec`]).
+//! Message index records are checked against the chunk before them, and a nonzero data section
+//! CRC against the data section.
+//!
 //! Layout: `fields` reads records and messages, `runs` holds the bounded lists and runs,
 //! `streams` the per-stream bookkeeping, `resync` finds intact chunks after damage, `scan`
-//! walks a segment and `chunk` reads each chunk it meets.
+//! walks a segment, `chunk` reads each chunk it meets and `compressed` decompresses it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -1,6 +1,10 @@
 //! Verification of segments and whole recordings: intact chunks, a summary that matches the
 //! data, well-formed images, and sequence continuity where every missing frame is explained by a
 //! drop notice.
+//!
+//! Another writer's file gets every check that applies to any MCAP file (structure, CRCs,
+//! summary, message indexes, images on `foxglove.RawImage` channels); the framerec checks it
+//! cannot have are named in [`SegmentReport::not_checked`], and continuity is not checked.
 
 use std::collections::BTreeMap;
 use std::io;
