@@ -161,13 +161,29 @@ fn python_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Every test file: the Rust crate's and the Python writer's.
+/// The MCAP file of a rosbag2 bag the Python `rosbags` package writes
+/// (`tests/python/write_rosbag.py`): profile ros2, CDR messages on `/chatter` and `/cam`.
+fn rosbags_file(dir: &Path) -> PathBuf {
+    let bag = dir.join("bag");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/write_rosbag.py");
+    let o = std::process::Command::new(common::python())
+        .arg(script)
+        .arg(&bag)
+        .arg(IMAGES.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    bag.join("bag.mcap")
+}
+
+/// Every test file: the Rust crate's, the Python writer's and rosbags'.
 fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = rust_layouts()
         .into_iter()
         .map(|l| rust_file(dir, l))
         .collect();
     files.extend(python_files(dir));
+    files.push(rosbags_file(dir));
     files
 }
 
@@ -186,9 +202,29 @@ fn verify_accepts_python_mcap_files_and_names_the_checks_it_skipped() {
 }
 
 #[test]
+fn verify_and_info_read_a_rosbags_bag_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rosbags_file(dir.path());
+    let o = framerec(&["verify", path.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("not checked: sequence continuity"), "{t}");
+    let o = framerec(&["info", path.to_str().unwrap()]);
+    let t = text(&o);
+    for topic in ["/chatter", "/cam"] {
+        assert!(t.contains(&format!("{topic} (cdr), 40 messages")), "{t}");
+    }
+}
+
+#[test]
 fn export_writes_the_raw_image_channel_of_any_file_and_refuses_others_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    for path in all_files(dir.path()) {
+    let mut files: Vec<PathBuf> = rust_layouts()
+        .into_iter()
+        .map(|l| rust_file(dir.path(), l))
+        .collect();
+    files.extend(python_files(dir.path()));
+    for path in files {
         let out = dir.path().join("out");
         let _ = std::fs::remove_dir_all(&out);
         let args = ["export", "--format", "pgm", "--out", out.to_str().unwrap()];
