@@ -259,6 +259,33 @@ fn export_writes_the_raw_image_channel_of_any_file_and_refuses_others_clearly() 
     }
 }
 
+#[test]
+fn export_numbers_another_writers_frames_by_place_when_their_sequence_numbers_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seq0.mcap");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/write_mcap.py");
+    let o = std::process::Command::new(common::python())
+        .arg(script)
+        .arg(&path)
+        .args(["zstd", &IMAGES.to_string(), "seq0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("out");
+    let args = ["export", "--format", "pgm", "--out", out.to_str().unwrap()];
+    let o = framerec(&[&args[..], &[path.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let files = std::fs::read_dir(&out).unwrap().count() as u64;
+    assert_eq!(files, IMAGES, "every frame in a file of its own");
+    let last = std::fs::read(out.join(format!("{:010}.pgm", IMAGES - 1))).unwrap();
+    let pixels = &last[last.len() - (W * H * 2) as usize..];
+    assert!(
+        pixels
+            .chunks(2)
+            .all(|p| p == (IMAGES as u16 - 1).to_be_bytes())
+    );
+}
+
 /// Messages the `mcap` crate reads from the records of `full` that end at or before `cut`:
 /// those outside chunks, and those of every chunk complete before the cut.
 fn complete_before(full: &[u8], cut: usize) -> u64 {

@@ -1,6 +1,8 @@
 """Writes an MCAP file with the official Python `mcap` writer, for framerec's any-MCAP tests.
 
-usage: write_mcap.py OUT COMPRESSION(zstd|lz4|none) IMAGES
+usage: write_mcap.py OUT COMPRESSION(zstd|lz4|none) IMAGES [seq0]
+
+With `seq0` every message's sequence number is 0, as many writers leave it.
 
 A `foxglove.RawImage` channel `/cam` (8x6 16UC1 images whose pixels are their number), a JSON
 channel `/log` without a schema, one message on each per image, an attachment and a metadata
@@ -28,6 +30,7 @@ def raw_image(seq: int) -> bytes:
 
 def main() -> None:
     out, compression, images = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    numbered = sys.argv[4:] != ["seq0"]
     kind = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
     with open(out, "wb") as f:
         w = Writer(f, compression=kind[compression], chunk_size=1024)
@@ -37,8 +40,8 @@ def main() -> None:
         log = w.register_channel("/log", "json", 0)
         for i in range(images):
             t = 1_000_000_000 + i * 1_000_000
-            w.add_message(cam, log_time=t, publish_time=t, data=raw_image(i), sequence=i)
-            w.add_message(log, log_time=t, publish_time=t, data=b'{"i": %d}' % i, sequence=i)
+            w.add_message(cam, log_time=t, publish_time=t, data=raw_image(i), sequence=i if numbered else 0)
+            w.add_message(log, log_time=t, publish_time=t, data=b'{"i": %d}' % i, sequence=i if numbered else 0)
         w.add_attachment(5, 5, "calibration.txt", "text/plain", b"fx=1")
         w.add_metadata("site", {"where": "lab"})
         w.finish()
