@@ -69,6 +69,18 @@ pub(super) fn check_message_index(body: &[u8], index: &[(u16, u64, u64)]) -> R<(
     Ok(())
 }
 
+/// Whether the compressed chunk record at `offset` whose body is `body` is intact: its
+/// records decompress and hash to its saved CRC (what a resync needs to trust it).
+pub(super) fn compressed_chunk_is_intact(offset: u64, body: &[u8]) -> bool {
+    let rec = Rec {
+        opcode: OP_CHUNK,
+        offset,
+        body,
+    };
+    ChunkHead::read(&rec)
+        .is_ok_and(|head| head.saved != 0 && crc32fast::hash(&head.records) == head.saved)
+}
+
 /// The fields of a chunk record before its records, and the records.
 struct ChunkHead<'a> {
     start_time: u64,

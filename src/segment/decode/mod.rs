@@ -350,10 +350,11 @@ impl SegmentContents {
             || self.drop_channel.is_some()
     }
 
-    /// Whether another writer made this segment, as its intact header says (a segment whose
-    /// header is gone is taken for framerec's).
+    /// Whether another writer made this segment: nothing says it is framerec's, and its
+    /// intact header names another library or it defines channels. (A segment with neither,
+    /// its head gone, is taken for framerec's.)
     pub fn is_foreign(&self) -> bool {
-        !self.library.is_empty() && !self.is_framerec()
+        !self.is_framerec() && (!self.library.is_empty() || !self.channels.is_empty())
     }
 
     /// Drop notices read (before merging).

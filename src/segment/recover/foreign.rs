@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! magic
-//! header            the original's profile and library ("framerec recover" when unreadable)
+//! header            the original's profile and library ("unknown (recovered by framerec)"
+//!                   when unreadable)
 //! { record }        in file order, every intact record of the data section: each chunk whose
 //!                   CRC checks, whose records decompress and parse and whose messages' channels
 //!                   are defined before them; and outside chunks each schema, channel, metadata,
@@ -41,7 +42,7 @@ pub(super) fn recover_foreign<S: Source + ?Sized, W: Write>(
     let mut out = Counting { out, at: 0 };
     out.write_all(&MAGIC)?;
     let library = match c.library.as_str() {
-        "" => "framerec recover",
+        "" => "unknown (recovered by framerec)",
         l => l,
     };
     let mut header = Vec::new();
@@ -135,4 +136,32 @@ fn write_record<W: Write>(out: &mut Counting<W>, opcode: u8, body: &[u8]) -> io:
     out.write_all(&[opcode])?;
     out.write_all(&(body.len() as u64).to_le_bytes())?;
     out.write_all(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::decode::parse_segment;
+    use super::super::recover_segment;
+
+    /// The segment fuzz target's find (fuzz/regressions/segment/): the Rust crate's file with
+    /// its header damaged, whose `/log` channel 2 framerec's rebuild took for its drop channel
+    /// (the rebuilt file then held "drop notices" that are not JSON). Another writer's file is
+    /// known by its channels too, and copied as it is.
+    #[test]
+    fn a_foreign_file_with_its_header_damaged_is_copied_not_rebuilt_as_framerec() {
+        let input: &[u8] = include_bytes!(
+            "../../../fuzz/regressions/segment/foreign-header-damaged-channel-2-not-drops.mcap"
+        );
+        let c = parse_segment(input);
+        assert!(c.library.is_empty() && c.is_foreign());
+        let rec = recover_segment(input, &[(0, 3)]).unwrap();
+        assert!(rec.foreign && rec.kept_chunks > 0);
+        let again = parse_segment(&rec.bytes);
+        assert!(
+            again.finalized && again.damage.is_empty(),
+            "{:?}",
+            again.damage
+        );
+        assert!(!again.is_framerec());
+    }
 }
