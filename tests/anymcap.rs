@@ -388,6 +388,21 @@ fn recover_of_a_damaged_chunk_in_the_middle_keeps_every_other_chunk() {
     }
 }
 
+#[test]
+fn a_byte_changed_outside_chunks_fails_the_data_section_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rust_file(dir.path(), RustLayout::Chunked(None));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The attachment's data: covered by no chunk CRC, only by the data section's.
+    let at = bytes.windows(4).position(|w| w == b"fx=1").unwrap();
+    bytes[at + 3] = b'2';
+    std::fs::write(&path, &bytes).unwrap();
+    let o = framerec(&["verify", path.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("data section CRC saved"), "{t}");
+}
+
 /// The offset of the first chunk record of `bytes`.
 fn first_chunk(bytes: &[u8]) -> usize {
     let mut at = 8;

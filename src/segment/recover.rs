@@ -144,7 +144,7 @@ pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
     if c.damage.contains(&DecodeError::BadMagic) {
         return Err(RecoverError::HeadDamaged("no MCAP magic".into()));
     }
-    if c.is_foreign() {
+    if copies_as_is(c) {
         // Another writer's file: its intact records are copied as they are.
         return Ok(());
     }
@@ -164,6 +164,13 @@ pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the segment scanned as `c` is rebuilt by copying its intact records as they are:
+/// another writer's file, or one with a channel framerec never writes (neither a stream nor
+/// drops; framerec's rebuild would give its id to a channel of its own).
+fn copies_as_is(c: &SegmentContents) -> bool {
+    c.is_foreign() || c.has_other_channels()
 }
 
 /// The stream table the channel records of `c` describe (what the recorder started with).
@@ -218,7 +225,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
     if let Err(e) = recoverable(c) {
         return Ok(Err(e));
     }
-    if c.is_foreign() {
+    if copies_as_is(c) {
         return foreign::recover_foreign(src, c, out);
     }
     let mut out = Counting { out, at: 0 };

@@ -357,6 +357,14 @@ impl SegmentContents {
         !self.is_framerec() && (!self.library.is_empty() || !self.channels.is_empty())
     }
 
+    /// Whether some channel is neither a stream nor the drop channel: another writer's
+    /// channel, which framerec never writes.
+    pub fn has_other_channels(&self) -> bool {
+        self.channels
+            .keys()
+            .any(|id| self.stream_index(*id).is_none() && Some(*id) != self.drop_channel)
+    }
+
     /// Drop notices read (before merging).
     pub fn drop_messages(&self) -> u64 {
         self.drop_channel

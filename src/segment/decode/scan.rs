@@ -207,7 +207,9 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
             Err(e) => return self.damaged(at, e),
         };
         let next = at + RECORD_PREFIX as u64 + body_len;
-        let parsed = self.parses(opcode);
+        // An attachment too large to read is skipped unread, not damage (it is opaque).
+        let parsed =
+            self.parses(opcode) && !(opcode == OP_ATTACHMENT && body_len > MAX_RECORD_BYTES);
         if parsed && body_len > MAX_RECORD_BYTES {
             let what = "record is larger than framerec reads (256 MiB)";
             return self.damaged(

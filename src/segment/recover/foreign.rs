@@ -19,8 +19,9 @@
 //! ```
 //!
 //! Message index records are not copied (readers do not need them; a file without a summary
-//! is read linearly). A chunk or message that needs a channel defined only in a lost chunk is
-//! lost too, so that every reader accepts the result (`mcap doctor` checks this).
+//! is read linearly), nor attachments over 256 MiB (the scan skips them unread). A chunk or
+//! message that needs a channel defined only in a lost chunk is lost too, so that every reader
+//! accepts the result (`mcap doctor` checks this).
 
 use std::io::{self, Write};
 
@@ -142,6 +143,25 @@ fn write_record<W: Write>(out: &mut Counting<W>, opcode: u8, body: &[u8]) -> io:
 mod tests {
     use super::super::super::decode::parse_segment;
     use super::super::recover_segment;
+
+    /// The segment fuzz target's second find: the Rust crate's file whose header names
+    /// framerec as its library. Its `/log` channel is still no channel of framerec's.
+    #[test]
+    fn a_file_with_a_channel_framerec_never_writes_is_copied_whatever_its_header_says() {
+        let input: &[u8] = include_bytes!(
+            "../../../fuzz/regressions/segment/framerec-header-with-a-foreign-channel.mcap"
+        );
+        let c = parse_segment(input);
+        assert!(c.library.starts_with("framerec") && c.has_other_channels());
+        let rec = recover_segment(input, &[(0, 3)]).unwrap();
+        assert!(rec.foreign && rec.kept_chunks > 0);
+        let again = parse_segment(&rec.bytes);
+        assert!(
+            again.finalized && again.damage.is_empty(),
+            "{:?}",
+            again.damage
+        );
+    }
 
     /// The segment fuzz target's find (fuzz/regressions/segment/): the Rust crate's file with
     /// its header damaged, whose `/log` channel 2 framerec's rebuild took for its drop channel

@@ -393,7 +393,7 @@ pub fn not_checked(contents: &SegmentContents) -> Vec<&'static str> {
     if !contents.is_framerec() {
         out.push("sequence continuity against drop notices (not a framerec file)");
     }
-    if contents.channels.len() > contents.streams.len() + contents.drop_channel.iter().count() {
+    if contents.has_other_channels() {
         out.push("message content of channels whose schema framerec does not write");
     }
     out
