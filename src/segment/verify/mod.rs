@@ -390,7 +390,7 @@ fn report(
 /// data section and summary CRCs, and the summary's counts are checked all the same.
 pub fn not_checked(contents: &SegmentContents) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if !contents.is_framerec() {
+    if contents.is_foreign() {
         out.push("sequence continuity against drop notices (not a framerec file)");
     }
     if contents.has_other_channels() {

@@ -21,7 +21,7 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
         && all_runs <= MAX_RUNS_IN_RECORDING
         && all_drops <= MAX_DROPS_IN_RECORDING;
     let names = stream_names(&segments);
-    let foreign = segments.iter().any(|s| !s.contents.is_framerec());
+    let foreign = segments.iter().any(|s| s.contents.is_foreign());
     let several = names.len() > 1;
     let mut streams = Vec::with_capacity(names.len());
     let mut missing = BTreeMap::new();
