@@ -403,6 +403,26 @@ fn a_byte_changed_outside_chunks_fails_the_data_section_crc() {
     assert!(t.contains("data section CRC saved"), "{t}");
 }
 
+#[test]
+fn an_attachment_claiming_a_huge_name_is_damage_not_an_allocation() {
+    // The segment fuzz target's find: the `mcap` crate's record parser allocated the length the
+    // attachment's name claims.
+    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/segment/attachment-name-claims-a-huge-length.mcap");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 524288; exec {} verify {}",
+            env!("CARGO_BIN_EXE_framerec"),
+            input.display()
+        ))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("opcode 0x09"), "{t}");
+}
+
 /// The offset of the first chunk record of `bytes`.
 fn first_chunk(bytes: &[u8]) -> usize {
     let mut at = 8;

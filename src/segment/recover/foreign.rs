@@ -144,6 +144,30 @@ mod tests {
     use super::super::super::decode::parse_segment;
     use super::super::recover_segment;
 
+    /// The segment fuzz target's third find: an attachment whose name claims a huge length,
+    /// which the `mcap` crate's record parser allocated (past the fuzz allocation limit).
+    #[test]
+    fn an_attachment_is_checked_without_trusting_its_lengths() {
+        let input: &[u8] = include_bytes!(
+            "../../../fuzz/regressions/segment/attachment-name-claims-a-huge-length.mcap"
+        );
+        let c = parse_segment(input);
+        assert!(
+            c.damage
+                .iter()
+                .any(|d| d.to_string().contains("opcode 0x09")),
+            "{:?}",
+            c.damage
+        );
+        let rec = recover_segment(input, &[(0, 3)]).unwrap();
+        let again = parse_segment(&rec.bytes);
+        assert!(
+            again.finalized && again.damage.is_empty(),
+            "{:?}",
+            again.damage
+        );
+    }
+
     /// The segment fuzz target's second find: the Rust crate's file whose header names
     /// framerec as its library. Its `/log` channel is still no channel of framerec's.
     #[test]
