@@ -349,6 +349,8 @@ fn recover_of_any_file_cut_anywhere_keeps_every_complete_chunk_and_passes_mcap_d
             let said = text(&doctor);
             assert!(doctor.status.success(), "{what}: {said}");
             assert!(!said.to_lowercase().contains("warning"), "{what}: {said}");
+            let v = framerec(&["verify", cut_path.to_str().unwrap()]);
+            assert!(v.status.success(), "{what}: verify: {}", text(&v));
             let rebuilt = std::fs::read(&cut_path).unwrap();
             let kept: u64 = count_with_mcap_crate(&rebuilt).values().sum();
             assert_eq!(kept, complete_before(&full, cut), "{what}");
@@ -380,6 +382,8 @@ fn recover_of_a_damaged_chunk_in_the_middle_keeps_every_other_chunk() {
         let doctor = common::mcap_doctor(&path);
         assert!(doctor.status.success(), "{layout:?}: {}", text(&doctor));
         assert!(!text(&doctor).to_lowercase().contains("warning"));
+        let v = framerec(&["verify", path.to_str().unwrap()]);
+        assert!(v.status.success(), "{layout:?}: verify: {}", text(&v));
         let lost = summary.stream_chunk(&full, hit).unwrap().count() as u64;
         let kept: u64 = count_with_mcap_crate(&std::fs::read(&path).unwrap())
             .values()

@@ -160,6 +160,8 @@ struct Scan<'s, S: Source + ?Sized> {
     in_summary: bool,
     /// The messages of the last chunk read, which the message index records after it name.
     chunk_index: Vec<(u16, u64, u64)>,
+    /// The footer says there is no summary.
+    no_summary: bool,
 }
 
 impl<'s, S: Source + ?Sized> Scan<'s, S> {
@@ -174,6 +176,7 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
             in_head: true,
             in_summary: false,
             chunk_index: Vec::new(),
+            no_summary: false,
         }
     }
 
@@ -183,7 +186,9 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
     }
 
     fn finish(mut self) -> SegmentContents {
-        if self.in_summary {
+        // A footer whose summary_start is 0 says the file has no summary (a recovered foreign
+        // file, a writer that keeps none): there is nothing to compare.
+        if self.in_summary && !self.no_summary {
             self.out.summary = Some(self.summary);
         }
         self.out
@@ -447,6 +452,7 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
                 return Ok(());
             }
         };
+        self.no_summary = summary_start == 0;
         let tail_ok = self.len == next + MAGIC.len() as u64
             && self.src.read(next..self.len, &mut self.small)? == MAGIC;
         if !tail_ok {
