@@ -46,7 +46,9 @@ mod scan;
 mod streams;
 
 pub use fields::{AccelRef, RawImageRef, decode_accel, decode_raw_image};
-pub(crate) use fields::{Cur, R, Rec, channel, parse_drop, read_record, schema, string_map};
+pub(crate) use fields::{
+    Cur, R, Rec, attachment, channel, parse_drop, read_record, schema, string_map,
+};
 pub(crate) use resync::Resync;
 pub use runs::{Bounded, MAX_DROPS, MAX_LISTED, MAX_RUNS, SeqRun, SeqRuns};
 pub(crate) use scan::{CHUNK_FIXED, clean_chunk_contents};

@@ -500,27 +500,6 @@ pub(super) fn malformed(rec: &Rec<'_>, what: &'static str) -> DecodeError {
     }
 }
 
-/// Checks an attachment record: its fields, and its CRC when it has one. (Read here with the
-/// bounds-checked cursor: the `mcap` crate's parser allocates the lengths a string claims.)
-fn attachment(body: &[u8]) -> R<()> {
-    let mut c = Cur::new(body);
-    c.u64()?; // log time
-    c.u64()?; // create time
-    c.str()?; // name
-    c.str()?; // media type
-    let len = c.u64()?;
-    c.take(usize::try_from(len).map_err(|_| "attachment length overflows")?)?;
-    let covered = c.pos;
-    let saved = c.u32()?;
-    if c.pos != body.len() {
-        return Err("attachment record has bytes after its CRC");
-    }
-    if saved != 0 && crc32fast::hash(&body[..covered]) != saved {
-        return Err("attachment CRC differs from its bytes");
-    }
-    Ok(())
-}
-
 /// The offset and length of the chunk a chunk index record names.
 fn chunk_index(body: &[u8]) -> R<(u64, u64)> {
     let mut c = Cur::new(body);
