@@ -33,6 +33,10 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
         .find_map(|c| {
             let s = c.stream(&st.name)?;
             let meta = c.channel_metadata.get(&s.channel)?;
+            if !meta.contains_key("encoding") {
+                // Another writer's channel: the encoding and size are in each message.
+                return Some("foxglove.RawImage (encoding and size in each message)".into());
+            }
             let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
             Some(format!(
                 "{} {}x{}",
