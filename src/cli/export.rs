@@ -117,7 +117,9 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Scans the segment file `path`, handing `visit` each frame with its data (one chunk in
-/// memory at a time); the first error `visit` returns ends its work and is returned.
+/// memory at a time); the first error `visit` returns ends its work and is returned. Another
+/// writer's frames are numbered by their place in the file (0, 1, ...), since their MCAP
+/// sequence numbers need not be unique (rosbag2 and many writers leave them 0).
 fn each_frame(
     path: &Path,
     stream: &str,
@@ -127,12 +129,26 @@ fn each_frame(
     let src = FileSource::open(path).with_context(cannot)?;
     let head = scan_head(&src).with_context(cannot)?;
     let index = head.streams.iter().position(|s| s.name == stream);
+    let foreign = head.is_foreign();
+    let mut place = 0u32;
     let mut failed = None;
     let contents = parse_source(&src, &mut |m, data| {
-        if failed.is_none()
-            && Some(m.stream) == index
-            && let Err(e) = visit(m, data)
-        {
+        if failed.is_some() || Some(m.stream) != index {
+            return;
+        }
+        let renumbered;
+        let m = match foreign {
+            true => {
+                renumbered = MessageRef {
+                    sequence: place,
+                    ..m.clone()
+                };
+                place = place.wrapping_add(1);
+                &renumbered
+            }
+            false => m,
+        };
+        if let Err(e) = visit(m, data) {
             failed = Some(e);
         }
     })
@@ -155,6 +171,16 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
             .or_else(|| head.streams.iter().find(|s| s.kind == StreamKind::Image)),
     };
     let Some(s) = chosen else {
+        let other = head
+            .channels
+            .values()
+            .find(|(topic, _)| Some(topic) == args.stream.as_ref());
+        if let Some((topic, encoding)) = other {
+            anyhow::bail!(
+                "{}: channel {topic} ({encoding}) is not one framerec exports: export reads channels whose schema is foxglove.RawImage or framerec.Accelerometer",
+                args.path.display()
+            );
+        }
         let names: Vec<&str> = head.streams.iter().map(|s| s.name.as_str()).collect();
         return Err(no_stream(args, &names));
     };

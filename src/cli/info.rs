@@ -33,6 +33,10 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
         .find_map(|c| {
             let s = c.stream(&st.name)?;
             let meta = c.channel_metadata.get(&s.channel)?;
+            if !meta.contains_key("encoding") {
+                // Another writer's channel: the encoding and size are in each message.
+                return Some("foxglove.RawImage (encoding and size in each message)".into());
+            }
             let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
             Some(format!(
                 "{} {}x{}",
@@ -73,7 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         for (id, (topic, enc)) in &c.channels {
             let n = c.channel_messages.get(id).copied().unwrap_or(0);
-            outln!("  channel {id}: {topic} ({enc}), {n} messages");
+            let times = match c.channel_times.get(id) {
+                Some((a, b)) => format!(", log time {:.3} .. {:.3}", secs(*a), secs(*b)),
+                None => String::new(),
+            };
+            outln!("  channel {id}: {topic} ({enc}), {n} messages{times}");
         }
         if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
             outln!(

@@ -54,6 +54,27 @@ pub fn print(outcomes: &[Outcome]) -> Result<bool, super::StdoutError> {
                 path,
                 aside,
                 recovered: r,
+            } if r.foreign => {
+                outln!(
+                    "{}: recovered another writer's file: kept {} messages in {} intact chunks and outside chunks, as they were; {} damaged chunks, {} bytes skipped; {}",
+                    path.display(),
+                    r.kept_frames,
+                    r.kept_chunks,
+                    r.damaged_chunks,
+                    r.skipped_bytes,
+                    original(aside)
+                );
+                for d in &r.damage {
+                    outln!("    lost: {d}");
+                }
+                if r.more_damage > 0 {
+                    outln!("    ... and {} more damage (not listed)", r.more_damage);
+                }
+            }
+            Outcome::Recovered {
+                path,
+                aside,
+                recovered: r,
             } => {
                 outln!(
                     "{}: recovered: kept {} frames in {} chunks ({}seq {}); lost {} (named in the file as lost); {} damaged chunks, {} bytes skipped; {}",

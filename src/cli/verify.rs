@@ -258,6 +258,9 @@ fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> an
     let report = &checked.report;
     for s in &report.segments {
         outln!("{}", segment_line(s, if s.ok() { "ok" } else { "DAMAGED" }));
+        for what in &s.not_checked {
+            outln!("    not checked: {what}");
+        }
         print_problems("    ", &s.problems, s.problems_not_listed)?;
     }
     for s in live {

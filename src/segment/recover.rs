@@ -25,6 +25,8 @@ use super::encode::{
 use super::source::Source;
 use super::*;
 
+mod foreign;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecoverError {
     #[error("the segment head (magic, stream channels) is damaged: {0}")]
@@ -58,6 +60,9 @@ pub struct Recovered {
     /// (and `kept_frames` exact), but `kept_ranges` lists only the first runs and no frame is
     /// named as lost (`lost_ranges` is empty), since what is missing is not known.
     pub lost_not_named: bool,
+    /// The file was another writer's: its intact records were copied as they are, and
+    /// `kept_frames` counts the messages kept on every channel (module `foreign`).
+    pub foreign: bool,
 }
 
 /// What recovery kept and lost of one stream.
@@ -138,6 +143,10 @@ pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
     if c.damage.contains(&DecodeError::BadMagic) {
         return Err(RecoverError::HeadDamaged("no MCAP magic".into()));
     }
+    if copies_as_is(c) {
+        // Another writer's file: its intact records are copied as they are.
+        return Ok(());
+    }
     if c.streams.is_empty() {
         return Err(RecoverError::HeadDamaged("no stream channel record".into()));
     }
@@ -154,6 +163,13 @@ pub fn recoverable(c: &SegmentContents) -> Result<(), RecoverError> {
         ));
     }
     Ok(())
+}
+
+/// Whether the segment scanned as `c` is rebuilt by copying its intact records as they are:
+/// another writer's file, or one with a channel framerec never writes (neither a stream nor
+/// drops; framerec's rebuild would give its id to a channel of its own).
+fn copies_as_is(c: &SegmentContents) -> bool {
+    c.is_foreign() || c.has_other_channels()
 }
 
 /// The stream table the channel records of `c` describe (what the recorder started with).
@@ -207,6 +223,9 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
 ) -> io::Result<Result<Recovered, RecoverError>> {
     if let Err(e) = recoverable(c) {
         return Ok(Err(e));
+    }
+    if copies_as_is(c) {
+        return foreign::recover_foreign(src, c, out);
     }
     let mut out = Counting { out, at: 0 };
     let streams = stream_table(src, c)?;
@@ -282,6 +301,7 @@ pub fn recover_to<S: Source + ?Sized, W: Write>(
         damage: c.damage.items().to_vec(),
         more_damage: c.damage.more(),
         lost_not_named: not_tracked,
+        foreign: false,
     }))
 }
 

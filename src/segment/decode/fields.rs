@@ -322,3 +322,24 @@ fn timestamp(v: &[u8]) -> Result<u64, &'static str> {
     }
     Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
+
+/// Checks an attachment record: its fields, and its CRC when it has one. (Read here with the
+/// bounds-checked cursor: the `mcap` crate's parser allocates the lengths a string claims.)
+pub(crate) fn attachment(body: &[u8]) -> R<()> {
+    let mut c = Cur::new(body);
+    c.u64()?; // log time
+    c.u64()?; // create time
+    c.str()?; // name
+    c.str()?; // media type
+    let len = c.u64()?;
+    c.take(usize::try_from(len).map_err(|_| "attachment length overflows")?)?;
+    let covered = c.pos;
+    let saved = c.u32()?;
+    if c.pos != body.len() {
+        return Err("attachment record has bytes after its CRC");
+    }
+    if saved != 0 && crc32fast::hash(&body[..covered]) != saved {
+        return Err("attachment CRC differs from its bytes");
+    }
+    Ok(())
+}

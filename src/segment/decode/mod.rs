@@ -15,9 +15,19 @@
 //! ([`StreamContents`]), a notice going to the stream whose topic it names, within
 //! [`MAX_RUNS`] runs and [`MAX_DROPS`] notices over all streams.
 //!
+//! Any valid MCAP file is read, not only framerec's: schema and channel records inside chunks
+//! as well as outside, messages outside chunks (unchunked files), attachments, zstd and lz4
+//! chunks (decompressed by the `mcap` crate's sans-IO linear reader once their declared
+//! `uncompressed_size` is checked against [`MAX_RECORD_BYTES`]). A channel whose schema is none
+//! of framerec's is another writer's: its messages are counted per channel
+//! ([`SegmentContents::channel_messages`], [`SegmentContents::channel_times`]) and not read.
+//! The header's library tells framerec's files from others ([`SegmentContents::is_framerec`]).
+//! Message index records are checked against the chunk before them, and a nonzero data section
+//! CRC against the data section.
+//!
 //! Layout: `fields` reads records and messages, `runs` holds the bounded lists and runs,
 //! `streams` the per-stream bookkeeping, `resync` finds intact chunks after damage, `scan`
-//! walks a segment and `chunk` reads each chunk it meets.
+//! walks a segment, `chunk` reads each chunk it meets and `compressed` decompresses it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -28,6 +38,7 @@ use super::source::Source;
 use super::*;
 
 mod chunk;
+mod compressed;
 mod fields;
 mod resync;
 mod ros2;
@@ -36,7 +47,9 @@ mod scan;
 mod streams;
 
 pub use fields::{AccelRef, RawImageRef, decode_accel, decode_raw_image};
-pub(crate) use fields::{Cur, R, Rec, channel, parse_drop, read_record, schema, string_map};
+pub(crate) use fields::{
+    Cur, R, Rec, attachment, channel, parse_drop, read_record, schema, string_map,
+};
 pub(crate) use resync::Resync;
 pub use runs::{Bounded, MAX_DROPS, MAX_LISTED, MAX_RUNS, SeqRun, SeqRuns};
 pub(crate) use scan::{CHUNK_FIXED, clean_chunk_contents};
@@ -82,6 +95,14 @@ pub enum DecodeError {
         "drop notice at offset {offset} names stream {topic:?}, which no channel of the segment has"
     )]
     NoticeForUnknownStream { offset: u64, topic: String },
+    #[error(
+        "data end at offset {offset}: data section CRC saved {saved:#010x}, calculated {calculated:#010x}"
+    )]
+    BadDataCrc {
+        offset: u64,
+        saved: u32,
+        calculated: u32,
+    },
     #[error("no footer: the segment is unfinished (recorder crashed or still writing)")]
     Unfinished,
     #[error(
@@ -267,6 +288,9 @@ pub struct SegmentContents {
     drops_kept: usize,
     /// Messages per channel (the drop channel: drop notices).
     pub channel_messages: BTreeMap<u16, u64>,
+    /// Earliest and latest log time of the messages on each channel that is neither a stream
+    /// nor the drop channel (another writer's channels): what `info` lists for them.
+    pub channel_times: BTreeMap<u16, (u64, u64)>,
     /// Earliest and latest log time of the messages other than drop notices.
     pub start_time_ns: Option<u64>,
     pub end_time_ns: Option<u64>,
@@ -296,6 +320,9 @@ pub struct SegmentContents {
     pub data_end: u64,
     /// Footer and trailing magic are present and consistent.
     pub finalized: bool,
+    /// The header's `library` and `profile` (framerec's library is `framerec <version>`).
+    pub library: String,
+    pub profile: String,
     pub damage: Bounded<DecodeError>,
 }
 
@@ -307,6 +334,38 @@ impl SegmentContents {
             .filter(|(id, _)| Some(**id) != self.drop_channel)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Messages on stream channels: frames.
+    pub fn stream_messages(&self) -> u64 {
+        self.streams
+            .iter()
+            .filter_map(|s| self.channel_messages.get(&s.channel))
+            .sum()
+    }
+
+    /// Whether framerec wrote this segment: its header names framerec as the library, or
+    /// (the header damaged) it has framerec's metadata record or drop channel. framerec's
+    /// own checks (sequence continuity against drop notices) apply only then.
+    pub fn is_framerec(&self) -> bool {
+        self.library.starts_with("framerec")
+            || self.metadata_record.is_some()
+            || self.drop_channel.is_some()
+    }
+
+    /// Whether another writer made this segment: nothing says it is framerec's, and its
+    /// intact header names another library or it defines channels. (A segment with neither,
+    /// its head gone, is taken for framerec's.)
+    pub fn is_foreign(&self) -> bool {
+        !self.is_framerec() && (!self.library.is_empty() || !self.channels.is_empty())
+    }
+
+    /// Whether some channel is neither a stream nor the drop channel: another writer's
+    /// channel, which framerec never writes.
+    pub fn has_other_channels(&self) -> bool {
+        self.channels
+            .keys()
+            .any(|id| self.stream_index(*id).is_none() && Some(*id) != self.drop_channel)
     }
 
     /// Drop notices read (before merging).
@@ -351,6 +410,10 @@ pub trait Visit {
     fn message(&mut self, _m: &MessageRef, _data: &[u8]) {}
     /// A chunk whose records were read (its CRC checked or not), with its record's body.
     fn chunk(&mut self, _c: &ChunkInfo, _body: &[u8]) {}
+    /// A record outside chunks that the scan read whole and found intact, with its body: a
+    /// schema, channel, metadata, message (on a defined channel) or attachment record of the
+    /// data section (another writer's recover copies these).
+    fn record(&mut self, _offset: u64, _opcode: u8, _body: &[u8]) {}
 }
 
 /// A [`Visit`] that sees messages only.

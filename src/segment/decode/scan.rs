@@ -5,12 +5,17 @@ use std::io;
 
 use bytes::BytesMut;
 
-use super::chunk::scan_chunk;
+use super::chunk::{check_message_index, scan_chunk, take_message};
 use super::*;
 use crate::segment::source::hash_range;
 
 /// Bytes of a chunk record before its records: prefix, times, sizes, CRC, compression, length.
 pub(crate) const CHUNK_FIXED: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
+
+/// Attachment records (other writers'; framerec writes none), in the data section, and their
+/// index records in the summary.
+pub(crate) const OP_ATTACHMENT: u8 = 0x09;
+pub(crate) const OP_ATTACHMENT_INDEX: u8 = 0x0A;
 
 /// The largest record body a scan reads into memory (a chunk holds at most one write, and a
 /// frame is at most 8192 x 8192 x 2 bytes). A record that claims more is damage, not an
@@ -153,6 +158,10 @@ struct Scan<'s, S: Source + ?Sized> {
     resync: Resync<'s, S>,
     in_head: bool,
     in_summary: bool,
+    /// The messages of the last chunk read, which the message index records after it name.
+    chunk_index: Vec<(u16, u64, u64)>,
+    /// The footer says there is no summary.
+    no_summary: bool,
 }
 
 impl<'s, S: Source + ?Sized> Scan<'s, S> {
@@ -166,6 +175,8 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
             resync: Resync::new(src),
             in_head: true,
             in_summary: false,
+            chunk_index: Vec::new(),
+            no_summary: false,
         }
     }
 
@@ -175,7 +186,9 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
     }
 
     fn finish(mut self) -> SegmentContents {
-        if self.in_summary {
+        // A footer whose summary_start is 0 says the file has no summary (a recovered foreign
+        // file, a writer that keeps none): there is nothing to compare.
+        if self.in_summary && !self.no_summary {
             self.out.summary = Some(self.summary);
         }
         self.out
@@ -199,7 +212,9 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
             Err(e) => return self.damaged(at, e),
         };
         let next = at + RECORD_PREFIX as u64 + body_len;
-        let parsed = self.parses(opcode);
+        // An attachment too large to read is skipped unread, not damage (it is opaque).
+        let parsed =
+            self.parses(opcode) && !(opcode == OP_ATTACHMENT && body_len > MAX_RECORD_BYTES);
         if parsed && body_len > MAX_RECORD_BYTES {
             let what = "record is larger than framerec reads (256 MiB)";
             return self.damaged(
@@ -217,7 +232,10 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
         } else {
             &[]
         };
-        if self.leaves_head(opcode, at) && head_only {
+        self.leaves_head(opcode, at);
+        // Other writers define channels inside chunks: the head then reads on until some
+        // channel is known.
+        if head_only && !self.in_head && !self.out.channels.is_empty() {
             return Ok(Step::Stop);
         }
         let rec = Rec {
@@ -247,7 +265,9 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
     /// Whether the scan reads the body of a record of `opcode` (the others it skips unread).
     fn parses(&self, opcode: u8) -> bool {
         match opcode {
-            OP_SCHEMA | OP_CHANNEL | OP_METADATA => !self.in_summary,
+            OP_SCHEMA | OP_CHANNEL | OP_METADATA | OP_MESSAGE | OP_ATTACHMENT
+            | OP_MESSAGE_INDEX => !self.in_summary,
+            OP_HEADER | OP_DATA_END => !self.in_summary,
             OP_CHUNK | OP_CHUNK_INDEX | OP_STATISTICS | OP_FOOTER => true,
             _ => false,
         }
@@ -295,27 +315,65 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
     }
 
     /// Takes in what the record `rec` holds; `next` is where the record after it starts.
+    /// A data section record outside chunks that is intact is handed to `visit`.
     fn take_in(&mut self, rec: &Rec<'_>, next: u64, visit: &mut dyn Visit) -> io::Result<Step> {
-        match rec.opcode {
-            OP_SCHEMA if !self.in_summary => match schema(rec.body) {
-                Ok((id, name)) => {
-                    self.out.schemas.insert(id, name);
-                }
-                Err(w) => self.out.damage.push(malformed(rec, w)),
-            },
-            OP_CHANNEL if !self.in_summary => match channel(rec.body) {
-                Ok(record) => self.out.channel_record(record),
-                Err(w) => self.out.damage.push(malformed(rec, w)),
-            },
-            OP_METADATA if !self.in_summary => self.metadata(rec, next),
-            OP_CHUNK => {
-                if let Err(e) = scan_chunk(rec, &mut self.out, visit) {
-                    // Its length field may be damaged too: resync rather than trust it.
+        if self.in_summary {
+            return self.take_in_summary(rec, next);
+        }
+        let intact = match rec.opcode {
+            OP_HEADER if rec.offset == MAGIC.len() as u64 => self.header(rec),
+            OP_SCHEMA => schema(rec.body).map(|(id, name)| {
+                self.out.schemas.insert(id, name);
+            }),
+            OP_CHANNEL => channel(rec.body).map(|record| self.out.channel_record(record)),
+            OP_METADATA => self.metadata(rec, next),
+            OP_MESSAGE => {
+                // Outside chunks: an unchunked file's messages.
+                let offset = rec.offset as usize;
+                if let Err(e) = take_message(rec, rec.body, offset, &mut self.out, visit) {
                     self.out.damage.push(e);
-                    return self.resync_after(rec.offset);
+                    return Ok(Step::Read(next));
                 }
+                Ok(())
             }
-            OP_DATA_END => self.in_summary = true,
+            OP_ATTACHMENT => attachment(rec.body),
+            OP_CHUNK => {
+                match scan_chunk(rec, &mut self.out, visit) {
+                    Ok(index) => self.chunk_index = index,
+                    Err(e) => {
+                        // Its length field may be damaged too: resync rather than trust it.
+                        self.out.damage.push(e);
+                        self.chunk_index.clear();
+                        return self.resync_after(rec.offset);
+                    }
+                }
+                return Ok(Step::Read(next));
+            }
+            OP_MESSAGE_INDEX => {
+                if let Err(w) = check_message_index(rec.body, &self.chunk_index) {
+                    self.out.damage.push(malformed(rec, w));
+                }
+                return Ok(Step::Read(next));
+            }
+            OP_DATA_END => {
+                self.in_summary = true;
+                self.data_end(rec)?;
+                return Ok(Step::Read(next));
+            }
+            OP_FOOTER => return self.take_in_summary(rec, next),
+            _ => return Ok(Step::Read(next)), // indexes, padding: skipped unread
+        };
+        match intact {
+            Ok(()) if rec.opcode == OP_HEADER => {}
+            Ok(()) => visit.record(rec.offset, rec.opcode, rec.body),
+            Err(w) => self.out.damage.push(malformed(rec, w)),
+        }
+        Ok(Step::Read(next))
+    }
+
+    /// Takes in a summary section record (and the footer, wherever it is).
+    fn take_in_summary(&mut self, rec: &Rec<'_>, next: u64) -> io::Result<Step> {
+        match rec.opcode {
             OP_CHUNK_INDEX => match chunk_index(rec.body) {
                 Ok((offset, length)) => self.summary.chunk_indexes.add(offset, length),
                 Err(w) => self.out.damage.push(malformed(rec, w)),
@@ -329,22 +387,53 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
                 self.footer(rec, next)?;
                 return Ok(Step::Stop);
             }
-            _ => {} // header, schemas, indexes, padding: skipped unread
+            _ => {} // schemas, channels, indexes, offsets: skipped unread
         }
         Ok(Step::Read(next))
     }
 
-    /// framerec's metadata record (others are skipped).
-    fn metadata(&mut self, rec: &Rec<'_>, next: u64) {
+    /// The header record: its profile and library.
+    fn header(&mut self, rec: &Rec<'_>) -> R<()> {
         let mut c = Cur::new(rec.body);
-        match c.str().and_then(|name| Ok((name, string_map(&mut c)?))) {
-            Ok((METADATA_NAME, map)) => {
-                self.out.metadata = map;
-                self.out.metadata_record = Some((rec.offset, next - rec.offset));
+        let (profile, library) = (c.str()?, c.str()?);
+        self.out.profile = profile.chars().take(64).collect();
+        self.out.library = library.chars().take(64).collect();
+        Ok(())
+    }
+
+    /// The data end record: its data section CRC (when nonzero: framerec writes none) over
+    /// every byte before it. One more pass over the data section, sequential.
+    fn data_end(&mut self, rec: &Rec<'_>) -> io::Result<()> {
+        let saved = match Cur::new(rec.body).u32() {
+            Ok(v) => v,
+            Err(w) => {
+                self.out.damage.push(malformed(rec, w));
+                return Ok(());
             }
-            Ok(_) => {}
-            Err(w) => self.out.damage.push(malformed(rec, w)),
+        };
+        if saved == 0 {
+            return Ok(());
         }
+        let calculated = hash_range(self.src, 0..rec.offset)?;
+        if calculated != saved {
+            self.out.damage.push(DecodeError::BadDataCrc {
+                offset: rec.offset,
+                saved,
+                calculated,
+            });
+        }
+        Ok(())
+    }
+
+    /// A metadata record: framerec's is kept, others are only checked.
+    fn metadata(&mut self, rec: &Rec<'_>, next: u64) -> R<()> {
+        let mut c = Cur::new(rec.body);
+        let (name, map) = c.str().and_then(|name| Ok((name, string_map(&mut c)?)))?;
+        if name == METADATA_NAME {
+            self.out.metadata = map;
+            self.out.metadata_record = Some((rec.offset, next - rec.offset));
+        }
+        Ok(())
     }
 
     /// The footer: the magic must end the file right after it, and the summary's CRC (when
@@ -363,6 +452,7 @@ impl<'s, S: Source + ?Sized> Scan<'s, S> {
                 return Ok(());
             }
         };
+        self.no_summary = summary_start == 0;
         let tail_ok = self.len == next + MAGIC.len() as u64
             && self.src.read(next..self.len, &mut self.small)? == MAGIC;
         if !tail_ok {
@@ -477,7 +567,10 @@ fn is_garbage(opcode: u8) -> bool {
             | OP_CHANNEL
             | OP_METADATA
             | OP_CHUNK
+            | OP_MESSAGE
             | OP_MESSAGE_INDEX
+            | OP_ATTACHMENT
+            | OP_ATTACHMENT_INDEX
             | OP_DATA_END
             | OP_PADDING
             | OP_FOOTER

@@ -27,13 +27,16 @@ pub const V1_STREAM_NAME: &str = "depth";
 enum Role {
     Drops,
     Stream(StreamKind),
+    /// Another writer's channel: its messages are counted, not read.
+    Other,
 }
 
 fn role(schema: Option<&str>, topic: &str, encoding: &str) -> Role {
     match schema {
         Some(DROP_SCHEMA_NAME | ros2::DROP_TYPE) => Role::Drops,
         Some(accel::SCHEMA_NAME | ros2::IMU_TYPE) => Role::Stream(StreamKind::Accel),
-        Some(_) => Role::Stream(StreamKind::Image),
+        Some(DEPTH_SCHEMA_NAME | ros2::IMAGE_TYPE) => Role::Stream(StreamKind::Image),
+        Some(_) => Role::Other,
         None if topic == DROP_TOPIC && matches!(encoding, "json" | "cdr") => Role::Drops,
         None => Role::Stream(StreamKind::Image),
     }
@@ -126,16 +129,29 @@ impl StreamContents {
 impl SegmentContents {
     /// Notes a channel record: its role from its schema's name, and as a stream its name.
     pub(crate) fn channel_record(&mut self, record: ChannelRecord) {
-        let (id, schema, topic, encoding, meta) = record;
-        let schema = self.schemas.get(&schema).map(String::as_str);
-        match role(schema, &topic, &encoding) {
+        let (id, schema_id, topic, encoding, meta) = record;
+        let schema = self.schemas.get(&schema_id).map(String::as_str);
+        // Schema id 0 is "no schema": never one of framerec's channels.
+        let role = match schema_id {
+            0 => Role::Other,
+            _ => role(schema, &topic, &encoding),
+        };
+        match role {
             Role::Drops => {
                 self.drop_channel.get_or_insert(id);
             }
             Role::Stream(kind) => {
-                let name = meta.get("stream").map_or(V1_STREAM_NAME, String::as_str);
+                // No `stream` metadata: format v1's depth, or another writer's channel named
+                // by its topic.
+                let unnamed = match self.library.starts_with("framerec") || self.library.is_empty()
+                {
+                    true => V1_STREAM_NAME,
+                    false => topic.as_str(),
+                };
+                let name = meta.get("stream").map_or(unnamed, String::as_str);
                 self.add_stream(id, name, &topic, kind);
             }
+            Role::Other => {}
         }
         self.channels.insert(id, (topic, encoding));
         self.channel_metadata.insert(id, meta);
@@ -146,7 +162,7 @@ impl SegmentContents {
     pub(crate) fn is_drop_channel(&self, channel: u16) -> bool {
         match self.drop_channel {
             Some(id) => id == channel,
-            None => channel == DROP_CHANNEL_ID && self.stream_index(channel).is_none(),
+            None => channel == DROP_CHANNEL_ID && !self.channels.contains_key(&channel),
         }
     }
 
@@ -199,6 +215,19 @@ impl SegmentContents {
         let room = MAX_RUNS - (self.runs_kept - before);
         s.frames.push_within(seq, log_time, room);
         self.runs_kept = self.runs_kept - before + s.frames.runs().len();
+    }
+
+    /// Notes a message at `log_time` on `channel`, a channel that is neither a stream nor
+    /// the drop channel.
+    pub(super) fn other_message(&mut self, channel: u16, log_time: u64) {
+        *self.channel_messages.entry(channel).or_insert(0) += 1;
+        let t = self
+            .channel_times
+            .entry(channel)
+            .or_insert((log_time, log_time));
+        *t = (t.0.min(log_time), t.1.max(log_time));
+        self.start_time_ns = Some(self.start_time_ns.map_or(log_time, |t| t.min(log_time)));
+        self.end_time_ns = Some(self.end_time_ns.map_or(log_time, |t| t.max(log_time)));
     }
 
     pub(super) fn message(&mut self, stream: usize, m: &MessageRef) {

@@ -1,6 +1,10 @@
 //! Verification of segments and whole recordings: intact chunks, a summary that matches the
 //! data, well-formed images, and sequence continuity where every missing frame is explained by a
 //! drop notice.
+//!
+//! Another writer's file gets every check that applies to any MCAP file (structure, CRCs,
+//! summary, message indexes, images on `foxglove.RawImage` channels); the framerec checks it
+//! cannot have are named in [`SegmentReport::not_checked`], and continuity is not checked.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -121,6 +125,10 @@ pub struct SegmentReport {
     /// Each stream's frames and drops (the top-level `frames` and `dropped` are their totals,
     /// `first_seq` and `last_seq` the first stream's).
     pub streams: Vec<StreamReport>,
+    /// framerec's checks that could not be applied: the segment is another writer's (see
+    /// [`not_checked`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<&'static str>,
     /// The first [`MAX_LISTED`] problems.
     pub problems: Vec<Problem>,
     /// Problems found beyond those listed.
@@ -362,15 +370,31 @@ fn report(
         bytes: len,
         finalized: contents.finalized,
         chunks: contents.chunks.count as usize,
-        frames: contents.messages(),
+        frames: contents.stream_messages(),
         first_seq: streams.first().and_then(|s| s.first_seq),
         last_seq: streams.first().and_then(|s| s.last_seq),
         start_time_ns: contents.start_time_ns,
         end_time_ns: contents.end_time_ns,
         dropped,
         streams,
+        not_checked: not_checked(&contents),
         problems: problems.list,
         problems_not_listed: problems.more,
         contents,
     }
+}
+
+/// The checks framerec makes of its own segments that it cannot make of `contents`: another
+/// writer's file has no drop notices to explain gaps in sequence numbers, and framerec does
+/// not know the content of channels whose schema it does not write. Structure, chunk CRCs, the
+/// data section and summary CRCs, and the summary's counts are checked all the same.
+pub fn not_checked(contents: &SegmentContents) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if contents.is_foreign() {
+        out.push("sequence continuity against drop notices (not a framerec file)");
+    }
+    if contents.has_other_channels() {
+        out.push("message content of channels whose schema framerec does not write");
+    }
+    out
 }
