@@ -47,7 +47,7 @@ fn stderr(o: &std::process::Output) -> String {
 fn frames(dir: &Path) -> Vec<u64> {
     let msgs = common::read_with_mcap_crate(dir);
     msgs.iter()
-        .map(|(_, _, device_ns, img)| {
+        .map(|(_, _, _, device_ns, img)| {
             let first = u16::from_le_bytes([img.data[0], img.data[1]]) as u64;
             // Frame k starts at (k * 7) & 0x7ff and counts up by one per sample.
             for (i, pair) in img.data.chunks_exact(2).enumerate().step_by(997) {

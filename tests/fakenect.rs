@@ -5,6 +5,8 @@
 //! device timestamps and bytes. Needs `cc`, libfreenect-dev and libfreenect-bin (tests/run
 //! installs them).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -575,6 +577,7 @@ fn mcap_streams(rec: &Path) -> std::collections::BTreeMap<String, Vec<(u64, Vec<
     segments.sort();
     for path in segments {
         let bytes = std::fs::read(&path).unwrap();
+        let device = common::device_clock(&bytes);
         for m in mcap::MessageStream::new(&bytes).unwrap() {
             let m = m.unwrap();
             let Some(stream) = m.channel.metadata.get("stream") else {
@@ -582,7 +585,7 @@ fn mcap_streams(rec: &Path) -> std::collections::BTreeMap<String, Vec<(u64, Vec<
             };
             let seqs = out.entry(stream.clone()).or_default();
             assert_eq!(m.sequence as usize, seqs.len(), "{stream}: gap-free");
-            seqs.push((m.publish_time, m.data.to_vec()));
+            seqs.push((device(&m), m.data.to_vec()));
         }
     }
     out

@@ -34,12 +34,13 @@ fn frame(seq: u64) -> Vec<u8> {
     out
 }
 
-/// The device time (MCAP publish_time) and payload of every frame in a recording.
+/// The raw device time (publish_time less the recorded clock offset) and payload of every frame
+/// in a recording.
 fn recorded(dir: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
     let frames = common::read_with_mcap_crate(dir);
     frames
         .into_iter()
-        .map(|(_, _, publish_ns, img)| (publish_ns, img.data))
+        .map(|(_, _, _, device_ns, img)| (device_ns, img.data))
         .collect()
 }
 

@@ -17,7 +17,7 @@ fn assert_all_frames_exact(dir: &std::path::Path, cfg: &framerec::config::Config
     let msgs = read_with_mcap_crate(dir);
     assert_eq!(msgs.len() as u64, frames);
     let mut last_time = 0;
-    for (i, (seq, log_time, _publish, img)) in msgs.iter().enumerate() {
+    for (i, (seq, log_time, publish, _device, img)) in msgs.iter().enumerate() {
         assert_eq!(*seq as usize, i, "frames in sequence order, none missing");
         assert!(*log_time >= last_time, "log_time is monotonic");
         last_time = *log_time;
@@ -27,11 +27,19 @@ fn assert_all_frames_exact(dir: &std::path::Path, cfg: &framerec::config::Config
         );
         assert_eq!(img.encoding, "16UC1");
         assert_eq!(img.frame_id, s.frame_id);
+        // The image's timestamp is its publish time: the device clock anchored to host
+        // realtime at the first frame (so frame 0's is its log time).
         let ts = img.timestamp.unwrap();
         assert_eq!(
             ts.seconds as u64 * 1_000_000_000 + ts.nanos as u64,
-            *log_time
+            *publish
         );
+        if i == 0 {
+            assert_eq!(
+                *publish, *log_time,
+                "the first frame anchors the device clock"
+            );
+        }
         assert!(
             img.data == expected_frame(s.seed, *seq as u64, s.width, s.height),
             "frame {seq} differs"
@@ -247,7 +255,7 @@ fn paced_source_keeps_its_rate_with_no_drops() {
         report.elapsed
     );
     let msgs = read_with_mcap_crate(&dir);
-    let span_ns = msgs.last().unwrap().2 - msgs.first().unwrap().2;
+    let span_ns = msgs.last().unwrap().3 - msgs.first().unwrap().3;
     assert_eq!(
         span_ns,
         44 * 1_000_000_000 / 30,

@@ -40,7 +40,7 @@ struct Accelerometer {
 /// What the file holds of one topic.
 #[derive(Default, Debug)]
 struct Topic {
-    /// (sequence, publish_time) in file order.
+    /// (sequence, raw device time) in file order.
     frames: Vec<(u64, u64)>,
     /// Frames its drop notices name, by reason.
     dropped: BTreeMap<String, u64>,
@@ -52,6 +52,7 @@ fn read_recording(dir: &Path, mut check: impl FnMut(&str, u64, &[u8])) -> BTreeM
     let mut topics: BTreeMap<String, Topic> = BTreeMap::new();
     for path in segments(dir) {
         let bytes = std::fs::read(&path).unwrap();
+        let device = common::device_clock(&bytes);
         let mut last = 0;
         for m in mcap::MessageStream::new(&bytes).unwrap() {
             let m = m.unwrap();
@@ -74,7 +75,7 @@ fn read_recording(dir: &Path, mut check: impl FnMut(&str, u64, &[u8])) -> BTreeM
             }
             check(&m.channel.topic, m.sequence as u64, &m.data);
             let topic = topics.entry(m.channel.topic.clone()).or_default();
-            topic.frames.push((m.sequence as u64, m.publish_time));
+            topic.frames.push((m.sequence as u64, device(&m)));
         }
     }
     topics

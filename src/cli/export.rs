@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use framerec::segment::{
-    FileSource, MessageRef, SegmentContents, StreamKind, V1_STREAM_NAME, decode_accel,
+    FileSource, MessageRef, SegmentContents, StreamKind, V1_STREAM_NAME, clock, decode_accel,
     decode_raw_image, parse_source, scan_head,
 };
 use framerec::store::lock::{LOCK_FILE, lock_dir};
@@ -120,14 +120,18 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
 /// memory at a time); the first error `visit` returns ends its work and is returned. Another
 /// writer's frames are numbered by their place in the file (0, 1, ...), since their MCAP
 /// sequence numbers need not be unique (rosbag2 and many writers leave them 0).
+///
+/// `visit` also gets the frame's raw device time: its `publish_time` taken back by the clock
+/// offset the segment's tail records (see [`framerec::segment::clock`]).
 fn each_frame(
     path: &Path,
     stream: &str,
-    mut visit: impl FnMut(&MessageRef, &[u8]) -> anyhow::Result<()>,
+    mut visit: impl FnMut(&MessageRef, u64, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<SegmentContents> {
     let cannot = || format!("cannot read {}", path.display());
     let src = FileSource::open(path).with_context(cannot)?;
     let head = scan_head(&src).with_context(cannot)?;
+    let clock = clock::DeviceClock::of(&head.metadata, &clock::read_offsets(&src), stream);
     let index = head.streams.iter().position(|s| s.name == stream);
     let foreign = head.is_foreign();
     let mut place = 0u32;
@@ -148,7 +152,7 @@ fn each_frame(
             }
             false => m,
         };
-        if let Err(e) = visit(m, data) {
+        if let Err(e) = visit(m, clock.device_ns(m.publish_time), data) {
             failed = Some(e);
         }
     })
@@ -247,6 +251,7 @@ struct FrameOut<'a> {
 fn export_frame(
     args: &Args,
     m: &MessageRef,
+    device_ns: u64,
     data: &[u8],
     index: &mut String,
     csv: &mut Option<std::io::BufWriter<std::fs::File>>,
@@ -255,7 +260,7 @@ fn export_frame(
     let mut out = FrameOut {
         seq: m.sequence as u64,
         log_time: m.log_time,
-        device_ns: m.publish_time,
+        device_ns,
         colour: false,
         width: 0,
         height: 0,
@@ -378,7 +383,7 @@ fn first_log_time(args: &Args, files: &[PathBuf], stream: &str) -> anyhow::Resul
     let mut t0 = None;
     if args.start.is_some() || args.end.is_some() {
         for f in files {
-            let c = each_frame(f, stream, |_, _| Ok(()))?;
+            let c = each_frame(f, stream, |_, _, _| Ok(()))?;
             if let Some(t) = c.start_time_ns {
                 t0 = Some(t0.map_or(t, |t0: u64| t0.min(t)));
             }
@@ -420,7 +425,7 @@ fn count_selected(
     let mut counts = Vec::with_capacity(files.len());
     for f in files {
         let mut n = 0u64;
-        each_frame(f, stream, |m, data| {
+        each_frame(f, stream, |m, _, data| {
             if selection.contains(m) {
                 n += 1;
                 if fakenect {
@@ -464,9 +469,9 @@ fn write_selected(
     let mut index = String::new();
     let mut csv = open_csv(args)?;
     for f in files {
-        each_frame(f, stream, |m, data| {
+        each_frame(f, stream, |m, device_ns, data| {
             if selection.contains(m) {
-                export_frame(args, m, data, &mut index, &mut csv)?;
+                export_frame(args, m, device_ns, data, &mut index, &mut csv)?;
                 written += 1;
                 bar.inc(1);
             }

@@ -95,9 +95,10 @@ pub fn verify_dir(dir: &Path) -> RecordingReport {
     verify_recording(reports, true)
 }
 
-/// Every depth message in the recording, read with the `mcap` crate:
-/// (sequence, log_time, publish_time, decoded image), in file order.
-pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, RawImage)> {
+/// Every depth message in the recording, read with the `mcap` crate: (sequence, log_time,
+/// publish_time, raw device time, decoded image), in file order. The device time is the
+/// publish time less the clock offset the segment's tail records (`framerec.clock`).
+pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, u64, RawImage)> {
     use prost::Message as _;
     let mut out = Vec::new();
     for path in segments(dir) {
@@ -106,6 +107,7 @@ pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, RawImage)> {
             .unwrap()
             .expect("segment has a summary");
         let stats = summary.stats.expect("summary has statistics");
+        let device = device_clock(&bytes);
         let mut count = 0;
         for msg in mcap::MessageStream::new(&bytes).unwrap() {
             let msg = msg.unwrap();
@@ -117,7 +119,13 @@ pub fn read_with_mcap_crate(dir: &Path) -> Vec<(u32, u64, u64, RawImage)> {
                 "foxglove.RawImage"
             );
             let img = RawImage::decode(&msg.data[..]).unwrap();
-            out.push((msg.sequence, msg.log_time, msg.publish_time, img));
+            out.push((
+                msg.sequence,
+                msg.log_time,
+                msg.publish_time,
+                device(&msg),
+                img,
+            ));
             count += 1;
         }
         assert_eq!(
@@ -338,4 +346,22 @@ pub fn mcap_doctor(file: &Path) -> std::process::Output {
         .arg(file)
         .output()
         .unwrap_or_else(|e| panic!("{} runs: {e}", cli.display()))
+}
+
+/// The raw device time of a message of the segment `bytes`: its publish time less its stream's
+/// clock offset, as the segment's tail records it (see `framerec::segment::clock`). Panics when
+/// the segment has no clock record for the stream.
+pub fn device_clock(bytes: &[u8]) -> impl Fn(&mcap::Message) -> u64 + use<> {
+    let offsets = framerec::segment::clock::read_offsets(bytes);
+    move |m: &mcap::Message| {
+        let stream = m
+            .channel
+            .metadata
+            .get("stream")
+            .map_or("depth", String::as_str);
+        let offset = offsets
+            .get(stream)
+            .unwrap_or_else(|| panic!("no clock offset for {stream}: {offsets:?}"));
+        (m.publish_time as i128 - *offset as i128) as u64
+    }
 }

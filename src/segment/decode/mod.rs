@@ -45,6 +45,7 @@ mod ros2;
 mod runs;
 mod scan;
 mod streams;
+mod tail;
 
 pub use fields::{AccelRef, RawImageRef, decode_accel, decode_raw_image};
 pub(crate) use fields::{
@@ -58,6 +59,7 @@ pub use scan::{
     segment_chunks, segment_messages, source_has_intact_chunk,
 };
 pub use streams::{StreamContents, StreamKind, V1_STREAM_NAME};
+pub use tail::indexed_metadata;
 
 /// What is wrong at a place in a segment file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

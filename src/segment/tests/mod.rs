@@ -111,3 +111,39 @@ fn drop_range(first: u64, last: u64) -> DropRange {
         time_ns: 5,
     }
 }
+
+/// A finished segment of three frames whose tail carries a clock record (depth: offset -42),
+/// as the writer closes one.
+pub(crate) fn segment_with_clock() -> Vec<u8> {
+    let stream = stream(8, 2);
+    let meta = SegmentMeta {
+        recording_id: "test".into(),
+        segment_id: 0,
+        streams: vec![stream.clone()],
+    };
+    let (mut file, head) = encode_segment_head(&meta, false);
+    let mut frames: Vec<Frame> = (0..3).map(|s| frame(s, stream.frame_bytes())).collect();
+    let layout = encode_frame_batch(
+        &mut frames,
+        file.len() as u64,
+        std::slice::from_ref(&stream),
+        false,
+    );
+    for f in &frames {
+        file.extend_from_slice(&f.buf.region()[f.span.0..f.span.1]);
+    }
+    let offsets = std::collections::BTreeMap::from([(0usize, -42i64)]);
+    let extra: Vec<TailMetadata> = clock::clock_metadata(&meta.streams, &offsets)
+        .into_iter()
+        .collect();
+    let tail = encode_tail(
+        file.len() as u64,
+        &layout.chunks,
+        &meta.streams,
+        &head,
+        &extra,
+        false,
+    );
+    file.extend_from_slice(&tail);
+    file
+}
