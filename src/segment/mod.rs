@@ -59,7 +59,8 @@
 //!   notices, never both.
 //! - A frame message's MCAP `sequence` is the frame's [`FrameSeq`](crate::frame::FrameSeq) in its
 //!   stream (low 32 bits), `log_time` its host realtime capture stamp, `publish_time` its device
-//!   time.
+//!   time anchored to host realtime at the stream's first frame of the run; each segment's tail
+//!   records the anchoring offsets (see [`clock`]), so the raw device time can be taken back.
 //! - Its data is a `foxglove.RawImage` (or, for the accelerometer, a `framerec.Accelerometer`,
 //!   see [`accel`]) whose last field is the payload (followed only by slack with O_DIRECT), so
 //!   the payload is written straight from the frame buffer.
