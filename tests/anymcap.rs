@@ -214,6 +214,14 @@ fn verify_and_info_read_a_rosbags_bag_file() {
     for topic in ["/chatter", "/cam"] {
         assert!(t.contains(&format!("{topic} (cdr), 40 messages")), "{t}");
     }
+    // The bag directory itself (metadata.yaml and bag.mcap): its MCAP files are read.
+    let bag = path.parent().unwrap().to_str().unwrap();
+    let o = framerec(&["verify", bag]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = framerec(&["info", bag]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("/cam (cdr), 40 messages"), "{t}");
 }
 
 #[test]

@@ -201,10 +201,18 @@ pub fn all_segment_paths(path: &std::path::Path) -> anyhow::Result<Vec<std::path
 
 fn listing(path: &std::path::Path) -> anyhow::Result<Vec<(u64, std::path::PathBuf)>> {
     if path.is_dir() {
-        let segments = framerec::sink::existing_segments(path)?;
+        let mut segments = framerec::sink::existing_segments(path)?;
+        if segments.is_empty() {
+            // Another writer's directory (a rosbag2 bag: metadata.yaml and name_0.mcap, ...):
+            // its MCAP files in name order, none of them framerec's segment 0.
+            segments = other_mcap_files(path)?
+                .into_iter()
+                .map(|p| (u64::MAX, p))
+                .collect();
+        }
         anyhow::ensure!(
             !segments.is_empty(),
-            "{} holds no segments (*.mcap named by segment id)",
+            "{} holds no segments (*.mcap files)",
             path.display()
         );
         Ok(segments)
@@ -212,6 +220,20 @@ fn listing(path: &std::path::Path) -> anyhow::Result<Vec<(u64, std::path::PathBu
         anyhow::ensure!(path.exists(), "{} does not exist", path.display());
         Ok(vec![(u64::MAX, path.to_path_buf())])
     }
+}
+
+/// The `*.mcap` files of `dir` (not in subdirectories), sorted by name.
+fn other_mcap_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use anyhow::Context as _;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        if path.extension().is_some_and(|e| e == "mcap") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The segments of `path` for a reader: when a recorder is writing the directory, its newest
