@@ -88,6 +88,12 @@ pub fn accel_csv_row(seq: u64, log_time_ns: u64, device_ns: u64, raw: &[u8]) -> 
     ))
 }
 
+/// One CSV row of a reading known only as acceleration (a ros2 profile's `sensor_msgs/Imu`
+/// keeps no raw reading): the tilt columns are left empty.
+pub fn accel_csv_row_of(seq: u64, log_time_ns: u64, device_ns: u64, [x, y, z]: [f64; 3]) -> String {
+    format!("{seq},{log_time_ns},{device_ns},{x},{y},{z},,\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

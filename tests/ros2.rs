@@ -182,6 +182,37 @@ fn doctor_rosbags_convert_and_framerec_tools_accept_it() {
         stream_totals(&report, "depth").0,
         "a PNG per depth frame"
     );
+    // The accelerometer as CSV: acceleration from the Imu, tilt columns empty (not kept).
+    let csv_dir = tmp.path().join("csv");
+    let export = framerec(&[
+        "export",
+        "--stream",
+        "accel",
+        "--format",
+        "csv",
+        "--out",
+        csv_dir.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "export csv: {}", text(&export));
+    let csv = std::fs::read_dir(&csv_dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(
+        rows.len() as u64,
+        stream_totals(&report, "accel").0,
+        "{csv}"
+    );
+    for row in &rows {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols.len(), 8, "{row}");
+        let z: f64 = cols[5].parse().unwrap();
+        assert!(z.is_finite(), "{row}");
+        assert_eq!((cols[6], cols[7]), ("", ""), "{row}");
+    }
 
     // recover rebuilds the directory's metadata.yaml from the segments.
     let yaml = dir.join("metadata.yaml");

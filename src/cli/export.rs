@@ -244,6 +244,8 @@ struct FrameOut<'a> {
     width: u32,
     height: u32,
     data: &'a [u8],
+    /// An accelerometer reading with no raw bytes (a ros2 profile's `Imu`): x, y, z in m/s^2.
+    accel: Option<[f64; 3]>,
 }
 
 /// Writes frame `m` (its data `data`) to `args.out`: an image file, or (accelerometer) a row
@@ -265,9 +267,14 @@ fn export_frame(
         width: 0,
         height: 0,
         data,
+        accel: None,
     };
     if csv.is_some() {
-        out.data = decode_accel(data).map_err(bad)?.raw;
+        let a = decode_accel(data).map_err(bad)?;
+        out.data = a.raw;
+        if a.raw.is_empty() {
+            out.accel = Some([a.x, a.y, a.z]);
+        }
     } else {
         let img = decode_raw_image(data).map_err(bad)?;
         out.colour = img.encoding == "rgb8";
@@ -285,8 +292,11 @@ fn write_frame(
     csv: &mut Option<std::io::BufWriter<std::fs::File>>,
 ) -> anyhow::Result<()> {
     if let Some(csv) = csv {
-        let row = framerec::export::accel_csv_row(f.seq, f.log_time, f.device_ns, f.data)
-            .ok_or_else(|| anyhow::anyhow!("frame {}: raw reading is not 12 bytes", f.seq))?;
+        let row = match f.accel {
+            Some(xyz) => framerec::export::accel_csv_row_of(f.seq, f.log_time, f.device_ns, xyz),
+            None => framerec::export::accel_csv_row(f.seq, f.log_time, f.device_ns, f.data)
+                .ok_or_else(|| anyhow::anyhow!("frame {}: raw reading is not 12 bytes", f.seq))?,
+        };
         csv.write_all(row.as_bytes())
             .with_context(|| format!("cannot write {ACCEL_CSV}"))?;
         return Ok(());

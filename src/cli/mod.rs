@@ -227,7 +227,9 @@ fn other_mcap_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::Path
     use anyhow::Context as _;
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
         if path.extension().is_some_and(|e| e == "mcap") && path.is_file() {
             files.push(path);
         }

@@ -99,6 +99,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             width: stream.width,
             height: stream.height,
             data: &buf,
+            accel: None,
         };
         write_frame(args, &out, &mut index, &mut csv)?;
         bar.inc(1);
