@@ -222,6 +222,21 @@ fn verify_and_info_read_a_rosbags_bag_file() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("/cam (cdr), 40 messages"), "{t}");
+    // rosbag2 leaves every sequence number 0: the frames are counted by place, not as one.
+    assert!(t.contains("/cam: 40 frames (seq 0..=39)"), "{t}");
+    // stats reads interval logs: an MCAP file is refused with a sentence, not read as lines.
+    let o = framerec(&["stats", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is an MCAP recording, not an interval log"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("skipped an unreadable line"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
             let meta = c.channel_metadata.get(&s.channel)?;
             if !meta.contains_key("encoding") {
                 // Another writer's channel: the encoding and size are in each message.
-                return Some("foxglove.RawImage (encoding and size in each message)".into());
+                return Some("image (encoding and size in each message)".into());
             }
             let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
             Some(format!(

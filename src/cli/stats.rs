@@ -237,8 +237,28 @@ fn offline(path: &std::path::Path, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A file that starts with the MCAP magic.
+fn is_mcap_file(path: &std::path::Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 8];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && magic == framerec::segment::MAGIC
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.path {
+        if is_mcap_file(path) {
+            anyhow::bail!(
+                "{} is an MCAP recording, not an interval log: `framerec stats` reads the latency \
+                 interval logs (*.hlog) a recorder writes beside its segments; `framerec info {}` \
+                 describes the file's channels and messages",
+                path.display(),
+                path.display()
+            );
+        }
         return offline(path, &args);
     }
     let path = args

@@ -66,6 +66,8 @@ pub struct StreamContents {
     pub max_dropped: Option<u64>,
     /// The lowest frame a drop notice names, kept or not.
     pub min_dropped: Option<u64>,
+    /// Its messages read.
+    pub messages: u64,
 }
 
 impl StreamContents {
@@ -82,6 +84,7 @@ impl StreamContents {
             dropped_not_kept: BTreeMap::new(),
             max_dropped: None,
             min_dropped: None,
+            messages: 0,
         }
     }
 
@@ -231,11 +234,20 @@ impl SegmentContents {
     }
 
     pub(super) fn message(&mut self, stream: usize, m: &MessageRef) {
-        self.push_frame(stream, m.sequence as u64, m.log_time);
-        if let Some(s) = self.streams.get_mut(stream)
-            && s.first_message.is_none()
-        {
-            s.first_message = Some(m.clone());
+        // Another writer's frames are numbered by their place in the stream: their MCAP
+        // sequence numbers need not be unique (rosbag2 and many writers leave them 0).
+        let foreign = self.is_foreign();
+        if let Some(s) = self.streams.get_mut(stream) {
+            let seq = if foreign {
+                s.messages
+            } else {
+                m.sequence as u64
+            };
+            s.messages += 1;
+            if s.first_message.is_none() {
+                s.first_message = Some(m.clone());
+            }
+            self.push_frame(stream, seq, m.log_time);
         }
         *self.channel_messages.entry(m.channel).or_insert(0) += 1;
         self.start_time_ns = Some(self.start_time_ns.map_or(m.log_time, |t| t.min(m.log_time)));
