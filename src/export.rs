@@ -2,6 +2,8 @@
 //! colour as PPM (`P6`) and RGB PNG, accelerometer readings as CSV rows. Pure code: samples
 //! in, file bytes out.
 
+pub mod colormap;
+
 /// Little-endian `u16` samples (as recorded) to big-endian bytes (as PGM and PNG store them).
 fn big_endian(samples_le: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(samples_le.len());

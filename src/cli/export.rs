@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use framerec::export::colormap::DepthRange;
 use framerec::segment::{
     FileSource, MessageRef, SegmentContents, StreamKind, V1_STREAM_NAME, clock, decode_accel,
     decode_raw_image, parse_source, scan_head,
@@ -76,6 +77,14 @@ pub struct Args {
     /// Last frame sequence number to export.
     #[arg(long)]
     to_seq: Option<u64>,
+    /// Depth as PNG through a colour map (8-bit RGB), to look at: samples of 0 (no reading)
+    /// black. Without it a depth PNG holds the raw 16-bit samples.
+    #[arg(long, value_enum)]
+    colormap: Option<framerec::export::colormap::Colormap>,
+    /// The samples at the colour map's ends: `MIN:MAX` (e.g. `400:1100` for a Kinect's
+    /// 11-bit disparity of a room), or `auto`, each frame's own nonzero span [default: auto].
+    #[arg(long, requires = "colormap")]
+    range: Option<framerec::export::colormap::DepthRange>,
     /// Skip frames captured earlier than this after the recording's first frame (e.g. `10s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     start: Option<Duration>,
@@ -123,7 +132,7 @@ fn check_out(args: &Args) -> anyhow::Result<()> {
 ///
 /// `visit` also gets the frame's raw device time: its `publish_time` taken back by the clock
 /// offset the segment's tail records (see [`framerec::segment::clock`]).
-fn each_frame(
+pub(super) fn each_frame(
     path: &Path,
     stream: &str,
     mut visit: impl FnMut(&MessageRef, u64, &[u8]) -> anyhow::Result<()>,
@@ -232,6 +241,13 @@ fn check_format(args: &Args, name: &str, frames: Frames) -> anyhow::Result<()> {
             args.format
         );
     }
+    if args.colormap.is_some() && (frames != Frames::Depth || args.format != Format::Png) {
+        bail!(
+            "--colormap colours depth exported as png; stream {name} is {frames:?} frames, \
+             exported as {:?}",
+            args.format
+        );
+    }
     Ok(())
 }
 
@@ -325,7 +341,14 @@ fn write_frame(
         ),
         Format::Png => (
             format!("{:010}.png", f.seq),
-            framerec::export::png16(f.width, f.height, f.data)?,
+            match args.colormap {
+                Some(map) => {
+                    let range = args.range.unwrap_or(DepthRange::Auto);
+                    let rgb = framerec::export::colormap::depth_to_rgb(f.data, map, range);
+                    framerec::export::png_rgb8(f.width, f.height, &rgb)?
+                }
+                None => framerec::export::png16(f.width, f.height, f.data)?,
+            },
         ),
         Format::Fakenect => (
             framerec::export::fakenect_depth_name(f.log_time, f.device_ns),

@@ -24,6 +24,7 @@ mod check_config;
 mod defaults;
 mod export;
 mod info;
+mod preview;
 mod record;
 pub mod recover;
 mod stats;
@@ -68,6 +69,8 @@ enum Command {
     Export(export::Args),
     /// Validate a configuration file without recording.
     CheckConfig(check_config::Args),
+    /// Draw a contact sheet (PNG) of evenly spaced frames of an image stream.
+    Preview(preview::Args),
     /// Write the manual pages: framerec(1), one per subcommand, framerec.toml(5).
     Man(assets::ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(a) => check_config::run(a),
         Command::Export(a) => export::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Preview(a) => preview::run(a),
         Command::Man(a) => assets::man(a),
         Command::Completions(a) => assets::completions(a),
     }
