@@ -119,6 +119,29 @@ fn three_streams_verify_per_stream_and_info_describes_each() {
     assert!(out.contains("stream depth: 16UC1 64x48"), "{out}");
     assert!(out.contains("stream color: rgb8 64x48"), "{out}");
     assert!(out.contains("stream accel: accelerometer"), "{out}");
+    // Each stream's rate, span, dates and payload, from its frames' log times.
+    assert_eq!(out.matches("frames/s measured, ").count(), 3, "{out}");
+    assert_eq!(out.matches("\n  start 20").count(), 3, "{out}");
+    assert_eq!(out.matches(" UTC (").count(), 6, "{out}");
+    let depth = &report["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "depth")
+        .unwrap();
+    let (a, b) = (
+        depth["first_time_ns"].as_u64().unwrap(),
+        depth["last_time_ns"].as_u64().unwrap(),
+    );
+    assert!(a < b, "{depth}");
+    let bytes = streams["depth"].0 * WIDTH as u64 * HEIGHT as u64 * 2;
+    assert!((1_000_000..1_000_000_000).contains(&bytes), "{bytes}");
+    let want = format!(
+        "{:.3} s, {:.1} MB of payload",
+        (b - a) as f64 / 1e9,
+        bytes as f64 / 1e6
+    );
+    assert!(out.contains(&want), "{want}: {out}");
 }
 
 /// `info` named each stream twice (its heading, then a verify-style line repeating it).

@@ -48,6 +48,73 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
         .unwrap_or_else(|| "image".into())
 }
 
+/// A stream's payload bytes: its frames times a frame's size (from its channel's metadata in
+/// the first segment that has it; an accelerometer reading is 12 bytes; 0 when unknown).
+fn payload_bytes(report: &RecordingReport, st: &StreamReport) -> u64 {
+    let frame_bytes = match st.kind {
+        StreamKind::Accel => framerec::segment::accel::RAW_BYTES as u64,
+        StreamKind::Image => report
+            .segments
+            .iter()
+            .map(|s| &s.contents)
+            .find_map(|c| {
+                let m = c.channel_metadata.get(&c.stream(&st.name)?.channel)?;
+                let get = |k: &str| m.get(k)?.parse::<u64>().ok();
+                let per_pixel = if m.get("encoding")? == "rgb8" { 3 } else { 2 };
+                Some(get("width")? * get("height")? * per_pixel)
+            })
+            .unwrap_or(0),
+    };
+    st.frames.saturating_mul(frame_bytes)
+}
+
+/// `bytes` in the largest decimal unit that keeps a whole number in front: `2.4 kB`, `36.9 MB`.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
+    }
+}
+
+/// `ns` since the Unix epoch as a date, in UTC and in the local time zone.
+fn dates(ns: u64) -> (String, String) {
+    use chrono::{DateTime, Local, Utc};
+    let utc = DateTime::<Utc>::from_timestamp_nanos(ns.min(i64::MAX as u64) as i64);
+    (
+        utc.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        utc.with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S%.3f %Z")
+            .to_string(),
+    )
+}
+
+/// The stream's rate measured from its frames' log times, its start and end as dates, its
+/// duration, and its payload size and rate.
+fn timing(report: &RecordingReport, st: &StreamReport) -> Option<String> {
+    let (a, b) = (st.first_time_ns?, st.last_time_ns?);
+    let bytes = payload_bytes(report, st);
+    let duration = secs(b - a);
+    let rate = if duration > 0.0 && st.frames > 1 {
+        format!("{:.2} frames/s", (st.frames - 1) as f64 / duration)
+    } else {
+        "- frames/s".into()
+    };
+    let per_second = if duration > 0.0 {
+        format!("{}/s", size((bytes as f64 / duration) as u64))
+    } else {
+        "- B/s".into()
+    };
+    let ((start_utc, start_local), (end_utc, end_local)) = (dates(a), dates(b));
+    Some(format!(
+        "  {rate} measured, {duration:.3} s, {} of payload ({per_second})\n  \
+         start {start_utc} ({start_local})\n  end   {end_utc} ({end_local})",
+        size(bytes)
+    ))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if framerec::store::fakenect::is_layout(&args.path) {
         return dump::run(&args.path);
@@ -103,10 +170,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for s in &live {
         outln!("{}", super::verify::segment_line(s, "being written"));
     }
-    // The stream's name heads its section once; the line under it has the rest.
+    // The stream's name heads its section once; the lines under it have the rest.
     for st in &report.streams {
         outln!("stream {}: {}", st.name, describe(report, st));
         outln!("  {}: {}", st.topic, super::verify::stream_counts(st));
+        if let Some(line) = timing(report, st) {
+            outln!("{line}");
+        }
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();

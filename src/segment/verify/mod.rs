@@ -100,6 +100,21 @@ pub struct StreamReport {
     pub last_seq: Option<u64>,
     /// Frames named in drop notices, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Log times of its first and last frames.
+    pub first_time_ns: Option<u64>,
+    pub last_time_ns: Option<u64>,
+}
+
+/// The earliest first and latest last log time of `runs`.
+pub(crate) fn time_span<'a>(
+    runs: impl IntoIterator<Item = &'a crate::segment::SeqRun>,
+) -> (Option<u64>, Option<u64>) {
+    runs.into_iter().fold((None, None), |(a, b), r| {
+        (
+            Some(a.map_or(r.first_time, |a: u64| a.min(r.first_time))),
+            Some(b.map_or(r.last_time, |b: u64| b.max(r.last_time))),
+        )
+    })
 }
 
 impl Serialize for Problem {
@@ -351,14 +366,19 @@ fn report(
     let streams: Vec<StreamReport> = contents
         .streams
         .iter()
-        .map(|s| StreamReport {
-            name: s.name.clone(),
-            topic: s.topic.clone(),
-            kind: s.kind,
-            frames: s.frames.frames(),
-            first_seq: s.frames.min(),
-            last_seq: s.frames.max(),
-            dropped: s.dropped(),
+        .map(|s| {
+            let (first_time_ns, last_time_ns) = time_span(s.frames.runs());
+            StreamReport {
+                name: s.name.clone(),
+                topic: s.topic.clone(),
+                kind: s.kind,
+                frames: s.frames.frames(),
+                first_seq: s.frames.min(),
+                last_seq: s.frames.max(),
+                dropped: s.dropped(),
+                first_time_ns,
+                last_time_ns,
+            }
         })
         .collect();
     let mut dropped = BTreeMap::new();

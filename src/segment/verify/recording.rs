@@ -25,6 +25,18 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
     let several = names.len() > 1;
     let mut streams = Vec::with_capacity(names.len());
     let mut missing = BTreeMap::new();
+    // Each stream's time span, before its runs are taken for the continuity check.
+    let spans: BTreeMap<String, (Option<u64>, Option<u64>)> = names
+        .iter()
+        .map(|(name, _, _)| {
+            let runs = segments
+                .iter()
+                .flat_map(|s| &s.contents.streams)
+                .filter(|s| s.name == *name)
+                .flat_map(|s| s.frames.runs());
+            (name.clone(), super::time_span(runs))
+        })
+        .collect();
     if complete {
         for (name, topic, kind) in &names {
             let mut runs: Vec<SeqRun> = Vec::new();
@@ -50,12 +62,13 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
                 found.list.into_iter().map(|p| p.of_stream(name, several)),
                 found.more,
             );
-            streams.push(summary(name, topic, *kind, &c));
+            streams.push(summary(name, topic, *kind, &c, spans[name]));
             missing.insert(name.clone(), c.missing);
         }
     } else {
         for (name, topic, kind) in &names {
-            streams.push(summary(name, topic, *kind, &fragmented(&segments, name)));
+            let c = fragmented(&segments, name);
+            streams.push(summary(name, topic, *kind, &c, spans[name]));
         }
         let (runs, notices) = (all_runs, all_drops);
         problems.push(Problem::Fragmented { runs, notices });
@@ -96,8 +109,16 @@ fn stream_names(segments: &[SegmentReport]) -> Vec<(String, String, StreamKind)>
     names
 }
 
-fn summary(name: &str, topic: &str, kind: StreamKind, c: &Continuity) -> StreamReport {
+fn summary(
+    name: &str,
+    topic: &str,
+    kind: StreamKind,
+    c: &Continuity,
+    (first_time_ns, last_time_ns): (Option<u64>, Option<u64>),
+) -> StreamReport {
     StreamReport {
+        first_time_ns,
+        last_time_ns,
         name: name.to_string(),
         topic: topic.to_string(),
         kind,
