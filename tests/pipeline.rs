@@ -332,6 +332,7 @@ fn listeners_see_every_segment_and_retention_keeps_what_they_still_need() {
             stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             reload: None,
             listeners: vec![watcher.clone()],
+            on_start: None,
         },
     )
     .unwrap();

@@ -28,6 +28,7 @@ mod preview;
 mod record;
 pub mod recover;
 mod stats;
+mod status;
 mod verify;
 
 use std::process::ExitCode;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -125,6 +125,9 @@ pub struct Args {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// No live status line on the terminal (it is drawn only when stderr is a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Lays the flags given over the configuration (a flag beats the file). Long as the list of
@@ -536,8 +539,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             configure(&reload_args)
         })),
         listeners: Vec::new(),
+        on_start: None,
     };
-    let report = framerec::recorder::record_with(&cfg, limits, controls)?;
+    // The status line lives until the recording returns (its drop clears the line).
+    let status: Arc<Mutex<Option<super::status::StatusLine>>> = Arc::default();
+    let controls = if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let slot = status.clone();
+        let queue_frames = cfg.queue.max_frames as u64;
+        Controls {
+            on_start: Some(Box::new(move |snapshot| {
+                let line = super::status::StatusLine::start(snapshot, queue_frames);
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(line);
+                }
+            })),
+            ..controls
+        }
+    } else {
+        controls
+    };
+    let report = framerec::recorder::record_with(&cfg, limits, controls);
+    drop(status.lock().map(|mut s| s.take()));
+    let report = report?;
     if !report.repaired.is_empty() {
         eprintln!("repaired at start (left unfinished by a crashed run):");
         super::recover::print(&report.repaired)?;

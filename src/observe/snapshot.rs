@@ -10,7 +10,7 @@ use crate::frame::DropReason;
 use crate::ledger::Tally;
 
 /// Everything a person or a scraper reads about a running recorder, at one instant.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Default)]
 pub struct Snapshot {
     pub uptime_s: f64,
     pub backend: String,

@@ -224,7 +224,12 @@ pub struct Controls {
     pub reload: Option<ReloadFn>,
     /// Told of segments opening and finalizing, and asked before retention deletes one.
     pub listeners: Vec<Arc<dyn SegmentListener>>,
+    /// Given the run's snapshot function once it is recording (a live status line).
+    pub on_start: Option<OnStart>,
 }
+
+/// Called once a run records, with the function that takes its statistics snapshot.
+pub type OnStart = Box<dyn FnOnce(crate::serve::SnapshotFn) + Send>;
 
 /// Records per `cfg` until `limits`, `stop`, or the end of the source, then drains and
 /// finalizes. Setting `stop` is a graceful stop: everything accepted is still written.
@@ -240,6 +245,7 @@ pub fn record(
             stop,
             reload: None,
             listeners: Vec::new(),
+            on_start: None,
         },
     )
 }

@@ -289,6 +289,7 @@ pub(super) fn start(
         stop,
         reload,
         listeners,
+        on_start,
     } = controls;
     // The caller's flag, and why the run stopped: the caller, or the writers failing.
     let halt = Stop::new(stop.clone());
@@ -337,6 +338,9 @@ pub(super) fn start(
         started,
     );
     let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
+    if let Some(f) = on_start {
+        f(snapshot.clone());
+    }
     let hlog = IntervalLog::open(cfg, &target, &histograms);
     let writer = spawn_writer(cfg, target, parts)?;
 
