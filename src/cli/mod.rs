@@ -243,6 +243,27 @@ fn other_mcap_files(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::Path
     Ok(files)
 }
 
+/// A progress bar over the bytes of `files`, on stderr when it is a terminal and the work is
+/// long (over 1 GB); hidden otherwise.
+pub fn bytes_progress(files: &[std::path::PathBuf]) -> indicatif::ProgressBar {
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    if total < 1_000_000_000 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes}, {bytes_per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// The segments of `path` for a reader: when a recorder is writing the directory, its newest
 /// unfinished segments are set apart as `live`.
 pub fn segment_paths(path: &std::path::Path) -> anyhow::Result<Segments> {

@@ -56,12 +56,15 @@ pub fn verify_path(path: &std::path::Path) -> anyhow::Result<Checked> {
     let files = &segments.paths;
     let mut reports = Vec::with_capacity(files.len());
     let mut budget = framerec::segment::RecordingBudget::default();
+    let bar = super::bytes_progress(files);
     for f in files {
         let mut r =
             verify_file(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        bar.inc(r.bytes);
         budget.admit(&mut r);
         reports.push(r);
     }
+    bar.finish_and_clear();
     Ok(Checked {
         report: verify_recording(reports, segments.starts_at_zero),
         live: segments.live,
