@@ -233,10 +233,22 @@ pub fn repair(
     starts_at_zero: bool,
     discard_damaged: bool,
 ) -> io::Result<Vec<Outcome>> {
+    repair_with_progress(files, starts_at_zero, discard_damaged, &mut |_| {})
+}
+
+/// [`repair`], telling `scanned` the bytes of each segment once it has been scanned (a
+/// progress bar's feed).
+pub fn repair_with_progress(
+    files: &[PathBuf],
+    starts_at_zero: bool,
+    discard_damaged: bool,
+    scanned: &mut dyn FnMut(u64),
+) -> io::Result<Vec<Outcome>> {
     let mut reports = Vec::with_capacity(files.len());
     let mut budget = crate::segment::RecordingBudget::default();
     for f in files {
         let mut r = verify_file(f).map_err(|e| read_error(f, e))?;
+        scanned(r.bytes);
         budget.admit(&mut r);
         reports.push(r);
     }

@@ -10,7 +10,7 @@ mod dump;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use framerec::repair::{Outcome, finish_interrupted, repair};
+use framerec::repair::{Outcome, finish_interrupted, repair_with_progress};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -155,7 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         && framerec::sink::existing_segments(&args.path)?
             .first()
             .is_some_and(|(id, _)| *id == 0);
-    let outcomes = repair(&paths, starts_at_zero, args.discard_damaged)?;
+    let bar = super::bytes_progress(&paths);
+    let outcomes = repair_with_progress(&paths, starts_at_zero, args.discard_damaged, &mut |n| {
+        bar.inc(n)
+    })?;
+    bar.finish_and_clear();
     // A ros2 recording's metadata.yaml (rosbag2's index of it) lists the segments as they are now.
     framerec::segment::ros2::bag::write_metadata_yaml(super::lock_dir_of(&args.path))?;
     if outcomes.is_empty() {
