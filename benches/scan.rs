@@ -23,11 +23,12 @@ use framerec::segment::{
 fn crafted(len: usize) -> Vec<u8> {
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&MAGIC);
-    // Header: profile "" and library "x".
+    // Header: profile "" and library "framerec" (framerec's file: recover rebuilds it, or puts
+    // it aside when no chunk is intact; another writer's would be copied as it is).
     let body: Vec<u8> = [
         0u32.to_le_bytes().as_slice(),
-        1u32.to_le_bytes().as_slice(),
-        b"x",
+        8u32.to_le_bytes().as_slice(),
+        b"framerec",
     ]
     .concat();
     b.push(OP_HEADER);
