@@ -331,6 +331,30 @@ fn draw_over_time<DB: DrawingBackend>(
         .y_label_formatter(&|y| trim(*y))
         .draw()
         .map_err(e)?;
+    let mut legend = draw_runs(&mut chart, series)?;
+    let drops = mark_drops(&mut chart, report, end, top_ms * 2.0)?;
+    if drops > 0 {
+        let frames: u64 = report.intervals.iter().map(|i| i.dropped).sum();
+        legend.push(LegendEntry {
+            label: "interval that dropped frames".into(),
+            detail: Some(format!("{frames} frames in {drops} interval(s)")),
+            colour: DROP_RED,
+            dashed: false,
+        });
+    }
+    draw_legend(&legend_area, &legend)
+}
+
+/// A series over time: label, one point per interval (None without samples), colour, dashed.
+type Series<'a> = (&'a str, Vec<Option<(f64, f64)>>, RGBColor, bool);
+
+/// Draws each series as its runs (see [`runs_of`]) with a dot per interval, dashed where asked;
+/// returns their legend entries.
+fn draw_runs<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, LogCoord<f64>>>,
+    series: [Series<'_>; 4],
+) -> Result<Vec<LegendEntry>, String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     let mut legend = Vec::new();
     for (label, points, colour, dashed) in series {
         let runs = runs_of(&points);
@@ -363,17 +387,7 @@ fn draw_over_time<DB: DrawingBackend>(
             dashed,
         });
     }
-    let drops = mark_drops(&mut chart, report, end, top_ms * 2.0)?;
-    if drops > 0 {
-        let frames: u64 = report.intervals.iter().map(|i| i.dropped).sum();
-        legend.push(LegendEntry {
-            label: "interval that dropped frames".into(),
-            detail: Some(format!("{frames} frames in {drops} interval(s)")),
-            colour: DROP_RED,
-            dashed: false,
-        });
-    }
-    draw_legend(&legend_area, &legend)
+    Ok(legend)
 }
 
 /// A legend in its own area (beside a panel, never over its data): a line sample and a label

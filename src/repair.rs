@@ -236,14 +236,11 @@ pub fn repair(
     repair_with_progress(files, starts_at_zero, discard_damaged, &mut |_| {})
 }
 
-/// [`repair`], telling `scanned` the bytes of each segment once it has been scanned (a
-/// progress bar's feed).
-pub fn repair_with_progress(
+/// Every segment of `files` scanned, within one recording's memory budget.
+fn scan_all(
     files: &[PathBuf],
-    starts_at_zero: bool,
-    discard_damaged: bool,
     scanned: &mut dyn FnMut(u64),
-) -> io::Result<Vec<Outcome>> {
+) -> io::Result<Vec<crate::segment::SegmentReport>> {
     let mut reports = Vec::with_capacity(files.len());
     let mut budget = crate::segment::RecordingBudget::default();
     for f in files {
@@ -252,6 +249,18 @@ pub fn repair_with_progress(
         budget.admit(&mut r);
         reports.push(r);
     }
+    Ok(reports)
+}
+
+/// [`repair`], telling `scanned` the bytes of each segment once it has been scanned (a
+/// progress bar's feed).
+pub fn repair_with_progress(
+    files: &[PathBuf],
+    starts_at_zero: bool,
+    discard_damaged: bool,
+    scanned: &mut dyn FnMut(u64),
+) -> io::Result<Vec<Outcome>> {
+    let reports = scan_all(files, scanned)?;
     let damaged: Vec<usize> = (0..reports.len()).filter(|i| !reports[*i].ok()).collect();
     if damaged.is_empty() {
         return Ok(Vec::new());

@@ -115,6 +115,49 @@ fn timing(report: &RecordingReport, st: &StreamReport) -> Option<String> {
     ))
 }
 
+/// One segment's lines: size, state, ids, channels, time range, drops.
+fn print_segment(s: &framerec::segment::SegmentReport) -> Result<(), super::StdoutError> {
+    let c = &s.contents;
+    outln!("{}", s.name);
+    outln!(
+        "  {} bytes, {}, {} chunks",
+        s.bytes,
+        if s.finalized {
+            "finalized"
+        } else {
+            "unfinished (no summary)"
+        },
+        s.chunks
+    );
+    if let Some(id) = c.metadata.get("recording_id") {
+        outln!(
+            "  recording {id}, segment {}",
+            c.metadata.get("segment_id").map_or("?", |s| s.as_str())
+        );
+    }
+    for (id, (topic, enc)) in &c.channels {
+        let n = c.channel_messages.get(id).copied().unwrap_or(0);
+        let times = match c.channel_times.get(id) {
+            Some((a, b)) => format!(", log time {:.3} .. {:.3}", secs(*a), secs(*b)),
+            None => String::new(),
+        };
+        outln!("  channel {id}: {topic} ({enc}), {n} messages{times}");
+    }
+    if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
+        outln!(
+            "  time {:.3} .. {:.3} ({:.3} s)",
+            secs(a),
+            secs(b),
+            secs(b - a)
+        );
+    }
+    for (reason, n) in &s.dropped {
+        outln!("  dropped {n} frames: {reason}");
+    }
+
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if framerec::store::fakenect::is_layout(&args.path) {
         return dump::run(&args.path);
@@ -124,43 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut total_bytes = 0;
     for s in &report.segments {
         total_bytes += s.bytes;
-        let c = &s.contents;
-        outln!("{}", s.name);
-        outln!(
-            "  {} bytes, {}, {} chunks",
-            s.bytes,
-            if s.finalized {
-                "finalized"
-            } else {
-                "unfinished (no summary)"
-            },
-            s.chunks
-        );
-        if let Some(id) = c.metadata.get("recording_id") {
-            outln!(
-                "  recording {id}, segment {}",
-                c.metadata.get("segment_id").map_or("?", |s| s.as_str())
-            );
-        }
-        for (id, (topic, enc)) in &c.channels {
-            let n = c.channel_messages.get(id).copied().unwrap_or(0);
-            let times = match c.channel_times.get(id) {
-                Some((a, b)) => format!(", log time {:.3} .. {:.3}", secs(*a), secs(*b)),
-                None => String::new(),
-            };
-            outln!("  channel {id}: {topic} ({enc}), {n} messages{times}");
-        }
-        if let (Some(a), Some(b)) = (s.start_time_ns, s.end_time_ns) {
-            outln!(
-                "  time {:.3} .. {:.3} ({:.3} s)",
-                secs(a),
-                secs(b),
-                secs(b - a)
-            );
-        }
-        for (reason, n) in &s.dropped {
-            outln!("  dropped {n} frames: {reason}");
-        }
+        print_segment(s)?;
     }
     if let Some(line) = checked.live_line() {
         println!("{line}");

@@ -26,17 +26,7 @@ pub fn verify_recording(mut segments: Vec<SegmentReport>, starts_at_zero: bool) 
     let mut streams = Vec::with_capacity(names.len());
     let mut missing = BTreeMap::new();
     // Each stream's time span, before its runs are taken for the continuity check.
-    let spans: BTreeMap<String, (Option<u64>, Option<u64>)> = names
-        .iter()
-        .map(|(name, _, _)| {
-            let runs = segments
-                .iter()
-                .flat_map(|s| &s.contents.streams)
-                .filter(|s| s.name == *name)
-                .flat_map(|s| s.frames.runs());
-            (name.clone(), super::time_span(runs))
-        })
-        .collect();
+    let spans = time_spans(&segments, &names);
     if complete {
         for (name, topic, kind) in &names {
             let mut runs: Vec<SeqRun> = Vec::new();
@@ -107,6 +97,24 @@ fn stream_names(segments: &[SegmentReport]) -> Vec<(String, String, StreamKind)>
         }
     }
     names
+}
+
+/// Each stream's time span (first and last log time) over `segments`.
+fn time_spans(
+    segments: &[SegmentReport],
+    names: &[(String, String, StreamKind)],
+) -> BTreeMap<String, (Option<u64>, Option<u64>)> {
+    names
+        .iter()
+        .map(|(name, _, _)| {
+            let runs = segments
+                .iter()
+                .flat_map(|s| &s.contents.streams)
+                .filter(|s| s.name == *name)
+                .flat_map(|s| s.frames.runs());
+            (name.clone(), super::time_span(runs))
+        })
+        .collect()
 }
 
 fn summary(

@@ -24,6 +24,17 @@ pub(super) fn discard_frames(ctx: &Mcap, frames: &mut Vec<Frame>, reason: DropRe
     frames.clear();
 }
 
+/// Notes the clock offset of each stream the first time one of its frames is written (one per
+/// run: every segment closed later records it).
+fn learn_clock(ctx: &Mcap, frames: &[Frame]) {
+    let mut clock = ctx.clock.borrow_mut();
+    for f in frames {
+        clock
+            .entry(f.meta.stream.index())
+            .or_insert_with(|| segment::clock::offset_of(f.meta.publish_ns, f.meta.device_ns));
+    }
+}
+
 /// Picks the segment, assigns the offset and encodes drop notices and frames in place, moving
 /// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
 /// intake lock held.
@@ -58,14 +69,7 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         space_refused(ctx, &seg, drops, frames, e);
         return None;
     }
-    {
-        let mut clock = ctx.clock.borrow_mut();
-        for f in frames.iter() {
-            clock
-                .entry(f.meta.stream.index())
-                .or_insert_with(|| segment::clock::offset_of(f.meta.publish_ns, f.meta.device_ns));
-        }
-    }
+    learn_clock(ctx, frames);
     let direct = seg.direct;
     let mut st = seg.st.borrow_mut();
     let offset = st.next_offset;
