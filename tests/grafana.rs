@@ -21,11 +21,7 @@ fn scrape() -> String {
         .spawn()
         .unwrap();
     let log = common::LogLines::follow(child.stderr.take().unwrap());
-    let addr = log.wait_for(Duration::from_secs(10), |line| {
-        let rest = line.split("serving Prometheus metrics").nth(1)?;
-        let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(addr.trim_matches('"').to_string())
-    });
+    let addr = log.metrics_addr();
     // Some frames of each stream first, so per-stream series exist.
     std::thread::sleep(Duration::from_millis(1500));
     let body = addr.as_ref().and_then(|addr| {

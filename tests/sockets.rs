@@ -96,11 +96,7 @@ fn idle_scrapers_delay_no_scrape_and_only_metrics_is_served() {
         .spawn()
         .unwrap();
     let log = common::LogLines::follow(child.stderr.take().unwrap());
-    let addr = log.wait_for(Duration::from_secs(10), |line| {
-        let rest = line.split("serving Prometheus metrics").nth(1)?;
-        let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(addr.trim_matches('"').to_string())
-    });
+    let addr = log.metrics_addr();
     let kill = |child: &mut std::process::Child| {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),

@@ -177,13 +177,7 @@ pub(super) fn each_frame(
 fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
     let cannot = || format!("cannot read {}", first.display());
     let head = scan_head(&FileSource::open(first).with_context(cannot)?).with_context(cannot)?;
-    let chosen = match &args.stream {
-        Some(name) => head.stream(name),
-        None => head
-            .stream(V1_STREAM_NAME)
-            .or_else(|| head.streams.iter().find(|s| s.kind == StreamKind::Image)),
-    };
-    let Some(s) = chosen else {
+    let Some(s) = chosen_stream(&head, args.stream.as_deref()) else {
         let other = head
             .channels
             .values()
@@ -209,6 +203,19 @@ fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<(String, Frames)> {
     };
     check_format(args, &s.name, frames)?;
     Ok((s.name.clone(), frames))
+}
+
+/// The stream named `asked`, or by default depth, else the first image stream.
+pub(super) fn chosen_stream<'a>(
+    head: &'a SegmentContents,
+    asked: Option<&str>,
+) -> Option<&'a framerec::segment::StreamContents> {
+    match asked {
+        Some(name) => head.stream(name),
+        None => head
+            .stream(V1_STREAM_NAME)
+            .or_else(|| head.streams.iter().find(|s| s.kind == StreamKind::Image)),
+    }
 }
 
 /// The error for a recording without the stream `args` asks for: it names those it has.

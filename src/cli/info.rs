@@ -26,26 +26,26 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
     if st.kind == StreamKind::Accel {
         return "accelerometer".into();
     }
-    report
-        .segments
-        .iter()
-        .map(|s| &s.contents)
-        .find_map(|c| {
-            let s = c.stream(&st.name)?;
-            let meta = c.channel_metadata.get(&s.channel)?;
-            if !meta.contains_key("encoding") {
-                // Another writer's channel: the encoding and size are in each message.
-                return Some("image (encoding and size in each message)".into());
-            }
-            let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
-            Some(format!(
-                "{} {}x{}",
-                get("encoding"),
-                get("width"),
-                get("height")
-            ))
-        })
-        .unwrap_or_else(|| "image".into())
+    let Some(meta) = channel_metadata(report, st) else {
+        return "image".into();
+    };
+    if !meta.contains_key("encoding") {
+        // Another writer's channel: the encoding and size are in each message.
+        return "image (encoding and size in each message)".into();
+    }
+    let get = |k: &str| meta.get(k).map_or("?", |v| v.as_str());
+    format!("{} {}x{}", get("encoding"), get("width"), get("height"))
+}
+
+/// The metadata of the stream's channel, from the first segment that has the stream.
+fn channel_metadata<'a>(
+    report: &'a RecordingReport,
+    st: &StreamReport,
+) -> Option<&'a std::collections::BTreeMap<String, String>> {
+    report.segments.iter().map(|s| &s.contents).find_map(|c| {
+        let s = c.stream(&st.name)?;
+        c.channel_metadata.get(&s.channel)
+    })
 }
 
 /// A stream's payload bytes: its frames times a frame's size (from its channel's metadata in
@@ -53,12 +53,8 @@ fn describe(report: &RecordingReport, st: &StreamReport) -> String {
 fn payload_bytes(report: &RecordingReport, st: &StreamReport) -> u64 {
     let frame_bytes = match st.kind {
         StreamKind::Accel => framerec::segment::accel::RAW_BYTES as u64,
-        StreamKind::Image => report
-            .segments
-            .iter()
-            .map(|s| &s.contents)
-            .find_map(|c| {
-                let m = c.channel_metadata.get(&c.stream(&st.name)?.channel)?;
+        StreamKind::Image => channel_metadata(report, st)
+            .and_then(|m| {
                 let get = |k: &str| m.get(k)?.parse::<u64>().ok();
                 let per_pixel = if m.get("encoding")? == "rgb8" { 3 } else { 2 };
                 Some(get("width")? * get("height")? * per_pixel)

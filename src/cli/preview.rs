@@ -84,41 +84,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The stream asked for, or depth, or the first image stream of the first segment.
+/// The stream asked for, or depth, or the first image stream of the first segment (as
+/// `export` chooses), which must be an image stream.
 fn pick_stream(args: &Args, first: &Path) -> anyhow::Result<String> {
-    use framerec::segment::{FileSource, StreamKind, V1_STREAM_NAME, scan_head};
+    use framerec::segment::{FileSource, StreamKind, scan_head};
     let cannot = || format!("cannot read {}", first.display());
     let head = scan_head(&FileSource::open(first).with_context(cannot)?).with_context(cannot)?;
+    let chosen = super::export::chosen_stream(&head, args.stream.as_deref())
+        .filter(|s| s.kind == StreamKind::Image);
+    if let Some(s) = chosen {
+        return Ok(s.name.clone());
+    }
     let images: Vec<&str> = head
         .streams
         .iter()
         .filter(|s| s.kind == StreamKind::Image)
         .map(|s| s.name.as_str())
         .collect();
-    let chosen = match &args.stream {
-        Some(name) => images.iter().find(|n| *n == name).copied(),
-        None => images
-            .iter()
-            .find(|n| **n == V1_STREAM_NAME)
-            .or(images.first())
-            .copied(),
-    };
-    match chosen {
-        Some(name) => Ok(name.to_string()),
-        None => bail!(
-            "{} has no image stream{}; its image streams: {}",
-            first.display(),
-            args.stream
-                .as_ref()
-                .map(|s| format!(" named {s}"))
-                .unwrap_or_default(),
-            if images.is_empty() {
-                "none".into()
-            } else {
-                images.join(", ")
-            }
-        ),
-    }
+    bail!(
+        "{} has no image stream{}; its image streams: {}",
+        first.display(),
+        args.stream
+            .as_ref()
+            .map(|s| format!(" named {s}"))
+            .unwrap_or_default(),
+        if images.is_empty() {
+            "none".into()
+        } else {
+            images.join(", ")
+        }
+    )
 }
 
 fn count_frames(files: &[PathBuf], stream: &str) -> anyhow::Result<u64> {

@@ -322,6 +322,16 @@ impl LogLines {
         }
     }
 
+    /// The address a recorder logged it serves Prometheus metrics on (`--metrics-addr
+    /// 127.0.0.1:0` makes it pick a port), waiting up to 10 s for the line.
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.wait_for(std::time::Duration::from_secs(10), |line| {
+            let rest = line.split("serving Prometheus metrics").nth(1)?;
+            let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
+            Some(addr.trim_matches('"').to_string())
+        })
+    }
+
     /// Everything logged so far.
     pub fn text(&self) -> String {
         self.lines.lock().unwrap().join("\n")

@@ -144,6 +144,17 @@ mod tests {
     use super::super::super::decode::parse_segment;
     use super::super::recover_segment;
 
+    /// `bytes` (a recovered file) scanned: finished, with no damage.
+    fn reads_whole(bytes: &[u8]) -> crate::segment::SegmentContents {
+        let again = parse_segment(bytes);
+        assert!(
+            again.finalized && again.damage.is_empty(),
+            "{:?}",
+            again.damage
+        );
+        again
+    }
+
     /// The segment fuzz target's third find: an attachment whose name claims a huge length,
     /// which the `mcap` crate's record parser allocated (past the fuzz allocation limit).
     #[test]
@@ -160,12 +171,7 @@ mod tests {
             c.damage
         );
         let rec = recover_segment(input, &[(0, 3)]).unwrap();
-        let again = parse_segment(&rec.bytes);
-        assert!(
-            again.finalized && again.damage.is_empty(),
-            "{:?}",
-            again.damage
-        );
+        reads_whole(&rec.bytes);
     }
 
     /// The segment fuzz target's second find: the Rust crate's file whose header names
@@ -179,12 +185,7 @@ mod tests {
         assert!(c.library.starts_with("framerec") && c.has_other_channels());
         let rec = recover_segment(input, &[(0, 3)]).unwrap();
         assert!(rec.foreign && rec.kept_chunks > 0);
-        let again = parse_segment(&rec.bytes);
-        assert!(
-            again.finalized && again.damage.is_empty(),
-            "{:?}",
-            again.damage
-        );
+        reads_whole(&rec.bytes);
     }
 
     /// The segment fuzz target's find (fuzz/regressions/segment/): the Rust crate's file with
@@ -200,12 +201,7 @@ mod tests {
         assert!(c.library.is_empty() && c.is_foreign());
         let rec = recover_segment(input, &[(0, 3)]).unwrap();
         assert!(rec.foreign && rec.kept_chunks > 0);
-        let again = parse_segment(&rec.bytes);
-        assert!(
-            again.finalized && again.damage.is_empty(),
-            "{:?}",
-            again.damage
-        );
+        let again = reads_whole(&rec.bytes);
         assert!(!again.is_framerec());
     }
 }

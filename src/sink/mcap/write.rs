@@ -28,6 +28,11 @@ pub(super) fn discard_frames(ctx: &Mcap, frames: &mut Vec<Frame>, reason: DropRe
 /// run: every segment closed later records it).
 fn learn_clock(ctx: &Mcap, frames: &[Frame]) {
     let mut clock = ctx.clock.borrow_mut();
+    // Once every stream is known (the first frames of the run) there is nothing to learn: no
+    // lookup per frame for the rest of the run.
+    if clock.len() == ctx.pool.target.streams.len() {
+        return;
+    }
     for f in frames {
         clock
             .entry(f.meta.stream.index())
