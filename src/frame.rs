@@ -294,6 +294,8 @@ pub struct FrameBuf {
     base: usize,
     capacity: usize,
     payload_len: usize,
+    /// The payload's CRC-32, once [`FrameBuf::seal_crc`] took it; any mutable access forgets it.
+    payload_crc: Option<u32>,
     /// The pool this buffer came from and returns to on drop.
     home: Option<Arc<BufferPool>>,
 }
@@ -311,6 +313,7 @@ impl FrameBuf {
             base,
             capacity: rounded,
             payload_len: 0,
+            payload_crc: None,
             home: None,
         }
     }
@@ -332,8 +335,27 @@ impl FrameBuf {
             return Err(self.capacity);
         }
         self.payload_len = len;
+        self.payload_crc = None;
         let start = self.base + HEADROOM;
         Ok(&mut self.storage[start..start + len])
+    }
+
+    /// Takes the payload's CRC-32 now, while the bytes the source just wrote are in this core's
+    /// cache, so that the writer thread combines it into its chunk's CRC instead of reading the
+    /// payload again from memory. Kept until the buffer is next written to.
+    pub fn seal_crc(&mut self) {
+        self.payload_crc = Some(crc32fast::hash(self.payload()));
+    }
+
+    /// The payload's CRC-32: the one [`FrameBuf::seal_crc`] took, or computed now.
+    pub fn payload_crc(&self) -> u32 {
+        match self.payload_crc {
+            Some(crc) => {
+                debug_assert_eq!(crc, crc32fast::hash(self.payload()), "payload changed");
+                crc
+            }
+            None => crc32fast::hash(self.payload()),
+        }
     }
 
     pub fn payload(&self) -> &[u8] {
@@ -347,7 +369,10 @@ impl FrameBuf {
         &self.storage[self.base..self.base + HEADROOM + self.capacity + TAILROOM]
     }
 
+    /// The whole region, writable (the payload's sealed CRC is forgotten: see
+    /// [`FrameBuf::seal_crc`]).
     pub fn region_mut(&mut self) -> &mut [u8] {
+        self.payload_crc = None;
         let end = self.base + HEADROOM + self.capacity + TAILROOM;
         &mut self.storage[self.base..end]
     }
@@ -361,6 +386,7 @@ impl Drop for FrameBuf {
                 base: self.base,
                 capacity: self.capacity,
                 payload_len: 0,
+                payload_crc: None,
                 home: None,
             });
         }
@@ -504,6 +530,19 @@ mod tests {
         assert_eq!(b.payload(), &[7; 10]);
         assert_eq!((b.payload().as_ptr() as usize) % ALIGN, 0);
         assert!(b.fill(b.capacity() + 1).is_err());
+    }
+
+    #[test]
+    fn a_sealed_payload_crc_is_forgotten_once_the_buffer_is_written_to() {
+        let mut buf = FrameBuf::new(4096);
+        buf.fill(100).unwrap().fill(7);
+        buf.seal_crc();
+        assert_eq!(buf.payload_crc(), crc32fast::hash(&[7; 100]));
+        buf.region_mut()[HEADROOM] = 8;
+        assert_eq!(buf.payload_crc(), crc32fast::hash(buf.payload()));
+        buf.seal_crc();
+        buf.fill(50).unwrap().fill(9);
+        assert_eq!(buf.payload_crc(), crc32fast::hash(&[9; 50]));
     }
 
     #[test]

@@ -333,6 +333,9 @@ pub(crate) fn accept(
     p.ledger.queued(meta.stream, len);
     // Timed only when statistics are on (no clock read per frame otherwise).
     let enqueue_started = p.histograms.is_some().then(Instant::now);
+    let mut buf = buf;
+    // Here the payload is still in this core's cache; the writer thread would read it from memory.
+    buf.seal_crc();
     let frame = Frame {
         meta,
         buf,

@@ -117,13 +117,14 @@ fn direct_slack(fields_len: usize, payload_len: usize) -> (usize, usize) {
 }
 
 /// Writes `frame`'s message record around its payload (with `direct`, slack before and after
-/// it) and returns the record's span in the frame's region.
+/// it) and returns the record's span in the frame's region and how many payload bytes (at
+/// [`HEADROOM`]) it holds.
 fn place_message(
     frame: &mut Frame,
     streams: &[StreamInfo],
     profile: Profile,
     direct: bool,
-) -> (usize, usize) {
+) -> (usize, usize, usize) {
     let stream = &streams[frame.meta.stream.index()];
     let mut proto = Scratch::new();
     let mut ros = cdr::Scratch::default();
@@ -152,7 +153,29 @@ fn place_message(
     write_slack(&mut region[start + hdr.len..fields_at]);
     region[fields_at..HEADROOM].copy_from_slice(fields);
     write_slack(&mut region[HEADROOM + payload_len..end]);
-    (start, end)
+    (start, end, payload_len)
+}
+
+/// Adds the message record at `span` of `region` to a chunk's CRC. The `payload` bytes at
+/// [`HEADROOM`] are not read again: their CRC (`payload_crc`, taken by the receiver while they
+/// were in its cache) is combined in.
+fn add_message_crc(
+    crc: &mut crc32fast::Hasher,
+    region: &[u8],
+    (start, end): (usize, usize),
+    payload: usize,
+    payload_crc: u32,
+) {
+    if payload == 0 {
+        crc.update(&region[start..end]);
+        return;
+    }
+    crc.update(&region[start..HEADROOM]);
+    crc.combine(&crc32fast::Hasher::new_with_initial_len(
+        payload_crc,
+        payload as u64,
+    ));
+    crc.update(&region[HEADROOM + payload..end]);
 }
 
 /// Chunk header up to and including the records length: 49 bytes.
@@ -239,8 +262,15 @@ fn encode_chunk(
     // Each message header goes right before its payload; with direct I/O, slack fields fill the
     // headroom before it and the room after it up to the message index's aligned end.
     for (i, frame) in frames.iter_mut().enumerate() {
-        let (start, end) = place_message(frame, streams, profile, direct);
-        crc.update(&frame.buf.region()[start..end]);
+        let payload_crc = frame.buf.payload_crc();
+        let (start, end, payload) = place_message(frame, streams, profile, direct);
+        add_message_crc(
+            &mut crc,
+            frame.buf.region(),
+            (start, end),
+            payload,
+            payload_crc,
+        );
         let time = frame.meta.host_real_ns;
         index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
         index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());

@@ -289,3 +289,37 @@ fn a_direct_tail_not_yet_cut_back_recovers_every_frame() {
     assert_eq!(again.frames, 3);
     assert_eq!(again.dropped.get("queue_full"), Some(&2));
 }
+
+/// The receiver seals each payload's CRC while it is in its cache and the encoder combines it
+/// in: the chunk CRC must still be that of the bytes written, in every layout.
+#[test]
+fn a_payload_crc_sealed_by_the_receiver_gives_the_chunk_crc_of_the_bytes_written() {
+    use crate::segment::ros2::Profile;
+    let s = stream(64, 48);
+    for (profile, direct) in [
+        (Profile::Foxglove, false),
+        (Profile::Foxglove, true),
+        (Profile::Ros2, false),
+    ] {
+        let encode = |seal: bool| {
+            let mut frames: Vec<Frame> = (0..4).map(|q| frame(q, s.frame_bytes())).collect();
+            if seal {
+                frames.iter_mut().for_each(|f| f.buf.seal_crc());
+            }
+            let layout = encode_frames(&mut frames, 0, std::slice::from_ref(&s), profile, direct);
+            let bytes: Vec<u8> = frames
+                .iter()
+                .flat_map(|f| f.buf.region()[f.span.0..f.span.1].to_vec())
+                .collect();
+            (bytes, layout.chunks)
+        };
+        let (sealed, chunks) = encode(true);
+        assert_eq!(sealed, encode(false).0, "{profile:?} direct={direct}");
+        for c in &chunks {
+            let at = c.chunk_start_offset as usize;
+            let crc = u32::from_le_bytes(sealed[at + 33..at + 37].try_into().unwrap());
+            let records = &sealed[at + 49..at + 49 + c.uncompressed_size as usize];
+            assert_eq!(crc, crc32fast::hash(records), "{profile:?} direct={direct}");
+        }
+    }
+}
