@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "e2e_parts/matrix.rs"]
+mod matrix;
+
 const FRAME_BYTES: u64 = 614_400;
 
 /// One measured run of a child process.
@@ -414,6 +417,11 @@ fn main() {
             &root,
             if full { (n, 8) } else { (n, 1) },
         );
+        return;
+    }
+    if std::env::var_os("FRAMEREC_BENCH_MATRIX").is_some() {
+        let (frames, rounds) = if full { (matrix::FRAMES, 3) } else { (40, 1) };
+        matrix::run(&bin, &root, frames, rounds);
         return;
     }
     let mut streaming = Rounds::default();
