@@ -181,14 +181,22 @@ fn add_message_crc(
 /// Chunk header up to and including the records length: 49 bytes.
 pub(super) const CHUNK_HEADER_LEN: usize = RECORD_PREFIX + 8 + 8 + 8 + 4 + 4 + 8;
 
-fn chunk_header(out: &mut Scratch, start: u64, end: u64, records_len: u64, crc: u32) {
+/// A chunk record's header: times, uncompressed size and CRC, then `(compression, records
+/// length)` (the records follow it).
+pub(super) fn chunk_header(
+    out: &mut impl Put,
+    (start, end): (u64, u64),
+    uncompressed_len: u64,
+    crc: u32,
+    (compression, records_len): (&str, u64),
+) {
     out.u8(OP_CHUNK);
-    out.u64(CHUNK_HEADER_LEN as u64 - RECORD_PREFIX as u64 + records_len);
+    out.u64((CHUNK_HEADER_LEN - RECORD_PREFIX + compression.len()) as u64 + records_len);
     out.u64(start);
     out.u64(end);
-    out.u64(records_len);
+    out.u64(uncompressed_len);
     out.u32(crc);
-    out.str("");
+    out.str(compression);
     out.u64(records_len);
 }
 
@@ -245,20 +253,39 @@ pub fn encode_frames(
     layout
 }
 
-fn encode_chunk(
+/// A chunk's messages placed in their frames' buffers (headers in the headroom, spans set),
+/// before the chunk record around them.
+pub(super) struct PlacedRecords {
+    pub(super) count: usize,
+    /// CRC-32 of the records, uncompressed.
+    pub(super) crc: u32,
+    /// Bytes of the records, uncompressed.
+    pub(super) len: u64,
+    pub(super) start_time: u64,
+    pub(super) end_time: u64,
+    /// Message index entries (log_time, offset in records) and each message's channel.
+    index: [u8; 16 * MAX_FRAMES_PER_CHUNK],
+    index_channels: [u16; MAX_FRAMES_PER_CHUNK],
+}
+
+/// Places `frames`' message records (see [`place_message`]) and sums them up for a chunk.
+pub(super) fn place_records(
     frames: &mut [Frame],
-    offset: u64,
     streams: &[StreamInfo],
     profile: Profile,
     direct: bool,
-) -> BatchLayout {
-    let count = frames.len();
+) -> PlacedRecords {
+    assert!(frames.len() <= MAX_FRAMES_PER_CHUNK);
     let mut crc = crc32fast::Hasher::new();
-    let mut records_len = 0u64;
-    let (mut start_time, mut end_time) = (u64::MAX, 0u64);
-    // Message index entries (log_time, offset in records), written after the chunk.
-    let mut index = [0u8; 16 * MAX_FRAMES_PER_CHUNK];
-    let mut index_channels = [0u16; MAX_FRAMES_PER_CHUNK];
+    let mut p = PlacedRecords {
+        count: frames.len(),
+        crc: 0,
+        len: 0,
+        start_time: u64::MAX,
+        end_time: 0,
+        index: [0u8; 16 * MAX_FRAMES_PER_CHUNK],
+        index_channels: [0u16; MAX_FRAMES_PER_CHUNK],
+    };
     // Each message header goes right before its payload; with direct I/O, slack fields fill the
     // headroom before it and the room after it up to the message index's aligned end.
     for (i, frame) in frames.iter_mut().enumerate() {
@@ -272,19 +299,80 @@ fn encode_chunk(
             payload_crc,
         );
         let time = frame.meta.host_real_ns;
-        index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
-        index[16 * i + 8..16 * i + 16].copy_from_slice(&records_len.to_le_bytes());
-        index_channels[i] = stream_channel_id(frame.meta.stream);
-        records_len += (end - start) as u64;
+        p.index[16 * i..16 * i + 8].copy_from_slice(&time.to_le_bytes());
+        p.index[16 * i + 8..16 * i + 16].copy_from_slice(&p.len.to_le_bytes());
+        p.index_channels[i] = stream_channel_id(frame.meta.stream);
+        p.len += (end - start) as u64;
         frame.span = (start, end);
-        start_time = start_time.min(time);
-        end_time = end_time.max(time);
+        p.start_time = p.start_time.min(time);
+        p.end_time = p.end_time.max(time);
     }
+    p.crc = crc.finalize();
+    p
+}
+
+impl PlacedRecords {
+    /// (channel id, messages of it, 0) for each channel in the chunk, by channel id.
+    pub(super) fn channels(&self) -> Vec<(u16, u64, u64)> {
+        let mut channels: Vec<(u16, u64, u64)> = Vec::new();
+        for id in &self.index_channels[..self.count] {
+            match channels.iter_mut().find(|c| c.0 == *id) {
+                Some(c) => c.1 += 1,
+                None => channels.push((*id, 1, 0)),
+            }
+        }
+        channels.sort_unstable();
+        channels
+    }
+
+    /// Puts the chunk's message indexes, one per channel, the first at file offset `index_at`,
+    /// and sets each channel's index offset.
+    pub(super) fn put_message_indexes(
+        &self,
+        channels: &mut [(u16, u64, u64)],
+        mut index_at: u64,
+        mut put: impl FnMut(&[u8]),
+    ) {
+        for c in channels.iter_mut() {
+            c.2 = index_at;
+            let len = message_index_len(c.1 as usize);
+            index_at += len as u64;
+            put(&[OP_MESSAGE_INDEX]);
+            put(&((len - RECORD_PREFIX) as u64).to_le_bytes());
+            put(&c.0.to_le_bytes());
+            put(&((16 * c.1) as u32).to_le_bytes());
+            for (i, _) in self.index_channels[..self.count]
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| **id == c.0)
+            {
+                put(&self.index[16 * i..16 * i + 16]);
+            }
+        }
+    }
+}
+
+fn encode_chunk(
+    frames: &mut [Frame],
+    offset: u64,
+    streams: &[StreamInfo],
+    profile: Profile,
+    direct: bool,
+) -> BatchLayout {
+    let placed = place_records(frames, streams, profile, direct);
+    let count = placed.count;
+    let records_len = placed.len;
 
     // The chunk header goes before the first message (with direct I/O: at the start of its
     // headroom, aligned).
     let mut head = Scratch::new();
-    chunk_header(&mut head, start_time, end_time, records_len, crc.finalize());
+    chunk_header(
+        &mut head,
+        (placed.start_time, placed.end_time),
+        records_len,
+        placed.crc,
+        ("", records_len),
+    );
     let first = &mut frames[0];
     let chunk_at = first.span.0 - head.len;
     first.buf.region_mut()[chunk_at..first.span.0].copy_from_slice(head.bytes());
@@ -294,45 +382,20 @@ fn encode_chunk(
     let chunk_length = CHUNK_HEADER_LEN as u64 + records_len;
 
     // The message indexes, one per channel in the chunk, in the last frame's tailroom.
-    let mut channels: Vec<(u16, u64, u64)> = Vec::new();
-    for f in frames.iter() {
-        let id = stream_channel_id(f.meta.stream);
-        match channels.iter_mut().find(|c| c.0 == id) {
-            Some(c) => c.1 += 1,
-            None => channels.push((id, 1, 0)),
-        }
-    }
-    channels.sort_unstable();
+    let mut channels = placed.channels();
     let last = &mut frames[count - 1];
     let mut end = last.span.1;
-    let mut put = |bytes: &[u8]| {
+    placed.put_message_indexes(&mut channels, chunk_start_offset + chunk_length, |bytes| {
         last.buf.region_mut()[end..end + bytes.len()].copy_from_slice(bytes);
         end += bytes.len();
-    };
-    let mut index_at = chunk_start_offset + chunk_length;
-    for c in channels.iter_mut() {
-        c.2 = index_at;
-        let len = message_index_len(c.1 as usize);
-        index_at += len as u64;
-        put(&[OP_MESSAGE_INDEX]);
-        put(&((len - RECORD_PREFIX) as u64).to_le_bytes());
-        put(&c.0.to_le_bytes());
-        put(&((16 * c.1) as u32).to_le_bytes());
-        for (i, _) in index_channels[..count]
-            .iter()
-            .enumerate()
-            .filter(|(_, id)| **id == c.0)
-        {
-            put(&index[16 * i..16 * i + 16]);
-        }
-    }
+    });
     debug_assert!(!direct || end.is_multiple_of(ALIGN));
     last.span.1 = end;
 
     BatchLayout {
         chunks: vec![ChunkIndexEntry {
-            start_time,
-            end_time,
+            start_time: placed.start_time,
+            end_time: placed.end_time,
             chunk_start_offset,
             chunk_length,
             message_index_length: message_indexes_len(count, channels.len()) as u64,
