@@ -99,10 +99,10 @@ pub use decode::{
     segment_chunks, segment_messages, source_has_intact_chunk,
 };
 pub use encode::{
-    BatchLayout, ChunkIndexEntry, DropRange, MAX_FRAMES_PER_CHUNK, MAX_STREAMS, SegmentMeta,
-    TailMetadata, TailStats, drop_channel_id, encode_drop_chunk, encode_drops, encode_frame_batch,
-    encode_frames, encode_head, encode_segment_head, encode_segment_tail, encode_tail,
-    stream_channel_id,
+    BatchLayout, ChunkIndexEntry, Codec, CompressedChunk, DropRange, MAX_FRAMES_PER_CHUNK,
+    MAX_STREAMS, SegmentMeta, TailMetadata, TailStats, compress_chunk, drop_channel_id,
+    encode_drop_chunk, encode_drops, encode_frame_batch, encode_frames, encode_head,
+    encode_segment_head, encode_segment_tail, encode_tail, stream_channel_id,
 };
 pub use recover::{
     LostRanges, RecoverError, Recovered, RecoveredStream, recover_segment, recover_to, recoverable,

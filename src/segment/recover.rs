@@ -464,7 +464,8 @@ impl<'a, W: Write> Copy<'a, W> {
         let out = &mut self.out;
         let start = out.at;
         out.write_all(&self.record)?;
-        let records_len = chunk.length - CHUNK_FIXED as u64;
+        // The records as stored: after the fixed fields and the compression's name.
+        let records_len = chunk.length - CHUNK_FIXED as u64 - chunk.compression.len() as u64;
         // One message index per channel present, by channel id.
         let mut by_channel: BTreeMap<u16, Vec<(u64, u64)>> = BTreeMap::new();
         for (channel, time, offset) in &chunk.index {
@@ -496,7 +497,9 @@ impl<'a, W: Write> Copy<'a, W> {
             chunk_length: chunk.length,
             channels,
             message_index_length: out.at - index_start,
-            uncompressed_size: records_len,
+            uncompressed_size: chunk.uncompressed_size,
+            compression: chunk.compression,
+            compressed_size: records_len,
         });
         Ok(())
     }

@@ -31,6 +31,8 @@ pub(super) fn scan_chunk(
         messages: 0,
         sequences: Vec::new(),
         index: Vec::new(),
+        compression: head.compression,
+        uncompressed_size: head.records.len() as u64,
     };
     if !crc_ok {
         out.chunks.add(info.offset, info.length);
@@ -91,6 +93,8 @@ struct ChunkHead<'a> {
     records_at: usize,
     /// The records, decompressed when the chunk is compressed.
     records: Cow<'a, [u8]>,
+    /// `""`, `"zstd"` or `"lz4"`.
+    compression: &'static str,
 }
 
 impl<'a> ChunkHead<'a> {
@@ -108,10 +112,13 @@ impl<'a> ChunkHead<'a> {
         if stored.len() as u64 != records_len {
             return Err(bad("records length disagrees with the record length"));
         }
-        let records = match compression {
-            "" => Cow::Borrowed(stored),
-            "zstd" | "lz4" => Cow::Owned(
-                decompress_records(rec.body, compression, uncompressed_size).map_err(bad)?,
+        let (records, compression) = match compression {
+            "" => (Cow::Borrowed(stored), ""),
+            "zstd" | "lz4" => (
+                Cow::Owned(
+                    decompress_records(rec.body, compression, uncompressed_size).map_err(bad)?,
+                ),
+                if compression == "zstd" { "zstd" } else { "lz4" },
             ),
             _ => {
                 return Err(DecodeError::UnsupportedCompression {
@@ -126,6 +133,7 @@ impl<'a> ChunkHead<'a> {
             saved,
             records_at,
             records,
+            compression,
         })
     }
 }

@@ -217,6 +217,10 @@ pub struct ChunkInfo {
     /// (channel, log_time, offset in the chunk's records) of every message, when intact: what
     /// a message index record holds.
     pub index: Vec<(u16, u64, u64)>,
+    /// The chunk's compression: `""`, `"zstd"` or `"lz4"`.
+    pub compression: &'static str,
+    /// Bytes of its records, uncompressed.
+    pub uncompressed_size: u64,
 }
 
 /// How many reasons [`SegmentContents::dropped_not_kept`] names (a crafted file could make

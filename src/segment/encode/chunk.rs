@@ -401,6 +401,8 @@ fn encode_chunk(
             message_index_length: message_indexes_len(count, channels.len()) as u64,
             channels,
             uncompressed_size: records_len,
+            compression: "",
+            compressed_size: records_len,
         }],
         len: frames.iter().map(|f| (f.span.1 - f.span.0) as u64).sum(),
     }
@@ -517,6 +519,8 @@ fn drop_chunk(
         channels: vec![(channel, drops.len() as u64, offset + chunk_length)],
         message_index_length: message_index_len(index_entries.len()) as u64,
         uncompressed_size: records.len() as u64,
+        compression: "",
+        compressed_size: records.len() as u64,
     };
     (out, entry)
 }

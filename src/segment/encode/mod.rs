@@ -57,6 +57,10 @@ pub struct ChunkIndexEntry {
     /// Bytes of all the chunk's message indexes.
     pub message_index_length: u64,
     pub uncompressed_size: u64,
+    /// `""` (raw), `"zstd"` or `"lz4"`.
+    pub compression: &'static str,
+    /// Bytes of the records as stored (compressed).
+    pub compressed_size: u64,
 }
 
 impl ChunkIndexEntry {
@@ -95,11 +99,13 @@ pub struct TailMetadata {
 }
 
 mod chunk;
+mod compressed;
 mod put;
 
 pub use chunk::{encode_drop_chunk, encode_drops, encode_frame_batch, encode_frames};
 #[cfg(test)]
 use chunk::{message_index_len, message_indexes_len};
+pub use compressed::{Codec, CompressedChunk, compress_chunk};
 use put::{Put, record};
 
 use super::ros2::{self, Profile};
@@ -461,8 +467,8 @@ fn chunk_index_record(s: &mut Vec<u8>, c: &ChunkIndexEntry) {
         body.u64(*at);
     }
     body.u64(c.message_index_length);
-    body.str("");
-    body.u64(c.uncompressed_size);
+    body.str(c.compression);
+    body.u64(c.compressed_size);
     body.u64(c.uncompressed_size);
     record(s, OP_CHUNK_INDEX, &body);
 }

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::frame::{DropReason, Frame, FrameBuf, FrameFormat, FrameMeta, FrameSeq, StreamInfo};
 
+mod compressed;
 mod recover;
 mod roundtrip;
 mod streaming;
