@@ -4,6 +4,7 @@
 //! source (a device callback hands each frame to the queue itself); [`queue`] is the bounded
 //! queue and its overflow policy.
 
+pub mod compress;
 pub mod intake;
 pub mod queue;
 pub mod receiver;
