@@ -442,6 +442,7 @@ impl FileConfig {
                 retain_age: Some(self.output.max_age_s.u64())
                     .filter(|s| *s > 0)
                     .map(Duration::from_secs),
+                compression: None,
             },
             segment: SegmentConfig {
                 max_bytes: self.segment.max_bytes.u64(),

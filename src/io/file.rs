@@ -28,14 +28,21 @@ impl Backend {
     }
 }
 
-/// Bytes `start..end` of a buffer's region, owned for the duration of a write.
+/// Bytes `start..end` of a buffer, owned for the duration of a write: a frame buffer's region,
+/// or a compressed chunk's bytes.
 #[derive(Debug)]
 pub struct IoSpan {
-    pub buf: FrameBuf,
+    backing: Backing,
     start: usize,
     end: usize,
     /// The buffer came from the frame pool and goes back to it.
     pub pooled: bool,
+}
+
+#[derive(Debug)]
+enum Backing {
+    Frame(FrameBuf),
+    Bytes(bytes::Bytes),
 }
 
 impl IoSpan {
@@ -45,15 +52,36 @@ impl IoSpan {
             "span outside the buffer"
         );
         IoSpan {
-            buf,
+            backing: Backing::Frame(buf),
             start,
             end,
             pooled,
         }
     }
 
+    /// All of `bytes` (a compressed chunk and its message indexes).
+    pub fn of_bytes(bytes: bytes::Bytes) -> IoSpan {
+        IoSpan {
+            end: bytes.len(),
+            backing: Backing::Bytes(bytes),
+            start: 0,
+            pooled: false,
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
-        &self.buf.region()[self.start..self.end]
+        match &self.backing {
+            Backing::Frame(buf) => &buf.region()[self.start..self.end],
+            Backing::Bytes(b) => &b[self.start..self.end],
+        }
+    }
+
+    /// The frame buffer the span was cut from, if it was one.
+    pub fn into_frame_buf(self) -> Option<FrameBuf> {
+        match self.backing {
+            Backing::Frame(buf) => Some(buf),
+            Backing::Bytes(_) => None,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -6,9 +6,10 @@ use std::io;
 
 use super::file::IoSpan;
 
-// SAFETY: `IoSpan` owns its `FrameBuf`, whose bytes live in a boxed slice: moving the span does
-// not move them, and nothing else can reach them while tokio-uring owns the span, so the pointer
-// stays valid and unaliased until the operation completes. `start..end` lies inside the region
+// SAFETY: `IoSpan` owns its `FrameBuf`, whose bytes live in a boxed slice, or a `Bytes`, whose
+// bytes live in its shared heap allocation: moving the span does not move them, nothing writes
+// to them while tokio-uring owns the span (a `Bytes` is immutable), so the pointer stays valid
+// until the operation completes. `start..end` lies inside the region
 // (checked when the span is made), and every byte of it is initialized.
 unsafe impl tokio_uring::buf::IoBuf for IoSpan {
     fn stable_ptr(&self) -> *const u8 {

@@ -32,6 +32,8 @@ pub struct Counters {
     pub backend: std::sync::OnceLock<&'static str>,
     /// Bytes or frames a pipe source rejected, by reason.
     pub source_rejects: std::sync::Arc<crate::source::pipe::Rejects>,
+    /// What the compression stage did.
+    pub compress: std::sync::Arc<crate::pipeline::compress::CompressCounters>,
 }
 
 impl Default for Counters {
@@ -52,6 +54,7 @@ impl Default for Counters {
             durable_seq: AtomicU64::new(NONE),
             backend: std::sync::OnceLock::new(),
             source_rejects: Default::default(),
+            compress: Default::default(),
         }
     }
 }

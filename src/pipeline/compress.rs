@@ -25,14 +25,17 @@ use crate::segment::ros2::Profile;
 use crate::segment::{Codec, CompressedChunk, compress_chunk};
 
 /// What a stage does with each stream's frames.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressConfig {
     /// Per stream (by index): its chunks' codec, or `None` to keep them raw.
     pub codecs: Vec<Option<Codec>>,
     /// Worker threads (1 or more).
     pub threads: usize,
-    /// A chunk is kept compressed only when it saves at least this fraction of its bytes.
-    pub min_saving: f64,
+    /// A chunk is kept compressed only when it saves at least this percentage of its bytes.
+    pub min_saving_percent: u8,
+    /// While the queue holds at least this percentage of its frames, batches skip the stage
+    /// and are written raw (the disk, not the CPU, must catch up).
+    pub high_water_percent: u8,
 }
 
 /// A run of a batch's frames, in order, as it is to be written.
@@ -55,6 +58,8 @@ pub struct CompressCounters {
     pub chunks_not_worth_it: AtomicU64,
     /// Batches written raw because every worker was busy.
     pub batches_raw_busy: AtomicU64,
+    /// Batches written raw because the queue was past its high-water mark.
+    pub batches_raw_pressure: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     /// Worker time spent compressing, nanoseconds.
@@ -107,7 +112,9 @@ impl Compressors {
         }
         Ok(Compressors {
             shared,
-            limit: threads.len(),
+            // One batch compressing and one waiting per worker: a writer with a batch in hand
+            // does not find them all busy just because another handed one in a moment before.
+            limit: 2 * threads.len(),
             threads,
         })
     }
@@ -217,7 +224,8 @@ pub fn compress_batch(
             return;
         };
         let raw: u64 = frames.iter().map(|f| f.payload_len() as u64).sum();
-        match compress_chunk(&mut frames, streams, profile, codec, cfg.min_saving) {
+        let min_saving = f64::from(cfg.min_saving_percent) / 100.0;
+        match compress_chunk(&mut frames, streams, profile, codec, min_saving) {
             Some(chunk) => {
                 counters.chunks_compressed.fetch_add(1, Ordering::Relaxed);
                 counters.bytes_in.fetch_add(raw, Ordering::Relaxed);
@@ -289,7 +297,8 @@ mod tests {
         CompressConfig {
             codecs: vec![Some(Codec::Zstd { level }), None],
             threads,
-            min_saving: 0.02,
+            min_saving_percent: 2,
+            high_water_percent: 50,
         }
     }
 
@@ -346,18 +355,23 @@ mod tests {
             counters.clone(),
         )
         .unwrap();
-        // zstd -19 on 200 frames takes far longer than a second submission.
+        // zstd -19 on 200 frames takes far longer than the submissions after it.
         let order: Vec<(u16, u64)> = (0..200).map(|q| (0, q)).collect();
         let first = pool.try_submit(frames(&order, &s)).expect("a free worker");
+        let second = pool.try_submit(frames(&order, &s)).expect("room to wait");
         let back = pool
             .try_submit(frames(&[(0, 500)], &s))
             .expect_err("every worker busy");
         assert_eq!(back.len(), 1);
         assert_eq!(counters.batches_raw_busy.load(Ordering::Relaxed), 1);
-        // Dropping the pool lets the worker finish what it holds.
+        // Dropping the pool lets the worker finish what it holds and gives back, raw, what
+        // no worker took: no frame is lost either way.
         drop(pool);
         let pieces = first.blocking_recv().expect("answered");
         assert_eq!(order_of(&pieces).len(), 200);
         assert!(matches!(pieces[0], Piece::Compressed { .. }));
+        let pieces = second.blocking_recv().expect("answered");
+        assert_eq!(order_of(&pieces).len(), 200);
+        assert!(matches!(pieces[..], [Piece::Raw(_)]));
     }
 }

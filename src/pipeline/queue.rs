@@ -131,6 +131,11 @@ impl FrameQueue {
         }
     }
 
+    /// Frames it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     pub fn len(&self) -> usize {
         self.frames.len()
     }

@@ -55,6 +55,8 @@ pub struct WriterConfig {
     pub retain_bytes: Option<u64>,
     /// ... or while the oldest was last written longer ago than this.
     pub retain_age: Option<Duration>,
+    /// Chunk compression on worker threads; `None`: every chunk raw.
+    pub compression: Option<crate::pipeline::compress::CompressConfig>,
 }
 
 impl Default for WriterConfig {
@@ -75,6 +77,7 @@ impl Default for WriterConfig {
             stop_timeout: Duration::from_secs(45),
             retain_bytes: None,
             retain_age: None,
+            compression: None,
         }
     }
 }

@@ -12,6 +12,19 @@ use crate::frame::{DropReason, Frame};
 use crate::observe::Histograms;
 
 use super::{BatchLimits, Live};
+use crate::frame::FrameMeta;
+use crate::pipeline::compress::Piece;
+
+/// A batch in a layout's stage.
+pub(super) enum Staging {
+    /// Its pieces, at once (written raw).
+    Ready(Vec<Piece>),
+    /// Its pieces come from a worker; `metas` are its frames, to count if none ever come.
+    Pending {
+        answer: tokio::sync::oneshot::Receiver<Vec<Piece>>,
+        metas: Vec<FrameMeta>,
+    },
+}
 
 /// How a layout puts batches of frames into files. A layout holds its pool (`Rc<Pool>`) for
 /// the shared parts (queue, ledger, counters, the failed state).
@@ -41,6 +54,20 @@ pub(super) trait Layout: 'static {
     /// moving its frames out (the vector keeps its capacity). `None` when the frames were
     /// dropped instead (the layout counted them).
     async fn prepare(self: &Rc<Self>, batch: &mut Vec<Frame>) -> Option<Self::Write>;
+
+    /// Under the intake lock: hands `batch` to the layout's stage (compression), which works on
+    /// it outside the lock; `None` (the default) to [`Layout::prepare`] it at once.
+    fn stage(&self, batch: &mut Vec<Frame>) -> Option<Staging> {
+        let _ = batch;
+        None
+    }
+
+    /// Lays out a batch that went through the stage, its turn come (batches are laid out in
+    /// the order they were taken).
+    async fn prepare_staged(self: &Rc<Self>, pieces: Vec<Piece>) -> Option<Self::Write> {
+        let _ = pieces;
+        unreachable!("a layout without a stage stages nothing")
+    }
 
     /// Submits a prepared write, awaits it and settles it (written or dropped), outside the
     /// lock, so up to the writer count of writes are in flight. `h` is the writer task's own

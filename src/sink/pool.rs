@@ -6,7 +6,9 @@
 
 use std::cell::RefMut;
 
-use super::layout::Layout;
+use crate::frame::FrameKey;
+
+use super::layout::{Layout, Staging};
 use super::*;
 
 /// What every layout's writers share: one per run, on the writer thread.
@@ -25,8 +27,15 @@ pub(super) struct Pool {
     /// False to record counters only (statistics off).
     pub(super) record_histograms: bool,
     pub(super) backend: Backend,
-    /// Held while a batch is taken and laid out: the order of intake is the order of writes.
+    /// Held while a batch is taken (and, unless it goes through the layout's stage, laid out):
+    /// the order of intake is the order of writes.
     pub(super) intake: Mutex<()>,
+    /// Held while a batch is laid out (the layout's segment and offset bookkeeping).
+    pub(super) prepare: Mutex<()>,
+    /// Staged batches: the next ticket to give, and the ticket whose turn it is to be laid out.
+    tickets: Cell<u64>,
+    turn: Cell<u64>,
+    turned: Notify,
     /// A writer task ended: the supervisor looks at once rather than at its next tick.
     writer_exited: Notify,
     shared_histograms: SharedHistograms,
@@ -64,6 +73,10 @@ impl Pool {
             record_histograms: parts.record_histograms,
             backend,
             intake: Mutex::new(()),
+            prepare: Mutex::new(()),
+            tickets: Cell::new(0),
+            turn: Cell::new(0),
+            turned: Notify::new(),
             writer_exited: Notify::new(),
             shared_histograms: parts.histograms.clone(),
             st: RefCell::new(PoolState {
@@ -300,13 +313,70 @@ async fn writer_task<L: Layout>(pool: &Rc<Pool>, layout: &Rc<L>, index: usize) {
             layout.discard(&mut batch, DropReason::IoError);
             continue;
         }
-        let write = layout.prepare(&mut batch).await;
+        if let Some(staging) = layout.stage(&mut batch) {
+            let ticket = pool.tickets.get();
+            pool.tickets.set(ticket + 1);
+            drop(guard);
+            if let Some(w) = staged(pool, layout, staging, ticket).await {
+                layout.complete(w, &h).await;
+            }
+            continue;
+        }
+        let write = {
+            let _prepare = pool.prepare.lock().await;
+            layout.prepare(&mut batch).await
+        };
         drop(guard);
         debug_assert!(batch.is_empty(), "prepare takes every frame of its batch");
         if let Some(w) = write {
             layout.complete(w, &h).await;
         }
     }
+}
+
+/// A batch through the layout's stage: awaits its pieces outside the intake lock (other writers
+/// take and stage the next batches meanwhile), then its turn, and lays it out.
+async fn staged<L: Layout>(
+    pool: &Pool,
+    layout: &Rc<L>,
+    staging: Staging,
+    ticket: u64,
+) -> Option<L::Write> {
+    let pieces = match staging {
+        Staging::Ready(pieces) => Some(pieces),
+        Staging::Pending { answer, metas } => match answer.await {
+            Ok(pieces) => Some(pieces),
+            Err(_) => {
+                // A worker died holding the batch (a bug): its frames are gone; say so.
+                tracing::error!(
+                    frames = metas.len(),
+                    "a compression worker ended without answering; its frames are lost"
+                );
+                let keys: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
+                pool.ledger.dropped(&keys, DropReason::IoError);
+                None
+            }
+        },
+    };
+    loop {
+        let turned = pool.turned.notified();
+        tokio::pin!(turned);
+        turned.as_mut().enable();
+        if pool.turn.get() == ticket {
+            break;
+        }
+        turned.await;
+    }
+    let write = match pieces {
+        Some(pieces) => {
+            let _prepare = pool.prepare.lock().await;
+            layout.prepare_staged(pieces).await
+        }
+        None => None,
+    };
+    pool.turn.set(ticket + 1);
+    pool.turned.notify_waiters();
+    write
 }
 
 /// Publishes the histograms every [`PUBLISH_EVERY`], off the writers' path, until aborted at

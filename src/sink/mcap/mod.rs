@@ -21,10 +21,13 @@ mod write;
 use std::collections::VecDeque;
 
 use super::layout::Layout;
+use super::layout::Staging;
 use super::*;
-use crate::frame::{FrameKey, FrameMeta, FrameSeq, StreamId};
+use crate::frame::{FrameBuf, FrameKey, FrameMeta, FrameSeq, StreamId};
+use crate::pipeline::compress::{Compressors, Piece};
 use crate::segment::{
-    self, ChunkIndexEntry, SegmentMeta, TailStats, encode_drops, encode_frames, ros2::Profile,
+    self, ChunkIndexEntry, CompressedChunk, SegmentMeta, TailStats, encode_drops, encode_frames,
+    ros2::Profile,
 };
 use file::{SegFile, sync_dir};
 use lost::*;
@@ -70,6 +73,8 @@ pub(super) struct Mcap {
     /// Each stream's clock offset (`publish_ns - device_ns`, one per run), by stream index, from
     /// the frames written: every segment closed afterwards records it (`segment::clock`).
     clock: RefCell<std::collections::BTreeMap<usize, i64>>,
+    /// The compression stage's workers, when chunks are compressed.
+    compressors: Option<Compressors>,
     st: RefCell<McapState>,
 }
 
@@ -81,7 +86,15 @@ impl Mcap {
                 .ok()
                 .map(|m| (m.dev(), m.ino()))
         };
+        let compressors = pool.cfg.compression.clone().and_then(|cfg| {
+            let streams: std::sync::Arc<[crate::frame::StreamInfo]> = pool.target.streams.clone().into();
+            let counters = pool.counters.compress.clone();
+            Compressors::start(cfg, streams, pool.target.profile, counters)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot start the compression workers; chunks are written raw"))
+                .ok()
+        });
         Rc::new(Mcap {
+            compressors,
             direct: Cell::new(pool.cfg.direct_io),
             preallocate: Cell::new(pool.cfg.preallocate_bytes > 0),
             seg_cfg: RefCell::new(seg_cfg),
@@ -211,6 +224,15 @@ impl Layout for Mcap {
 
     async fn prepare(self: &Rc<Self>, batch: &mut Vec<Frame>) -> Option<PreparedWrite> {
         prepare(self, batch).await
+    }
+
+    fn stage(&self, batch: &mut Vec<Frame>) -> Option<super::layout::Staging> {
+        let compressors = self.compressors.as_ref()?;
+        stage(self, compressors, batch)
+    }
+
+    async fn prepare_staged(self: &Rc<Self>, pieces: Vec<Piece>) -> Option<PreparedWrite> {
+        prepare_pieces(self, pieces).await
     }
 
     async fn complete(self: &Rc<Self>, write: PreparedWrite, h: &RefCell<Histograms>) {

@@ -12,6 +12,58 @@ pub(in crate::sink) struct PreparedWrite {
     pub(super) metas: Vec<FrameMeta>,
     pub(super) chunks: Vec<ChunkIndexEntry>,
     pub(super) drops: Vec<segment::DropRange>,
+    /// The frames of compressed chunks (by their index in `metas`): their buffers go back to
+    /// the pool once the write is done, and are still there if it must be made again.
+    pub(super) kept: Vec<(usize, FrameBuf)>,
+}
+
+/// Hands `batch` to the compression workers; written raw (at once, in its turn) when the
+/// queue is past its high-water mark, the segments are O_DIRECT, or every worker is busy.
+pub(super) fn stage(
+    ctx: &Mcap,
+    compressors: &Compressors,
+    batch: &mut Vec<Frame>,
+) -> Option<Staging> {
+    let cfg = ctx.pool.cfg.compression.as_ref()?;
+    let frames = std::mem::replace(batch, Vec::with_capacity(batch.capacity()));
+    let queue = &ctx.pool.queue;
+    let pressed = 100 * queue.len() >= usize::from(cfg.high_water_percent) * queue.capacity();
+    if pressed || ctx.direct.get() {
+        if pressed {
+            let c = &ctx.pool.counters.compress;
+            c.batches_raw_pressure.fetch_add(1, Ordering::Relaxed);
+        }
+        return Some(Staging::Ready(vec![Piece::Raw(frames)]));
+    }
+    let metas = frames.iter().map(|f| f.meta).collect();
+    Some(match compressors.try_submit(frames) {
+        Ok(answer) => Staging::Pending { answer, metas },
+        Err(frames) => Staging::Ready(vec![Piece::Raw(frames)]),
+    })
+}
+
+/// Frames `range` of a batch, and the compressed chunk that holds them (`None`: written raw).
+type Part = (std::ops::Range<usize>, Option<CompressedChunk>);
+
+/// [`prepare`] for a batch that went through the compression stage: its pieces, in order.
+/// With O_DIRECT (which compressed chunks cannot align to) every piece is written raw.
+pub(super) async fn prepare_pieces(ctx: &Rc<Mcap>, pieces: Vec<Piece>) -> Option<PreparedWrite> {
+    let direct = ctx.direct.get();
+    let mut frames = Vec::new();
+    let mut parts: Vec<Part> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        let (run, chunk) = match p {
+            Piece::Raw(run) => (run, None),
+            Piece::Compressed { chunk, frames } => (frames, (!direct).then_some(chunk)),
+        };
+        match (parts.last_mut(), &chunk) {
+            // Raw runs next to each other are one raw chunk.
+            (Some((range, None)), None) => range.end += run.len(),
+            _ => parts.push((frames.len()..frames.len() + run.len(), chunk)),
+        }
+        frames.extend(run);
+    }
+    prepare_parts(ctx, &mut frames, Some(parts)).await
 }
 
 /// Counts `frames` as dropped for `reason` (no segment can take them) and recycles their
@@ -42,14 +94,35 @@ fn learn_clock(ctx: &Mcap, frames: &[Frame]) {
 
 /// Picks the segment, assigns the offset and encodes drop notices and frames in place, moving
 /// the frames out of `frames` (which keeps its capacity for the next batch). Called with the
-/// intake lock held.
+/// prepare lock held.
 pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<PreparedWrite> {
+    prepare_parts(ctx, frames, None).await
+}
+
+/// [`prepare`] of `frames` cut into `parts` (`None`: one raw chunk).
+async fn prepare_parts(
+    ctx: &Rc<Mcap>,
+    frames: &mut Vec<Frame>,
+    parts: Option<Vec<Part>>,
+) -> Option<PreparedWrite> {
     let mut drops = ctx.pool.ledger.notices().take();
-    let estimate: u64 = frames
-        .iter()
-        .map(|f| f.buf.region().len() as u64)
-        .sum::<u64>()
-        + 4096 * (1 + drops.len() as u64 / 16);
+    let frame_bytes = |range: std::ops::Range<usize>| -> u64 {
+        frames[range]
+            .iter()
+            .map(|f| f.buf.region().len() as u64)
+            .sum()
+    };
+    let data: u64 = match &parts {
+        None => frame_bytes(0..frames.len()),
+        Some(parts) => parts
+            .iter()
+            .map(|(range, chunk)| match chunk {
+                Some(c) => c.bytes.len() as u64,
+                None => frame_bytes(range.clone()),
+            })
+            .sum(),
+    };
+    let estimate = data + 4096 * (1 + drops.len() as u64 / 16);
     // The disk refused a segment or space a moment ago: do not ask again for every batch
     // (drop notices alone still go to the open segment, which keeps room for them).
     let notices_only = frames.is_empty();
@@ -96,10 +169,6 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         spans.push(IoSpan::new(buf, span, false));
         chunks.push(entry);
     }
-    let target = &ctx.pool.target;
-    let layout = encode_frames(frames, at, &target.streams, target.profile, direct);
-    at += layout.len;
-    chunks.extend(layout.chunks);
     let metas: Vec<_> = frames.iter().map(|f| f.meta).collect();
     {
         let mut pool = ctx.st.borrow_mut();
@@ -107,7 +176,8 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
             pool.watermark.taken(m.order, m.host_mono_ns);
         }
     }
-    spans.extend(frames.drain(..).map(|f| IoSpan::new(f.buf, f.span, true)));
+    let parts = parts.unwrap_or_else(|| vec![(0..frames.len(), None)]);
+    let kept = lay_out(ctx, frames, parts, direct, &mut at, &mut spans, &mut chunks);
     st.next_offset = at;
     st.in_flight += 1;
     st.has_data = true;
@@ -124,7 +194,50 @@ pub(super) async fn prepare(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>) -> Option<P
         metas,
         chunks,
         drops,
+        kept,
     })
+}
+
+/// Encodes `frames` at file offset `*at`, part by part (a raw part in place, a compressed one
+/// as its chunk's bytes, which O_DIRECT cannot take: those go raw), moving them into `spans`
+/// and their chunks into `chunks`; returns the buffers of compressed frames (by frame index).
+fn lay_out(
+    ctx: &Mcap,
+    frames: &mut Vec<Frame>,
+    parts: Vec<Part>,
+    direct: bool,
+    at: &mut u64,
+    spans: &mut Vec<IoSpan>,
+    chunks: &mut Vec<ChunkIndexEntry>,
+) -> Vec<(usize, FrameBuf)> {
+    let target = &ctx.pool.target;
+    let mut kept = Vec::new();
+    let mut taken = 0;
+    for (range, chunk) in parts {
+        debug_assert_eq!(range.start, taken);
+        let n = range.len();
+        match chunk.filter(|_| !direct) {
+            None => {
+                let run = &mut frames[..n];
+                let layout = encode_frames(run, *at, &target.streams, target.profile, direct);
+                *at += layout.len;
+                chunks.extend(layout.chunks);
+                spans.extend(frames.drain(..n).map(|f| IoSpan::new(f.buf, f.span, true)));
+            }
+            Some(c) => {
+                chunks.push(c.entry.moved_by(*at));
+                *at += c.bytes.len() as u64;
+                spans.push(IoSpan::of_bytes(c.bytes));
+                let bufs = frames
+                    .drain(..n)
+                    .enumerate()
+                    .map(|(i, f)| (taken + i, f.buf));
+                kept.extend(bufs);
+            }
+        }
+        taken = range.end;
+    }
+    kept
 }
 
 /// The disk is full: the segment stays open (its tail and drop notices have room); the frames
@@ -171,14 +284,16 @@ pub(super) async fn complete(ctx: &Rc<Mcap>, w: PreparedWrite, h: &RefCell<Histo
     }
     let mut metas = w.metas;
     let mut spans = spans;
+    let mut kept = w.kept;
     if matches!(
         w.seg.st.borrow().cut,
         Some((_, DropReason::FsyncError | DropReason::SegmentDeleted))
     ) {
-        spans = rewrite_later(ctx, &mut metas, spans);
+        spans = rewrite_later(ctx, &mut metas, spans, std::mem::take(&mut kept));
     }
-    // Each frame's buffer goes back to the pool as its span drops.
+    // Each frame's buffer goes back to the pool as its span (or kept buffer) drops.
     drop(spans);
+    drop(kept);
     w.seg.finish(
         w.offset,
         Finished {
@@ -201,11 +316,13 @@ pub(super) async fn complete(ctx: &Rc<Mcap>, w: PreparedWrite, h: &RefCell<Histo
 
 /// An fsync of this write's segment failed while the write was in flight: its frames are still
 /// in memory, so they are written again (to the next segment) instead of being dropped, once.
-/// Takes them out of `metas` and `spans`; gives back the spans that are not frames.
+/// Takes them out of `metas` and `spans` (and `kept`, the buffers of compressed frames); gives
+/// back the spans that are not frames.
 pub(super) fn rewrite_later(
     ctx: &Mcap,
     metas: &mut Vec<FrameMeta>,
     spans: Vec<IoSpan>,
+    kept: Vec<(usize, FrameBuf)>,
 ) -> Vec<IoSpan> {
     let again = {
         let st = ctx.st.borrow();
@@ -215,21 +332,35 @@ pub(super) fn rewrite_later(
         return spans;
     }
     let mut rest = Vec::new();
-    let mut frames = Vec::with_capacity(metas.len());
-    let mut it = metas.iter();
+    // Each frame's buffer: a compressed frame's from `kept`, the others' from their spans, in
+    // order.
+    let mut bufs: Vec<Option<FrameBuf>> = (0..metas.len()).map(|_| None).collect();
+    for (i, buf) in kept {
+        if let Some(slot) = bufs.get_mut(i) {
+            *slot = Some(buf);
+        }
+    }
+    let mut free = bufs.iter_mut().filter(|b| b.is_none());
     for s in spans {
         if s.pooled
-            && let Some(meta) = it.next()
+            && let Some(slot) = free.next()
         {
-            frames.push(Frame {
-                meta: *meta,
-                buf: s.buf,
-                span: (0, 0),
-            });
+            *slot = s.into_frame_buf();
         } else {
             rest.push(s);
         }
     }
+    let frames: Vec<Frame> = metas
+        .iter()
+        .zip(bufs)
+        .filter_map(|(meta, buf)| {
+            buf.map(|buf| Frame {
+                meta: *meta,
+                buf,
+                span: (0, 0),
+            })
+        })
+        .collect();
     // They stay pending in the watermark until their second write is durable.
     let seqs: Vec<FrameKey> = metas.iter().map(|m| m.key()).collect();
     ctx.pool
@@ -364,7 +495,10 @@ pub(super) fn never_durable(ctx: &Mcap, orders: impl IntoIterator<Item = u64>) {
 /// Writes a batch (possibly only pending drop notices) outside the writer tasks.
 pub(super) async fn write_batch(ctx: &Rc<Mcap>, frames: &mut Vec<Frame>, h: &RefCell<Histograms>) {
     let guard = ctx.pool.intake.lock().await;
-    let w = prepare(ctx, frames).await;
+    let w = {
+        let _prepare = ctx.pool.prepare.lock().await;
+        prepare(ctx, frames).await
+    };
     drop(guard);
     if let Some(w) = w {
         complete(ctx, w, h).await;
