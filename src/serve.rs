@@ -60,7 +60,13 @@ impl Read for Stream {
     }
 }
 
-impl Stream {
+/// One client's connection, as an answering function sees it.
+pub trait Connection: Read + Write {
+    /// Bounds the next reads (at least 1 ms).
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()>;
+}
+
+impl Connection for Stream {
     fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
         let t = Some(t.max(Duration::from_millis(1)));
         match self {
@@ -243,6 +249,24 @@ impl Server {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot encode a statistics snapshot"),
             }
+        })
+        .map_err(listen)
+    }
+
+    /// A Unix socket of mode 0600 at `path` whose connections `answer` serves, each on a
+    /// thread of its own (at most [`MAX_CONNECTIONS`] at once), given the instant by which it
+    /// must be done ([`CONNECTION_DEADLINE`] after the accept).
+    pub fn unix(
+        path: &Path,
+        name: &str,
+        answer: impl Fn(&mut dyn Connection, std::time::Instant) + Send + Sync + 'static,
+    ) -> Result<Server, ServeError> {
+        let listen = |source| ServeError::Listen {
+            addr: path.display().to_string(),
+            source,
+        };
+        Server::spawn(Listener::unix(path)?, name, move |stream, deadline| {
+            answer(stream, deadline)
         })
         .map_err(listen)
     }
