@@ -123,7 +123,7 @@ impl Control {
         protocol::check_mark_text(text)?;
         let Some(mark) = &self.mark else {
             return Err(refused(
-                "marks are written into MCAP segments; the fakenect layout has no place for them",
+                "this recorder cannot write marks into its recording (not implemented in this layout or build)",
             ));
         };
         let time_ns = crate::frame::host_real_ns();
