@@ -25,6 +25,11 @@ struct Recorder {
 
 impl Recorder {
     fn start() -> Recorder {
+        Recorder::start_with(&[])
+    }
+
+    /// [`Recorder::start`] with `extra` flags.
+    fn start_with(extra: &[&str]) -> Recorder {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("rec");
         let (ctl, stats) = (tmp.path().join("c.ctl"), tmp.path().join("s.sock"));
@@ -52,6 +57,7 @@ impl Recorder {
             .arg(&ctl)
             .arg("--stats-socket")
             .arg(&stats)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -354,4 +360,18 @@ fn ctl_without_a_recorder_says_which_socket_and_fails() {
         said.contains(path.to_str().unwrap()) && said.contains("no recorder answers"),
         "{said}"
     );
+}
+
+#[test]
+fn a_split_in_the_fakenect_layout_is_refused_with_the_reason() {
+    let rec = Recorder::start_with(&["--layout", "fakenect"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, v) = rec.ctl(&["split"]);
+    assert_eq!((code, &v["ok"]), (1, &Value::Bool(false)), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("fakenect layout"),
+        "{v}"
+    );
+    assert_eq!(rec.snapshot().control_rejected.get("refused"), Some(&1));
+    let _ = rec.stop();
 }

@@ -458,4 +458,25 @@ mod tests {
         assert!(s.log_line(None).starts_with("DISK FULL"));
         assert!(prometheus_text(&s, &h).contains("framerec_refusing_frames 1"));
     }
+
+    #[test]
+    fn the_state_pauses_and_control_requests_are_exposed() {
+        let mut s = Snapshot {
+            state: "paused".into(),
+            paused_frames: 7,
+            control_ok: 3,
+            ..Snapshot::default()
+        };
+        s.control_rejected.insert("oversized".into(), 2);
+        let text = prometheus_text(&s, &Histograms::default());
+        for line in [
+            "framerec_state{state=\"paused\"} 1",
+            "framerec_state{state=\"recording\"} 0",
+            "framerec_frames_paused_total 7",
+            "framerec_control_requests_total{result=\"ok\"} 3",
+            "framerec_control_requests_total{result=\"oversized\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
 }
