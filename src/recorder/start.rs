@@ -282,10 +282,26 @@ fn serve(
 fn serve_control(
     cfg: &Config,
     dir: &Path,
-    control: crate::control::Control,
+    counters: &Arc<Counters>,
+    live: &Arc<LiveSettings>,
+    snapshot: &SnapshotFn,
+    stop: &Arc<AtomicBool>,
+    segment: Arc<crate::control::CurrentSegment>,
 ) -> Result<Option<Server>, RecordError> {
     let Some(path) = cfg.stats.control_socket_path(dir) else {
         return Ok(None);
+    };
+    let control = crate::control::Control {
+        counters: counters.clone(),
+        live: live.clone(),
+        snapshot: snapshot.clone(),
+        stop: stop.clone(),
+        segment,
+        no_split: (cfg.layout == Layout::Fakenect).then_some(
+            "the fakenect layout writes one file per frame: it has no segments to split",
+        ),
+        queue_frames: cfg.queue.max_frames as u64,
+        mark: None,
     };
     match control.serve(&path) {
         Ok(s) => {
@@ -368,22 +384,7 @@ pub(super) fn start(
         started,
     );
     let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
-    let control = serve_control(
-        cfg,
-        &dir,
-        crate::control::Control {
-            counters: counters.clone(),
-            live: live.clone(),
-            snapshot: snapshot.clone(),
-            stop: stop.clone(),
-            segment,
-            no_split: (cfg.layout == Layout::Fakenect).then_some(
-                "the fakenect layout writes one file per frame: it has no segments to split",
-            ),
-            queue_frames: cfg.queue.max_frames as u64,
-            mark: None,
-        },
-    )?;
+    let control = serve_control(cfg, &dir, &counters, &live, &snapshot, &stop, segment)?;
     if let Some(f) = on_start {
         f(snapshot.clone());
     }
