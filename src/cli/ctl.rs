@@ -1,5 +1,5 @@
 //! `framerec ctl [--socket PATH] [--json] COMMAND`: steer a running recorder through its control
-//! socket (status, split, pause, resume, mark, stop). Exit 0 when the recorder did it, 1 when it
+//! socket (status, split, pause, resume, stop). Exit 0 when the recorder did it, 1 when it
 //! refused (the reason is printed), 2 when no recorder answers.
 
 use std::path::PathBuf;
@@ -34,11 +34,6 @@ enum CtlCommand {
     Pause,
     /// Write frames again after a pause.
     Resume,
-    /// Write a timestamped annotation into the recording (topic /framerec/mark).
-    Mark {
-        /// The annotation, at most 4096 bytes.
-        text: String,
-    },
     /// Stop gracefully, as SIGTERM does: everything accepted is written.
     Stop,
 }
@@ -49,7 +44,6 @@ fn request(c: &CtlCommand) -> Request {
         CtlCommand::Split => Request::Split,
         CtlCommand::Pause => Request::Pause,
         CtlCommand::Resume => Request::Resume,
-        CtlCommand::Mark { text } => Request::Mark { text: text.clone() },
         CtlCommand::Stop => Request::Stop,
     }
 }
@@ -73,12 +67,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no control socket: name one with --socket");
     };
     let req = request(&args.command);
-    if let Request::Mark { text } = &req
-        && let Err(e) = framerec::control::protocol::check_mark_text(text)
-    {
-        eprintln!("framerec ctl: {e}");
-        return Ok(ExitCode::from(2));
-    }
     let reply = match client::ask(&path, &req) {
         Ok(v) => v,
         Err(e @ ClientError::Connect { .. }) => {
@@ -158,10 +146,7 @@ fn status_table(v: &Value) -> String {
         let parts: Vec<String> = d.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out.push(format!("dropped by reason  {}", parts.join(", ")));
     }
-    out.push(format!(
-        "pauses, marks      {}, {}",
-        v["pauses"], v["marks"]
-    ));
+    out.push(format!("pauses             {}", v["pauses"]));
     out.push(format!(
         "{:<18} {:>10} {:>10} {:>10} {:>10}",
         "stream", "received", "written", "dropped", "paused"

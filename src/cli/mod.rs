@@ -67,7 +67,7 @@ enum Command {
     Recover(recover::Args),
     /// Statistics: live from a running recorder, or from a recording's interval logs.
     Stats(stats::Args),
-    /// Steer a running recorder: status, split, pause, resume, mark, stop.
+    /// Steer a running recorder: status, split, pause, resume, stop.
     Ctl(ctl::Args),
     /// Write frames as 16-bit PGM or PNG files.
     Export(export::Args),

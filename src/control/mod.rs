@@ -1,5 +1,6 @@
 //! The control socket: a running recorder steered by `framerec ctl` (status, split, pause,
-//! resume, mark, stop). A Unix socket of mode 0600 served by [`crate::serve::Server`]'s core (a
+//! resume, stop; `mark` is parsed and bounded, and refused with its reason until the writers
+//! can put marks into the recording: [`Control::mark`] is the seam). A Unix socket of mode 0600 served by [`crate::serve::Server`]'s core (a
 //! thread per client, a bounded number of clients, a deadline each); one JSON request line per
 //! connection, one JSON reply line (see [`protocol`]). Every request gets a reply or, when the
 //! client cannot be answered in time, a closed connection; every rejection is counted
@@ -59,7 +60,7 @@ pub struct Control {
     /// `Some(why)` when the layout has no segments to split (fakenect).
     pub no_split: Option<&'static str>,
     pub queue_frames: u64,
-    /// Writes marks; `None` when the layout cannot hold them.
+    /// Writes marks; `None` (for now always) refuses them with the reason.
     pub mark: Option<MarkFn>,
 }
 
