@@ -38,6 +38,9 @@ impl ServeError {
 /// Builds a snapshot on demand; called from the server thread.
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
+/// Told of a connection closed unanswered because the server was answering as many as it may.
+pub type BusyFn = Arc<dyn Fn() + Send + Sync>;
+
 /// Renders the Prometheus exposition text; called from the server thread per scrape.
 pub type RenderFn = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -176,6 +179,17 @@ impl Server {
         name: &str,
         answer: impl Fn(&mut Stream, std::time::Instant) + Send + Sync + 'static,
     ) -> io::Result<Server> {
+        Server::spawn_with(listener, name, answer, None)
+    }
+
+    /// [`Server::spawn`], calling `busy` for each connection closed unanswered because
+    /// [`MAX_CONNECTIONS`] were being answered.
+    fn spawn_with(
+        listener: Listener,
+        name: &str,
+        answer: impl Fn(&mut Stream, std::time::Instant) + Send + Sync + 'static,
+        busy: Option<BusyFn>,
+    ) -> io::Result<Server> {
         let addr = listener.addr()?;
         let answer = Arc::new(answer);
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -206,6 +220,9 @@ impl Server {
                             if active.fetch_add(1, AcqRel) >= MAX_CONNECTIONS {
                                 active.fetch_sub(1, AcqRel);
                                 tracing::debug!("too many statistics clients at once; closing one");
+                                if let Some(busy) = &busy {
+                                    busy();
+                                }
                                 continue;
                             }
                             let (answer, done) = (answer.clone(), active.clone());
@@ -256,19 +273,20 @@ impl Server {
     /// A Unix socket of mode 0600 at `path` whose connections `answer` serves, each on a
     /// thread of its own (at most [`MAX_CONNECTIONS`] at once), given the instant by which it
     /// must be done ([`CONNECTION_DEADLINE`] after the accept).
+    /// `busy` is called for each connection closed unanswered because that many were being
+    /// answered.
     pub fn unix(
         path: &Path,
         name: &str,
         answer: impl Fn(&mut dyn Connection, std::time::Instant) + Send + Sync + 'static,
+        busy: BusyFn,
     ) -> Result<Server, ServeError> {
         let listen = |source| ServeError::Listen {
             addr: path.display().to_string(),
             source,
         };
-        Server::spawn(Listener::unix(path)?, name, move |stream, deadline| {
-            answer(stream, deadline)
-        })
-        .map_err(listen)
+        let answer = move |stream: &mut Stream, deadline| answer(stream, deadline);
+        Server::spawn_with(Listener::unix(path)?, name, answer, Some(busy)).map_err(listen)
     }
 
     /// Prometheus exposition over HTTP at a TCP address (`127.0.0.1:9477`) or a Unix socket

@@ -313,6 +313,16 @@ fn bad_requests_are_answered_or_closed_counted_and_the_recording_goes_on() {
         "{:?}",
         snap.control_rejected
     );
+    // Clients past the bound held at once are closed unanswered, and counted.
+    let idle: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&rec.ctl).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(raw(&rec.ctl, b"{\"cmd\":\"status\"}\n", Duration::ZERO).is_empty());
+    drop(idle);
+    assert_eq!(rec.snapshot().control_rejected.get("busy"), Some(&1));
+    // The idle clients' threads see them go and end.
+    std::thread::sleep(Duration::from_millis(300));
     let status = rec.ok(&["status"]);
     assert_eq!(status["state"], "recording", "{status}");
     let metrics = rec.snapshot();

@@ -68,9 +68,14 @@ impl Control {
     /// Serves `self` on a Unix socket of mode 0600 at `path`.
     pub fn serve(self, path: &Path) -> Result<Server, ServeError> {
         let control = Arc::new(self);
-        Server::unix(path, "framerec-ctl", move |conn, deadline| {
-            control.answer(conn, deadline)
-        })
+        let counters = control.counters.clone();
+        let busy = Arc::new(move || counters.control.rejected(ControlReject::Busy));
+        Server::unix(
+            path,
+            "framerec-ctl",
+            move |conn, deadline| control.answer(conn, deadline),
+            busy,
+        )
     }
 
     /// Reads one request from `conn`, acts on it, and replies (an error reply for a request

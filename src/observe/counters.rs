@@ -117,14 +117,17 @@ pub enum ControlReject {
     Incomplete,
     /// Well-formed, but it cannot apply here (a split in the fakenect layout, a timeout).
     Refused,
+    /// Closed unread: as many clients as the socket answers at once were being answered.
+    Busy,
 }
 
 impl ControlReject {
-    pub const ALL: [ControlReject; 4] = [
+    pub const ALL: [ControlReject; 5] = [
         ControlReject::Malformed,
         ControlReject::Oversized,
         ControlReject::Incomplete,
         ControlReject::Refused,
+        ControlReject::Busy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +136,7 @@ impl ControlReject {
             ControlReject::Oversized => "oversized",
             ControlReject::Incomplete => "incomplete",
             ControlReject::Refused => "refused",
+            ControlReject::Busy => "busy",
         }
     }
 }

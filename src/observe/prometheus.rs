@@ -153,7 +153,7 @@ fn control_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), 
     metric(
         "framerec_control_requests_total",
         "counter",
-        "Control socket requests: answered (ok) or rejected (malformed, oversized, incomplete, refused).",
+        "Control socket requests: answered (ok) or rejected (malformed, oversized, incomplete, refused, busy).",
         &requests,
     );
 }

@@ -81,7 +81,7 @@ pub struct Snapshot {
     /// Control socket requests answered.
     #[serde(default)]
     pub control_ok: u64,
-    /// Control socket requests rejected, by kind (malformed, oversized, incomplete, refused).
+    /// Control socket requests rejected, by kind (malformed, oversized, incomplete, refused, busy).
     #[serde(default)]
     pub control_rejected: std::collections::BTreeMap<String, u64>,
 }
