@@ -132,7 +132,10 @@ fn status_table(v: &Value) -> String {
             text(&v["segment"]["id"]),
             text(&v["segment"]["path"])
         ),
-        format!("durable through    seq {}", text(&v["durable_seq"])),
+        match v["durable_seq"].as_u64() {
+            Some(seq) => format!("durable through    seq {seq}"),
+            None => "durable through    nothing yet".into(),
+        },
         format!(
             "queue              {} of {} frames (high water {})",
             v["queue"]["frames"], v["queue"]["max_frames"], v["queue"]["high_water"]
