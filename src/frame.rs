@@ -77,6 +77,11 @@ pub enum DropReason {
     /// A `pipe:`/`unix:` frame framerec refused (wrong size, bad version, format, header or
     /// length, or a torn tail); `source_rejects` says why.
     Rejected,
+    /// Arrived while the recorder was paused (`framerec ctl pause`): skipped on purpose. Not
+    /// a drop: not in [`DropReason::ALL`] nor in the drop totals; counted as `paused` per
+    /// stream, and named in the recording by a notice with this reason so that `verify`
+    /// explains the gap.
+    Paused,
 }
 
 impl DropReason {
@@ -106,11 +111,15 @@ impl DropReason {
             DropReason::SourceOverrun => "source_overrun",
             DropReason::SenderGap => "sender_gap",
             DropReason::Rejected => "rejected",
+            DropReason::Paused => "paused",
         }
     }
 
     pub fn from_name(name: &str) -> Option<DropReason> {
-        DropReason::ALL.into_iter().find(|r| r.as_str() == name)
+        DropReason::ALL
+            .into_iter()
+            .chain([DropReason::Paused])
+            .find(|r| r.as_str() == name)
     }
 
     pub fn index(self) -> usize {

@@ -37,6 +37,8 @@ pub struct Tally {
     /// Payload bytes written (not taken back when written frames are revoked).
     pub written_bytes: u64,
     pub(crate) dropped: [u64; DropReason::ALL.len()],
+    /// Arrived while the recorder was paused: skipped on purpose, not dropped.
+    pub paused: u64,
 }
 
 impl Tally {
@@ -50,6 +52,7 @@ impl Tally {
             t.in_writers += s.in_writers;
             t.written_frames += s.written_frames;
             t.written_bytes += s.written_bytes;
+            t.paused += s.paused;
             for (a, b) in t.dropped.iter_mut().zip(s.dropped) {
                 *a += b;
             }
@@ -57,8 +60,12 @@ impl Tally {
         t
     }
 
+    /// Frames dropped under `reason` (for [`DropReason::Paused`], the paused frames).
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped[reason.index()]
+        match reason {
+            DropReason::Paused => self.paused,
+            r => self.dropped.get(r.index()).copied().unwrap_or(0),
+        }
     }
 
     pub fn dropped_total(&self) -> u64 {
@@ -70,6 +77,7 @@ impl Tally {
         let placed = [
             self.written_frames,
             self.dropped_total(),
+            self.paused,
             self.queued,
             self.in_writers,
         ]
@@ -79,14 +87,23 @@ impl Tally {
             Ok(())
         } else {
             Err(format!(
-                "frames unaccounted for: received {} != written {} + dropped {} + queued {} + in writers {}",
+                "frames unaccounted for: received {} != written {} + dropped {} + paused {} + queued {} + in writers {}",
                 self.received_frames,
                 self.written_frames,
                 self.dropped_total(),
+                self.paused,
                 self.queued,
                 self.in_writers
             ))
         }
+    }
+}
+
+/// Counts `n` frames dropped under `reason` in `t` (a paused frame is not a drop).
+fn add_dropped(t: &mut Tally, reason: DropReason, n: u64) {
+    match t.dropped.get_mut(reason.index()) {
+        Some(d) => *d += n,
+        None => t.paused += n,
     }
 }
 
@@ -186,9 +203,20 @@ impl Ledger {
         self.apply(stream, |t| {
             t.received_frames += n;
             t.received_bytes += bytes;
-            t.dropped[reason.index()] += n;
+            add_dropped(t, reason, n);
         });
         self.name(stream, first, last, reason);
+    }
+
+    /// Frame `seq` of `stream` (`bytes` of payload) arrived while the recorder was paused: it
+    /// is counted as paused, and the recording names it (a notice with reason `paused`).
+    pub fn paused(&self, stream: StreamId, seq: FrameSeq, bytes: u64) {
+        self.apply(stream, |t| {
+            t.received_frames += 1;
+            t.received_bytes += bytes;
+            t.paused += 1;
+        });
+        self.name(stream, seq, seq, DropReason::Paused);
     }
 
     /// A queued frame left the queue without reaching a writer: evicted for a newer one, the
@@ -196,7 +224,7 @@ impl Ledger {
     pub fn unqueued(&self, frame: FrameKey, reason: DropReason) {
         self.apply(frame.stream, |t| {
             take(&mut t.queued, 1, "the queue");
-            t.dropped[reason.index()] += 1;
+            add_dropped(t, reason, 1);
         });
         self.name(frame.stream, frame.seq, frame.seq, reason);
     }
@@ -303,7 +331,7 @@ impl Ledger {
                 match all.get_mut(k.stream.index()) {
                     Some(t) => {
                         take(from(t), 1, what);
-                        t.dropped[reason.index()] += 1;
+                        add_dropped(t, reason, 1);
                         debug_assert_eq!(t.check(), Ok(()));
                     }
                     None => debug_assert!(false, "ledger: no stream {}", k.stream.0),
@@ -520,6 +548,25 @@ mod tests {
     }
 
     #[test]
+    fn paused_frames_are_counted_apart_from_drops_and_named() {
+        let l = Ledger::new(2);
+        l.queued(StreamId(0), 10);
+        l.paused(StreamId(1), FrameSeq(4), 10);
+        l.paused(StreamId(1), FrameSeq(5), 10);
+        let t = l.streams();
+        assert_eq!((t[1].received_frames, t[1].paused), (2, 2));
+        assert_eq!(t[1].dropped_total(), 0, "a pause is not a drop");
+        assert_eq!(t[1].dropped(DropReason::Paused), 2);
+        assert_eq!(l.tally().check(), Ok(()));
+        let notices = l.notices().take();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(
+            (notices[0].reason, notices[0].first, notices[0].last),
+            (DropReason::Paused, FrameSeq(4), FrameSeq(5))
+        );
+    }
+
+    #[test]
     fn an_unbalanced_tally_is_reported() {
         let t = Tally {
             received_frames: 3,
@@ -529,7 +576,7 @@ mod tests {
         };
         let e = t.check().unwrap_err();
         assert!(
-            e.contains("received 3 != written 1 + dropped 0 + queued 1 + in writers 0"),
+            e.contains("received 3 != written 1 + dropped 0 + paused 0 + queued 1 + in writers 0"),
             "{e}"
         );
     }

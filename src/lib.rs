@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod export;
 mod failpoint;
 pub mod frame;

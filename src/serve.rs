@@ -38,6 +38,9 @@ impl ServeError {
 /// Builds a snapshot on demand; called from the server thread.
 pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
+/// Told of a connection closed unanswered because the server was answering as many as it may.
+pub type BusyFn = Arc<dyn Fn() + Send + Sync>;
+
 /// Renders the Prometheus exposition text; called from the server thread per scrape.
 pub type RenderFn = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -60,7 +63,13 @@ impl Read for Stream {
     }
 }
 
-impl Stream {
+/// One client's connection, as an answering function sees it.
+pub trait Connection: Read + Write {
+    /// Bounds the next reads (at least 1 ms).
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()>;
+}
+
+impl Connection for Stream {
     fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
         let t = Some(t.max(Duration::from_millis(1)));
         match self {
@@ -170,6 +179,17 @@ impl Server {
         name: &str,
         answer: impl Fn(&mut Stream, std::time::Instant) + Send + Sync + 'static,
     ) -> io::Result<Server> {
+        Server::spawn_with(listener, name, answer, None)
+    }
+
+    /// [`Server::spawn`], calling `busy` for each connection closed unanswered because
+    /// [`MAX_CONNECTIONS`] were being answered.
+    fn spawn_with(
+        listener: Listener,
+        name: &str,
+        answer: impl Fn(&mut Stream, std::time::Instant) + Send + Sync + 'static,
+        busy: Option<BusyFn>,
+    ) -> io::Result<Server> {
         let addr = listener.addr()?;
         let answer = Arc::new(answer);
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -200,6 +220,9 @@ impl Server {
                             if active.fetch_add(1, AcqRel) >= MAX_CONNECTIONS {
                                 active.fetch_sub(1, AcqRel);
                                 tracing::debug!("too many statistics clients at once; closing one");
+                                if let Some(busy) = &busy {
+                                    busy();
+                                }
                                 continue;
                             }
                             let (answer, done) = (answer.clone(), active.clone());
@@ -245,6 +268,25 @@ impl Server {
             }
         })
         .map_err(listen)
+    }
+
+    /// A Unix socket of mode 0600 at `path` whose connections `answer` serves, each on a
+    /// thread of its own (at most [`MAX_CONNECTIONS`] at once), given the instant by which it
+    /// must be done ([`CONNECTION_DEADLINE`] after the accept).
+    /// `busy` is called for each connection closed unanswered because that many were being
+    /// answered.
+    pub fn unix(
+        path: &Path,
+        name: &str,
+        answer: impl Fn(&mut dyn Connection, std::time::Instant) + Send + Sync + 'static,
+        busy: BusyFn,
+    ) -> Result<Server, ServeError> {
+        let listen = |source| ServeError::Listen {
+            addr: path.display().to_string(),
+            source,
+        };
+        let answer = move |stream: &mut Stream, deadline| answer(stream, deadline);
+        Server::spawn_with(Listener::unix(path)?, name, answer, Some(busy)).map_err(listen)
     }
 
     /// Prometheus exposition over HTTP at a TCP address (`127.0.0.1:9477`) or a Unix socket

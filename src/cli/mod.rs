@@ -21,6 +21,7 @@ macro_rules! out {
 
 mod assets;
 mod check_config;
+mod ctl;
 mod defaults;
 mod export;
 mod info;
@@ -66,6 +67,8 @@ enum Command {
     Recover(recover::Args),
     /// Statistics: live from a running recorder, or from a recording's interval logs.
     Stats(stats::Args),
+    /// Steer a running recorder: status, split, pause, resume, stop.
+    Ctl(ctl::Args),
     /// Write frames as 16-bit PGM or PNG files.
     Export(export::Args),
     /// Validate a configuration file without recording.
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(a) => check_config::run(a),
         Command::Export(a) => export::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Ctl(a) => ctl::run(a),
         Command::Preview(a) => preview::run(a),
         Command::Man(a) => assets::man(a),
         Command::Completions(a) => assets::completions(a),

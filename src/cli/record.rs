@@ -113,6 +113,10 @@ pub struct Args {
     /// Statistics socket for `framerec stats`, or `off`.
     #[arg(long)]
     stats_socket: Option<PathBuf>,
+    /// Control socket for `framerec ctl` (default: framerec.ctl beside the statistics
+    /// socket), or `off`.
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
     /// Prometheus endpoint: a TCP address (`127.0.0.1:9477`) or `unix:/path`.
     #[arg(long)]
     metrics_addr: Option<String>,
@@ -331,6 +335,12 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
             StatsSocket::At(v.clone())
         };
     }
+    if let Some(v) = &args.control_socket {
+        cfg.stats.control_socket = match v.as_os_str() == "off" {
+            true => StatsSocket::Off,
+            false => StatsSocket::At(v.clone()),
+        };
+    }
     if let Some(v) = &args.metrics_addr {
         cfg.stats.metrics_addr = Some(v.clone()).filter(|a| !a.is_empty());
     }
@@ -400,11 +410,15 @@ fn print_summary(r: &RunReport) {
     );
     let drops: Vec<String> = t.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     eprintln!(
-        "  frames: received {}, written {}, dropped {} ({})",
+        "  frames: received {}, written {}, dropped {} ({}){}",
         t.received_frames,
         t.written_frames,
         t.dropped_total(),
-        drops.join(", ")
+        drops.join(", "),
+        match (t.paused_frames, t.marks) {
+            (0, 0) => String::new(),
+            (p, m) => format!("; paused (skipped on purpose) {p}, marks {m}"),
+        }
     );
     if t.streams.len() > 1 {
         for st in &t.streams {

@@ -62,10 +62,23 @@ fn table(s: &Snapshot) -> String {
     let drops: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     [
         format!(
-            "up {:.1} s, backend {}{}",
+            "up {:.1} s, {}, backend {}{}",
             s.uptime_s,
+            s.state,
             s.backend,
             s.fault_state().map_or(String::new(), |f| format!(", {f}"))
+        ),
+        format!(
+            "control  paused {} time(s), {} frames skipped while paused, {} marks; requests ok {}, rejected {}",
+            s.pauses,
+            s.paused_frames,
+            s.marks,
+            s.control_ok,
+            s.control_rejected
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         format!(
             "faults   {} failed writes/fsyncs/creations, {} frames written again, {} segments deleted by retention",

@@ -202,15 +202,35 @@ pub fn stream_line(st: &framerec::segment::StreamReport) -> String {
 
 /// A stream's frames, sequence numbers and drops by reason.
 pub fn stream_counts(st: &framerec::segment::StreamReport) -> String {
+    let (dropped, paused) = without_paused(&st.dropped);
     format!(
-        "{} frames{}, dropped: {}",
+        "{} frames{}, dropped: {}{}",
         st.frames,
         match (st.first_seq, st.last_seq) {
             (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
             _ => String::new(),
         },
-        dropped_text(&st.dropped)
+        dropped_text(&dropped),
+        paused_text(paused)
     )
+}
+
+/// Frames by notice reason split into drops and the frames skipped while the recorder was
+/// paused (notices of reason `paused`: gaps made on purpose, not losses).
+fn without_paused(
+    by_reason: &std::collections::BTreeMap<String, u64>,
+) -> (std::collections::BTreeMap<String, u64>, u64) {
+    let mut dropped = by_reason.clone();
+    let paused = dropped.remove("paused").unwrap_or(0);
+    (dropped, paused)
+}
+
+/// `, N skipped while paused (framerec ctl pause)`, or nothing.
+fn paused_text(paused: u64) -> String {
+    match paused {
+        0 => String::new(),
+        n => format!(", {n} skipped while paused (framerec ctl pause; not lost)"),
+    }
 }
 
 /// Prints what verifying the fakenect-layout directory `path` found.
@@ -276,22 +296,20 @@ fn print_recording(path: &Path, checked: &Checked, live: &[SegmentReport]) -> an
     for st in &report.streams {
         outln!("  {}", stream_line(st));
     }
-    let drops: Vec<String> = report
-        .dropped
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
+    let (dropped, paused) = without_paused(&report.dropped);
+    let drops: Vec<String> = dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
     outln!(
-        "{}: {}: {} frames written, {} dropped and recorded as gaps{}{}",
+        "{}: {}: {} frames written, {} dropped and recorded as gaps{}{}{}",
         path.display(),
         if report.ok { "OK" } else { "FAILED" },
         report.frames,
-        report.dropped.values().sum::<u64>(),
+        dropped.values().sum::<u64>(),
         if drops.is_empty() {
             String::new()
         } else {
             format!(" ({})", drops.join(", "))
         },
+        paused_text(paused),
         live_frames_text(live)
     );
     Ok(())

@@ -314,6 +314,9 @@ struct StatsSection {
     /// Unix socket for `framerec stats`. Default "" = `$RUNTIME_DIRECTORY/framerec.sock` when
     /// that is set, else `framerec.sock` in the output directory; "off" disables it.
     socket: String,
+    /// Unix socket for `framerec ctl`. Default "" = `framerec.ctl` beside the statistics
+    /// socket (`$RUNTIME_DIRECTORY` under systemd, else the output directory); "off" = none.
+    control_socket: String,
     /// Seconds between summary log lines; 0 = off. Default 10, range 0-86400.
     log_interval_s: Int<0, 86_400>,
     /// Prometheus exposition: "" (off, default), a TCP address (`127.0.0.1:9477`) or
@@ -332,6 +335,7 @@ impl Default for StatsSection {
     fn default() -> Self {
         StatsSection {
             socket: String::new(),
+            control_socket: String::new(),
             log_interval_s: Int(10),
             metrics_addr: String::new(),
             histograms: true,
@@ -464,6 +468,11 @@ impl FileConfig {
             },
             stats: StatsConfig {
                 socket: match self.stats.socket.as_str() {
+                    "off" => StatsSocket::Off,
+                    "" => StatsSocket::Default,
+                    path => StatsSocket::At(PathBuf::from(path)),
+                },
+                control_socket: match self.stats.control_socket.as_str() {
                     "off" => StatsSocket::Off,
                     "" => StatsSocket::Default,
                     path => StatsSocket::At(PathBuf::from(path)),

@@ -240,3 +240,24 @@ pub(crate) fn accepted_keys() -> Vec<String> {
     }
     keys
 }
+
+#[test]
+fn the_control_socket_defaults_to_framerec_ctl_beside_the_statistics_socket() {
+    use std::path::{Path, PathBuf};
+    let mut stats = Config::default().stats;
+    stats.socket = StatsSocket::At(PathBuf::from("/run/x/stats.sock"));
+    let out = Path::new("/data/rec");
+    assert_eq!(
+        stats.control_socket_path(out),
+        Some(PathBuf::from("/run/x/framerec.ctl"))
+    );
+    stats.control_socket = StatsSocket::At(PathBuf::from("/tmp/c.ctl"));
+    assert_eq!(
+        stats.control_socket_path(out),
+        Some(PathBuf::from("/tmp/c.ctl"))
+    );
+    stats.control_socket = StatsSocket::Off;
+    assert_eq!(stats.control_socket_path(out), None);
+    let cfg = parse("[stats]\ncontrol-socket = \"off\"\n", "f.toml").unwrap();
+    assert_eq!(cfg.stats.control_socket, StatsSocket::Off);
+}

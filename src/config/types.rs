@@ -88,6 +88,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsConfig {
     pub socket: StatsSocket,
+    /// The control socket (`framerec ctl`); `Default` is `framerec.ctl` beside the statistics
+    /// socket.
+    pub control_socket: StatsSocket,
     pub log_interval: Option<Duration>,
     /// Prometheus exposition address; `None` when off.
     pub metrics_addr: Option<String>,
@@ -100,6 +103,21 @@ pub struct StatsConfig {
 }
 
 impl StatsConfig {
+    /// Where the control socket of a recording in `output_dir` goes, if anywhere.
+    pub fn control_socket_path(&self, output_dir: &Path) -> Option<PathBuf> {
+        match &self.control_socket {
+            StatsSocket::Default => Some(
+                match self.socket.resolve(output_dir).as_deref().map(Path::parent) {
+                    Some(Some(dir)) => dir.join("framerec.ctl"),
+                    _ => StatsSocket::Default
+                        .resolve(output_dir)?
+                        .with_file_name("framerec.ctl"),
+                },
+            ),
+            other => other.resolve(output_dir),
+        }
+    }
+
     /// The directory the interval log of a recording in `output_dir` goes to.
     pub fn interval_log_dir(&self, output_dir: &Path) -> PathBuf {
         match (&self.interval_log_dir, std::env::var_os("LOGS_DIRECTORY")) {

@@ -9,7 +9,7 @@ mod histograms;
 mod prometheus;
 mod snapshot;
 
-pub use counters::Counters;
+pub use counters::{ControlCounters, ControlReject, Counters};
 pub use histograms::{
     HIGHEST_TRACKABLE, Histograms, Percentiles, Published, SIGNIFICANT_DIGITS, SharedHistograms,
     record,

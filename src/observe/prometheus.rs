@@ -94,6 +94,70 @@ fn stream_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), s
     );
 }
 
+/// The recorder's state and what the control socket did.
+fn control_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), s: &Snapshot) {
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let states = ["recording", "paused"]
+        .iter()
+        .map(|st| {
+            let on = if s.state == *st { 1.0 } else { 0.0 };
+            (format!("{{state=\"{st}\"}}"), on)
+        })
+        .collect::<Vec<_>>();
+    metric(
+        "framerec_state",
+        "gauge",
+        "1 for the recorder's state (recording, paused), 0 for the others.",
+        &states,
+    );
+    let paused: Vec<(String, f64)> = s
+        .streams
+        .iter()
+        .map(|st| {
+            (
+                format!("{{stream=\"{}\"}}", label(&st.name)),
+                st.paused as f64,
+            )
+        })
+        .collect();
+    metric(
+        "framerec_stream_frames_paused_total",
+        "counter",
+        "Frames that arrived while the recorder was paused (skipped on purpose), by stream.",
+        &paused,
+    );
+    metric(
+        "framerec_frames_paused_total",
+        "counter",
+        "Frames that arrived while the recorder was paused (skipped on purpose; not drops).",
+        &one(s.paused_frames),
+    );
+    metric(
+        "framerec_pauses_total",
+        "counter",
+        "Times the recorder was paused.",
+        &one(s.pauses),
+    );
+    metric(
+        "framerec_marks_total",
+        "counter",
+        "Marks written into the recording (framerec ctl mark).",
+        &one(s.marks),
+    );
+    let mut requests = vec![("{result=\"ok\"}".to_string(), s.control_ok as f64)];
+    requests.extend(
+        s.control_rejected
+            .iter()
+            .map(|(k, n)| (format!("{{result=\"{}\"}}", label(k)), *n as f64)),
+    );
+    metric(
+        "framerec_control_requests_total",
+        "counter",
+        "Control socket requests: answered (ok) or rejected (malformed, oversized, incomplete, refused, busy).",
+        &requests,
+    );
+}
+
 /// The Prometheus text exposition (format 0.0.4) of a snapshot and its histograms.
 pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     // Over 80 lines, as one flat list of every metric's name, kind and help beside its value:
@@ -145,6 +209,7 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
         &drops,
     );
     stream_metrics(&mut metric, s);
+    control_metrics(&mut metric, s);
     metric(
         "framerec_writes_total",
         "counter",
@@ -392,5 +457,26 @@ mod tests {
         let s = Snapshot::take(&c, &Tally::default(), &h, 1.0, None);
         assert!(s.log_line(None).starts_with("DISK FULL"));
         assert!(prometheus_text(&s, &h).contains("framerec_refusing_frames 1"));
+    }
+
+    #[test]
+    fn the_state_pauses_and_control_requests_are_exposed() {
+        let mut s = Snapshot {
+            state: "paused".into(),
+            paused_frames: 7,
+            control_ok: 3,
+            ..Snapshot::default()
+        };
+        s.control_rejected.insert("oversized".into(), 2);
+        let text = prometheus_text(&s, &Histograms::default());
+        for line in [
+            "framerec_state{state=\"paused\"} 1",
+            "framerec_state{state=\"recording\"} 0",
+            "framerec_frames_paused_total 7",
+            "framerec_control_requests_total{result=\"ok\"} 3",
+            "framerec_control_requests_total{result=\"oversized\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -66,6 +66,28 @@ pub struct Snapshot {
     /// The frame counts above, stream by stream (their sums are the totals).
     #[serde(default)]
     pub streams: Vec<StreamStats>,
+    /// `recording`, or `paused` (`framerec ctl pause`).
+    #[serde(default = "recording")]
+    pub state: String,
+    /// Frames that arrived while paused (skipped on purpose; not in `dropped`).
+    #[serde(default)]
+    pub paused_frames: u64,
+    /// Times the recorder was paused.
+    #[serde(default)]
+    pub pauses: u64,
+    /// Marks written (`framerec ctl mark`).
+    #[serde(default)]
+    pub marks: u64,
+    /// Control socket requests answered.
+    #[serde(default)]
+    pub control_ok: u64,
+    /// Control socket requests rejected, by kind (malformed, oversized, incomplete, refused, busy).
+    #[serde(default)]
+    pub control_rejected: std::collections::BTreeMap<String, u64>,
+}
+
+fn recording() -> String {
+    "recording".into()
 }
 
 /// Where the frames of one stream are, at one instant.
@@ -83,6 +105,9 @@ pub struct StreamStats {
     pub in_writers: u64,
     /// By reason, every reason listed.
     pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Arrived while the recorder was paused (skipped on purpose, not dropped).
+    #[serde(default)]
+    pub paused: u64,
 }
 
 impl StreamStats {
@@ -101,6 +126,7 @@ impl StreamStats {
                 .iter()
                 .map(|r| (r.as_str().to_string(), t.dropped(*r)))
                 .collect(),
+            paused: t.paused,
         }
     }
 
@@ -128,7 +154,7 @@ impl StreamStats {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         format!(
-            "{} ({}): received {}, written {}, dropped {}{}",
+            "{} ({}): received {}, written {}, dropped {}{}{}",
             self.name,
             self.topic,
             self.received_frames,
@@ -138,6 +164,11 @@ impl StreamStats {
                 String::new()
             } else {
                 format!(" ({})", drops.join(", "))
+            },
+            if self.paused > 0 {
+                format!(", paused {}", self.paused)
+            } else {
+                String::new()
             }
         )
     }
@@ -198,6 +229,20 @@ impl Snapshot {
             segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
             frames_rewritten: counters.frames_rewritten.load(Ordering::Relaxed),
             streams: Vec::new(),
+            state: if counters.is_paused() {
+                "paused"
+            } else {
+                "recording"
+            }
+            .into(),
+            paused_frames: tally.paused,
+            pauses: counters.pauses.load(Ordering::Relaxed),
+            marks: counters.marks.load(Ordering::Relaxed),
+            control_ok: counters.control.ok(),
+            control_rejected: super::ControlReject::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), counters.control.rejected_by(*r)))
+                .collect(),
         }
     }
 

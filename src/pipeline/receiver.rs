@@ -319,6 +319,11 @@ pub(crate) fn accept(
     len: u64,
     buf: Option<FrameBuf>,
 ) -> Option<FrameBuf> {
+    if p.counters.is_paused() {
+        // Skipped on purpose: counted as paused and named in the recording, not dropped.
+        p.ledger.paused(meta.stream, meta.seq, len);
+        return buf;
+    }
     let Some(buf) = buf else {
         p.ledger
             .refused(meta.stream, meta.seq, meta.seq, len, DropReason::QueueFull);

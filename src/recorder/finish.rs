@@ -28,6 +28,7 @@ pub(super) fn finish(
         hlog,
         server,
         metrics,
+        control,
         writer,
         receiver,
         ..
@@ -49,6 +50,7 @@ pub(super) fn finish(
     };
     drop(server);
     drop(metrics);
+    drop(control);
     let (stop_reason, source_failure) = match received {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),

@@ -149,6 +149,10 @@ pub struct Totals {
     pub source_rejects: BTreeMap<&'static str, u64>,
     /// The frame counts stream by stream (their sums are the totals above).
     pub streams: Vec<StreamStats>,
+    /// Frames that arrived while the recorder was paused (skipped on purpose, not dropped).
+    pub paused_frames: u64,
+    /// Marks written (`framerec ctl mark`).
+    pub marks: u64,
 }
 
 impl Totals {
@@ -173,6 +177,8 @@ impl Totals {
                 .map(|r| (r.as_str(), c.source_rejects.get(*r)))
                 .collect(),
             streams: Vec::new(),
+            paused_frames: t.paused,
+            marks: c.marks.load(Ordering::Relaxed),
         }
     }
 

@@ -215,6 +215,7 @@ pub(crate) const KEYS: &[Key] = &[
     ),
     key!(Restart, "recovery.at-start", recovery),
     key!(Restart, "stats.socket", stats.socket),
+    key!(Restart, "stats.control-socket", stats.control_socket),
     key!(Live, "stats.log-interval-s", stats.log_interval),
     key!(Restart, "stats.metrics-addr", stats.metrics_addr),
     key!(Restart, "stats.histograms", stats.histograms),

@@ -73,6 +73,8 @@ pub(super) struct Running {
     pub(super) hlog: Option<IntervalLog>,
     pub(super) server: Option<Server>,
     pub(super) metrics: Option<Server>,
+    /// The control socket (`framerec ctl`).
+    pub(super) control: Option<Server>,
     pub(super) writer: JoinHandle<WriterReport>,
     pub(super) receiver: JoinHandle<(Result<StopReason, SourceError>, Duration)>,
     /// The caller's stop flag (signals set it).
@@ -275,6 +277,47 @@ fn serve(
     Ok((server, metrics))
 }
 
+/// The control socket, as configured: a path the user named that cannot be served refuses
+/// the start; the default one only warns.
+fn serve_control(
+    cfg: &Config,
+    dir: &Path,
+    counters: &Arc<Counters>,
+    live: &Arc<LiveSettings>,
+    snapshot: &SnapshotFn,
+    stop: &Arc<AtomicBool>,
+    segment: Arc<crate::control::CurrentSegment>,
+) -> Result<Option<Server>, RecordError> {
+    let Some(path) = cfg.stats.control_socket_path(dir) else {
+        return Ok(None);
+    };
+    let control = crate::control::Control {
+        counters: counters.clone(),
+        live: live.clone(),
+        snapshot: snapshot.clone(),
+        stop: stop.clone(),
+        segment,
+        no_split: (cfg.layout == Layout::Fakenect).then_some(
+            "the fakenect layout writes one file per frame: it has no segments to split",
+        ),
+        queue_frames: cfg.queue.max_frames as u64,
+        mark: None,
+    };
+    match control.serve(&path) {
+        Ok(s) => {
+            tracing::info!(socket = %s.addr, "serving the control socket (framerec ctl)");
+            Ok(Some(s))
+        }
+        Err(e) if e.path_taken() || matches!(cfg.stats.control_socket, StatsSocket::At(_)) => {
+            Err(RecordError::Serve(e))
+        }
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "control socket unavailable; recording without it");
+            Ok(None)
+        }
+    }
+}
+
 /// Starts recording per `cfg`; see [`record_with`].
 ///
 /// Long as a list is long: it puts the run's parts together in the order they depend on each
@@ -316,6 +359,9 @@ pub(super) fn start(
     let target = recording_target(&dir, resume.as_ref(), streams, cfg.profile);
     let histograms: SharedHistograms = Arc::new(Mutex::new(Published::default()));
     let live = Arc::new(LiveSettings::default());
+    let segment = Arc::new(crate::control::CurrentSegment::default());
+    let mut listeners = listeners;
+    listeners.push(segment.clone());
     let parts = WriterParts {
         queue: queue.clone(),
         ledger: ledger.clone(),
@@ -338,6 +384,7 @@ pub(super) fn start(
         started,
     );
     let (server, metrics) = serve(cfg, &dir, &snapshot, &histograms)?;
+    let control = serve_control(cfg, &dir, &counters, &live, &snapshot, &stop, segment)?;
     if let Some(f) = on_start {
         f(snapshot.clone());
     }
@@ -379,6 +426,7 @@ pub(super) fn start(
         hlog,
         server,
         metrics,
+        control,
         writer,
         receiver,
         stop,

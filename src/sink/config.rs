@@ -125,6 +125,19 @@ impl Default for DurabilityConfig {
 #[derive(Debug, Default)]
 pub struct LiveSettings {
     pending: std::sync::Mutex<Option<Live>>,
+    /// Set while a split (`framerec ctl split`) waits for the next rotation; read per write.
+    split_asked: std::sync::atomic::AtomicBool,
+    /// Told of the rotation that answers the split.
+    split_reply: std::sync::Mutex<Option<std::sync::mpsc::Sender<SplitDone>>>,
+}
+
+/// A rotation that answered a split: the segment closed and the one frames go to now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitDone {
+    pub closed: u64,
+    pub closed_path: std::path::PathBuf,
+    pub opened: u64,
+    pub opened_path: std::path::PathBuf,
 }
 
 /// The values of [`LiveSettings`].
@@ -145,5 +158,38 @@ impl LiveSettings {
 
     pub(super) fn take(&self) -> Option<Live> {
         self.pending.lock().ok()?.take()
+    }
+
+    /// Asks the writers to close the current segment at the next frame written and go on in
+    /// the next; the receiver hears of the rotation that does it. A split asked while another
+    /// waits answers both: the earlier asker's receiver is disconnected.
+    pub fn ask_split(&self) -> std::sync::mpsc::Receiver<SplitDone> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Ok(mut r) = self.split_reply.lock() {
+            *r = Some(tx);
+        }
+        self.split_asked
+            .store(true, std::sync::atomic::Ordering::Release);
+        rx
+    }
+
+    /// Whether a split waits (one relaxed load: read per write).
+    pub(super) fn split_asked(&self) -> bool {
+        self.split_asked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A rotation happened: it answers the split waiting, if one is.
+    pub(super) fn split_done(&self, done: SplitDone) {
+        if !self
+            .split_asked
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        if let Ok(mut r) = self.split_reply.lock()
+            && let Some(tx) = r.take()
+        {
+            let _ = tx.send(done);
+        }
     }
 }

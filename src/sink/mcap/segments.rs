@@ -274,6 +274,7 @@ pub(super) async fn segment_for(
             let limits = ctx.seg_cfg.borrow();
             let due = st.has_data
                 && (st.next_offset + len > limits.max_bytes
+                    || (!notices_only && ctx.pool.live.split_asked())
                     || limits
                         .max_duration
                         .is_some_and(|d| st.opened_at.elapsed() >= d));
@@ -295,6 +296,12 @@ pub(super) async fn segment_for(
         Ok(next) => {
             if let Some(current) = &current {
                 seal(ctx, current);
+                ctx.pool.live.split_done(SplitDone {
+                    closed: current.id,
+                    closed_path: current.path.clone(),
+                    opened: next.id,
+                    opened_path: next.path.clone(),
+                });
             }
             tracing::info!(segment = %next.path.display(), "segment opened");
             became_current(ctx, &next);
