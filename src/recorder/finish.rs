@@ -110,7 +110,7 @@ fn abandon_writer(
     tracing::error!("{failure}");
     let report = WriterReport {
         backend: probed,
-        direct_io: cfg.writer.direct_io,
+        direct_io: cfg.writer.io_mode.is_direct(),
         segments: Vec::new(),
         error: None,
     };

@@ -164,6 +164,26 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
     })
 }
 
+/// `cfg` with `writer.io-mode = "auto"` made concrete for `dir` (see
+/// [`crate::io::mode::decide`]); the mode and its reason are logged.
+fn with_io_mode(cfg: &Config, dir: &Path) -> Config {
+    let mut cfg = cfg.clone();
+    let mode = cfg.writer.io_mode;
+    if mode != IoMode::Auto {
+        tracing::info!("io mode {} (writer.io-mode)", mode.as_str());
+        return cfg;
+    }
+    let refusal = match (cfg.layout, cfg.profile) {
+        (Layout::Fakenect, _) => Some("the fakenect layout writes buffered"),
+        (_, Profile::Ros2) => Some("the ros2 profile refuses O_DIRECT"),
+        _ => None,
+    };
+    let (mode, why) = crate::io::mode::auto(dir, refusal);
+    tracing::info!("io mode {} (auto: {why})", mode.as_str());
+    cfg.writer.io_mode = mode;
+    cfg
+}
+
 /// One bag is one serialization format: a continued recording keeps the profile its last
 /// segment was written in (a head with no schema left to tell passes).
 fn same_profile(dir: &Path, wanted: Profile) -> Result<(), RecordError> {
@@ -300,6 +320,7 @@ pub(super) fn start(
         repaired,
         resume,
     } = open_dir(cfg)?;
+    let cfg = &with_io_mode(cfg, &dir);
 
     let counters = Arc::new(Counters::default());
     let OpenedSource {

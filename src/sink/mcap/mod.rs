@@ -82,7 +82,7 @@ impl Mcap {
                 .map(|m| (m.dev(), m.ino()))
         };
         Rc::new(Mcap {
-            direct: Cell::new(pool.cfg.direct_io),
+            direct: Cell::new(pool.cfg.io_mode.is_direct()),
             preallocate: Cell::new(pool.cfg.preallocate_bytes > 0),
             seg_cfg: RefCell::new(seg_cfg),
             dur: RefCell::new(dur),
