@@ -28,4 +28,5 @@ pub mod socket_path;
 pub mod source;
 pub mod stop;
 pub mod store;
+pub mod tune;
 pub mod wake;

@@ -29,6 +29,7 @@ mod record;
 pub mod recover;
 mod stats;
 mod status;
+mod tune;
 mod verify;
 
 use std::process::ExitCode;
@@ -72,6 +73,9 @@ enum Command {
     CheckConfig(check_config::Args),
     /// Draw a contact sheet (PNG) of evenly spaced frames of an image stream.
     Preview(preview::Args),
+    /// Measure buffered and direct I/O, write sizes and writer counts on a directory with the
+    /// recorder itself; recommend (and with --write store) the fastest.
+    Tune(tune::Args),
     /// Write the manual pages: framerec(1), one per subcommand, framerec.toml(5).
     Man(assets::ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Preview(a) => preview::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Man(a) => assets::man(a),
         Command::Completions(a) => assets::completions(a),
     }
