@@ -162,7 +162,11 @@ fn record_io_mode(dir: &Path, extra: &[&str]) -> (String, String) {
     let mut args = vec!["record", "--out", dir.to_str().unwrap(), "--frames", "10"];
     args.extend_from_slice(&["--json", "--stats-socket", "off"]);
     args.extend_from_slice(extra);
-    let out = framerec(&args);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
