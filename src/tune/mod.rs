@@ -205,7 +205,7 @@ pub fn tune(
     }
     let candidates = Candidate::all();
     let (rounds, run) = plan(budget, candidates.len())?;
-    let frame_bytes = SyntheticConfig::default().width as u64 * 480 * 2;
+    let frame_bytes = run_config(dir, &candidates[0]).source.frame_bytes().max(1);
     let free = free_bytes(dir)?;
     if free < MIN_FREE_BYTES {
         return Err(TuneError::NoSpace {
