@@ -209,3 +209,47 @@ fn record_chooses_the_io_mode_by_the_filesystem_and_says_why() {
     let both = framerec(&["record", "--io-mode", "buffered", "--direct-io"]);
     assert_eq!(both.status.code(), Some(2), "{}", text(&both));
 }
+
+#[test]
+fn tune_refuses_a_directory_without_room_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    let _m = Mounted::new(&["-t", "tmpfs", "-o", "size=64m", "tmpfs"], &m);
+    let out = tune(&m, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("free some space"), "{}", text(&out));
+    assert!(entries(&m).is_empty(), "left behind: {:?}", entries(&m));
+}
+
+#[test]
+fn tune_interrupted_by_ctrl_c_removes_its_scratch_directory() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+        .args(["tune", tmp.path().to_str().unwrap(), "--seconds", "60"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until a run is under way: the scratch directory holds a recording.
+    let started = std::time::Instant::now();
+    while entries(tmp.path()).is_empty() && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!entries(tmp.path()).is_empty(), "tuning never started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    assert!(
+        entries(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        entries(tmp.path())
+    );
+}
