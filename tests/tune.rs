@@ -225,7 +225,7 @@ fn tune_refuses_a_directory_without_room_before_writing() {
 fn tune_interrupted_by_ctrl_c_removes_its_scratch_directory() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_framerec"))
         .args(["tune", tmp.path().to_str().unwrap(), "--seconds", "60"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
