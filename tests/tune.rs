@@ -253,3 +253,26 @@ fn tune_interrupted_by_ctrl_c_removes_its_scratch_directory() {
         entries(tmp.path())
     );
 }
+
+#[test]
+fn a_run_past_its_stop_timeout_reports_the_io_mode_auto_resolved_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = tmp.path().join("e");
+    let _e = loop_ext4(tmp.path(), &e);
+    let mut cfg = config(&e.join("rec"), 64, 48);
+    cfg.stats.socket = framerec::config::StatsSocket::Off;
+    cfg.writer.write_delay = std::time::Duration::from_millis(1500);
+    cfg.writer.stop_timeout = std::time::Duration::from_secs(1);
+    let report = record_frames(&cfg, 5);
+    assert!(
+        matches!(
+            report.failure,
+            Some(framerec::recorder::RunFailure::StopTimeout { .. })
+        ),
+        "{:?}",
+        report.failure
+    );
+    assert!(report.direct_io, "auto chose direct on ext4: {report:?}");
+    // The abandoned writers finish their delayed writes before the filesystem is unmounted.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+}

@@ -60,6 +60,8 @@ pub(super) struct Running {
     pub(super) dir_lock: Option<lock::DirLock>,
     pub(super) repaired: Vec<repair::Outcome>,
     pub(super) probed: Backend,
+    /// Buffered or direct, as `auto` resolved for the directory.
+    pub(super) io_mode: IoMode,
     pub(super) policy: OverflowPolicy,
     pub(super) started: Instant,
     pub(super) snapshot: SnapshotFn,
@@ -388,6 +390,7 @@ pub(super) fn start(
         dir_lock,
         repaired,
         probed,
+        io_mode: cfg.writer.io_mode,
         policy,
         started,
         snapshot,
