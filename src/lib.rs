@@ -29,4 +29,5 @@ pub mod socket_path;
 pub mod source;
 pub mod stop;
 pub mod store;
+pub mod tune;
 pub mod wake;

@@ -539,7 +539,10 @@ fn v2_streams_interleaved_through_a_fifo_are_recorded_byte_identical() {
     );
     std::fs::write(&cfg, toml_text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        // `recorded_streams` reads an accelerometer message's last 12 bytes as its reading:
+        // O_DIRECT (auto's choice on a local disk) puts slack fields after it.
         .args(["record", "--config", cfg.to_str().unwrap(), "--json"])
+        .args(["--io-mode", "buffered"])
         .args(["--out", dir.to_str().unwrap(), "--stats-socket", "off"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -612,7 +615,10 @@ fn bad_frames_and_gaps_are_counted_per_stream_and_never_stall_the_others() {
     );
     std::fs::write(&cfg, toml_text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_framerec"))
+        // `recorded_streams` reads an accelerometer message's last 12 bytes as its reading:
+        // O_DIRECT (auto's choice on a local disk) puts slack fields after it.
         .args(["record", "--config", cfg.to_str().unwrap(), "--json"])
+        .args(["--io-mode", "buffered"])
         .args(["--out", dir.to_str().unwrap()])
         .args(["--stats-socket", stats.to_str().unwrap()])
         .env("RUST_LOG", "warn")

@@ -77,7 +77,7 @@ fn direct_io_recording_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rec");
     let mut cfg = config(&dir, 640, 480);
-    cfg.writer.direct_io = true;
+    cfg.writer.io_mode = framerec::sink::IoMode::Direct;
     let report = run(&cfg, 120);
     eprintln!("direct I/O in effect: {}", report.direct_io);
     assert!(verify_dir(&dir).ok);

@@ -18,6 +18,7 @@ const RECORD_FLAGS: &[(&str, &str)] = &[
     ("height", "source.height"),
     ("seed", "source.seed"),
     ("writers", "writer.writers"),
+    ("io_mode", "writer.io-mode"),
     ("preallocate_bytes", "writer.preallocate-bytes"),
     ("backend", "writer.backend"),
     ("segment_bytes", "segment.max-bytes"),

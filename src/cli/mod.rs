@@ -30,6 +30,7 @@ mod record;
 pub mod recover;
 mod stats;
 mod status;
+mod tune;
 mod verify;
 
 use std::process::ExitCode;
@@ -75,6 +76,9 @@ enum Command {
     CheckConfig(check_config::Args),
     /// Draw a contact sheet (PNG) of evenly spaced frames of an image stream.
     Preview(preview::Args),
+    /// Measure buffered and direct I/O, write sizes and writer counts on a directory with the
+    /// recorder itself; recommend (and with --write store) the fastest.
+    Tune(tune::Args),
     /// Write the manual pages: framerec(1), one per subcommand, framerec.toml(5).
     Man(assets::ManArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -131,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => stats::run(a),
         Command::Ctl(a) => ctl::run(a),
         Command::Preview(a) => preview::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Man(a) => assets::man(a),
         Command::Completions(a) => assets::completions(a),
     }

@@ -14,7 +14,7 @@ use framerec::pipeline::queue::OverflowPolicy;
 use framerec::pipeline::receiver::Limits;
 use framerec::recorder::{Controls, RunReport};
 use framerec::segment::ros2;
-use framerec::sink::BackendChoice;
+use framerec::sink::{BackendChoice, IoMode};
 use framerec::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
     SyntheticConfig,
@@ -79,7 +79,11 @@ pub struct Args {
     /// Seed of the synthetic content.
     #[arg(long)]
     seed: Option<u64>,
-    /// Write with O_DIRECT (falls back to buffered where the filesystem refuses it).
+    /// How segments are written: auto (direct on local block filesystems that accept it,
+    /// else buffered; the choice and its reason are logged), buffered, direct.
+    #[arg(long, value_enum, conflicts_with = "direct_io")]
+    io_mode: Option<IoMode>,
+    /// The same as `--io-mode direct` (falls back to buffered where the filesystem refuses).
     #[arg(long)]
     direct_io: bool,
     /// Bytes of disk reserved ahead of a segment's writes (fallocate); 0 = never.
@@ -299,7 +303,10 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
         cfg.writer.writers = v as usize;
     }
     if args.direct_io {
-        cfg.writer.direct_io = true;
+        cfg.writer.io_mode = IoMode::Direct;
+    }
+    if let Some(v) = args.io_mode {
+        cfg.writer.io_mode = v;
     }
     if let Some(v) = args.preallocate_bytes {
         cfg.writer.preallocate_bytes = v;
@@ -322,9 +329,9 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if let Some(v) = args.profile {
         cfg.profile = v;
     }
-    if cfg.profile == Profile::Ros2 && cfg.writer.direct_io {
+    if cfg.profile == Profile::Ros2 && cfg.writer.io_mode.is_direct() {
         anyhow::bail!(
-            "--profile ros2 with --direct-io: {}",
+            "--profile ros2 with io mode direct: {}",
             ros2::DIRECT_IO_REFUSED
         );
     }
@@ -491,6 +498,7 @@ fn json_summary(r: &RunReport) -> serde_json::Value {
         "totals": r.totals,
         "backend": r.backend,
         "direct_io": r.direct_io,
+        "io_mode": if r.direct_io { IoMode::Direct } else { IoMode::Buffered }.as_str(),
         "overflow": r.overflow.as_str(),
         "segments": r.segments,
         "write_latency_ns": r.write_latency(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::pipeline::queue::{OverflowPolicy, QueueConfig};
 use crate::repair::AtStart;
 pub use crate::segment::ros2::Profile;
-use crate::sink::{BackendChoice, DurabilityConfig, SegmentConfig, WriterConfig};
+use crate::sink::{BackendChoice, DurabilityConfig, IoMode, SegmentConfig, WriterConfig};
 use crate::source::{
     FakenectConfig, FreenectConfig, KinectStream, OnDeviceError, PipeConfig, PipeEndpoint,
     SyntheticConfig,
@@ -207,8 +207,12 @@ struct WriterSection {
     backend: BackendChoice,
     /// Concurrent writes. Default 2, range 1-64.
     writers: Int<1, 64>,
-    /// `O_DIRECT`. Default false.
-    direct_io: bool,
+    /// `auto` (default: direct on local block filesystems that accept it, else buffered),
+    /// `buffered` or `direct`.
+    io_mode: Option<IoMode>,
+    /// Deprecated: `true` = `io-mode = "direct"`, `false` = `"buffered"`; an `io-mode` that
+    /// says otherwise is an error.
+    direct_io: Option<bool>,
     /// Bytes per write. Default 4 MiB, range 4 KiB-256 MiB.
     max_write_bytes: Int<4096, { 256 * MIB }>,
     /// Microseconds to wait for more frames. Default 0, range 0-1000000.
@@ -238,7 +242,8 @@ impl Default for WriterSection {
         WriterSection {
             backend: d.backend,
             writers: Int(d.writers as i64),
-            direct_io: d.direct_io,
+            io_mode: None,
+            direct_io: None,
             max_write_bytes: Int(d.max_write_bytes as i64),
             linger_us: Int(0),
             preallocate_bytes: Int(d.preallocate_bytes as i64),
@@ -247,6 +252,35 @@ impl Default for WriterSection {
             fail_on_io_loss: d.fail_on_io_loss,
             stop_timeout_s: Int(d.stop_timeout.as_secs() as i64),
         }
+    }
+}
+
+impl WriterSection {
+    /// `io-mode`, else what the deprecated `direct-io` says, else `auto`. A conflict of the
+    /// two is reported by validation, which sees both.
+    fn io_mode(&self) -> IoMode {
+        match (self.io_mode, self.direct_io) {
+            (Some(m), _) => m,
+            (None, Some(true)) => IoMode::Direct,
+            (None, Some(false)) => IoMode::Buffered,
+            (None, None) => IoMode::Auto,
+        }
+    }
+
+    /// Why `io-mode` and `direct-io` cannot both hold, if they cannot.
+    fn io_mode_conflict(&self) -> Option<String> {
+        let (mode, direct) = (self.io_mode?, self.direct_io?);
+        let agrees = match mode {
+            IoMode::Direct => direct,
+            IoMode::Buffered => !direct,
+            IoMode::Auto => false,
+        };
+        (!agrees).then(|| {
+            format!(
+                "writer.io-mode = \"{}\" conflicts with writer.direct-io = {direct} (deprecated); remove writer.direct-io",
+                mode.as_str()
+            )
+        })
     }
 }
 
@@ -431,7 +465,7 @@ impl FileConfig {
             writer: WriterConfig {
                 backend: self.writer.backend,
                 writers: self.writer.writers.0 as usize,
-                direct_io: self.writer.direct_io,
+                io_mode: self.writer.io_mode(),
                 max_write_bytes: self.writer.max_write_bytes.0 as usize,
                 linger: Duration::from_micros(self.writer.linger_us.u64()),
                 write_delay: Duration::ZERO,

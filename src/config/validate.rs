@@ -5,6 +5,15 @@ use super::*;
 /// Checks that span several keys.
 pub(super) fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let mut errors = pipe_streams::problems(&cfg.source, text, file);
+    if let Some(message) = cfg.writer.io_mode_conflict() {
+        let (line, col) = key_position(text, "writer", "direct-io");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        });
+    }
     let config = cfg.into_config();
     // Two buffers of each stream, as the pools are made (src/recorder/start.rs).
     let frames = config.source.frames_bytes();
@@ -29,14 +38,14 @@ pub(super) fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config
             ),
         });
     }
-    if config.profile == Profile::Ros2 && config.writer.direct_io {
+    if config.profile == Profile::Ros2 && config.writer.io_mode.is_direct() {
         let (line, col) = key_position(text, "output", "profile");
         errors.push(ConfigError {
             file: file.to_string(),
             line,
             col,
             message: format!(
-                "output.profile = \"ros2\" with writer.direct-io = true: {}",
+                "output.profile = \"ros2\" with writer.io-mode = \"direct\": {}",
                 crate::segment::ros2::DIRECT_IO_REFUSED
             ),
         });

@@ -18,6 +18,7 @@ pub(super) fn finish(
         repaired,
         probed,
         policy,
+        io_mode,
         started,
         snapshot,
         counters,
@@ -41,7 +42,7 @@ pub(super) fn finish(
     let (report, gave_up) = if timed_out {
         // The directory stays locked until the process exits (the kernel releases it then).
         std::mem::forget(dir_lock.take());
-        abandon_writer(cfg, probed, &queue, &ledger, &counters)
+        abandon_writer(cfg, (probed, io_mode), &queue, &ledger, &counters)
     } else {
         match writer.join() {
             Ok(r) => (r, None),
@@ -95,10 +96,11 @@ pub(super) fn finish(
 
 /// Past the stop timeout the writers wait on the disk: their thread is left to the process's
 /// exit (the kernel completes or cancels its I/O); nothing in flight is dropped here. What
-/// they were still holding goes into the failure.
+/// they were still holding goes into the failure. `(probed, io_mode)`: the backend and the
+/// I/O mode the writers were started with.
 fn abandon_writer(
     cfg: &Config,
-    probed: Backend,
+    (probed, io_mode): (Backend, IoMode),
     queue: &FrameQueue,
     ledger: &Ledger,
     counters: &Counters,
@@ -112,7 +114,7 @@ fn abandon_writer(
     tracing::error!("{failure}");
     let report = WriterReport {
         backend: probed,
-        direct_io: cfg.writer.direct_io,
+        direct_io: io_mode.is_direct(),
         segments: Vec::new(),
         error: None,
     };

@@ -27,8 +27,8 @@ use crate::segment::ros2::Profile;
 use crate::serve::{RenderFn, ServeError, Server, SnapshotFn};
 use crate::service::{Notifier, Progress};
 use crate::sink::{
-    self, Backend, LiveSettings, RecordingTarget, SegmentListener, WriterError, WriterParts,
-    WriterReport,
+    self, Backend, IoMode, LiveSettings, RecordingTarget, SegmentListener, WriterError,
+    WriterParts, WriterReport,
 };
 use crate::source::pipe::Reject;
 use crate::source::{

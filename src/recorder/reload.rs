@@ -176,7 +176,7 @@ pub(crate) const KEYS: &[Key] = &[
     key!(Restart, "queue.overflow", queue.overflow),
     key!(Restart, "writer.backend", writer.backend),
     key!(Live, "writer.writers", writer.writers),
-    key!(Restart, "writer.direct-io", writer.direct_io),
+    key!(Restart, "writer.io-mode", writer.io_mode),
     key!(Restart, "writer.max-write-bytes", writer.max_write_bytes),
     key!(Restart, "writer.linger-us", writer.linger),
     key!(

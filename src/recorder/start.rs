@@ -60,6 +60,8 @@ pub(super) struct Running {
     pub(super) dir_lock: Option<lock::DirLock>,
     pub(super) repaired: Vec<repair::Outcome>,
     pub(super) probed: Backend,
+    /// Buffered or direct, as `auto` resolved for the directory.
+    pub(super) io_mode: IoMode,
     pub(super) policy: OverflowPolicy,
     pub(super) started: Instant,
     pub(super) snapshot: SnapshotFn,
@@ -164,6 +166,26 @@ fn open_dir(cfg: &Config) -> Result<OpenDir, RecordError> {
         repaired,
         resume,
     })
+}
+
+/// `cfg` with `writer.io-mode = "auto"` made concrete for `dir` (see
+/// [`crate::io::mode::decide`]); the mode and its reason are logged.
+fn with_io_mode(cfg: &Config, dir: &Path) -> Config {
+    let mut cfg = cfg.clone();
+    let mode = cfg.writer.io_mode;
+    if mode != IoMode::Auto {
+        tracing::info!("io mode {} (writer.io-mode)", mode.as_str());
+        return cfg;
+    }
+    let refusal = match (cfg.layout, cfg.profile) {
+        (Layout::Fakenect, _) => Some("the fakenect layout writes buffered"),
+        (_, Profile::Ros2) => Some("the ros2 profile refuses O_DIRECT"),
+        _ => None,
+    };
+    let (mode, why) = crate::io::mode::auto(dir, refusal);
+    tracing::info!("io mode {} (auto: {why})", mode.as_str());
+    cfg.writer.io_mode = mode;
+    cfg
 }
 
 /// One bag is one serialization format: a continued recording keeps the profile its last
@@ -343,6 +365,7 @@ pub(super) fn start(
         repaired,
         resume,
     } = open_dir(cfg)?;
+    let cfg = &with_io_mode(cfg, &dir);
 
     let counters = Arc::new(Counters::default());
     let OpenedSource {
@@ -414,6 +437,7 @@ pub(super) fn start(
         dir_lock,
         repaired,
         probed,
+        io_mode: cfg.writer.io_mode,
         policy,
         started,
         snapshot,

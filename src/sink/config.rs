@@ -14,14 +14,16 @@ pub enum BackendChoice {
     Pwrite,
 }
 
+pub use crate::io::IoMode;
+
 /// Settings of the writer pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
     pub backend: BackendChoice,
     /// Writes in flight at most (writer tasks).
     pub writers: usize,
-    /// Open segments with `O_DIRECT` (falls back to buffered where the filesystem refuses).
-    pub direct_io: bool,
+    /// Buffered or `O_DIRECT`; `Auto` is resolved when the recording starts.
+    pub io_mode: IoMode,
     /// Bytes one write carries at most (at least one frame).
     pub max_write_bytes: usize,
     /// How long a writer waits for more frames before writing a small batch.
@@ -64,7 +66,7 @@ impl Default for WriterConfig {
         WriterConfig {
             backend: BackendChoice::Auto,
             writers: 2,
-            direct_io: false,
+            io_mode: IoMode::Auto,
             max_write_bytes: 4 << 20,
             linger: Duration::ZERO,
             write_delay: Duration::ZERO,

@@ -188,7 +188,7 @@ pub(super) fn run_layout<L: Layout>(
     parts: WriterParts,
     layout: impl FnOnce(Rc<Pool>) -> Rc<L>,
 ) -> WriterReport {
-    let (choice, direct_io) = (cfg.backend, cfg.direct_io);
+    let (choice, direct_io) = (cfg.backend, cfg.io_mode.is_direct());
     drive(choice, direct_io, &parts, |backend| {
         let pool = Pool::new(cfg, target, &parts, backend);
         run_pool(pool.clone(), layout(pool))

@@ -121,6 +121,7 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
         ("source.on-device-error", _) => one_of(&["stop", "retry"]),
         ("queue.overflow", _) => one_of(&["auto", "block"]),
         ("writer.backend", _) => one_of(&["auto", "pwrite"]),
+        ("writer.io-mode", _) => one_of(&["auto", "direct"]),
         ("recovery.at-start", _) => one_of(&["recover", "leave"]),
         ("source.stream", _) => {
             let stream = |id: i64, name: &str, format: &str| {

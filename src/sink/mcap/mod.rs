@@ -95,7 +95,7 @@ impl Mcap {
         });
         Rc::new(Mcap {
             compressors,
-            direct: Cell::new(pool.cfg.direct_io),
+            direct: Cell::new(pool.cfg.io_mode.is_direct()),
             preallocate: Cell::new(pool.cfg.preallocate_bytes > 0),
             seg_cfg: RefCell::new(seg_cfg),
             dur: RefCell::new(dur),
