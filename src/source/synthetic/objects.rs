@@ -4,6 +4,9 @@
 
 use super::scene::{Camera, RowRay};
 
+/// Columns of one row.
+pub(super) type Run = std::ops::Range<usize>;
+
 /// A shape, in world axes (x right, y up, z forward) relative to the camera's centre.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Shape {
@@ -35,9 +38,15 @@ fn slab(lo: f32, hi: f32, d: f32) -> Option<(f32, f32)> {
 }
 
 impl Shape {
-    /// Calls `hit(u, inv_z, shade)` for every pixel of row `ray` the shape covers: 1/z of the
-    /// surface there (z along the optical axis, metres) and its lighting factor (0..1).
-    pub fn for_each_hit(&self, cam: &Camera, ray: &RowRay, mut hit: impl FnMut(usize, f32, f32)) {
+    /// Calls `hit(columns, inv_z, step, shade)` for the runs of pixels of row `ray` the shape
+    /// covers: 1/z of the surface (z along the optical axis, metres) at the run's first column
+    /// and its change per column (1/z is affine along a face), and the lighting factor (0..1).
+    pub fn for_each_hit(
+        &self,
+        cam: &Camera,
+        ray: &RowRay,
+        mut hit: impl FnMut(Run, f32, f32, f32),
+    ) {
         match *self {
             Shape::Box { min, max } => box_hits(cam, ray, min, max, &mut hit),
             Shape::Sphere { centre, radius } => sphere_hits(cam, ray, centre, radius, &mut hit),
@@ -92,25 +101,21 @@ fn box_hits(
     ray: &RowRay,
     min: [f32; 3],
     max: [f32; 3],
-    hit: &mut impl FnMut(usize, f32, f32),
+    hit: &mut impl FnMut(Run, f32, f32, f32),
 ) {
     // The near face: constant depth along the row.
     if min[2] > 0.0 && ray.dz > 0.0 {
         let t = min[2] / ray.dz;
         let y = t * ray.dy;
         if (min[1]..=max[1]).contains(&y) {
-            for u in cam.columns(min[0] / t, max[0] / t) {
-                hit(u, 1.0 / t, 0.55);
-            }
+            hit(cam.columns(min[0] / t, max[0] / t), 1.0 / t, 0.0, 0.55);
         }
     }
     // The top, seen from above.
     if max[1] < 0.0 && ray.dy < 0.0 {
         let t = max[1] / ray.dy;
         if (min[2]..=max[2]).contains(&(t * ray.dz)) {
-            for u in cam.columns(min[0] / t, max[0] / t) {
-                hit(u, 1.0 / t, 0.85);
-            }
+            hit(cam.columns(min[0] / t, max[0] / t), 1.0 / t, 0.0, 0.85);
         }
     }
     // The side facing the camera: x = min (box on the right) or x = max (on the left).
@@ -133,9 +138,9 @@ fn box_hits(
     } else {
         (x / t0, x / t1)
     };
-    for u in cam.columns(a, b) {
-        hit(u, cam.xn(u) / x, shade);
-    }
+    let run = cam.columns(a, b);
+    let step = (cam.xn(1) - cam.xn(0)) / x;
+    hit(run.clone(), cam.xn(run.start) / x, step, shade);
 }
 
 fn sphere_hits(
@@ -143,7 +148,7 @@ fn sphere_hits(
     ray: &RowRay,
     c: [f32; 3],
     r: f32,
-    hit: &mut impl FnMut(usize, f32, f32),
+    hit: &mut impl FnMut(Run, f32, f32, f32),
 ) {
     // |t d - c| = r with d = (xn, dy, dz): real roots where disc(xn) >= 0, a quadratic in xn.
     let k = c[0] * c[0] + c[1] * c[1] + c[2] * c[2] - r * r;
@@ -155,19 +160,21 @@ fn sphere_hits(
         return;
     }
     let (x0, x1) = ((-qb + q.sqrt()) / (2.0 * qa), (-qb - q.sqrt()) / (2.0 * qa));
+    let per_r = 1.0 / r;
     for u in cam.columns(x0.min(x1), x0.max(x1)) {
         let xn = cam.xn(u);
         let b = xn * c[0] + e;
         let dd = xn * xn + g;
-        let disc = (b * b - dd * k).max(0.0);
-        let t = (b - disc.sqrt()) / dd;
+        let near = b - (b * b - dd * k).max(0.0).sqrt();
+        // t = near / dd; the normal there is (t d - c) / r.
+        let t = near / dd;
         let n = [
-            (t * xn - c[0]) / r,
-            (t * ray.dy - c[1]) / r,
-            (t * ray.dz - c[2]) / r,
+            (t * xn - c[0]) * per_r,
+            (t * ray.dy - c[1]) * per_r,
+            (t * ray.dz - c[2]) * per_r,
         ];
         let lambert = n[0] * LIGHT[0] + n[1] * LIGHT[1] + n[2] * LIGHT[2];
-        hit(u, 1.0 / t, 0.25 + 0.75 * lambert.max(0.0));
+        hit(u..u + 1, dd / near, 0.0, 0.25 + 0.75 * lambert.max(0.0));
     }
 }
 

@@ -99,24 +99,22 @@ impl Camera {
         })
     }
 
-    /// The projector's column for a pixel at column `u` with 1/z `inv_z`.
-    fn projector_column(&self, u: usize, inv_z: f32) -> f32 {
-        u as f32 - self.f * BASELINE_M * inv_z
+    /// The projector's column for a pixel at column `u` with noise-free sample `s`, less a
+    /// constant (`f * baseline * DISP_A`): `u - f * baseline / z`.
+    fn projector_column(&self, u: usize, s: u16) -> f32 {
+        let per_unit = self.f * BASELINE_M * DISP_B / (1 << FRAC_BITS) as f32;
+        u as f32 + per_unit * (s & !NO_READING_FLAG) as f32
     }
 }
 
 /// The noise-free sample of a surface at 1/z `inv_z`: disparity in 1/16 raw units, flagged
 /// when outside the range with readings.
 fn sample(inv_z: f32) -> u16 {
-    let fx = ((DISP_A - inv_z) / DISP_B * (1 << FRAC_BITS) as f32)
-        .clamp(0.0, ((NO_READING - 1) << FRAC_BITS) as f32) as u16;
+    const PER_INV_Z: f32 = (1 << FRAC_BITS) as f32 / DISP_B;
+    let fx =
+        ((DISP_A - inv_z) * PER_INV_Z).clamp(0.0, ((NO_READING - 1) << FRAC_BITS) as f32) as u16;
     let in_range = (1.0 / FAR_M..=1.0 / NEAR_M).contains(&inv_z);
     if in_range { fx } else { fx | NO_READING_FLAG }
-}
-
-/// 1/z of a noise-free sample (its flag ignored).
-fn inv_z_of(fx: u16) -> f32 {
-    DISP_A - DISP_B * (fx & !NO_READING_FLAG) as f32 / (1 << FRAC_BITS) as f32
 }
 
 /// Flags the samples of `row[lo..hi]` the projector cannot light: scanning right to left, a
@@ -125,7 +123,7 @@ fn inv_z_of(fx: u16) -> f32 {
 /// `hi`. Returns the least projector column of `row[lo..]`.
 fn shadow(cam: &Camera, row: &mut [u16], lo: usize, hi: usize, mut min_right: f32) -> f32 {
     for u in (lo..hi).rev() {
-        let p = cam.projector_column(u, inv_z_of(row[u]));
+        let p = cam.projector_column(u, row[u]);
         if p >= min_right {
             row[u] |= NO_READING_FLAG;
         } else {
@@ -233,39 +231,72 @@ impl Scene {
         let mut row = vec![0u16; w];
         for v in 0..h {
             row.copy_from_slice(&self.room[v * w..(v + 1) * w]);
-            let (mut lo, mut hi) = (w, 0);
             let ray = self.cam.row(v);
+            // Per object on this row: the columns the projector's shadow scan must cover.
+            let mut windows = [(0usize, 0usize); 4];
+            let mut n = 0;
             for (o, b) in objects.iter().zip(&bounds) {
-                let Some([u0, u1, v0, v1]) = *b else { continue };
-                if !(v0..v1).contains(&v) {
+                if !b.is_some_and(|[_, _, v0, v1]| (v0..v1).contains(&v)) {
                     continue;
                 }
-                (lo, hi) = (lo.min(u0), hi.max(u1));
-                o.shape.for_each_hit(&self.cam, &ray, |u, inv_z, _| {
-                    let s = sample(inv_z);
-                    // Nearer is less disparity in raw units.
-                    if s & !NO_READING_FLAG < row[u] & !NO_READING_FLAG {
-                        row[u] = s;
-                    }
-                });
+                let (mut lo, mut hi, mut nearest) = (w, 0, 0f32);
+                o.shape
+                    .for_each_hit(&self.cam, &ray, |run, inv_z, step, _| {
+                        if run.is_empty() {
+                            return;
+                        }
+                        (lo, hi) = (lo.min(run.start), hi.max(run.end));
+                        let last = inv_z + step * (run.len() - 1) as f32;
+                        nearest = nearest.max(inv_z).max(last);
+                        if step == 0.0 {
+                            draw_run(&mut row[run], sample(inv_z));
+                        } else {
+                            for (k, u) in run.enumerate() {
+                                draw_run(&mut row[u..u + 1], sample(inv_z + step * k as f32));
+                            }
+                        }
+                    });
+                if lo < hi {
+                    // Its shadow reaches at most this far left of it.
+                    let reach = (self.cam.f * BASELINE_M * nearest) as usize + 2;
+                    windows[n] = (lo.saturating_sub(reach), hi);
+                    n += 1;
+                }
             }
-            if lo < hi {
-                // Objects nearer than 1/NEAR_M cast shadows at most this wide.
-                let reach = (self.cam.f * BASELINE_M / NEAR_M) as usize + 1;
-                let right = self.room_min_right.get(v * w + hi).filter(|_| hi < w);
-                shadow(
-                    &self.cam,
-                    &mut row,
-                    lo.saturating_sub(reach),
-                    hi,
-                    right.copied().unwrap_or(f32::INFINITY),
-                );
-            }
+            self.shadow_windows(v, &mut row, &mut windows[..n]);
             emit_depth_row(
                 &row,
                 key ^ ((v as u64) << 40),
                 &mut out[v * w * 2..(v + 1) * w * 2],
             );
+        }
+    }
+
+    /// Flags the pixels of `row` (row `v`) in `windows` that the projector cannot light, with
+    /// the objects drawn: windows are scanned right to left, each starting from the least
+    /// projector column right of it (the room's, or a window's already scanned). Pixels
+    /// outside every window are the room's, whose shadows are already flagged.
+    fn shadow_windows(&self, v: usize, row: &mut [u16], windows: &mut [(usize, usize)]) {
+        let w = self.cam.width;
+        windows.sort_unstable();
+        let mut merged: [(usize, usize); 4] = [(0, 0); 4];
+        let mut n = 0;
+        for &(a, b) in windows.iter() {
+            if n > 0 && a <= merged[n - 1].1 {
+                merged[n - 1].1 = merged[n - 1].1.max(b);
+            } else {
+                merged[n] = (a, b);
+                n += 1;
+            }
+        }
+        let mut scanned = f32::INFINITY;
+        for &(a, b) in merged[..n].iter().rev() {
+            let room = if b < w {
+                self.room_min_right[v * w + b]
+            } else {
+                f32::INFINITY
+            };
+            scanned = shadow(&self.cam, row, a, b, room.min(scanned));
         }
     }
 
@@ -285,16 +316,29 @@ impl Scene {
                 if !b.is_some_and(|[_, _, v0, v1]| (v0..v1).contains(&v)) {
                     continue;
                 }
-                o.shape.for_each_hit(&self.cam, &ray, |u, inv_z, shade| {
-                    let s = sample(inv_z) & !NO_READING_FLAG;
-                    if s < depth[u] & !NO_READING_FLAG {
-                        depth[u] = s;
+                o.shape
+                    .for_each_hit(&self.cam, &ray, |run, inv_z, step, shade| {
                         let c = o.albedo.map(|a| (a * shade * 255.0) as u8);
-                        row[u * 3..u * 3 + 3].copy_from_slice(&c);
-                    }
-                });
+                        for (k, u) in run.enumerate() {
+                            let s = sample(inv_z + step * k as f32) & !NO_READING_FLAG;
+                            if s < depth[u] & !NO_READING_FLAG {
+                                depth[u] = s;
+                                row[u * 3..u * 3 + 3].copy_from_slice(&c);
+                            }
+                        }
+                    });
             }
             add_colour_noise(row, key ^ ((v as u64) << 40));
+        }
+    }
+}
+
+/// Draws a surface of sample `s` over the pixels of `row` it is nearer than (nearer is less
+/// disparity in raw units).
+fn draw_run(row: &mut [u16], s: u16) {
+    for p in row {
+        if s & !NO_READING_FLAG < *p & !NO_READING_FLAG {
+            *p = s;
         }
     }
 }
@@ -304,29 +348,30 @@ impl Scene {
 /// hash of (frame key, column / 8) giving 8 pixels their noise; flagged ones become 2047.
 fn emit_depth_row(row: &[u16], key: u64, out: &mut [u8]) {
     for (g, (px, o)) in row.chunks(8).zip(out.chunks_mut(16)).enumerate() {
-        let h = mix(key ^ g as u64);
-        for (k, (&s, o)) in px.iter().zip(o.chunks_exact_mut(2)).enumerate() {
-            let b = (h >> (8 * k)) as u32 & 0xFF;
-            let noisy = ((s as u32 + (b & 15) + (b >> 4)).saturating_sub(7) >> FRAC_BITS)
-                .min(NO_READING as u32 - 1) as u16;
-            let raw = if s & NO_READING_FLAG == 0 {
-                noisy
-            } else {
-                NO_READING
-            };
-            o.copy_from_slice(&raw.to_le_bytes());
+        let noise = mix(key ^ g as u64).to_le_bytes();
+        let mut s = [-1i16; 8];
+        for (s, &p) in s.iter_mut().zip(px) {
+            // The flag is the sign bit: a sample without reading is negative.
+            *s = p as i16;
         }
+        let mut raw = [0u8; 16];
+        for k in 0..8 {
+            let n = (noise[k] & 15) as i16 + (noise[k] >> 4) as i16 - 7;
+            let noisy = ((s[k].wrapping_add(n) >> FRAC_BITS).max(0)).min(NO_READING as i16 - 1);
+            let v = if s[k] < 0 { NO_READING as i16 } else { noisy };
+            raw[2 * k..2 * k + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        o.copy_from_slice(&raw[..o.len()]);
     }
 }
 
 /// Adds sensor noise of -7..=7 levels (triangular) to each byte of a colour row.
 fn add_colour_noise(row: &mut [u8], key: u64) {
     for (g, px) in row.chunks_mut(8).enumerate() {
-        let h = mix(key ^ g as u64);
-        for (k, c) in px.iter_mut().enumerate() {
-            let b = (h >> (8 * k)) as i32 & 0xFF;
-            let n = (b & 7) + ((b >> 4) & 7) - 7;
-            *c = (*c as i32 + n).clamp(0, 255) as u8;
+        let noise = mix(key ^ g as u64).to_le_bytes();
+        for (c, b) in px.iter_mut().zip(noise) {
+            let n = (b & 7) as i16 + ((b >> 4) & 7) as i16 - 7;
+            *c = (*c as i16 + n).clamp(0, 255) as u8;
         }
     }
 }

@@ -176,7 +176,8 @@ fn samples_are_in_the_kinect_range_or_no_reading() {
 #[test]
 fn no_reading_bands_lie_left_of_near_edges() {
     // A run of 2047 with a valid pixel on each side, the one on its right nearer (less
-    // disparity) by far: the projector's shadow beside an object's left edge.
+    // disparity) by far, and the run as wide as the parallax between them: the projector's
+    // shadow beside an object's left edge.
     let (w, h) = (640, 480);
     let mut bands = 0;
     for seq in [0, 30, 60] {
@@ -189,7 +190,13 @@ fn no_reading_bands_lie_left_of_near_edges() {
                     continue;
                 }
                 let end = (u..w).find(|&e| row[e] != NO_READING).unwrap_or(w);
-                if end < w && end - u >= 2 && row[end] + 20 < row[u - 1] {
+                // As wide as the projector's parallax between the two surfaces: f * baseline *
+                // (1/z_near - 1/z_far) = 580 * 0.075 * 0.0030711 px per raw unit.
+                let parallax = |l: u16, r: u16| 0.133_59 * (l as f64 - r as f64);
+                if end < w
+                    && row[end] + 20 < row[u - 1]
+                    && ((end - u) as f64 - parallax(row[u - 1], row[end])).abs() <= 1.5
+                {
                     bands += 1;
                 }
                 u = end;
