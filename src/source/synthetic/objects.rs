@@ -24,6 +24,9 @@ pub(super) struct Object {
 /// The direction light comes from, normalised: above, behind and right of the camera.
 const LIGHT: [f32; 3] = [0.267, 0.802, -0.535];
 
+/// Columns of a sphere drawn with 1/z interpolated between exact ones.
+const SPHERE_RUN: usize = 4;
+
 /// The `t > 0` for which `t * d` lies in `lo..=hi` (one axis of a ray from the origin).
 fn slab(lo: f32, hi: f32, d: f32) -> Option<(f32, f32)> {
     if d == 0.0 {
@@ -161,7 +164,8 @@ fn sphere_hits(
     }
     let (x0, x1) = ((-qb + q.sqrt()) / (2.0 * qa), (-qb - q.sqrt()) / (2.0 * qa));
     let per_r = 1.0 / r;
-    for u in cam.columns(x0.min(x1), x0.max(x1)) {
+    // 1/z and shading at column u (beyond the silhouette: at the limb).
+    let at = |u: usize| {
         let xn = cam.xn(u);
         let b = xn * c[0] + e;
         let dd = xn * xn + g;
@@ -174,7 +178,22 @@ fn sphere_hits(
             (t * ray.dz - c[2]) * per_r,
         ];
         let lambert = n[0] * LIGHT[0] + n[1] * LIGHT[1] + n[2] * LIGHT[2];
-        hit(u..u + 1, dd / near, 0.0, 0.25 + 0.75 * lambert.max(0.0));
+        (dd / near, 0.25 + 0.75 * lambert.max(0.0))
+    };
+    // Exact every SPHERE_RUN columns, 1/z linear in between: a quarter of the square roots
+    // and divisions, and the depth error stays far below a raw unit except at the limb.
+    let run = cam.columns(x0.min(x1), x0.max(x1));
+    let (mut u, mut here) = (run.start, at(run.start));
+    while u < run.end {
+        let next = (u + SPHERE_RUN).min(run.end);
+        let there = at(next);
+        hit(
+            u..next,
+            here.0,
+            (there.0 - here.0) / (next - u) as f32,
+            here.1,
+        );
+        (u, here) = (next, there);
     }
 }
 
