@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the hot path, per frame or per byte: the queue under contention, the
-//! coalescing decision, MCAP chunk encoding, the chunk CRC (two crates side by side), and the
-//! synthetic source filling a frame. Histogram recording is `benches/stats.rs`.
-//! `cargo bench --bench micro`.
+//! coalescing decision, MCAP chunk encoding, the chunk CRC (two crates side by side), the
+//! synthetic source making a frame, and compressing the synthetic scene (zstd, lz4, RVL then
+//! zstd; the ratios are printed before each group). Histogram recording is
+//! `benches/stats.rs`. `cargo bench --bench micro`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -240,8 +241,9 @@ fn crc(c: &mut Criterion) {
     g.finish();
 }
 
-/// What the synthetic source spends making one 614,400-byte frame (a copy from its table):
-/// CPU a real device's driver spends too, and fio does not.
+/// What the synthetic source spends making one 614,400-byte frame (the room's rows, the moving
+/// objects and their shadows, per-pixel noise): CPU a real device's driver spends too, and fio
+/// does not.
 fn source(c: &mut Criterion) {
     let mut src = SyntheticSource::new(SyntheticConfig {
         fps: 0,
@@ -255,8 +257,124 @@ fn source(c: &mut Criterion) {
     g.bench_function("fill one frame", |b| {
         b.iter(|| black_box(src.next_frame(&mut buf, &stop).unwrap()))
     });
+    g.bench_function("fill one frame, thread CPU time", |b| {
+        b.iter_custom(|n| {
+            let t = thread_cpu();
+            for _ in 0..n {
+                black_box(src.next_frame(&mut buf, &stop).unwrap());
+            }
+            thread_cpu() - t
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, queue, coalescing, encoding, crc, source);
+/// CPU time this thread has used: what a frame costs the receiver thread, apart from time
+/// the (shared, 2-core) machine gave other processes.
+fn thread_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+/// The synthetic scene's depth frames `first..first + n`, concatenated.
+fn scene_frames(first: u64, n: u64) -> Vec<u8> {
+    (first..first + n)
+        .flat_map(|q| framerec::source::synthetic::expected_frame(1, q, 640, 480))
+        .collect()
+}
+
+/// RVL (Wilson 2017, "Fast Lossless Depth Image Compression"): runs of pixels without a
+/// reading and of pixels with one, each value as the zigzag of its difference from the last
+/// valid one, in 3-bit groups with a continuation bit (nibbles). 2047 is "no reading" in the
+/// raw 11-bit layout (RVL's 0).
+fn rvl(samples_le: &[u8]) -> Vec<u8> {
+    struct Nibbles(Vec<u8>, bool);
+    impl Nibbles {
+        fn put(&mut self, n: u8) {
+            if self.1 {
+                *self.0.last_mut().unwrap() |= n << 4;
+            } else {
+                self.0.push(n);
+            }
+            self.1 = !self.1;
+        }
+        fn vle(&mut self, mut v: u32) {
+            loop {
+                let more = v >> 3 != 0;
+                self.put((v & 7) as u8 | if more { 8 } else { 0 });
+                v >>= 3;
+                if !more {
+                    break;
+                }
+            }
+        }
+    }
+    let s: Vec<u16> = samples_le
+        .chunks_exact(2)
+        .map(|b| match u16::from_le_bytes([b[0], b[1]]) {
+            2047 => 0,
+            v => v,
+        })
+        .collect();
+    let mut out = Nibbles(Vec::with_capacity(s.len()), false);
+    let (mut i, mut prev) = (0, 0i32);
+    while i < s.len() {
+        let zeros = s[i..].iter().take_while(|&&v| v == 0).count();
+        out.vle(zeros as u32);
+        i += zeros;
+        let valid = s[i..].iter().take_while(|&&v| v != 0).count();
+        out.vle(valid as u32);
+        for &v in &s[i..i + valid] {
+            let d = v as i32 - prev;
+            out.vle(((d << 1) ^ (d >> 31)) as u32);
+            prev = v as i32;
+        }
+        i += valid;
+    }
+    out.0
+}
+
+/// Compressing the synthetic scene's 614,400-byte depth frames, one frame and a 4 MiB chunk
+/// of consecutive frames, with the codecs issue 19 weighs, in thread CPU time. Ratios print
+/// before the timings.
+fn compression(c: &mut Criterion) {
+    let frame = scene_frames(30, 1);
+    let mut chunk = scene_frames(30, 7);
+    chunk.truncate(4 << 20);
+    type Codec = fn(&[u8]) -> Vec<u8>;
+    let codecs: [(&str, Codec); 4] = [
+        ("zstd-1", |b| zstd::bulk::compress(b, 1).unwrap()),
+        ("zstd-3", |b| zstd::bulk::compress(b, 3).unwrap()),
+        ("lz4", lz4_flex::block::compress),
+        ("rvl+zstd-1", |b| zstd::bulk::compress(&rvl(b), 1).unwrap()),
+    ];
+    let mut g = c.benchmark_group("compress synthetic scene");
+    for (what, input) in [("frame", &frame), ("4MiB chunk", &chunk)] {
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        for (name, codec) in codecs {
+            let ratio = input.len() as f64 / codec(input).len() as f64;
+            println!("ratio {name} {what}: {ratio:.2}x");
+            g.bench_function(BenchmarkId::new(name, what), |b| {
+                b.iter_custom(|n| {
+                    let t = thread_cpu();
+                    for _ in 0..n {
+                        black_box(codec(black_box(input)));
+                    }
+                    thread_cpu() - t
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    queue,
+    coalescing,
+    encoding,
+    crc,
+    source,
+    compression
+);
 criterion_main!(benches);

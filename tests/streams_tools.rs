@@ -451,6 +451,8 @@ fn the_official_python_reader_reads_every_stream() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = common::check_image_crcs(&v["images"], SEED, WIDTH, HEIGHT);
+    assert_eq!(images as u64, streams["depth"].0 + streams["color"].0);
     assert_eq!(v["frames"].as_u64(), Some(streams["depth"].0));
     assert_eq!(
         v["channels"]["/camera/color"].as_u64(),

@@ -182,8 +182,38 @@ pub fn python() -> PathBuf {
     venv
 }
 
-/// Sequence numbers of the frames the official Python reader reads from `dir`, after it
-/// checked each one byte-exact against the synthetic definition for `seed`.
+/// CRC-32 of synthetic image `seq` of `stream` (`depth`, else colour), from framerec's definition.
+pub fn synthetic_crc(stream: &str, seed: u64, seq: u64, width: u32, height: u32) -> u32 {
+    use framerec::source::synthetic::{expected_color_frame, expected_frame};
+    let bytes = match stream {
+        "depth" | "16UC1" => expected_frame(seed, seq, width, height),
+        _ => expected_color_frame(seed, seq, width, height),
+    };
+    crc32fast::hash(&bytes)
+}
+
+/// Checks the `[stream, seq, crc32]` triples a Python reader reported against the synthetic
+/// definition; returns how many it checked.
+pub fn check_image_crcs(images: &serde_json::Value, seed: u64, width: u32, height: u32) -> usize {
+    let images = images.as_array().expect("a list of images");
+    for i in images {
+        let (stream, seq, crc) = (
+            i[0].as_str().unwrap(),
+            i[1].as_u64().unwrap(),
+            i[2].as_u64().unwrap(),
+        );
+        assert_eq!(
+            u64::from(synthetic_crc(stream, seed, seq, width, height)),
+            crc,
+            "{stream} frame {seq}: bytes differ from the synthetic definition"
+        );
+    }
+    images.len()
+}
+
+/// Sequence numbers of the frames the official Python reader reads from `dir`, after each
+/// image it read was checked byte-exact (by CRC-32) against the synthetic definition for
+/// `seed`.
 pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -196,6 +226,7 @@ pub fn python_frames(dir: &Path, seed: u64, width: u32, height: u32) -> Vec<u64>
         .expect("the tests' python runs");
     assert!(py.status.success(), "python reader: {}", text(&py));
     let r: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    check_image_crcs(&r["images"], seed, width, height);
     r["seqs"]
         .as_array()
         .unwrap()

@@ -2,19 +2,31 @@
 //! accelerometer), paced on an absolute schedule.
 //!
 //! # Frame content
-//! Depth frame `seq` of a source with seed `seed` is `width * height` little-endian `u16`
-//! samples; sample `i` is
+//! Every frame is a pure function of (seed, sequence, width, height), so a test re-derives
+//! each byte with [`expected_frame`], [`expected_color_frame`] and [`expected_accel`].
 //!
-//! ```text
-//! T[(i + seq * 7919) mod 65521],   T[j] = splitmix64(seed ^ j) mod 2048
-//! ```
+//! Depth frame `seq` is `width * height` little-endian `u16` samples of 11-bit raw Kinect
+//! disparity (libfreenect's `FREENECT_DEPTH_11BIT`; 1/z = 3.3309495 - 0.0030711016 * raw, z
+//! in metres), row-major, rendering a room seen by a Kinect 1 m above the floor, pitched 12
+//! degrees down, with a 58 degree horizontal field of view at any size (`scene.rs`):
+//! - floor, walls and ceiling (depth grows toward the top of the image on the floor; walls are
+//!   planes), a cabinet, a doorway onto a corridor beyond range and a window whose glare has
+//!   no reading; the room's size varies a little with the seed;
+//! - moving objects placed by `seq` (`objects.rs`): a crate sliding left and right, a
+//!   ball circling on the floor, a ball swinging near the camera, a tall figure walking across
+//!   at the back (cycles of 240, 180, 90 and 840 frames, started at seed-chosen phases);
+//! - the IR projector's shadow: a pixel the projector (7.5 cm right of the camera) cannot light
+//!   has no reading, so bands without readings lie left of near edges;
+//! - quantisation to whole raw units, after per-pixel noise of up to +-15/16 raw unit (sd 0.4)
+//!   from a hash of (seed, seq, row, column / 8), new in every frame;
+//! - 2047 where there is no reading (shadow, beyond 6 m or nearer than 0.5 m, glare); every
+//!   other sample lies in 0..=2046.
 //!
-//! so a test can re-derive every byte of every frame from `(seed, seq)` with [`expected_frame`],
-//! and values stay in the Kinect's 11-bit range. Filling a frame is a handful of `memcpy`s.
-//!
-//! Colour frame `seq` (`rgb8`, `width * height * 3` bytes) is the first `width * height * 3`
-//! bytes of depth frame `seq` of a source with seed `seed + 1` and `width * height * 3 / 2`
-//! samples, read as bytes ([`expected_color_frame`]).
+//! Colour frame `seq` (`rgb8`, `width * height * 3` bytes) is the same scene seen by a colour
+//! camera at the IR camera's place: lit surfaces (wooden floor, painted walls, the doorway
+//! dark, the window bright), the objects in their colours with their shading, and sensor noise
+//! of up to +-7 levels per byte from a hash of (seed, seq, row, byte / 8). The projector's
+//! shadows are no part of it.
 //!
 //! Accelerometer reading `seq` ([`expected_accel`]) is, with `r = splitmix64(seed ^ 0xACCE1 ^
 //! seq)`: `accelerometer_x/y/z` = the low, middle and high 16-bit words of `r`, each taken mod
@@ -26,6 +38,7 @@
 //! out in due order, the lower stream index first on a tie. Unpaced (`fps = 0`), the same order
 //! holds with a nominal 30 fps for the images.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,10 +47,14 @@ use crate::segment::accel::{RAW_BYTES, RawTilt};
 
 use super::{Capture, KinectStream, Source, SourceError};
 
-/// Length of the sample table, a prime so consecutive frames shift by a different phase.
-const TABLE_LEN: usize = 65_521;
-/// Per-frame shift of the table, in samples.
-const SHIFT_PER_FRAME: u64 = 7_919;
+mod objects;
+mod room;
+mod scene;
+#[cfg(test)]
+mod tests;
+
+pub use scene::NO_READING;
+use scene::Scene;
 
 /// Settings of the synthetic source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,29 +94,10 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The sample table for `seed`, as little-endian bytes.
-fn table_bytes(seed: u64) -> Vec<u8> {
-    (0..TABLE_LEN as u64)
-        .flat_map(|j| ((splitmix64(seed ^ j) % 2048) as u16).to_le_bytes())
-        .collect()
-}
-
-fn fill(table: &[u8], seq: u64, out: &mut [u8]) {
-    let mut k = ((seq % TABLE_LEN as u64) * SHIFT_PER_FRAME % TABLE_LEN as u64) as usize * 2;
-    let mut at = 0;
-    while at < out.len() {
-        let n = (table.len() - k).min(out.len() - at);
-        out[at..at + n].copy_from_slice(&table[k..k + n]);
-        at += n;
-        k = 0;
-    }
-}
-
 /// The payload of colour frame `seq`, computed from the definition.
 pub fn expected_color_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
-    let len = width as usize * height as usize * 3;
-    let mut out = expected_frame(seed.wrapping_add(1), seq, len.div_ceil(2) as u32, 1);
-    out.truncate(len);
+    let mut out = vec![0; width as usize * height as usize * 3];
+    Scene::get(seed, width, height).render_color(seq, &mut out);
     out
 }
 
@@ -117,12 +115,8 @@ pub fn expected_accel(seed: u64, seq: u64) -> [u8; RAW_BYTES] {
 
 /// The payload of frame `seq`, computed from the definition (for tests and verification).
 pub fn expected_frame(seed: u64, seq: u64, width: u32, height: u32) -> Vec<u8> {
-    let n = width as usize * height as usize;
-    let mut out = Vec::with_capacity(n * 2);
-    for i in 0..n as u64 {
-        let j = (i + seq.wrapping_mul(SHIFT_PER_FRAME)) % TABLE_LEN as u64;
-        out.extend_from_slice(&((splitmix64(seed ^ j) % 2048) as u16).to_le_bytes());
-    }
+    let mut out = vec![0; width as usize * height as usize * 2];
+    Scene::get(seed, width, height).render_depth(seq, &mut out);
     out
 }
 
@@ -130,9 +124,8 @@ pub struct SyntheticSource {
     streams: Vec<StreamInfo>,
     kinds: Vec<KinectStream>,
     cfg: SyntheticConfig,
-    /// The sample tables of the depth and colour definitions.
-    table: Vec<u8>,
-    color_table: Vec<u8>,
+    /// The static room every depth and colour frame is drawn over.
+    scene: Arc<Scene>,
     /// Per stream: sequence number of the next frame, and of the first (a resumed recording
     /// continues).
     seq: Vec<u64>,
@@ -173,15 +166,9 @@ impl SyntheticSource {
         let first: Vec<u64> = (0..streams.len())
             .map(|i| first_seq.get(i).copied().unwrap_or(0))
             .collect();
-        let color_table = if kinds.contains(&KinectStream::Color) {
-            table_bytes(cfg.seed.wrapping_add(1))
-        } else {
-            Vec::new()
-        };
         SyntheticSource {
             streams,
-            table: table_bytes(cfg.seed),
-            color_table,
+            scene: Scene::get(cfg.seed, cfg.width, cfg.height),
             kinds,
             cfg,
             seq: first.clone(),
@@ -227,8 +214,8 @@ impl SyntheticSource {
     fn fill_frame(&self, s: usize, payload: &mut [u8]) {
         let seq = self.seq[s];
         match self.kinds[s] {
-            KinectStream::Depth => fill(&self.table, seq, payload),
-            KinectStream::Color => fill(&self.color_table, seq, payload),
+            KinectStream::Depth => self.scene.render_depth(seq, payload),
+            KinectStream::Color => self.scene.render_color(seq, payload),
             KinectStream::Accel => payload.copy_from_slice(&expected_accel(self.cfg.seed, seq)),
         }
     }
@@ -283,113 +270,5 @@ impl Source for SyntheticSource {
             // Paced: the frame was due at its slot, however late the receiver asked for it.
             host_mono_ns: (self.cfg.fps > 0).then(|| start_mono + device_ns),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_fill_matches_the_definition() {
-        let cfg = SyntheticConfig {
-            width: 320,
-            height: 240,
-            fps: 0,
-            seed: 42,
-            ..Default::default()
-        };
-        let mut src = SyntheticSource::new(cfg);
-        let stop = AtomicBool::new(false);
-        let mut buf = FrameBuf::new(320 * 240 * 2);
-        for seq in 0..5 {
-            src.next_frame(&mut buf, &stop).unwrap().unwrap();
-            assert_eq!(
-                buf.payload(),
-                expected_frame(42, seq, 320, 240).as_slice(),
-                "frame {seq}"
-            );
-        }
-        assert!(
-            buf.payload()
-                .chunks(2)
-                .all(|s| u16::from_le_bytes([s[0], s[1]]) < 2048)
-        );
-    }
-
-    #[test]
-    fn several_streams_interleave_by_due_time_and_match_their_definitions() {
-        let cfg = SyntheticConfig {
-            width: 8,
-            height: 4,
-            fps: 0,
-            seed: 7,
-            streams: vec![
-                KinectStream::Depth,
-                KinectStream::Color,
-                KinectStream::Accel,
-            ],
-            accel_rate: 90,
-            ..Default::default()
-        };
-        let mut src = SyntheticSource::new(cfg);
-        let stop = AtomicBool::new(false);
-        let mut buf = FrameBuf::new(8 * 4 * 3);
-        let mut order = Vec::new();
-        let mut seqs = [0u64; 3];
-        for _ in 0..10 {
-            let s = src.next_stream(&stop).unwrap().index();
-            src.next_frame(&mut buf, &stop).unwrap().unwrap();
-            let want = match s {
-                0 => expected_frame(7, seqs[0], 8, 4),
-                1 => expected_color_frame(7, seqs[1], 8, 4),
-                _ => expected_accel(7, seqs[2]).to_vec(),
-            };
-            assert_eq!(
-                buf.payload(),
-                want.as_slice(),
-                "stream {s} frame {}",
-                seqs[s]
-            );
-            seqs[s] += 1;
-            order.push(s);
-        }
-        // 30 fps images and 90 Hz readings: d c a, a, a, d c a, a, ...
-        assert_eq!(order, [0, 1, 2, 2, 2, 0, 1, 2, 2, 2]);
-        assert_eq!(src.streams()[1].frame_bytes(), 96);
-        assert_eq!(src.streams()[2].frame_bytes(), RAW_BYTES);
-    }
-
-    #[test]
-    fn frames_differ_and_seeds_differ() {
-        assert_ne!(expected_frame(1, 0, 64, 8), expected_frame(1, 1, 64, 8));
-        assert_ne!(expected_frame(1, 0, 64, 8), expected_frame(2, 0, 64, 8));
-    }
-
-    #[test]
-    fn schedule_has_no_drift() {
-        let src = SyntheticSource::new(SyntheticConfig {
-            fps: 30,
-            ..Default::default()
-        });
-        // One hour of frames at 30 fps is due exactly at 3600 s.
-        assert_eq!(src.due(30 * 3600), Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn stop_interrupts_a_paced_wait() {
-        let mut src = SyntheticSource::new(SyntheticConfig {
-            fps: 1,
-            width: 4,
-            height: 4,
-            ..Default::default()
-        });
-        let mut buf = FrameBuf::new(32);
-        let stop = AtomicBool::new(false);
-        assert!(src.next_frame(&mut buf, &stop).unwrap().is_some());
-        stop.store(true, Ordering::Relaxed);
-        let t = Instant::now();
-        assert!(src.next_frame(&mut buf, &stop).unwrap().is_none());
-        assert!(t.elapsed() < Duration::from_millis(500));
     }
 }
