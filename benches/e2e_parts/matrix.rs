@@ -5,7 +5,8 @@
 //! framerec's own modes (its defaults, `--io-mode buffered`, `--io-mode direct`, and what
 //! `framerec tune` recommends for the directory). Every run writes the same bytes (4,096 frames
 //! of 614,400 bytes, 2.5 GB, so that process start-up flatters nobody), made durable, after
-//! `sync` and a dropped page cache; the rows run in interleaved rounds (each round every row
+//! `sync` and a dropped page cache (framerec's synthetic source with `--content pattern`, which
+//! costs it ~20 us a frame: rendering the scene would make the source the limit); the rows run in interleaved rounds (each round every row
 //! once, the order rotating and reversing) so that the disk's drift over minutes falls on every
 //! row alike. Writes `matrix.md` and `matrix.json`: per row the median MB/s, its range, CPU
 //! s/GiB (framerec's also less its receiver thread, which makes the synthetic frames), and per
@@ -125,7 +126,10 @@ pub fn run(bin: &Path, root: &Path, frames: u64, rounds: usize) {
         jobs.push((
             name.to_string(),
             Box::new(move || {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                // The pattern content: rendering the scene (~0.5 ms a frame) would make the
+                // source, not the disk, the limit.
+                let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+                args.extend(["--content", "pattern"]);
                 let mut r = framerec(bin, &scratch.join("rec"), frames, (640, 480), &args);
                 r.name = name.to_string();
                 r

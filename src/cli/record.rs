@@ -79,6 +79,10 @@ pub struct Args {
     /// Seed of the synthetic content.
     #[arg(long)]
     seed: Option<u64>,
+    /// What synthetic image frames show: scene (a room, realistic to compress) or pattern (a
+    /// table copy that costs the source almost nothing, for I/O benchmarks).
+    #[arg(long, value_enum)]
+    content: Option<framerec::source::synthetic::Content>,
     /// How segments are written: auto (direct on local block filesystems that accept it,
     /// else buffered; the choice and its reason are logged), buffered, direct.
     #[arg(long, value_enum, conflicts_with = "direct_io")]
@@ -245,6 +249,7 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
         ("--width", args.width.is_some() && !pipe),
         ("--height", args.height.is_some() && !pipe),
         ("--seed", args.seed.is_some()),
+        ("--content", args.content.is_some()),
     ];
     let SourceConfig::Synthetic(s) = &mut cfg.source else {
         if let Some((flag, _)) = synthetic_only.iter().find(|(_, given)| *given) {
@@ -265,6 +270,9 @@ fn apply(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = args.seed {
         s.seed = v;
+    }
+    if let Some(v) = args.content {
+        s.content = v;
     }
     apply_common(args, cfg)
 }

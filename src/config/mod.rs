@@ -115,6 +115,8 @@ struct SourceSection {
     fps: Int<0, 100_000>,
     /// Seed of the synthetic content. Default 1.
     seed: Int<0, { i64::MAX }>,
+    /// What synthetic image frames show: `scene` (default) or `pattern`.
+    content: crate::source::synthetic::Content,
     /// synthetic, fakenect, freenect: the streams to record, in this order: any of `depth`,
     /// `color`, `accel`, each at most once. Default `["depth"]`.
     streams: Vec<KinectStream>,
@@ -158,6 +160,7 @@ impl Default for SourceSection {
             height: Int(d.height as i64),
             fps: Int(d.fps as i64),
             seed: Int(d.seed as i64),
+            content: d.content,
             streams: d.streams,
             accel_rate: Int(d.accel_rate as i64),
             topic: d.topic,
@@ -422,6 +425,7 @@ impl FileConfig {
                     frame_id: s.frame_id,
                     streams: s.streams,
                     accel_rate: s.accel_rate.0 as u32,
+                    content: s.content,
                 }),
                 SourceKind::Fakenect => SourceConfig::Fakenect(FakenectConfig {
                     dir: s.path,

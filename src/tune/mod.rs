@@ -321,6 +321,8 @@ pub fn run_config(dir: &Path, c: &Candidate) -> Config {
         output_dir: dir.to_path_buf(),
         source: SourceConfig::Synthetic(SyntheticConfig {
             fps: 0,
+            // A table copy: rendering the scene (~0.5 ms a frame) would measure the source.
+            content: crate::source::synthetic::Content::Pattern,
             ..SyntheticConfig::default()
         }),
         ..Config::default()

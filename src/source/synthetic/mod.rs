@@ -70,6 +70,21 @@ pub struct SyntheticConfig {
     pub streams: Vec<KinectStream>,
     /// Readings per second of the accelerometer stream.
     pub accel_rate: u32,
+    /// What the image frames show.
+    pub content: Content,
+}
+
+/// What synthetic image frames show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Content {
+    /// A room as a Kinect sees it (see [`scene`]): realistic to compress, about half a
+    /// millisecond of CPU to render a 640x480 frame.
+    #[default]
+    Scene,
+    /// A random table copied at a shifting offset ([`expected_pattern`]): no realism, about
+    /// 20 us a frame, for I/O benchmarks that must not measure the source.
+    Pattern,
 }
 
 impl Default for SyntheticConfig {
@@ -83,6 +98,7 @@ impl Default for SyntheticConfig {
             frame_id: "camera_depth".into(),
             streams: KinectStream::default_table(),
             accel_rate: 100,
+            content: Content::Scene,
         }
     }
 }
@@ -92,6 +108,38 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+/// Samples in the pattern's table: a prime, so the shifted copies do not line up.
+const PATTERN_TABLE: usize = 65_521;
+/// Samples the pattern shifts by from one frame to the next.
+const PATTERN_SHIFT: u64 = 7_919;
+
+/// The table of random 11-bit samples for `seed`, as little-endian bytes.
+fn pattern_table(seed: u64) -> Vec<u8> {
+    (0..PATTERN_TABLE as u64)
+        .flat_map(|j| ((splitmix64(seed ^ j) % 2048) as u16).to_le_bytes())
+        .collect()
+}
+
+fn fill_pattern(table: &[u8], seq: u64, out: &mut [u8]) {
+    let mut k = ((seq % PATTERN_TABLE as u64) * PATTERN_SHIFT % PATTERN_TABLE as u64) as usize * 2;
+    let mut at = 0;
+    while at < out.len() {
+        let n = (table.len() - k).min(out.len() - at);
+        out[at..at + n].copy_from_slice(&table[k..k + n]);
+        at += n;
+        k = 0;
+    }
+}
+
+/// `len` bytes of frame `seq` in [`Content::Pattern`] (any image stream): the seed's table of
+/// 65,521 random 11-bit samples, little-endian, read from sample `seq * 7919 mod 65521` on,
+/// wrapping.
+pub fn expected_pattern(seed: u64, seq: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    fill_pattern(&pattern_table(seed), seq, &mut out);
+    out
 }
 
 /// The payload of colour frame `seq`, computed from the definition.
@@ -126,6 +174,8 @@ pub struct SyntheticSource {
     cfg: SyntheticConfig,
     /// The static room every depth and colour frame is drawn over.
     scene: Arc<Scene>,
+    /// With [`Content::Pattern`]: the table image frames are copied from.
+    pattern: Option<Vec<u8>>,
     /// Per stream: sequence number of the next frame, and of the first (a resumed recording
     /// continues).
     seq: Vec<u64>,
@@ -169,6 +219,7 @@ impl SyntheticSource {
         SyntheticSource {
             streams,
             scene: Scene::get(cfg.seed, cfg.width, cfg.height),
+            pattern: (cfg.content == Content::Pattern).then(|| pattern_table(cfg.seed)),
             kinds,
             cfg,
             seq: first.clone(),
@@ -213,6 +264,11 @@ impl SyntheticSource {
 
     fn fill_frame(&self, s: usize, payload: &mut [u8]) {
         let seq = self.seq[s];
+        if let (Some(table), KinectStream::Depth | KinectStream::Color) =
+            (&self.pattern, self.kinds[s])
+        {
+            return fill_pattern(table, seq, payload);
+        }
         match self.kinds[s] {
             KinectStream::Depth => self.scene.render_depth(seq, payload),
             KinectStream::Color => self.scene.render_color(seq, payload),

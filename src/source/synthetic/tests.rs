@@ -30,6 +30,42 @@ fn fast_fill_matches_the_definition() {
 }
 
 #[test]
+fn pattern_content_copies_the_table_for_depth_and_colour_and_keeps_the_accelerometer() {
+    let cfg = SyntheticConfig {
+        width: 64,
+        height: 48,
+        fps: 0,
+        seed: 7,
+        streams: vec![
+            KinectStream::Depth,
+            KinectStream::Color,
+            KinectStream::Accel,
+        ],
+        content: Content::Pattern,
+        ..Default::default()
+    };
+    let mut src = SyntheticSource::new(cfg);
+    let stop = AtomicBool::new(false);
+    let mut buf = FrameBuf::new(64 * 48 * 3);
+    let mut seen = [0u64; 3];
+    for _ in 0..12 {
+        let s = src.next_stream(&stop).unwrap().index();
+        src.next_frame(&mut buf, &stop).unwrap().unwrap();
+        let seq = seen[s];
+        let want = match s {
+            0 => expected_pattern(7, seq, 64 * 48 * 2),
+            1 => expected_pattern(7, seq, 64 * 48 * 3),
+            _ => expected_accel(7, seq).to_vec(),
+        };
+        assert_eq!(buf.payload(), want.as_slice(), "stream {s} frame {seq}");
+        seen[s] += 1;
+    }
+    assert!(seen[0] > 0 && seen[1] > 0);
+    assert_ne!(expected_pattern(7, 0, 1000), expected_pattern(7, 1, 1000));
+    assert_ne!(expected_pattern(7, 0, 1000), expected_frame(7, 0, 25, 20));
+}
+
+#[test]
 fn several_streams_interleave_by_due_time_and_match_their_definitions() {
     let cfg = SyntheticConfig {
         width: 8,
