@@ -79,6 +79,14 @@ pub struct Args {
     /// Seed of the synthetic content.
     #[arg(long)]
     seed: Option<u64>,
+    /// MCAP chunk compression for every stream: none, zstd or lz4 (on worker threads; a chunk
+    /// that would not shrink, or any batch while the queue is past its high-water mark, is
+    /// written raw).
+    #[arg(long, value_enum)]
+    compression: Option<framerec::config::CodecName>,
+    /// zstd level (1-22).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=22))]
+    compression_level: Option<i32>,
     /// What synthetic image frames show: scene (a room, realistic to compress) or pattern (a
     /// table copy that costs the source almost nothing, for I/O benchmarks).
     #[arg(long, value_enum)]
@@ -336,6 +344,16 @@ fn apply_common(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     }
     if let Some(v) = args.profile {
         cfg.profile = v;
+    }
+    if let Some(v) = args.compression {
+        cfg.compression.codec = v;
+        cfg.compression.streams.clear();
+    }
+    if let Some(v) = args.compression_level {
+        cfg.compression.level = v;
+    }
+    if let Some(problem) = framerec::config::compression_problem(cfg) {
+        anyhow::bail!("{problem}");
     }
     if cfg.profile == Profile::Ros2 && cfg.writer.io_mode.is_direct() {
         anyhow::bail!(

@@ -20,6 +20,7 @@ use crate::source::{
     SyntheticConfig,
 };
 
+mod compression;
 mod errors;
 mod pipe_streams;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod types;
 mod validate;
 mod values;
 
+pub use compression::{CodecName, Compression, compression_problem};
 pub use errors::{ConfigError, ConfigErrors};
 use errors::{blank_entry, line_col};
 #[cfg(test)]
@@ -393,6 +395,7 @@ struct FileConfig {
     durability: DurabilitySection,
     recovery: RecoverySection,
     stats: StatsSection,
+    compression: compression::CompressionSection,
 }
 
 impl Default for Config {
@@ -529,6 +532,7 @@ impl FileConfig {
                     .filter(|d| !d.as_os_str().is_empty()),
             },
             recovery: self.recovery.at_start,
+            compression: self.compression.into_compression(),
         }
     }
 }

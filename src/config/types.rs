@@ -82,6 +82,8 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub recovery: AtStart,
     pub stats: StatsConfig,
+    /// MCAP chunk compression (`[compression]`, `--compression`).
+    pub compression: super::Compression,
 }
 
 /// Where and how often the recorder reports statistics.

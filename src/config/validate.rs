@@ -50,6 +50,15 @@ pub(super) fn validate(cfg: FileConfig, text: &str, file: &str) -> Result<Config
             ),
         });
     }
+    if let Some(message) = super::compression_problem(&config) {
+        let (line, col) = key_position(text, "compression", "codec");
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        });
+    }
     if let SourceConfig::Pipe(PipeConfig {
         endpoint: PipeEndpoint::Unix(p),
         ..

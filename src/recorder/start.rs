@@ -178,6 +178,7 @@ fn with_io_mode(cfg: &Config, dir: &Path) -> Config {
         return cfg;
     }
     let refusal = match (cfg.layout, cfg.profile) {
+        _ if cfg.compression.any() => Some("compressed chunks cannot be aligned for O_DIRECT"),
         (Layout::Fakenect, _) => Some("the fakenect layout writes buffered"),
         (_, Profile::Ros2) => Some("the ros2 profile refuses O_DIRECT"),
         _ => None,
@@ -185,6 +186,17 @@ fn with_io_mode(cfg: &Config, dir: &Path) -> Config {
     let (mode, why) = crate::io::mode::auto(dir, refusal);
     tracing::info!("io mode {} (auto: {why})", mode.as_str());
     cfg.writer.io_mode = mode;
+    cfg
+}
+
+/// `cfg` with the writers' compression stage set up for `streams`.
+fn with_compression(cfg: &Config, streams: &[StreamInfo]) -> Config {
+    let mut cfg = cfg.clone();
+    let names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
+    cfg.writer.compression = cfg.compression.for_streams(&names);
+    if let Some(c) = &cfg.writer.compression {
+        tracing::info!(threads = c.threads, "chunk compression on");
+    }
     cfg
 }
 
@@ -376,6 +388,7 @@ pub(super) fn start(
     } = open_source(cfg, resume.as_ref(), &counters)?;
     let pools = stream_pools(&streams, cfg.queue.max_bytes);
     let stream_names = stream_names(&streams);
+    let cfg = &with_compression(cfg, &streams);
     let queue = Arc::new(FrameQueue::new(cfg.queue.max_frames));
     let ledger = Arc::new(Ledger::new(streams.len()));
 
