@@ -502,6 +502,20 @@ fn print_summary(r: &RunReport) {
         t.fsyncs,
         t.queue_high_water
     );
+    let c = &t.compression;
+    if c.any() {
+        eprintln!(
+            "  compression: {} chunks compressed ({:.1} MB -> {:.1} MB, {:.2}x), {} left raw (not worth it), raw batches: {} (workers busy), {} (queue past high water); {:.2} s of worker time",
+            c.chunks_compressed,
+            c.bytes_in as f64 / 1e6,
+            c.bytes_out as f64 / 1e6,
+            c.bytes_in as f64 / c.bytes_out.max(1) as f64,
+            c.chunks_not_worth_it,
+            c.batches_raw_busy,
+            c.batches_raw_pressure,
+            c.busy_ns as f64 / 1e9
+        );
+    }
     eprintln!(
         "  backend {} ({}), overflow {}, {} segment(s), durable through frame {}",
         r.backend.as_str(),

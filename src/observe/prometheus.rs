@@ -159,6 +159,43 @@ fn control_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), 
 }
 
 /// The Prometheus text exposition (format 0.0.4) of a snapshot and its histograms.
+fn compression_metrics(metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)]), s: &Snapshot) {
+    let c = &s.compression;
+    let chunks = [
+        ("compressed", c.chunks_compressed),
+        ("raw_not_worth_it", c.chunks_not_worth_it),
+    ];
+    metric(
+        "framerec_compression_chunks_total",
+        "counter",
+        "Chunks the compression workers made: compressed, or left raw because they would not shrink enough.",
+        &chunks.map(|(k, n)| (format!("{{result=\"{k}\"}}"), n as f64)),
+    );
+    let raw = [
+        ("busy", c.batches_raw_busy),
+        ("pressure", c.batches_raw_pressure),
+    ];
+    metric(
+        "framerec_compression_raw_batches_total",
+        "counter",
+        "Batches written raw without compressing: every worker busy, or the queue past its high-water mark.",
+        &raw.map(|(k, n)| (format!("{{reason=\"{k}\"}}"), n as f64)),
+    );
+    let bytes = [("in", c.bytes_in), ("out", c.bytes_out)];
+    metric(
+        "framerec_compression_bytes_total",
+        "counter",
+        "Payload bytes into compressed chunks (in) and the chunks' bytes (out).",
+        &bytes.map(|(k, n)| (format!("{{direction=\"{k}\"}}"), n as f64)),
+    );
+    metric(
+        "framerec_compression_seconds_total",
+        "counter",
+        "Worker time spent compressing.",
+        &[(String::new(), c.busy_ns as f64 / 1e9)],
+    );
+}
+
 pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     // Over 80 lines, as one flat list of every metric's name, kind and help beside its value:
     // cutting it into parts would only scatter that list. It shrinks when the metrics become
@@ -210,6 +247,7 @@ pub fn prometheus_text(s: &Snapshot, h: &Histograms) -> String {
     );
     stream_metrics(&mut metric, s);
     control_metrics(&mut metric, s);
+    compression_metrics(&mut metric, s);
     metric(
         "framerec_writes_total",
         "counter",
@@ -475,6 +513,34 @@ mod tests {
             "framerec_frames_paused_total 7",
             "framerec_control_requests_total{result=\"ok\"} 3",
             "framerec_control_requests_total{result=\"oversized\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn what_the_compression_stage_did_is_exposed() {
+        let s = Snapshot {
+            compression: crate::pipeline::compress::CompressionTotals {
+                chunks_compressed: 5,
+                chunks_not_worth_it: 1,
+                batches_raw_busy: 2,
+                batches_raw_pressure: 3,
+                bytes_in: 6000,
+                bytes_out: 1000,
+                busy_ns: 1_500_000_000,
+            },
+            ..Snapshot::default()
+        };
+        let text = prometheus_text(&s, &Histograms::default());
+        for line in [
+            "framerec_compression_chunks_total{result=\"compressed\"} 5",
+            "framerec_compression_chunks_total{result=\"raw_not_worth_it\"} 1",
+            "framerec_compression_raw_batches_total{reason=\"busy\"} 2",
+            "framerec_compression_raw_batches_total{reason=\"pressure\"} 3",
+            "framerec_compression_bytes_total{direction=\"in\"} 6000",
+            "framerec_compression_bytes_total{direction=\"out\"} 1000",
+            "framerec_compression_seconds_total 1.5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -63,6 +63,9 @@ pub struct Snapshot {
     /// Frames written again after an fsync failed while their write was in flight.
     #[serde(default)]
     pub frames_rewritten: u64,
+    /// What the compression stage did (all zero when compression is off).
+    #[serde(default)]
+    pub compression: crate::pipeline::compress::CompressionTotals,
     /// The frame counts above, stream by stream (their sums are the totals).
     #[serde(default)]
     pub streams: Vec<StreamStats>,
@@ -228,6 +231,7 @@ impl Snapshot {
             refusing_frames: counters.refusing.load(Ordering::Relaxed),
             segments_deleted: counters.segments_deleted.load(Ordering::Relaxed),
             frames_rewritten: counters.frames_rewritten.load(Ordering::Relaxed),
+            compression: counters.compress.totals(),
             streams: Vec::new(),
             state: if counters.is_paused() {
                 "paused"

@@ -66,6 +66,45 @@ pub struct CompressCounters {
     pub busy_ns: AtomicU64,
 }
 
+/// [`CompressCounters`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CompressionTotals {
+    pub chunks_compressed: u64,
+    /// Runs kept raw because they would not shrink enough.
+    pub chunks_not_worth_it: u64,
+    /// Batches written raw because every worker was busy.
+    pub batches_raw_busy: u64,
+    /// Batches written raw because the queue was past its high-water mark.
+    pub batches_raw_pressure: u64,
+    /// Payload bytes that went into compressed chunks, and the chunks' bytes.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Worker time spent compressing, nanoseconds.
+    pub busy_ns: u64,
+}
+
+impl CompressCounters {
+    pub fn totals(&self) -> CompressionTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CompressionTotals {
+            chunks_compressed: get(&self.chunks_compressed),
+            chunks_not_worth_it: get(&self.chunks_not_worth_it),
+            batches_raw_busy: get(&self.batches_raw_busy),
+            batches_raw_pressure: get(&self.batches_raw_pressure),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            busy_ns: get(&self.busy_ns),
+        }
+    }
+}
+
+impl CompressionTotals {
+    /// True when the stage did anything at all (compression was on).
+    pub fn any(&self) -> bool {
+        *self != CompressionTotals::default()
+    }
+}
+
 struct Job {
     frames: Vec<Frame>,
     reply: oneshot::Sender<Vec<Piece>>,

@@ -153,6 +153,8 @@ pub struct Totals {
     pub paused_frames: u64,
     /// Marks written (`framerec ctl mark`).
     pub marks: u64,
+    /// What the compression stage did (all zero when compression is off).
+    pub compression: crate::pipeline::compress::CompressionTotals,
 }
 
 impl Totals {
@@ -179,6 +181,7 @@ impl Totals {
             streams: Vec::new(),
             paused_frames: t.paused,
             marks: c.marks.load(Ordering::Relaxed),
+            compression: c.compress.totals(),
         }
     }
 
