@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "e2e_parts/codecs.rs"]
+mod codecs;
 #[path = "e2e_parts/matrix.rs"]
 mod matrix;
 
@@ -51,6 +53,10 @@ struct Row {
     write_p50_ms: Option<f64>,
     write_p99_ms: Option<f64>,
     capture_to_written_p99_ms: Option<f64>,
+    /// framerec: bytes of its segment files, and chunks compressed / left raw.
+    bytes_on_disk: Option<u64>,
+    chunks_compressed: Option<u64>,
+    chunks_not_compressed: Option<u64>,
     note: String,
 }
 
@@ -168,6 +174,16 @@ fn framerec(bin: &Path, out: &Path, frames: u64, wh: (u32, u32), args: &[&str]) 
     r.write_p50_ms = ms(&summary["write_latency_ns"], "p50");
     r.write_p99_ms = ms(&summary["write_latency_ns"], "p99");
     r.capture_to_written_p99_ms = ms(&summary["capture_to_written_ns"], "p99");
+    r.bytes_on_disk = std::fs::read_dir(out).ok().map(|d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "mcap"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    });
+    let c = &summary["totals"]["compression"];
+    r.chunks_compressed = c["chunks_compressed"].as_u64();
+    r.chunks_not_compressed = c["chunks_not_worth_it"].as_u64();
     let _ = std::fs::remove_dir_all(out);
     r
 }
@@ -419,6 +435,15 @@ fn main() {
         );
         return;
     }
+    if std::env::var_os("FRAMEREC_BENCH_CODECS").is_some() {
+        codecs::run(
+            &bin,
+            &root,
+            if full { 4096 } else { 40 },
+            if full { 3 } else { 1 },
+        );
+        return;
+    }
     if std::env::var_os("FRAMEREC_BENCH_MATRIX").is_some() {
         let (frames, rounds) = if full { (matrix::FRAMES, 3) } else { (40, 1) };
         matrix::run(&bin, &root, frames, rounds);
@@ -598,6 +623,11 @@ fn main() {
     let sweep = sizes.run(repeats);
     let _ = std::fs::remove_dir_all(&scratch);
 
+    if !full {
+        // The smoke run also checks that the codec and I/O-mode runners work.
+        codecs::run(&bin, &root, 40, 1);
+        matrix::run(&bin, &root, 40, 1);
+    }
     let report = render(&rows, &sweep, frames, full);
     println!("{report}");
     std::fs::write(root.join("report.md"), &report).unwrap();

@@ -71,12 +71,18 @@ fn fio_jobs() -> Vec<(String, Vec<String>)> {
 
 /// `framerec tune`'s recommendation for `dir`, written into a config file; `None` when this
 /// build has no `tune` or it fails (the row is then left out, and said so).
-fn tuned_config(bin: &Path, dir: &Path, root: &Path) -> Option<std::path::PathBuf> {
+fn tuned_config(bin: &Path, dir: &Path, root: &Path, small: bool) -> Option<std::path::PathBuf> {
     let config = root.join("tuned.toml");
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/framerec.toml");
     std::fs::copy(shipped, &config).ok()?;
     let out = Command::new(bin)
         .args(["tune", dir.to_str()?, "--write", config.to_str()?])
+        // A smoke run's tune gets the least budget (4 s); a full run's its default.
+        .args(if small {
+            &["--seconds", "4"][..]
+        } else {
+            &[][..]
+        })
         .env("RUST_LOG", "warn")
         .output()
         .ok()?;
@@ -95,7 +101,7 @@ pub fn run(bin: &Path, root: &Path, frames: u64, rounds: usize) {
     let scratch = root.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let total = frames * FRAME_BYTES;
-    let tuned = tuned_config(bin, &scratch, root);
+    let tuned = tuned_config(bin, &scratch, root, frames < FRAMES);
     let mut jobs: Vec<(String, Box<dyn Fn() -> Row + '_>)> = Vec::new();
     for (name, args) in fio_jobs() {
         let scratch = &scratch;
