@@ -297,6 +297,7 @@ pub(crate) fn accepted_keys() -> Vec<String> {
             "durability" => fields::<DurabilitySection>(),
             "recovery" => fields::<RecoverySection>(),
             "stats" => fields::<StatsSection>(),
+            "compression" => fields::<compression::CompressionSection>(),
             other => panic!("a new section [{other}]: name its struct in accepted_keys"),
         };
         keys.extend(

@@ -123,6 +123,10 @@ pub(crate) const KEYS: &[Key] = &[
         SourceConfig::Synthetic(c) => Some(c.seed),
         _ => None,
     }),
+    source_key!("source.content", |s| match s {
+        SourceConfig::Synthetic(c) => Some(c.content),
+        _ => None,
+    }),
     source_key!("source.streams", |s| s.kinect_streams().cloned()),
     source_key!("source.accel-rate", |s| match s {
         SourceConfig::Synthetic(c) => Some(c.accel_rate),
@@ -221,6 +225,20 @@ pub(crate) const KEYS: &[Key] = &[
     key!(Restart, "stats.histograms", stats.histograms),
     key!(Restart, "stats.interval-log-s", stats.interval_log),
     key!(Restart, "stats.interval-log-dir", stats.interval_log_dir),
+    key!(Restart, "compression.codec", compression.codec),
+    key!(Restart, "compression.level", compression.level),
+    key!(Restart, "compression.streams", compression.streams),
+    key!(Restart, "compression.threads", compression.threads),
+    key!(
+        Restart,
+        "compression.min-saving-percent",
+        compression.min_saving_percent
+    ),
+    key!(
+        Restart,
+        "compression.high-water-percent",
+        compression.high_water_percent
+    ),
 ];
 
 /// The settings the writer pool takes while it runs.

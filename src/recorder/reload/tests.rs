@@ -123,6 +123,13 @@ fn other_value(key: &str, now: &toml::Value) -> toml::Value {
         ("writer.backend", _) => one_of(&["auto", "pwrite"]),
         ("writer.io-mode", _) => one_of(&["auto", "direct"]),
         ("recovery.at-start", _) => one_of(&["recover", "leave"]),
+        ("source.content", _) => one_of(&["scene", "pattern"]),
+        ("compression.codec", _) => one_of(&["none", "lz4"]),
+        ("compression.streams", _) => {
+            let mut t = toml::Table::new();
+            t.insert("depth".into(), Value::String("zstd".into()));
+            Value::Table(t)
+        }
         ("source.stream", _) => {
             let stream = |id: i64, name: &str, format: &str| {
                 let mut t = toml::Table::new();
