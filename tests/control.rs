@@ -251,6 +251,19 @@ fn frames_while_paused_are_counted_and_the_gap_is_explained() {
         "{}",
         text(&out)
     );
+    // info says so too, and does not count them as dropped.
+    let info = common::framerec(&["info", dir.to_str().unwrap()]);
+    assert!(info.status.success(), "{}", text(&info));
+    let said = text(&info);
+    assert!(
+        said.contains(&format!("skipped {paused} frames while paused")),
+        "{said}"
+    );
+    let total = said.lines().find(|l| l.starts_with("total:")).unwrap();
+    assert!(
+        total.contains(" 0 dropped") && total.contains(&format!("{paused} skipped while paused")),
+        "{total}"
+    );
     assert_doctor_clean(&dir);
 }
 

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use framerec::frame::DropReason;
 use framerec::segment::{RecordingReport, StreamKind, StreamReport};
 
 mod dump;
@@ -148,7 +149,11 @@ fn print_segment(s: &framerec::segment::SegmentReport) -> Result<(), super::Stdo
         );
     }
     for (reason, n) in &s.dropped {
-        outln!("  dropped {n} frames: {reason}");
+        if reason == DropReason::Paused.as_str() {
+            outln!("  skipped {n} frames while paused (framerec ctl pause; not lost)");
+        } else {
+            outln!("  dropped {n} frames: {reason}");
+        }
     }
 
     Ok(())
@@ -183,14 +188,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let start = report.segments.iter().filter_map(|s| s.start_time_ns).min();
     let end = report.segments.iter().filter_map(|s| s.end_time_ns).max();
+    // Frames skipped while paused are not drops (`framerec ctl pause`).
+    let paused = DropReason::Paused.as_str();
+    let skipped = report.dropped.get(paused).copied().unwrap_or(0);
+    let dropped: u64 = report
+        .dropped
+        .iter()
+        .filter(|(reason, _)| reason.as_str() != paused)
+        .map(|(_, n)| n)
+        .sum();
     outln!(
-        "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped, {:.3} s, {}{}",
+        "total: {} segments, {} bytes, {} frames (seq {}..={}), {} dropped{}, {:.3} s, {}{}",
         report.segments.len(),
         total_bytes,
         report.frames,
         report.first_seq.map_or("-".into(), |s| s.to_string()),
         report.last_seq.map_or("-".into(), |s| s.to_string()),
-        report.dropped.values().sum::<u64>(),
+        dropped,
+        match skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped while paused"),
+        },
         match (start, end) {
             (Some(a), Some(b)) => secs(b - a),
             _ => 0.0,
