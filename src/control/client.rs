@@ -1,6 +1,6 @@
 //! The client side of the control socket (`framerec ctl`): one request, one bounded reply.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,17 +51,9 @@ pub fn ask(path: &Path, req: &Request) -> Result<Value, ClientError> {
         stream
             .set_read_timeout(Some(left))
             .map_err(|e| bad(e.to_string()))?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+        let n = match super::read_some(&mut stream, &mut chunk) {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
             Err(e) => return Err(bad(format!("cannot read the reply: {e}"))),
         };
         if n == 0 {

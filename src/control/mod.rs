@@ -215,6 +215,26 @@ fn refused(why: impl Into<String>) -> Rejection {
 
 /// Reads a request line: up to its newline, or the end of the stream, before `deadline`, at
 /// most [`MAX_REQUEST_BYTES`].
+/// One read of `conn`: `Ok(None)` when it was interrupted or timed out with nothing read (the
+/// caller checks its deadline and tries again), else the bytes read (0 at end of stream).
+pub(crate) fn read_some(
+    conn: &mut (impl io::Read + ?Sized),
+    buf: &mut [u8],
+) -> io::Result<Option<usize>> {
+    match conn.read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn read_request(conn: &mut dyn Connection, deadline: Instant) -> Result<Vec<u8>, Rejection> {
     let mut line = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -227,17 +247,9 @@ pub fn read_request(conn: &mut dyn Connection, deadline: Instant) -> Result<Vec<
                 READ_DEADLINE.as_secs()
             )));
         }
-        let n = match conn.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+        let n = match read_some(conn, &mut chunk) {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
             Err(e) => return Err(incomplete(&format!("cannot read the request: {e}"))),
         };
         if n == 0 {

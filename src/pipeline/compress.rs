@@ -184,11 +184,6 @@ impl Compressors {
         self.shared.wake.notify_one();
         Ok(answer)
     }
-
-    /// Batches being compressed now.
-    pub fn busy(&self) -> usize {
-        self.shared.busy.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for Compressors {
